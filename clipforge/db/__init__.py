@@ -1,0 +1,1 @@
+"""Postgres access: connection pool, migrations and repository functions."""

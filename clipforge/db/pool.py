@@ -1,0 +1,57 @@
+"""Bounded psycopg 3 connection pools.
+
+Every process opens one pool (at most 20 connections, per the scale rules), with a checkout
+timeout so a saturated pool fails a request quickly instead of queueing it forever, and a
+server-side statement timeout so one slow query cannot hold a connection indefinitely.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool
+
+from clipforge.settings import Settings
+
+Pool = ConnectionPool[Connection[DictRow]]
+Conn = Connection[DictRow]
+
+
+def connect_kwargs(settings: Settings, *, application_name: str) -> dict[str, Any]:
+    """Keyword arguments for `psycopg.connect` shared by pooled and dedicated connections."""
+    return {
+        "row_factory": dict_row,
+        "application_name": application_name,
+        "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+        "connect_timeout": max(1, int(settings.db_pool_timeout_s)),
+    }
+
+
+def create_pool(
+    settings: Settings,
+    database_url: str,
+    *,
+    application_name: str = "clipforge",
+    min_size: int | None = None,
+    max_size: int | None = None,
+) -> Pool:
+    """Open a pool against `database_url` and wait until its minimum connections exist.
+
+    `database_url` is passed separately from settings because the embedded default resolves it
+    at run time (see `clipforge.db.embedded`).
+    """
+    pool: Pool = ConnectionPool(
+        database_url,
+        min_size=settings.db_pool_min_size if min_size is None else min_size,
+        max_size=settings.db_pool_max_size if max_size is None else max_size,
+        timeout=settings.db_pool_timeout_s,
+        kwargs=connect_kwargs(settings, application_name=application_name),
+        connection_class=Connection[DictRow],
+        check=ConnectionPool.check_connection,
+        name=application_name,
+        open=False,
+    )
+    pool.open(wait=True, timeout=settings.db_pool_timeout_s)
+    return pool

@@ -1,0 +1,1 @@
+"""Repository functions: all SQL of the domain tables, parameterised, keyword-only."""

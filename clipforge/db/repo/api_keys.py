@@ -1,0 +1,75 @@
+"""API keys. Only a SHA-256 of each key is stored; the key itself is shown once at creation.
+
+Keys carry 32 random bytes, so an unsalted fast hash is safe here (nothing to brute-force),
+and it lets authentication look the key up by an indexed equality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from clipforge.db.pool import Conn
+from clipforge.errors import ValidationFailed
+
+_KEY_PREFIX = "cf_"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A stored API key (without the secret).
+
+    Attributes:
+        id: key id, owner of the videos created with it.
+        name: operator-chosen label.
+        prefix: first characters of the key, to recognise it in lists and logs.
+    """
+
+    id: uuid.UUID
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def hash_key(raw_key: str) -> bytes:
+    """The digest stored for a key."""
+    return hashlib.sha256(raw_key.encode()).digest()
+
+
+def create_api_key(conn: Conn, *, name: str) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the raw key (which is not stored anywhere)."""
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise ValidationFailed("key name must be 1-200 characters")
+    raw = _KEY_PREFIX + secrets.token_urlsafe(32)
+    row = conn.execute(
+        """INSERT INTO api_keys (id, name, prefix, key_hash) VALUES (%s, %s, %s, %s)
+           RETURNING id, name, prefix, created_at, revoked_at""",
+        (uuid.uuid4(), name, raw[:10], hash_key(raw)),
+    ).fetchone()
+    assert row is not None
+    return ApiKey(**row), raw
+
+
+def authenticate(conn: Conn, *, raw_key: str) -> ApiKey | None:
+    """The active key matching `raw_key`, or None."""
+    if not raw_key.startswith(_KEY_PREFIX) or len(raw_key) > 100:
+        return None
+    row = conn.execute(
+        """SELECT id, name, prefix, created_at, revoked_at FROM api_keys
+           WHERE key_hash = %s AND revoked_at IS NULL""",
+        (hash_key(raw_key),),
+    ).fetchone()
+    return ApiKey(**row) if row else None
+
+
+def revoke_api_key(conn: Conn, *, key_id: uuid.UUID) -> bool:
+    """Revoke a key; True if it was active."""
+    cur = conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (key_id,)
+    )
+    return cur.rowcount == 1

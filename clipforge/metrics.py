@@ -1,0 +1,73 @@
+"""Prometheus metrics of the API and worker processes.
+
+Processes we start ourselves (uvicorn API, queue worker driver) export these through
+prometheus-client. Code running inside Ray actors (Serve replicas, Ray Data actors) must use
+`ray.util.metrics` instead, because Ray only exports metrics recorded through its own API from
+its workers; `ray_counter` / `ray_histogram` give those the same names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
+_JOB_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+HTTP_REQUESTS = Counter(
+    "clipforge_http_requests_total", "HTTP requests served.", ["route", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "clipforge_http_request_duration_seconds",
+    "HTTP request latency.",
+    ["route", "method"],
+    buckets=_LATENCY_BUCKETS,
+)
+CACHE_REQUESTS = Counter(
+    "clipforge_cache_requests_total", "Cache lookups by result.", ["namespace", "result"]
+)
+CACHE_ERRORS = Counter(
+    "clipforge_cache_errors_total", "Redis errors that degraded a call to the database.", ["op"]
+)
+RATE_LIMITED = Counter("clipforge_rate_limited_total", "Requests refused by the rate limiter.")
+BREAKER_STATE = Gauge(
+    "clipforge_circuit_breaker_open", "1 while a circuit breaker is open.", ["breaker"]
+)
+RETRIES = Counter("clipforge_retries_total", "Retried calls to dependencies.", ["operation"])
+
+QUEUE_DEPTH = Gauge("clipforge_queue_depth", "Jobs by kind and state.", ["kind", "state"])
+QUEUE_OLDEST_AGE = Gauge(
+    "clipforge_queue_oldest_job_age_seconds",
+    "How long the oldest runnable queued job has waited, by kind.",
+    ["kind"],
+)
+JOBS_CLAIMED = Counter("clipforge_jobs_claimed_total", "Jobs leased by workers.", ["kind"])
+JOBS_FINISHED = Counter(
+    "clipforge_jobs_finished_total", "Job attempts by outcome.", ["kind", "outcome"]
+)
+JOB_DURATION = Histogram(
+    "clipforge_job_duration_seconds", "Job attempt wall time.", ["kind"], buckets=_JOB_BUCKETS
+)
+CLAIM_BATCH = Histogram(
+    "clipforge_claim_batch_size", "Jobs per claim.", buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200)
+)
+
+
+def ray_counter(name: str, description: str, tag_keys: Sequence[str] = ()) -> Any:
+    """A `ray.util.metrics.Counter`, for code that runs inside a Ray worker or actor."""
+    from ray.util import metrics as ray_metrics  # only importable where Ray is installed/used
+
+    return ray_metrics.Counter(name, description=description, tag_keys=tuple(tag_keys))
+
+
+def ray_histogram(
+    name: str, description: str, boundaries: Sequence[float], tag_keys: Sequence[str] = ()
+) -> Any:
+    """A `ray.util.metrics.Histogram`, for code that runs inside a Ray worker or actor."""
+    from ray.util import metrics as ray_metrics
+
+    return ray_metrics.Histogram(
+        name, description=description, boundaries=list(boundaries), tag_keys=tuple(tag_keys)
+    )

@@ -1,0 +1,41 @@
+"""Durable job queue on Postgres (see DESIGN.md, "Durable job queue")."""
+
+from clipforge.queue.backoff import Backoff
+from clipforge.queue.jobs import (
+    Job,
+    JobState,
+    claim,
+    complete,
+    enqueue,
+    fail,
+    get_job,
+    heartbeat,
+    redrive,
+    release,
+    requeue_expired,
+)
+from clipforge.queue.notify import JobNotifier
+from clipforge.queue.runner import JobResult, QueueRunner, RunnerOptions
+from clipforge.queue.stats import QueueStats, export_queue_metrics, queue_stats
+
+__all__ = [
+    "Backoff",
+    "Job",
+    "JobNotifier",
+    "JobResult",
+    "JobState",
+    "QueueRunner",
+    "QueueStats",
+    "RunnerOptions",
+    "claim",
+    "complete",
+    "enqueue",
+    "export_queue_metrics",
+    "fail",
+    "get_job",
+    "heartbeat",
+    "queue_stats",
+    "redrive",
+    "release",
+    "requeue_expired",
+]

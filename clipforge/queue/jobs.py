@@ -1,0 +1,258 @@
+"""The durable job queue: a Postgres table that is both the queue and the record.
+
+All functions take a connection and run inside the caller's transaction, so a job is enqueued
+atomically with the domain rows that need it, and a job is completed atomically with its
+outputs and the enqueueing of the next stage. Nothing here commits.
+
+Exactly-once completion rests on the lease: a worker may only complete, fail or heartbeat a job
+while `lease_owner` is its id. When a lease expires the job is requeued with a new owner and the
+old worker's late `complete` raises `LeaseLost`, which rolls back its transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from clipforge.db.pool import Conn
+from clipforge.errors import Conflict, LeaseLost, NotFound
+from clipforge.queue.backoff import Backoff
+
+JobState = Literal["queued", "running", "succeeded", "failed", "dead"]
+NOTIFY_CHANNEL = "clipforge_jobs"
+_MAX_ERROR_CHARS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A row of the `jobs` table.
+
+    Attributes:
+        id: queue-assigned id, increasing with enqueue order.
+        kind: what to run, e.g. ``import`` or ``transcribe``; selects the handler.
+        payload: JSON arguments of the job.
+        attempts: attempts started so far, including the running one.
+        run_after: earliest time the job may be claimed (backoff schedule).
+        lease_owner: worker id holding the job while it runs.
+        last_error: error of the latest failed attempt, kept after success for the record.
+    """
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    video_id: UUID | None
+    state: JobState
+    attempts: int
+    max_attempts: int
+    run_after: datetime
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    last_error: str | None
+    result: dict[str, Any] | None
+    idempotency_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        """Build from a `dict_row` of the jobs table."""
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+
+def enqueue(
+    conn: Conn,
+    *,
+    kind: str,
+    payload: Mapping[str, Any] | None = None,
+    video_id: UUID | None = None,
+    idempotency_key: str | None = None,
+    max_attempts: int = 5,
+    delay_s: float = 0.0,
+) -> Job:
+    """Add a job in the caller's transaction; with an idempotency key, return the existing job.
+
+    Idle workers are woken by NOTIFY, which Postgres delivers only when the transaction commits.
+    """
+    row = conn.execute(
+        """INSERT INTO jobs (kind, payload, video_id, idempotency_key, max_attempts, run_after)
+           VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))
+           ON CONFLICT (idempotency_key) DO NOTHING
+           RETURNING *""",
+        (kind, Jsonb(dict(payload or {})), video_id, idempotency_key, max_attempts, delay_s),
+    ).fetchone()
+    if row is None:
+        existing = conn.execute(
+            "SELECT * FROM jobs WHERE idempotency_key = %s", (idempotency_key,)
+        ).fetchone()
+        if existing is None:  # pragma: no cover - the conflicting row cannot vanish under FK rules
+            raise Conflict(f"job with idempotency key {idempotency_key!r} disappeared")
+        return Job.from_row(existing)
+    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, kind))
+    return Job.from_row(row)
+
+
+def requeue_expired(conn: Conn, *, limit: int = 1000) -> int:
+    """Requeue running jobs whose lease expired (their worker died); `dead` if out of attempts."""
+    rows = conn.execute(
+        """WITH expired AS (
+               SELECT id FROM jobs
+               WHERE state = 'running' AND lease_expires_at < now()
+               ORDER BY lease_expires_at
+               LIMIT %s
+               FOR UPDATE SKIP LOCKED)
+           UPDATE jobs j
+           SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
+               last_error = 'lease expired: worker ' || j.lease_owner || ' stopped heartbeating',
+               finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+               lease_owner = NULL, lease_expires_at = NULL, run_after = now(), updated_at = now()
+           FROM expired WHERE j.id = expired.id
+           RETURNING j.id""",
+        (limit,),
+    ).fetchall()
+    return len(rows)
+
+
+def claim(
+    conn: Conn,
+    *,
+    worker_id: str,
+    limit: int,
+    lease_s: float,
+    kinds: Sequence[str] | None = None,
+) -> list[Job]:
+    """Lease up to `limit` runnable jobs, oldest first; workers never block on each other's rows."""
+    requeue_expired(conn)
+    rows = conn.execute(
+        """UPDATE jobs
+           SET state = 'running', attempts = attempts + 1, lease_owner = %(worker)s,
+               lease_expires_at = now() + make_interval(secs => %(lease)s),
+               started_at = now(), updated_at = now()
+           WHERE id IN (
+               SELECT id FROM jobs
+               WHERE state = 'queued' AND run_after <= now()
+                 AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s::text[]))
+               ORDER BY run_after, id
+               LIMIT %(limit)s
+               FOR UPDATE SKIP LOCKED)
+           RETURNING *""",
+        {
+            "worker": worker_id,
+            "lease": lease_s,
+            "limit": limit,
+            "kinds": list(kinds) if kinds is not None else None,
+        },
+    ).fetchall()
+    return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
+
+
+def heartbeat(conn: Conn, *, worker_id: str, job_ids: Sequence[int], lease_s: float) -> set[int]:
+    """Extend the leases this worker still holds; return the ids still held."""
+    if not job_ids:
+        return set()
+    rows = conn.execute(
+        """UPDATE jobs SET lease_expires_at = now() + make_interval(secs => %s), updated_at = now()
+           WHERE id = ANY(%s) AND state = 'running' AND lease_owner = %s
+           RETURNING id""",
+        (lease_s, list(job_ids), worker_id),
+    ).fetchall()
+    return {int(r["id"]) for r in rows}
+
+
+def complete(
+    conn: Conn, *, job_id: int, worker_id: str, result: Mapping[str, Any] | None = None
+) -> None:
+    """Mark a leased job succeeded; raise `LeaseLost` (roll back!) if the lease moved on."""
+    cur = conn.execute(
+        """UPDATE jobs SET state = 'succeeded', result = %s, lease_owner = NULL,
+                  lease_expires_at = NULL, finished_at = now(), updated_at = now()
+           WHERE id = %s AND state = 'running' AND lease_owner = %s""",
+        (Jsonb(dict(result)) if result is not None else None, job_id, worker_id),
+    )
+    if cur.rowcount != 1:
+        raise LeaseLost(f"job {job_id} is no longer leased by {worker_id}")
+
+
+def fail(
+    conn: Conn,
+    *,
+    job_id: int,
+    worker_id: str,
+    error: str,
+    retryable: bool,
+    backoff: Backoff,
+) -> JobState:
+    """Record a failed attempt: retry after a backoff delay, or end `failed` / `dead`.
+
+    `failed` means the input itself is bad (retrying cannot help); `dead` means retries ran out.
+    Both keep the reason in `last_error` and can be re-driven.
+    """
+    row = conn.execute(
+        "SELECT attempts, max_attempts FROM jobs"
+        " WHERE id = %s AND state = 'running' AND lease_owner = %s FOR UPDATE",
+        (job_id, worker_id),
+    ).fetchone()
+    if row is None:
+        raise LeaseLost(f"job {job_id} is no longer leased by {worker_id}")
+    state: JobState
+    if not retryable:
+        state, delay = "failed", 0.0
+    elif row["attempts"] >= row["max_attempts"]:
+        state, delay = "dead", 0.0
+    else:
+        state, delay = "queued", backoff.delay(row["attempts"])
+    conn.execute(
+        """UPDATE jobs SET state = %s, last_error = %s, lease_owner = NULL, lease_expires_at = NULL,
+                  run_after = now() + make_interval(secs => %s), updated_at = now(),
+                  finished_at = CASE WHEN %s = 'queued' THEN NULL ELSE now() END
+           WHERE id = %s""",
+        (state, error[:_MAX_ERROR_CHARS], delay, state, job_id),
+    )
+    return state
+
+
+def release(conn: Conn, *, worker_id: str, job_ids: Sequence[int]) -> int:
+    """Give leased jobs back unrun (graceful shutdown); the attempt does not count."""
+    if not job_ids:
+        return 0
+    cur = conn.execute(
+        """UPDATE jobs SET state = 'queued', attempts = greatest(attempts - 1, 0),
+                  lease_owner = NULL, lease_expires_at = NULL, run_after = now(), updated_at = now()
+           WHERE id = ANY(%s) AND state = 'running' AND lease_owner = %s""",
+        (list(job_ids), worker_id),
+    )
+    if cur.rowcount:
+        conn.execute("SELECT pg_notify(%s, 'released')", (NOTIFY_CHANNEL,))
+    return cur.rowcount
+
+
+def redrive(conn: Conn, *, job_id: int) -> Job:
+    """Put a `dead` or `failed` job back in the queue with a fresh attempt budget."""
+    row = conn.execute(
+        """UPDATE jobs SET state = 'queued', attempts = 0, run_after = now(), updated_at = now(),
+                  finished_at = NULL
+           WHERE id = %s AND state IN ('dead', 'failed')
+           RETURNING *""",
+        (job_id,),
+    ).fetchone()
+    if row is None:
+        current = get_job(conn, job_id=job_id)
+        if current is None:
+            raise NotFound(f"job {job_id} not found")
+        raise Conflict(
+            f"job {job_id} is {current.state}; only dead or failed jobs can be re-driven"
+        )
+    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, row["kind"]))
+    return Job.from_row(row)
+
+
+def get_job(conn: Conn, *, job_id: int) -> Job | None:
+    """One job by id, or None."""
+    row = conn.execute("SELECT * FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    return Job.from_row(row) if row else None

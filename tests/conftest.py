@@ -1,0 +1,146 @@
+"""Test harness: real Postgres, Redis and S3-compatible servers.
+
+Uses DATABASE_URL / REDIS_URL / S3_ENDPOINT_URL when set (CI points them at the machine's
+servers); otherwise starts real local ones (embedded Postgres from `pgserver`, a private
+`redis-server`, `nanio`). Each test session works in its own database; each test starts from
+empty tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from clipforge.db.migrate import migrate
+from clipforge.db.pool import Pool, create_pool
+from clipforge.settings import Settings, load_settings
+from tests.utils.servers import nanio_server, redis_server
+
+_S3_KEY = "clipforge-test"
+_S3_SECRET = "clipforge-test-secret"
+
+
+def _admin_url(tmp_root: Path) -> str:
+    if url := os.environ.get("DATABASE_URL"):
+        return url
+    import pgserver
+
+    server = pgserver.get_server(tmp_root / "pgdata", cleanup_mode="stop")
+    return str(server.get_uri())
+
+
+def _with_database(url: str, dbname: str) -> str:
+    return str(psycopg.conninfo.make_conninfo(url, dbname=dbname))
+
+
+@contextlib.contextmanager
+def temporary_database(admin_url: str) -> Iterator[str]:
+    """An empty database that is dropped afterwards; yields its URL."""
+    name = f"cf_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _with_database(admin_url, name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def admin_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """URL of the server's maintenance database (DATABASE_URL or an embedded server)."""
+    return _admin_url(tmp_path_factory.mktemp("pg"))
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_database_url: str) -> Iterator[str]:
+    """A migrated database private to this test session."""
+    with temporary_database(admin_database_url) as url:
+        migrate(url)
+        yield url
+
+
+@pytest.fixture()
+def fresh_database_url(admin_database_url: str) -> Iterator[str]:
+    """An empty, unmigrated database for one test."""
+    with temporary_database(admin_database_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings pointing at the session database (other values from the environment)."""
+    return load_settings(
+        database_url=database_url,
+        environment="test",
+        data_dir=tmp_path_factory.mktemp("clipforge-data"),
+        queue_lease_s=30,
+        queue_heartbeat_s=5,
+    )
+
+
+@pytest.fixture(scope="session")
+def pool(settings: Settings, database_url: str) -> Iterator[Pool]:
+    """A connection pool on the session database."""
+    with create_pool(settings, database_url, application_name="clipforge-tests", max_size=20) as p:
+        yield p
+
+
+@pytest.fixture()
+def db(pool: Pool) -> Pool:
+    """The pool, with every table emptied first."""
+    with pool.connection() as conn:
+        tables = [
+            r["tablename"]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename <> 'schema_migrations'"
+            ).fetchall()
+        ]
+        if tables:
+            conn.execute(
+                sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+                    sql.SQL(", ").join(sql.Identifier(t) for t in tables)
+                )
+            )
+    return pool
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """REDIS_URL, or a private redis-server for the session."""
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    with redis_server() as (url, _proc):
+        yield url
+
+
+@pytest.fixture()
+def redis_prefix() -> str:
+    """A key prefix private to one test, so tests never see each other's keys."""
+    return f"cftest:{uuid.uuid4().hex[:10]}:"
+
+
+@pytest.fixture(scope="session")
+def s3_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings for a real S3-compatible server: S3_ENDPOINT_URL if set, else `nanio`."""
+    bucket = f"cf-test-{uuid.uuid4().hex[:8]}"
+    if endpoint := os.environ.get("S3_ENDPOINT_URL"):
+        yield load_settings(s3_endpoint_url=endpoint, s3_bucket=bucket, environment="test")
+        return
+    with nanio_server(tmp_path_factory.mktemp("s3"), access_key=_S3_KEY, secret_key=_S3_SECRET) as url:
+        yield load_settings(
+            s3_endpoint_url=url,
+            s3_bucket=bucket,
+            s3_access_key_id=_S3_KEY,
+            s3_secret_access_key=_S3_SECRET,
+            environment="test",
+        )
