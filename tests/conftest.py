@@ -50,7 +50,9 @@ def temporary_database(admin_url: str) -> Iterator[str]:
         yield _with_database(admin_url, name)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +138,9 @@ def s3_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     if endpoint := os.environ.get("S3_ENDPOINT_URL"):
         yield load_settings(s3_endpoint_url=endpoint, s3_bucket=bucket, environment="test")
         return
-    with nanio_server(tmp_path_factory.mktemp("s3"), access_key=_S3_KEY, secret_key=_S3_SECRET) as url:
+    with nanio_server(
+        tmp_path_factory.mktemp("s3"), access_key=_S3_KEY, secret_key=_S3_SECRET
+    ) as url:
         yield load_settings(
             s3_endpoint_url=url,
             s3_bucket=bucket,

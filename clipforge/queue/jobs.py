@@ -126,9 +126,15 @@ def claim(
     limit: int,
     lease_s: float,
     kinds: Sequence[str] | None = None,
+    reap: bool = True,
 ) -> list[Job]:
-    """Lease up to `limit` runnable jobs, oldest first; workers never block on each other's rows."""
-    requeue_expired(conn)
+    """Lease up to `limit` runnable jobs, oldest first; workers never block on each other's rows.
+
+    With `reap`, expired leases are requeued first; busy workers pass False on most claims since
+    a lease cannot expire more often than once per lease length.
+    """
+    if reap:
+        requeue_expired(conn)
     rows = conn.execute(
         """UPDATE jobs
            SET state = 'running', attempts = attempts + 1, lease_owner = %(worker)s,

@@ -51,12 +51,14 @@ class RunnerOptions:
         lease_s: lease length; a dead worker's jobs return after at most this long.
         heartbeat_s: lease renewal interval, well under `lease_s`.
         idle_poll_s: longest sleep between claims when idle (NOTIFY usually wakes earlier).
+        reap_interval_s: how often a busy worker requeues other workers' expired leases.
     """
 
     batch_size: int = 10
     lease_s: float = 60.0
     heartbeat_s: float = 15.0
     idle_poll_s: float = 5.0
+    reap_interval_s: float = 5.0
     backoff: Backoff = field(default_factory=Backoff)
 
 
@@ -79,6 +81,8 @@ class QueueRunner:
         self._notifier = notifier
         self._held: set[int] = set()
         self._held_lock = threading.Lock()
+        self._next_reap = 0.0
+        self._last_claim_empty = True
         self.stop = threading.Event()
 
     def run(self, *, until_empty: bool = False) -> int:
@@ -101,6 +105,11 @@ class QueueRunner:
 
     def run_once(self) -> int:
         """Claim one batch and run it; returns the number of jobs claimed."""
+        # Idle workers reap on every poll (they have time); busy ones every reap_interval_s.
+        now = time.monotonic()
+        reap = now >= self._next_reap or self._last_claim_empty
+        if reap:
+            self._next_reap = now + self.options.reap_interval_s
         with self._pool.connection() as conn:
             batch = q.claim(
                 conn,
@@ -108,7 +117,9 @@ class QueueRunner:
                 limit=self.options.batch_size,
                 lease_s=self.options.lease_s,
                 kinds=sorted(self._handlers),
+                reap=reap,
             )
+        self._last_claim_empty = not batch
         CLAIM_BATCH.observe(len(batch))
         with self._held_lock:
             self._held.update(j.id for j in batch)

@@ -18,12 +18,17 @@ def make_video(pool: Pool, key: ApiKey | None = None, **kwargs: object) -> Video
     """A video row owned by `key`."""
     with pool.connection() as conn:
         return create_video(
-            conn, owner_key_id=key.id if key else None, source_kind="url",
-            source_url="https://example.com/v.mp4", **kwargs,  # type: ignore[arg-type]
+            conn,
+            owner_key_id=key.id if key else None,
+            source_kind="url",
+            source_url="https://example.com/v.mp4",
+            **kwargs,  # type: ignore[arg-type]
         )
 
 
 def enqueue_many(pool: Pool, n: int, *, kind: str = "test", max_attempts: int = 5) -> list[Job]:
     """Enqueue `n` jobs in one transaction."""
     with pool.connection() as conn, conn.transaction():
-        return [enqueue(conn, kind=kind, payload={"n": i}, max_attempts=max_attempts) for i in range(n)]
+        return [
+            enqueue(conn, kind=kind, payload={"n": i}, max_attempts=max_attempts) for i in range(n)
+        ]

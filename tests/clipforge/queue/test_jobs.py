@@ -30,7 +30,8 @@ from tests.utils.factories import enqueue_many, make_video
 def _delay_s(pool: Pool, job_id: int) -> float:
     with pool.connection() as conn:
         row = conn.execute(
-            "SELECT EXTRACT(EPOCH FROM run_after - updated_at) AS d FROM jobs WHERE id = %s", (job_id,)
+            "SELECT EXTRACT(EPOCH FROM run_after - updated_at) AS d FROM jobs WHERE id = %s",
+            (job_id,),
         ).fetchone()
     assert row is not None
     return float(row["d"])
@@ -41,7 +42,9 @@ def test_claim_leases_oldest_jobs_and_complete_records_result(db: Pool) -> None:
     with db.connection() as conn:
         claimed = claim(conn, worker_id="w1", limit=2, lease_s=30)
         assert [j.id for j in claimed] == [jobs[0].id, jobs[1].id]
-        assert all(j.state == "running" and j.attempts == 1 and j.lease_owner == "w1" for j in claimed)
+        assert all(
+            j.state == "running" and j.attempts == 1 and j.lease_owner == "w1" for j in claimed
+        )
         complete(conn, job_id=claimed[0].id, worker_id="w1", result={"ok": True})
         done = get_job(conn, job_id=claimed[0].id)
     assert done is not None and done.state == "succeeded" and done.result == {"ok": True}
@@ -55,7 +58,14 @@ def test_only_the_lease_holder_can_complete_fail_or_heartbeat(db: Pool) -> None:
         with pytest.raises(LeaseLost):
             complete(conn, job_id=job.id, worker_id="intruder")
         with pytest.raises(LeaseLost):
-            fail(conn, job_id=job.id, worker_id="intruder", error="x", retryable=True, backoff=Backoff())
+            fail(
+                conn,
+                job_id=job.id,
+                worker_id="intruder",
+                error="x",
+                retryable=True,
+                backoff=Backoff(),
+            )
         assert heartbeat(conn, worker_id="intruder", job_ids=[job.id], lease_s=30) == set()
         assert heartbeat(conn, worker_id="w1", job_ids=[job.id], lease_s=30) == {job.id}
 
@@ -63,8 +73,12 @@ def test_only_the_lease_holder_can_complete_fail_or_heartbeat(db: Pool) -> None:
 def test_idempotency_key_returns_the_existing_job(db: Pool) -> None:
     video = make_video(db)
     with db.connection() as conn:
-        first = enqueue(conn, kind="import", video_id=video.id, idempotency_key=f"import:{video.id}")
-        again = enqueue(conn, kind="import", video_id=video.id, idempotency_key=f"import:{video.id}")
+        first = enqueue(
+            conn, kind="import", video_id=video.id, idempotency_key=f"import:{video.id}"
+        )
+        again = enqueue(
+            conn, kind="import", video_id=video.id, idempotency_key=f"import:{video.id}"
+        )
         count = conn.execute("SELECT count(*) AS n FROM jobs").fetchone()
     assert again.id == first.id and count == {"n": 1}
 
@@ -99,7 +113,14 @@ def test_failures_follow_backoff_then_dead_then_redrive(db: Pool) -> None:
         with db.connection() as conn:
             (leased,) = claim(conn, worker_id="w", limit=1, lease_s=30)
             assert leased.attempts == attempt
-            state = fail(conn, job_id=job.id, worker_id="w", error=f"boom {attempt}", retryable=True, backoff=backoff)
+            state = fail(
+                conn,
+                job_id=job.id,
+                worker_id="w",
+                error=f"boom {attempt}",
+                retryable=True,
+                backoff=backoff,
+            )
             assert state == "queued"
             # Not claimable until its backoff delay has passed.
             assert claim(conn, worker_id="w", limit=1, lease_s=30) == []
@@ -107,9 +128,19 @@ def test_failures_follow_backoff_then_dead_then_redrive(db: Pool) -> None:
         time.sleep(ceiling + 0.05)
     with db.connection() as conn:
         claim(conn, worker_id="w", limit=1, lease_s=30)
-        assert fail(conn, job_id=job.id, worker_id="w", error="boom 3", retryable=True, backoff=backoff) == "dead"
+        assert (
+            fail(
+                conn, job_id=job.id, worker_id="w", error="boom 3", retryable=True, backoff=backoff
+            )
+            == "dead"
+        )
         dead = get_job(conn, job_id=job.id)
-        assert dead is not None and dead.state == "dead" and dead.last_error == "boom 3" and dead.attempts == 3
+        assert (
+            dead is not None
+            and dead.state == "dead"
+            and dead.last_error == "boom 3"
+            and dead.attempts == 3
+        )
         assert claim(conn, worker_id="w", limit=1, lease_s=30) == []
         revived = redrive(conn, job_id=job.id)
         assert revived.state == "queued" and revived.attempts == 0
@@ -146,7 +177,9 @@ def test_runner_commits_outputs_with_completion(db: Pool) -> None:
     def handler(j: object) -> JobResult:
         return JobResult(
             result={"stage": "done"},
-            on_commit=lambda conn: enqueue(conn, kind="next", idempotency_key=f"next:{job.id}") and None,
+            on_commit=lambda conn: (
+                enqueue(conn, kind="next", idempotency_key=f"next:{job.id}") and None
+            ),
         )
 
     QueueRunner(db, {"test": handler}, worker_id="w").run(until_empty=True)
@@ -212,4 +245,3 @@ def test_queue_stats_reports_depth_and_oldest_age(db: Pool) -> None:
     assert stats.depth[("import", "running")] == 1
     assert stats.oldest_age_s["import"] >= 0.2
     assert stats.total("queued") == 2
-

@@ -32,7 +32,10 @@ def test_eight_workers_drain_2000_jobs_exactly_once(db: Pool) -> None:
         QueueRunner(db, {"test": handler}, worker_id=f"w{i}", options=RunnerOptions(batch_size=10))
         for i in range(8)
     ]
-    threads = [threading.Thread(target=r.run, kwargs={"until_empty": True}, name=r.worker_id) for r in runners]
+    threads = [
+        threading.Thread(target=r.run, kwargs={"until_empty": True}, name=r.worker_id)
+        for r in runners
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -54,7 +57,14 @@ def test_eight_workers_drain_2000_jobs_exactly_once(db: Pool) -> None:
 def test_sigkilled_worker_loses_nothing(db: Pool, database_url: str) -> None:
     jobs = enqueue_many(db, 3)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.clipforge.queue._killable_worker", database_url, "doomed", "3"],
+        [
+            sys.executable,
+            "-m",
+            "tests.clipforge.queue._killable_worker",
+            database_url,
+            "doomed",
+            "3",
+        ],
         cwd=_REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -66,7 +76,9 @@ def test_sigkilled_worker_loses_nothing(db: Pool, database_url: str) -> None:
         # While it lives, its heartbeat keeps the 1.5 s lease alive well past 1.5 s.
         time.sleep(2.0)
         with db.connection() as conn:
-            held = conn.execute("SELECT count(*) AS n FROM jobs WHERE lease_owner = 'doomed'").fetchone()
+            held = conn.execute(
+                "SELECT count(*) AS n FROM jobs WHERE lease_owner = 'doomed'"
+            ).fetchone()
         assert held == {"n": 3}
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)

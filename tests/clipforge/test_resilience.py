@@ -1,0 +1,76 @@
+"""Retry with backoff and the circuit breaker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from clipforge.errors import CircuitOpen
+from clipforge.resilience import CircuitBreaker, RetryPolicy, retry_call
+
+
+def test_retry_recovers_from_transient_errors() -> None:
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("blip")
+        return "ok"
+
+    assert retry_call(flaky, policy=RetryPolicy(attempts=3, base_s=0.01), operation="t") == "ok"
+    assert len(calls) == 3
+
+
+def test_retry_gives_up_and_does_not_retry_other_errors() -> None:
+    calls: list[int] = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError):
+        retry_call(broken, policy=RetryPolicy(attempts=5, base_s=0.01), operation="t")
+    assert len(calls) == 1
+    with pytest.raises(TimeoutError):
+        retry_call(
+            lambda: (_ for _ in ()).throw(TimeoutError()),
+            policy=RetryPolicy(attempts=2, base_s=0.01),
+            operation="t",
+        )
+
+
+def test_breaker_opens_fails_fast_then_half_opens_and_closes() -> None:
+    breaker = CircuitBreaker("dep", failure_threshold=2, reset_after_s=0.2)
+    calls: list[int] = []
+
+    def down() -> None:
+        calls.append(1)
+        raise ConnectionError("down")
+
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            breaker.call(down)
+    assert breaker.state == "open"
+    with pytest.raises(CircuitOpen):
+        breaker.call(down)
+    assert len(calls) == 2  # the open breaker did not call the dependency
+    time.sleep(0.25)
+    assert breaker.state == "half-open"
+    with pytest.raises(ConnectionError):
+        breaker.call(down)  # the trial call fails: open again
+    assert breaker.state == "open"
+    time.sleep(0.25)
+    assert breaker.call(lambda: "back") == "back"
+    assert breaker.state == "closed"
+
+
+def test_breaker_ignores_errors_that_are_not_outages() -> None:
+    breaker = CircuitBreaker(
+        "s3", failure_threshold=1, is_failure=lambda e: not isinstance(e, KeyError)
+    )
+    for _ in range(3):
+        with pytest.raises(KeyError):
+            breaker.call(lambda: {}["missing"])
+    assert breaker.state == "closed"
