@@ -1,0 +1,98 @@
+"""Rendered clip exports (aspect ratio + caption style), with their storage keys."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from psycopg import sql
+
+from clipforge.db.pool import Conn
+from clipforge.pagination import Cursor, check_limit
+
+AspectRatio = Literal["9:16", "1:1", "16:9"]
+ExportStatus = Literal["queued", "rendering", "ready", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """A stored export; `object_key` is set once the render is uploaded."""
+
+    id: uuid.UUID
+    clip_id: uuid.UUID
+    aspect_ratio: AspectRatio
+    caption_style: str
+    status: ExportStatus
+    object_key: str | None
+    thumbnail_key: str | None
+    duration_s: float | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        data = {name: getattr(self, name) for name in self.__slots__}
+        data["id"], data["clip_id"] = str(self.id), str(self.clip_id)
+        data["created_at"], data["updated_at"] = (
+            self.created_at.isoformat(),
+            self.updated_at.isoformat(),
+        )
+        return data
+
+
+def create_export(
+    conn: Conn, *, clip_id: uuid.UUID, aspect_ratio: AspectRatio, caption_style: str
+) -> Export:
+    """A queued export row."""
+    row = conn.execute(
+        """INSERT INTO exports (id, clip_id, aspect_ratio, caption_style) VALUES (%s, %s, %s, %s)
+           RETURNING *""",
+        (uuid.uuid4(), clip_id, aspect_ratio, caption_style),
+    ).fetchone()
+    assert row is not None
+    return Export(**row)
+
+
+def get_export(conn: Conn, *, export_id: uuid.UUID) -> Export | None:
+    """One export."""
+    row = conn.execute("SELECT * FROM exports WHERE id = %s", (export_id,)).fetchone()
+    return Export(**row) if row else None
+
+
+_UPDATABLE = {"status", "object_key", "thumbnail_key", "duration_s", "error"}
+
+
+def update_export(conn: Conn, *, export_id: uuid.UUID, **fields: Any) -> Export | None:
+    """Set some of status / object_key / thumbnail_key / duration_s / error."""
+    if not fields or set(fields) - _UPDATABLE:
+        raise ValueError(f"cannot update export columns {sorted(set(fields) - _UPDATABLE)}")
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(n), sql.Placeholder(n)) for n in sorted(fields)
+    )
+    query = sql.SQL("UPDATE exports SET {}, updated_at = now() WHERE id = %(id)s RETURNING *")
+    row = conn.execute(query.format(assignments), fields | {"id": export_id}).fetchone()
+    return Export(**row) if row else None
+
+
+def list_exports(
+    conn: Conn, *, clip_id: uuid.UUID, limit: int, cursor: Cursor | None = None
+) -> tuple[list[Export], Cursor | None]:
+    """One keyset page of a clip's exports, oldest first."""
+    check_limit(limit)
+    rows = conn.execute(
+        """SELECT * FROM exports WHERE clip_id = %(c)s
+             AND (%(t)s::timestamptz IS NULL OR (created_at, id) > (%(t)s::timestamptz, %(i)s::uuid))
+           ORDER BY created_at, id LIMIT %(n)s""",
+        {
+            "c": clip_id,
+            "n": limit + 1,
+            "t": cursor.created_at if cursor else None,
+            "i": cursor.id if cursor else None,
+        },
+    ).fetchall()
+    exports = [Export(**r) for r in rows[:limit]]
+    nxt = Cursor(exports[-1].created_at, exports[-1].id) if len(rows) > limit else None
+    return exports, nxt

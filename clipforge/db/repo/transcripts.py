@@ -1,0 +1,82 @@
+"""Transcripts with segments and word timings. Writes replace, so re-running a stage never duplicates."""
+
+from __future__ import annotations
+
+import uuid
+
+from clipforge.db.pool import Conn
+from clipforge.types import ModelInfo, Segment, Transcript, Word
+
+
+def replace_transcript(conn: Conn, *, video_id: uuid.UUID, transcript: Transcript) -> None:
+    """Store `transcript` for the video, replacing any earlier one (batched inserts)."""
+    conn.execute("DELETE FROM transcripts WHERE video_id = %s", (video_id,))
+    conn.execute(
+        """INSERT INTO transcripts (video_id, language, duration_s, text, model_name, model_version)
+           VALUES (%s, %s, %s, %s, %s, %s)""",
+        (
+            video_id,
+            transcript.language,
+            transcript.duration,
+            transcript.text,
+            transcript.model.name,
+            transcript.model.version,
+        ),
+    )
+    segments = [(video_id, i, s.start, s.end, s.text) for i, s in enumerate(transcript.segments)]
+    words: list[tuple[object, ...]] = []
+    for seg_idx, segment in enumerate(transcript.segments):
+        for word in segment.words:
+            words.append(
+                (video_id, len(words), seg_idx, word.start, word.end, word.text, word.probability)
+            )
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO transcript_segments (video_id, idx, start_s, end_s, text) VALUES (%s, %s, %s, %s, %s)",
+            segments,
+        )
+        cur.executemany(
+            """INSERT INTO transcript_words (video_id, idx, segment_idx, start_s, end_s, word, probability)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+            words,
+        )
+
+
+def get_transcript(conn: Conn, *, video_id: uuid.UUID) -> Transcript | None:
+    """The stored transcript (three indexed queries, no N+1), or None."""
+    head = conn.execute("SELECT * FROM transcripts WHERE video_id = %s", (video_id,)).fetchone()
+    if head is None:
+        return None
+    seg_rows = conn.execute(
+        "SELECT idx, start_s, end_s, text FROM transcript_segments WHERE video_id = %s ORDER BY idx",
+        (video_id,),
+    ).fetchall()
+    word_rows = conn.execute(
+        """SELECT segment_idx, start_s, end_s, word, probability FROM transcript_words
+           WHERE video_id = %s ORDER BY idx""",
+        (video_id,),
+    ).fetchall()
+    by_segment: dict[int, list[Word]] = {}
+    for w in word_rows:
+        by_segment.setdefault(w["segment_idx"], []).append(
+            Word(
+                start=w["start_s"],
+                end=w["end_s"],
+                text=w["word"],
+                probability=float(w["probability"]),
+            )
+        )
+    segments = tuple(
+        Segment(
+            start=s["start_s"],
+            end=s["end_s"],
+            text=s["text"],
+            words=tuple(by_segment.get(s["idx"], ())),
+        )
+        for s in seg_rows
+    )
+    # The sha256 is not stored per transcript; the version string carries the weights hash prefix.
+    model = ModelInfo(name=head["model_name"], version=head["model_version"], sha256="")
+    return Transcript(
+        language=head["language"], duration=head["duration_s"], segments=segments, model=model
+    )

@@ -1,0 +1,88 @@
+"""Domain result types shared by models, persistence, pipelines and the API.
+
+They live in the core package because the database layer stores them and the models produce
+them; `models.types` re-exports them for model code.
+
+Frozen dataclasses so results can be hashed, compared in tests and sent through Ray unchanged.
+Times are seconds from the start of the source media.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """Identity of a model that produced an output.
+
+    Attributes:
+        name: stable model name, e.g. ``whisper-tiny.en``.
+        version: version string; includes the weights hash prefix so a changed file is a new version.
+        sha256: hex digest over the weight files.
+    """
+
+    name: str
+    version: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One recognised word.
+
+    Attributes:
+        start: start time in seconds.
+        end: end time in seconds (>= start).
+        text: the word as spoken, without surrounding whitespace.
+        probability: recogniser confidence in [0, 1].
+    """
+
+    start: float
+    end: float
+    text: str
+    probability: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A sentence-like span of speech with its words.
+
+    Attributes:
+        start: start time in seconds.
+        end: end time in seconds.
+        text: the segment text.
+        words: the words, in order, with absolute times.
+    """
+
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """A whole transcript of one media file.
+
+    Attributes:
+        language: ISO 639-1 code that was detected or forced.
+        duration: duration of the audio in seconds.
+        segments: segments in time order.
+        model: the ASR model that made it.
+    """
+
+    language: str
+    duration: float
+    segments: tuple[Segment, ...]
+    model: ModelInfo
+
+    @property
+    def words(self) -> tuple[Word, ...]:
+        """All words in time order."""
+        return tuple(w for s in self.segments for w in s.words)
+
+    @property
+    def text(self) -> str:
+        """The full text, segments joined by spaces."""
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
