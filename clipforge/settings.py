@@ -7,6 +7,7 @@ instead of failing later inside a request or a job.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -67,6 +68,11 @@ class Settings(BaseSettings):
     text_model_dir: Path | None = None
     title_model_dir: Path | None = None
 
+    # Source fetching (SSRF guard): networks trusted besides public addresses, size and time limits
+    fetch_allow_cidrs: list[str] = Field(default_factory=list)
+    max_source_bytes: int = Field(default=4 * 1024**3, ge=1)
+    fetch_timeout_s: float = Field(default=60.0, gt=0)
+
     # API limits
     rate_limit_per_minute: int = Field(default=120, ge=1)
     rate_limit_burst: int = Field(default=30, ge=1)
@@ -116,6 +122,16 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
+
+    @field_validator("fetch_allow_cidrs")
+    @classmethod
+    def _check_cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a CIDR network") from None
+        return value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
