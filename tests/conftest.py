@@ -148,3 +148,22 @@ def s3_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
             s3_secret_access_key=_S3_SECRET,
             environment="test",
         )
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One local Ray for the whole session (2 CPUs, small object store, no dashboard)."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=256 * 1024 * 1024,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
