@@ -40,6 +40,11 @@ class JobResult:
 
 
 Handler = Callable[[q.Job], JobResult | None]
+# A batch handler runs many jobs of one kind at once (a Ray Data pipeline over the batch) and
+# returns, per job id, its result or the exception that failed that job alone.
+BatchHandler = Callable[[list[q.Job]], Mapping[int, JobResult | Exception]]
+# Called inside the transaction that marks a job `failed` or `dead` (e.g. to fail its video).
+FailureHook = Callable[[Conn, q.Job, str, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +78,13 @@ class QueueRunner:
         worker_id: str,
         options: RunnerOptions | None = None,
         notifier: JobNotifier | None = None,
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
+        on_failed: FailureHook | None = None,
     ) -> None:
         self._pool = pool
         self._handlers = dict(handlers)
+        self._batch_handlers = dict(batch_handlers or {})
+        self._on_failed = on_failed
         self.worker_id = worker_id
         self.options = options or RunnerOptions()
         self._notifier = notifier
@@ -116,33 +125,64 @@ class QueueRunner:
                 worker_id=self.worker_id,
                 limit=self.options.batch_size,
                 lease_s=self.options.lease_s,
-                kinds=sorted(self._handlers),
+                kinds=sorted(set(self._handlers) | set(self._batch_handlers)),
                 reap=reap,
             )
         self._last_claim_empty = not batch
         CLAIM_BATCH.observe(len(batch))
         with self._held_lock:
             self._held.update(j.id for j in batch)
-        for index, job in enumerate(batch):
-            if self.stop.is_set():
-                self._release([j.id for j in batch[index:]])
-                break
+        for job in batch:
             JOBS_CLAIMED.labels(kind=job.kind).inc()
+        grouped = [j for j in batch if j.kind in self._batch_handlers]
+        for kind in sorted({j.kind for j in grouped}):
+            self._run_batch([j for j in grouped if j.kind == kind])
+        singles = [j for j in batch if j.kind not in self._batch_handlers]
+        for index, job in enumerate(singles):
+            if self.stop.is_set():
+                self._release([j.id for j in singles[index:]])
+                break
             self._run_job(job)
         return len(batch)
+
+    def _run_batch(self, jobs: list[q.Job]) -> None:
+        started = time.monotonic()
+        kind = jobs[0].kind
+        try:
+            outcomes: Mapping[int, JobResult | Exception] = self._batch_handlers[kind](jobs)
+        except Exception as exc:  # the whole batch failed (e.g. the cluster went away)
+            outcomes = {j.id: exc for j in jobs}
+        elapsed = time.monotonic() - started
+        for job in jobs:
+            outcome = outcomes.get(job.id, RuntimeError("batch handler returned no outcome"))
+            with job_context(job.id):
+                if isinstance(outcome, Exception):
+                    self._record_failure(job, outcome)
+                else:
+                    self._finish_safely(job, outcome)
+            JOB_DURATION.labels(kind=kind).observe(elapsed)
+            with self._held_lock:
+                self._held.discard(job.id)
+
+    def _finish_safely(self, job: q.Job, outcome: JobResult) -> None:
+        try:
+            self._finish(job, outcome)
+            JOBS_FINISHED.labels(kind=job.kind, outcome="succeeded").inc()
+        except LeaseLost:
+            log.warning("lease lost; another worker owns the job now")
+            JOBS_FINISHED.labels(kind=job.kind, outcome="lease_lost").inc()
+        except Exception as exc:  # writing the outputs failed: record it on the job
+            self._record_failure(job, exc)
 
     def _run_job(self, job: q.Job) -> None:
         started = time.monotonic()
         with job_context(job.id):
             try:
                 outcome = self._handlers[job.kind](job) or JobResult()
-                self._finish(job, outcome)
-                JOBS_FINISHED.labels(kind=job.kind, outcome="succeeded").inc()
-            except LeaseLost:
-                log.warning("lease lost; another worker owns the job now")
-                JOBS_FINISHED.labels(kind=job.kind, outcome="lease_lost").inc()
             except Exception as exc:  # every failure must be recorded on the job
                 self._record_failure(job, exc)
+            else:
+                self._finish_safely(job, outcome)
             finally:
                 JOB_DURATION.labels(kind=job.kind).observe(time.monotonic() - started)
                 with self._held_lock:
@@ -168,6 +208,8 @@ class QueueRunner:
                     retryable=retryable,
                     backoff=self.options.backoff,
                 )
+                if state != "queued" and self._on_failed is not None:
+                    self._on_failed(conn, job, state, error)
         except LeaseLost:
             log.warning("lease lost before the failure could be recorded")
             return
