@@ -9,10 +9,12 @@ empty tables.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 import pytest
@@ -167,3 +169,23 @@ def ray_local() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+_MEDIA_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_test_media.py"
+
+
+@pytest.fixture(scope="session")
+def media_script() -> ModuleType:
+    """scripts/make_test_media.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("make_test_media", _MEDIA_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def test_media(media_script: ModuleType) -> dict[str, Path]:
+    """Name -> path of every test medium (built once per machine under .cache/test-media)."""
+    built: dict[str, Path] = media_script.build_all()
+    return built

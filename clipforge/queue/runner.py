@@ -33,10 +33,13 @@ class JobResult:
         result: JSON stored on the job row.
         on_commit: writes (outputs, next-stage enqueue) run in the same transaction that marks
             the job succeeded, so either all of it is visible or none of it.
+        after_commit: best-effort follow-ups once that transaction committed (cache
+            invalidation, deleting replaced objects); a failure here is logged, not retried.
     """
 
     result: dict[str, Any] | None = None
     on_commit: Callable[[Conn], None] | None = None
+    after_commit: Callable[[], None] | None = None
 
 
 Handler = Callable[[q.Job], JobResult | None]
@@ -96,7 +99,10 @@ class QueueRunner:
 
     def run(self, *, until_empty: bool = False) -> int:
         """Loop until `stop` is set (or, with `until_empty`, until a claim finds nothing)."""
-        beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        beat_stop = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat_loop, args=(beat_stop,), name="heartbeat", daemon=True
+        )
         beat.start()
         done = 0
         try:
@@ -108,7 +114,7 @@ class QueueRunner:
                         break
                     self._idle_wait()
         finally:
-            self.stop.set()
+            beat_stop.set()
             beat.join(timeout=self.options.heartbeat_s + 1)
         return done
 
@@ -193,6 +199,11 @@ class QueueRunner:
             if outcome.on_commit is not None:
                 outcome.on_commit(conn)
             q.complete(conn, job_id=job.id, worker_id=self.worker_id, result=outcome.result)
+        if outcome.after_commit is not None:
+            try:
+                outcome.after_commit()
+            except Exception:  # the job's data is committed; this was only tidying up
+                log.exception("after-commit step failed")
 
     def _record_failure(self, job: q.Job, exc: Exception) -> None:
         # Unknown exceptions are retried: most are transient, and max_attempts bounds a bug.
@@ -222,8 +233,8 @@ class QueueRunner:
         with self._held_lock:
             self._held.difference_update(job_ids)
 
-    def _heartbeat_loop(self) -> None:
-        while not self.stop.wait(self.options.heartbeat_s):
+    def _heartbeat_loop(self, done: threading.Event) -> None:
+        while not done.wait(self.options.heartbeat_s):
             with self._held_lock:
                 held = sorted(self._held)
             if not held:

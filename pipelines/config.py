@@ -1,0 +1,108 @@
+"""Pipeline configuration (`configs/pipeline.yaml`), validated with pydantic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from clipforge.errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pipeline.yaml"
+AspectRatio = Literal["9:16", "1:1", "16:9"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorkerConfig(_Section):
+    """Queue worker tunables."""
+
+    claim_batch_size: int = Field(8, ge=1, le=100)
+    lease_s: float = Field(120, gt=0)
+    heartbeat_s: float = Field(20, gt=0)
+    idle_poll_s: float = Field(5, gt=0)
+    max_attempts: int = Field(5, ge=1)
+
+
+class ImportConfig(_Section):
+    """Import stage limits."""
+
+    num_cpus: float = Field(0.25, gt=0)
+    max_source_bytes: int = Field(4 * 1024**3, ge=1)
+    max_duration_s: float = Field(4 * 3600, gt=0)
+    fetch_timeout_s: float = Field(120, gt=0)
+
+
+class TranscribeConfig(_Section):
+    """Audio decoding and the ASR actor pool."""
+
+    decode_num_cpus: float = Field(0.5, gt=0)
+    asr_actors_min: int = Field(1, ge=1)
+    asr_actors_max: int = Field(2, ge=1)
+    asr_num_cpus: float = Field(1, gt=0)
+    asr_num_gpus: float = Field(0, ge=0)
+    asr_batch_size: int = Field(8, ge=1)
+    max_chunk_s: float = Field(30, gt=1, le=30)
+
+
+class AutoExportConfig(_Section):
+    """Exports enqueued automatically when detection finishes."""
+
+    enabled: bool = False
+    top_n: int = Field(3, ge=1)
+    aspect_ratio: AspectRatio = "9:16"
+    caption_style: str = "karaoke"
+
+
+class DetectConfig(_Section):
+    """Highlight scoring and clip selection."""
+
+    num_cpus: float = Field(1, gt=0)
+    actors: int = Field(1, ge=1)
+    frames_fps: float = Field(1.0, gt=0, le=10)
+    frames_width: int = Field(160, ge=32, le=640)
+    top_k: int = Field(5, ge=1, le=50)
+    min_clip_s: float = Field(15, gt=0)
+    max_clip_s: float = Field(60, gt=0)
+    scorer_config: Path | None = None
+    auto_export: AutoExportConfig = AutoExportConfig()
+
+
+class ExportConfig(_Section):
+    """Rendering of clip exports."""
+
+    num_cpus: float = Field(1, gt=0)
+    short_side: int = Field(720, ge=144, le=2160)
+    crf: int = Field(23, ge=0, le=51)
+    preset: str = "veryfast"
+    loudness_lufs: float = Field(-16, le=-5, ge=-40)
+
+
+class PipelineConfig(_Section):
+    """The whole pipeline configuration."""
+
+    worker: WorkerConfig = WorkerConfig()
+    import_: ImportConfig = Field(ImportConfig(), alias="import")
+    transcribe: TranscribeConfig = TranscribeConfig()
+    detect: DetectConfig = DetectConfig()
+    export: ExportConfig = ExportConfig()
+
+
+def load_pipeline_config(path: Path | None = None, **overrides: object) -> PipelineConfig:
+    """Read and validate the YAML file (default `configs/pipeline.yaml`), then apply overrides."""
+    source = path or DEFAULT_CONFIG
+    try:
+        data = yaml.safe_load(source.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read pipeline config {source}: {exc}") from None
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition("__")
+        data.setdefault(section, {})[key] = value
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid pipeline config {source}: {exc}") from None

@@ -1,0 +1,1 @@
+"""Stage functions and callable classes run by Ray Data (no database access in here)."""
