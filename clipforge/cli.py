@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -64,6 +66,91 @@ def keys_create(name: str = typer.Option(..., "--name", help="Label for the key.
         raise typer.Exit(2) from None
     typer.echo(f"created key {key.id} ({key.name}); store it now, it is not shown again:", err=True)
     sys.stdout.write(raw + "\n")
+
+
+@app.command("worker")
+def worker(
+    config: Annotated[
+        Path | None, typer.Option(help="Pipeline config (default configs/pipeline.yaml).")
+    ] = None,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port (0 disables).")] = 9101,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Exit when no job is runnable.")
+    ] = False,
+) -> None:
+    """Run the queue worker: claims stage jobs and runs them on Ray Data until SIGTERM."""
+    from clipforge.logging import configure_logging
+    from pipelines.main import run_worker  # the CLI is the composition root; core never imports it
+
+    settings = _settings()
+    configure_logging(settings.log_level, json_logs=settings.log_json)
+    run_worker(
+        settings, config_path=config, metrics_port=metrics_port or None, until_idle=until_idle
+    )
+
+
+webhooks_app = typer.Typer(help="Webhook deliveries.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@app.command("serve")
+def serve(
+    port: Annotated[int, typer.Option(help="HTTP port of the Serve proxy.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    config: Annotated[
+        Path | None, typer.Option(help="Serve config (default configs/serve.yaml).")
+    ] = None,
+) -> None:
+    """Run the Ray Serve application (API ingress + model deployments) on a local Ray."""
+    from clipforge.logging import configure_logging
+    from serve_apps.deployments.launch import DEFAULT_CONFIG, serve_until_signal
+
+    settings = _settings()
+    configure_logging(settings.log_level, json_logs=settings.log_json)
+    serve_until_signal(config or DEFAULT_CONFIG, settings, host=host, port=port)
+
+
+@app.command("api")
+def api(
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8080,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Run the API alone under uvicorn (high-QPS tier; /v1/models/* answer 503 here)."""
+    import os
+
+    import uvicorn
+
+    from clipforge.db.migrate import migrate
+
+    url = _database_url(_settings())
+    migrate(url)
+    os.environ["DATABASE_URL"] = url  # worker processes resolve the same (embedded) database
+    uvicorn.run(
+        "serve_apps.api.main:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # the app writes its own JSON access log with request ids
+        log_config=None,
+    )
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver(
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Exit when nothing is queued.")
+    ] = False,
+) -> None:
+    """Deliver queued webhook events (signed, retried with backoff through the job queue)."""
+    from clipforge.logging import configure_logging
+    from clipforge.webhooks import run_delivery_worker
+
+    settings = _settings()
+    configure_logging(settings.log_level, json_logs=settings.log_json)
+    sent = run_delivery_worker(settings, _database_url(settings), until_idle=until_idle)
+    typer.echo(f"delivered {sent} webhook job(s)", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,10 @@ class ClipForgeError(Exception):
     http_status: int = 500
     code: str = "internal_error"
 
+    def describe(self) -> str:
+        """The reason recorded on a failed job: error type and message."""
+        return f"{type(self).__name__}: {self}"
+
 
 class ConfigError(ClipForgeError):
     """A setting is missing or invalid."""

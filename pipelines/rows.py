@@ -29,8 +29,9 @@ def unpack(blob: bytes) -> Any:
 
 def error_row(job_id: int, exc: BaseException) -> Row:
     """The row that reports a failed job: message and whether a retry may help."""
-    retryable = exc.retryable if isinstance(exc, ClipForgeError) else True
-    return {"job_id": job_id, "error": f"{type(exc).__name__}: {exc}", "retryable": retryable}
+    if isinstance(exc, ClipForgeError):
+        return {"job_id": job_id, "error": exc.describe(), "retryable": exc.retryable}
+    return {"job_id": job_id, "error": f"{type(exc).__name__}: {exc}", "retryable": True}
 
 
 def guarded(fn: Callable[[Row], Row]) -> Callable[[Row], Row]:
@@ -51,6 +52,10 @@ class StageFailure(ClipForgeError):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+    def describe(self) -> str:
+        """The original error's own description (type and message), without this wrapper."""
+        return str(self)
 
 
 def failure_of(row: Row) -> StageFailure | None:

@@ -207,8 +207,10 @@ class QueueRunner:
 
     def _record_failure(self, job: q.Job, exc: Exception) -> None:
         # Unknown exceptions are retried: most are transient, and max_attempts bounds a bug.
-        retryable = exc.retryable if isinstance(exc, ClipForgeError) else True
-        error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ClipForgeError):
+            retryable, error = exc.retryable, exc.describe()
+        else:
+            retryable, error = True, f"{type(exc).__name__}: {exc}"
         try:
             with self._pool.connection() as conn, conn.transaction():
                 state = q.fail(

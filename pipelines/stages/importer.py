@@ -30,7 +30,7 @@ def import_row(row: Row, *, settings: Settings, config: ImportConfig) -> Row:
     video_id = uuid.UUID(row["video_id"])
     store = create_store(settings)
     with tempfile.TemporaryDirectory(prefix="cf-import-") as tmp:
-        local = Path(tmp) / "source.bin"
+        local = Path(tmp) / "source"  # named in user-facing errors
         kind = row["source_kind"]
         if kind == "url":
             download(

@@ -1,0 +1,165 @@
+"""The queue-driven worker: many videos, bad inputs, and a worker killed mid-transcription."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from clipforge.db.pool import Pool
+from clipforge.settings import Settings
+from clipforge.storage import create_store
+from pipelines.worker import PipelineWorker
+from tests.pipelines.conftest import upload_video, url_video
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def _states(pool: Pool) -> dict[str, tuple[str, str | None]]:
+    with pool.connection() as conn:
+        rows = conn.execute("SELECT id, status, error FROM videos").fetchall()
+    return {str(r["id"]): (r["status"], r["error"]) for r in rows}
+
+
+def _row_counts(pool: Pool) -> list[dict[str, object]]:
+    with pool.connection() as conn:
+        return conn.execute(
+            """SELECT v.id,
+                      (SELECT count(*) FROM transcripts t WHERE t.video_id = v.id) AS transcripts,
+                      (SELECT count(*) FROM transcript_words w WHERE w.video_id = v.id) AS words,
+                      (SELECT count(DISTINCT idx) FROM transcript_words w WHERE w.video_id = v.id) AS distinct_words,
+                      (SELECT count(*) FROM clips c WHERE c.video_id = v.id) AS clips,
+                      (SELECT count(DISTINCT rank) FROM clips c WHERE c.video_id = v.id) AS ranks,
+                      (SELECT count(*) FROM jobs j WHERE j.video_id = v.id AND j.state = 'succeeded') AS done_jobs
+               FROM videos v WHERE v.status = 'ready'"""
+        ).fetchall()
+
+
+def test_one_worker_drains_good_and_bad_videos(
+    worker: PipelineWorker, db: Pool, pipeline_settings: Settings, test_media: dict[str, Path]
+) -> None:
+    good = [upload_video(db, pipeline_settings, test_media["speech_short"]) for _ in range(5)]
+    corrupt = upload_video(db, pipeline_settings, test_media["corrupt"])
+    silent = upload_video(db, pipeline_settings, test_media["silent"])
+    private = url_video(db, "http://10.0.0.5/internal/video.mp4")
+    worker.run(until_idle=True)
+
+    states = _states(db)
+    assert all(states[str(v.id)] == ("ready", None) for v in good), states
+    assert states[str(corrupt.id)][0] == "failed" and "import" in str(states[str(corrupt.id)][1])
+    assert (
+        "corrupt" in str(states[str(corrupt.id)][1]).lower()
+        or "invalid" in str(states[str(corrupt.id)][1]).lower()
+    )
+    assert states[str(silent.id)] == (
+        "failed",
+        "transcribe: MediaError: no speech detected in the audio track",
+    )
+    assert states[str(private.id)][0] == "failed" and "non-public address (10.0.0.5)" in str(
+        states[str(private.id)][1]
+    )
+    with db.connection() as conn:
+        bad_jobs = conn.execute(
+            "SELECT state, attempts FROM jobs WHERE video_id = ANY(%s)",
+            ([corrupt.id, silent.id, private.id],),
+        ).fetchall()
+    # Bad input fails at once (no pointless retries).
+    assert {(r["state"], r["attempts"]) for r in bad_jobs} == {("succeeded", 1), ("failed", 1)}
+
+    counts = _row_counts(db)
+    assert len(counts) == 5
+    for row in counts:
+        assert (
+            row["transcripts"] == 1 and row["words"] == row["distinct_words"] and row["words"] > 20
+        )
+        assert row["clips"] == row["ranks"] >= 1
+        assert row["done_jobs"] == 3  # import, transcribe, detect: each ran to success once
+
+
+def test_killed_worker_loses_nothing(
+    worker: PipelineWorker,
+    db: Pool,
+    pipeline_settings: Settings,
+    test_media: dict[str, Path],
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    import ray
+
+    videos = [upload_video(db, pipeline_settings, test_media["speech_short"]) for _ in range(2)]
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(
+        "worker: {lease_s: 4, heartbeat_s: 1, idle_poll_s: 0.2}\n"
+        "transcribe: {asr_actors_max: 1, asr_num_cpus: 0.5}\n"
+        "detect: {num_cpus: 0.5, top_k: 2}\n"
+    )
+    env = os.environ | {
+        "DATABASE_URL": database_url,
+        "S3_ENDPOINT_URL": str(pipeline_settings.s3_endpoint_url),
+        "S3_BUCKET": str(pipeline_settings.s3_bucket),
+        "S3_ACCESS_KEY_ID": str(pipeline_settings.s3_access_key_id),
+        "S3_SECRET_ACCESS_KEY": pipeline_settings.s3_secret_access_key.get_secret_value()
+        if pipeline_settings.s3_secret_access_key
+        else "",
+        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        "PYTHONPATH": str(_REPO),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "clipforge.cli",
+            "worker",
+            "--config",
+            str(config),
+            "--metrics-port",
+            "0",
+        ],
+        env=env,
+        cwd=_REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with db.connection() as conn:
+                running = conn.execute(
+                    "SELECT count(*) AS n FROM jobs WHERE kind = 'transcribe' AND state = 'running'"
+                ).fetchone()
+            if running and running["n"] > 0:
+                break
+            assert proc.poll() is None, "worker exited early"
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the worker never started transcribing")
+        time.sleep(1.0)  # well inside transcription
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and any(s != ("ready", None) for s in _states(db).values()):
+        worker.run(until_idle=True)  # the dead worker's leases expire after 4 s, then we take over
+        time.sleep(0.5)
+    assert all(s == ("ready", None) for s in _states(db).values()), _states(db)
+    with db.connection() as conn:
+        retried = conn.execute(
+            "SELECT attempts, last_error FROM jobs WHERE kind = 'transcribe' AND attempts > 1"
+        ).fetchall()
+    assert retried and all("lease expired" in r["last_error"] for r in retried)
+    counts = _row_counts(db)
+    assert len(counts) == 2
+    assert all(
+        r["transcripts"] == 1 and r["words"] == r["distinct_words"] and r["done_jobs"] == 3
+        for r in counts
+    )
+    store = create_store(pipeline_settings)
+    for video in videos:
+        keys = [i.key for i in store.list_page(f"videos/{video.id}/").items]
+        assert keys == [f"videos/{video.id}/original.mp4"]
