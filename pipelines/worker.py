@@ -22,7 +22,7 @@ from clipforge.db.pool import Conn, Pool
 from clipforge.db.repo import clips as clips_repo
 from clipforge.db.repo.exports import create_export, get_export, update_export
 from clipforge.db.repo.transcripts import get_transcript, replace_transcript
-from clipforge.db.repo.videos import update_video
+from clipforge.db.repo.videos import VideoStatus, update_video
 from clipforge.queue import (
     Backoff,
     Job,
@@ -69,7 +69,10 @@ class PipelineWorker:
         cache: Cache | None = None,
         worker_id: str | None = None,
         extra_handlers: Mapping[str, Callable[[Job], JobResult | None]] | None = None,
+        kind_prefix: str = "",
     ) -> None:
+        """`kind_prefix` gives this worker its own job kinds (a backfill claims only its jobs)."""
+        self.prefix = kind_prefix
         self.settings = settings
         self.config = config
         self.pool = pool
@@ -90,10 +93,10 @@ class PipelineWorker:
             options=options,
             notifier=JobNotifier(database_url),
             batch_handlers={
-                "import": self._import_batch,
-                "transcribe": self._transcribe_batch,
-                "detect": self._detect_batch,
-                "export": self._export_batch,
+                kind_prefix + "import": self._import_batch,
+                kind_prefix + "transcribe": self._transcribe_batch,
+                kind_prefix + "detect": self._detect_batch,
+                kind_prefix + "export": self._export_batch,
             },
             on_failed=self._on_failed,
         )
@@ -129,7 +132,6 @@ class PipelineWorker:
                 update_video(
                     conn,
                     video_id=_vid(job),
-                    status="transcribing",
                     error=None,
                     **{
                         k: row[k]
@@ -144,13 +146,7 @@ class PipelineWorker:
                         )
                     },
                 )
-                enqueue(
-                    conn,
-                    kind="transcribe",
-                    video_id=job.video_id,
-                    payload={"video_id": str(job.video_id)},
-                    max_attempts=self.config.worker.max_attempts,
-                )
+                self._advance(conn, job, "transcribe", status="transcribing")
 
             return write
 
@@ -197,14 +193,7 @@ class PipelineWorker:
 
             def write(conn: Conn, job: Job = job, transcript: Any = transcript) -> None:
                 replace_transcript(conn, video_id=_vid(job), transcript=transcript)
-                update_video(conn, video_id=_vid(job), status="detecting")
-                enqueue(
-                    conn,
-                    kind="detect",
-                    video_id=job.video_id,
-                    payload={"video_id": str(job.video_id)},
-                    max_attempts=self.config.worker.max_attempts,
-                )
+                self._advance(conn, job, "detect", status="detecting")
 
             outcomes[job.id] = JobResult(
                 result={"words": len(transcript.words)},
@@ -260,7 +249,7 @@ class PipelineWorker:
                         )
                         enqueue(
                             conn,
-                            kind="export",
+                            kind=self.prefix + "export",
                             video_id=job.video_id,
                             payload={"export_id": str(export.id)},
                             max_attempts=self.config.worker.max_attempts,
@@ -380,14 +369,28 @@ class PipelineWorker:
         if sweep:
             sweep_orphan_exports(self.settings, self.pool, job.video_id)
 
+    def _advance(self, conn: Conn, job: Job, stage: str, *, status: VideoStatus) -> None:
+        """Enqueue the next stage (unless the job asked not to chain, as a backfill does)."""
+        if not job.payload.get("chain", True):
+            return
+        update_video(conn, video_id=_vid(job), status=status)
+        enqueue(
+            conn,
+            kind=self.prefix + stage,
+            video_id=job.video_id,
+            payload={"video_id": str(job.video_id)},
+            max_attempts=self.config.worker.max_attempts,
+        )
+
     def _on_failed(self, conn: Conn, job: Job, state: str, error: str) -> None:
         """A stage job ended failed/dead: fail its video (or export) with the reason."""
-        if job.kind == "export" and "export_id" in job.payload:
+        stage = job.kind.removeprefix(self.prefix)
+        if stage == "export" and "export_id" in job.payload:
             update_export(
                 conn, export_id=uuid.UUID(job.payload["export_id"]), status="failed", error=error
             )
-        elif job.kind in STAGES and job.video_id is not None:
-            update_video(conn, video_id=job.video_id, status="failed", error=f"{job.kind}: {error}")
+        elif stage in STAGES and job.video_id is not None:
+            update_video(conn, video_id=job.video_id, status="failed", error=f"{stage}: {error}")
 
 
 def _vid(job: Job) -> uuid.UUID:
