@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
 from clipforge.errors import ClipForgeError
 from clipforge.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from pipelines.config import AspectRatio
 
 app = typer.Typer(
     help="ClipForge: long videos in, captioned highlight clips out.", no_args_is_help=True
@@ -151,6 +154,38 @@ def webhooks_deliver(
     configure_logging(settings.log_level, json_logs=settings.log_json)
     sent = run_delivery_worker(settings, _database_url(settings), until_idle=until_idle)
     typer.echo(f"delivered {sent} webhook job(s)", err=True)
+
+
+@app.command("process")
+def process(
+    source: Annotated[str, typer.Argument(help="Video file path or http(s) URL.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("clipforge-out"),
+    aspect: Annotated[str, typer.Option(help="Clip aspect ratio: 9:16, 1:1 or 16:9.")] = "9:16",
+    style: Annotated[
+        str, typer.Option(help="Caption style: karaoke, bold or minimal.")
+    ] = "karaoke",
+    top_k: Annotated[int, typer.Option(min=1, max=20, help="Number of clips.")] = 3,
+    config: Annotated[Path | None, typer.Option(help="Pipeline config file.")] = None,
+) -> None:
+    """Turn one video into captioned clips on the embedded default (no services needed)."""
+    from clipforge.logging import configure_logging
+    from pipelines.process import ProcessOptions, process_video
+
+    if aspect not in ("9:16", "1:1", "16:9"):
+        typer.echo("error: --aspect must be 9:16, 1:1 or 16:9", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    configure_logging("WARNING", json_logs=False)
+    ratio = cast("AspectRatio", aspect)  # checked above
+    options = ProcessOptions(
+        aspect_ratio=ratio, caption_style=style, top_k=top_k, config_path=config
+    )
+    try:
+        result = process_video(source, out, settings, options)
+    except ClipForgeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{len(result['clips'])} clip(s) written to {out}/ (open {out}/report.html)")
 
 
 if __name__ == "__main__":  # pragma: no cover

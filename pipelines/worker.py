@@ -22,7 +22,7 @@ from clipforge.db.pool import Conn, Pool
 from clipforge.db.repo import clips as clips_repo
 from clipforge.db.repo.exports import create_export, get_export, update_export
 from clipforge.db.repo.transcripts import get_transcript, replace_transcript
-from clipforge.db.repo.videos import VideoStatus, update_video
+from clipforge.db.repo.videos import VideoStatus, merge_video_metadata, update_video
 from clipforge.queue import (
     Backoff,
     Job,
@@ -238,6 +238,14 @@ class PipelineWorker:
                     conn, video_id=_vid(job), clips=unpack(row["clips"])
                 )
                 update_video(conn, video_id=_vid(job), status="ready", error=None)
+                merge_video_metadata(
+                    conn,
+                    video_id=_vid(job),
+                    patch={
+                        "highlight_timeline": unpack(row["timeline"]),
+                        "clip_model": "clipforge-highlight",
+                    },
+                )
                 auto = dc.auto_export
                 if auto.enabled:
                     for clip in stored[: auto.top_n]:

@@ -17,6 +17,8 @@ from clipforge.types import Transcript
 from pipelines.config import DetectConfig
 from pipelines.rows import Row, error_row, pack, unpack
 
+_MAX_TIMELINE_POINTS = 500
+
 
 def scorer_version(config_version: str, encoder_version: str) -> str:
     """The version recorded on clips: the scorer settings plus the encoder weights."""
@@ -48,26 +50,35 @@ class DetectStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         """Detect clips for each row; a failing video yields an error row for its job only."""
-        out: dict[str, list[Any]] = {"job_id": [], "clips": [], "error": [], "retryable": []}
+        out: dict[str, list[Any]] = {
+            "job_id": [],
+            "clips": [],
+            "timeline": [],
+            "error": [],
+            "retryable": [],
+        }
         for job_id, key, blob in zip(
             batch["job_id"], batch["original_key"], batch["transcript"], strict=True
         ):
             try:
-                clips = self.detect(str(key), unpack(blob))
+                clips, timeline = self.detect(str(key), unpack(blob))
                 row: Row = {
                     "job_id": int(job_id),
                     "clips": pack(clips),
+                    "timeline": pack(timeline),
                     "error": "",
                     "retryable": False,
                 }
             except Exception as exc:  # this video's job fails; the others go on
-                row = {"clips": b"", **error_row(int(job_id), exc)}
+                row = {"clips": b"", "timeline": b"", **error_row(int(job_id), exc)}
             for name in out:
                 out[name].append(row[name])
         return {k: np.array(v, dtype=object) for k, v in out.items()}
 
-    def detect(self, original_key: str, transcript: Transcript) -> list[NewClip]:
-        """Clips of one video, best first."""
+    def detect(
+        self, original_key: str, transcript: Transcript
+    ) -> tuple[list[NewClip], list[list[float]]]:
+        """Clips of one video, best first, and the score timeline ([start, end, score] per window)."""
         from models.select import select_clips
 
         if not transcript.words:
@@ -84,7 +95,9 @@ class DetectStage:
                 f"{transcript.duration:.0f} s of media"
             )
         titles = self.titler.titles([c.words for c in chosen])
-        return [
+        timeline = sorted([round(w.start, 2), round(w.end, 2), w.score] for w in result.windows)
+        step = max(1, len(timeline) // _MAX_TIMELINE_POINTS)  # bounded size in the video row
+        clips = [
             NewClip(
                 rank=c.rank,
                 start_s=c.start,
@@ -99,3 +112,4 @@ class DetectStage:
             )
             for c, t in zip(chosen, titles, strict=True)
         ]
+        return clips, timeline[::step]

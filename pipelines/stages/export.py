@@ -15,7 +15,7 @@ from clipforge.types import Word
 from models.caption import build_cues
 from models.caption_formats import to_ass, to_srt, to_vtt
 from pipelines.config import ExportConfig
-from pipelines.render import RenderSpec, output_size, render_clip, thumbnail
+from pipelines.render import RenderSpec, crop_size, output_size, render_clip, thumbnail
 from pipelines.rows import Row, unpack
 
 
@@ -33,19 +33,21 @@ def render_row(row: Row, *, settings: Settings, config: ExportConfig) -> Row:
         info = probe(src)
         if info.width is None or info.height is None:
             raise MediaError("the source has no video stream to export")
+        # Never upscale: the output's short side is at most the crop's short side.
+        short_side = min(config.short_side, min(crop_size(info.width, info.height, aspect)))
         ass = folder / "captions.ass"
         ass.write_text(
             to_ass(
                 cues,
                 style=str(row["caption_style"]),
-                resolution=output_size(aspect, config.short_side),
+                resolution=output_size(aspect, short_side),
             )
         )
         spec = RenderSpec(
             start_s=start,
             end_s=end,
             aspect_ratio=aspect,
-            short_side=config.short_side,
+            short_side=short_side,
             ass_path=ass,
             crf=config.crf,
             preset=config.preset,

@@ -136,6 +136,14 @@ def update_video(conn: Conn, *, video_id: uuid.UUID, **fields: Any) -> Video | N
     return Video(**row) if row else None
 
 
+def merge_video_metadata(conn: Conn, *, video_id: uuid.UUID, patch: dict[str, Any]) -> None:
+    """Set top-level keys of the video's metadata JSON, keeping the others."""
+    conn.execute(
+        "UPDATE videos SET metadata = metadata || %s, updated_at = now() WHERE id = %s",
+        (Jsonb(patch), video_id),
+    )
+
+
 def delete_video(conn: Conn, *, video_id: uuid.UUID) -> bool:
     """Delete a video and (by cascade) its jobs, transcript, clips and exports."""
     return conn.execute("DELETE FROM videos WHERE id = %s", (video_id,)).rowcount == 1

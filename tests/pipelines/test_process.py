@@ -1,0 +1,88 @@
+"""`clipforge process` on the embedded default: embedded Postgres, local storage, no Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clipforge.media import probe
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    import ray
+
+    drop = ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL", "S3_BUCKET", "CDN_BASE_URL")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    # The session's Ray stands in for the local Ray `process` would start, to spare 2 cores.
+    return env | {
+        "DATA_DIR": str(tmp_path / "data"),
+        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+    }
+
+
+def _process(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clipforge.cli", "process", *args],
+        env=_env(tmp_path),
+        cwd=_REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_process_writes_clips_transcript_and_report(
+    ray_local: None, test_media: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = _process(
+        tmp_path,
+        str(test_media["speech_short"]),
+        "--out",
+        str(out),
+        "--aspect",
+        "1:1",
+        "--top-k",
+        "2",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    transcript = json.loads((out / "transcript.json").read_text())
+    words = [w for s in transcript["segments"] for w in s["words"]]
+    assert len(words) > 20 and all(w["start"] <= w["end"] for w in words)
+    clips = json.loads((out / "clips.json").read_text())
+    assert 1 <= len(clips) <= 2
+    for clip in clips:
+        assert set(clip) >= {"start", "end", "score", "sub_scores", "reason", "title", "files"}
+        assert clip["export_status"] == "ready"
+        info = probe(out / clip["files"]["mp4"])
+        assert abs(info.duration_s - (clip["end"] - clip["start"])) <= 0.1
+        assert info.width == info.height  # 1:1 as asked
+        for ext in ("srt", "vtt", "ass", "thumbnail"):
+            assert (out / clip["files"][ext]).stat().st_size > 0
+    report = (out / "report.html").read_text()
+    assert report.count("<video") == len(clips) and "<svg" in report and "<polyline" in report
+    assert words[0]["word"].strip() in report
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("corrupt", "corrupt"),
+        ("/no/such/file.mp4", "is not a file"),
+        ("http://127.0.0.1:9/video.mp4", "non-public address"),
+    ],
+)
+def test_process_reports_bad_input_clearly(
+    ray_local: None, test_media: dict[str, Path], tmp_path: Path, source: str, message: str
+) -> None:
+    arg = str(test_media[source]) if source in test_media else source
+    result = _process(tmp_path, arg, "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "error:" in result.stderr and message in result.stderr
