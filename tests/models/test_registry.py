@@ -90,10 +90,10 @@ def test_build_registry_lists_every_model_in_use(tmp_path: Path) -> None:
     (asr_dir / "config.json").write_bytes(b"{}")
     reg = build_registry(Settings(title_model_dir=title_dir), asr_model_dir=asr_dir)
     assert [m.name for m in reg.all()] == ["all-MiniLM-L6-v2", "asr", "title-seq2seq"]
-    # ASR folders are hashed the way the ASR stage hashes them (names and contents of every
-    # file), so the registry entry equals the ModelInfo recorded on transcripts.
-    expected = hashlib.sha256(b"config.json\0{}model.bin\0ct2").hexdigest()
-    assert reg.asr is not None and reg.asr.sha256 == expected
+    # One hashing rule for every model: a single weight file gives its plain sha256 (configs are
+    # not weights), and the ASR stage records exactly this ModelInfo on transcripts.
+    assert reg.asr is not None and reg.asr.sha256 == _sha(asr_dir / "model.bin")
+    assert reg.asr == weights.model_info(asr_dir, "asr", "local")
     assert reg.title is not None and reg.title.sha256 == _sha(title_dir / "model.safetensors")
 
 
