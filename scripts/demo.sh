@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job on the embedded default, from a fresh clone: install, build a speech video,
+# turn it into captioned clips. Output: ${1:-out}/ (report.html, clips.json, transcript.json, clips/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+video=$(.venv/bin/python scripts/make_test_media.py | awk '$1 == "speech_short" {print $2}')
+RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled} .venv/bin/clipforge process "$video" --out "${1:-out}"
