@@ -18,7 +18,7 @@ from clipforge.queue import export_queue_metrics
 from clipforge.redis_client import create_redis
 from clipforge.settings import Settings
 from pipelines.config import load_pipeline_config
-from pipelines.worker import PipelineWorker
+from pipelines.worker import PipelineWorker, ensure_ray
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ def run_worker(
         worker = PipelineWorker(
             settings, config, pool, database_url=database_url, cache=Cache(create_redis(settings))
         )
+
+        # Connect first: ray.init installs its own SIGTERM handler (exit at once), ours replaces it.
+        ensure_ray()
 
         def _stop(signum: int, _frame: FrameType | None) -> None:
             log.info("stopping: finishing the batch in flight", extra={"signal": signum})

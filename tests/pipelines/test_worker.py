@@ -79,35 +79,27 @@ def test_one_worker_drains_good_and_bad_videos(
         assert row["done_jobs"] == 3  # import, transcribe, detect: each ran to success once
 
 
-def test_killed_worker_loses_nothing(
-    worker: PipelineWorker,
-    db: Pool,
-    pipeline_settings: Settings,
-    test_media: dict[str, Path],
-    database_url: str,
-    tmp_path: Path,
-) -> None:
+def _start_worker(database_url: str, settings: Settings, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """`clipforge worker` as its own process, on the session's Ray, with a 4 s lease."""
     import ray
 
-    videos = [upload_video(db, pipeline_settings, test_media["speech_short"]) for _ in range(2)]
     config = tmp_path / "pipeline.yaml"
     config.write_text(
         "worker: {lease_s: 4, heartbeat_s: 1, idle_poll_s: 0.2}\n"
         "transcribe: {asr_actors_max: 1, asr_num_cpus: 0.5}\n"
         "detect: {num_cpus: 0.5, top_k: 2}\n"
     )
+    secret = settings.s3_secret_access_key
     env = os.environ | {
         "DATABASE_URL": database_url,
-        "S3_ENDPOINT_URL": str(pipeline_settings.s3_endpoint_url),
-        "S3_BUCKET": str(pipeline_settings.s3_bucket),
-        "S3_ACCESS_KEY_ID": str(pipeline_settings.s3_access_key_id),
-        "S3_SECRET_ACCESS_KEY": pipeline_settings.s3_secret_access_key.get_secret_value()
-        if pipeline_settings.s3_secret_access_key
-        else "",
+        "S3_ENDPOINT_URL": str(settings.s3_endpoint_url),
+        "S3_BUCKET": str(settings.s3_bucket),
+        "S3_ACCESS_KEY_ID": str(settings.s3_access_key_id),
+        "S3_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else "",
         "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
         "PYTHONPATH": str(_REPO),
     }
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -123,19 +115,62 @@ def test_killed_worker_loses_nothing(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _wait_for_running(pool: Pool, proc: subprocess.Popen[bytes], kind: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with pool.connection() as conn:
+            running = conn.execute(
+                "SELECT count(*) AS n FROM jobs WHERE kind = %s AND state = 'running'", (kind,)
+            ).fetchone()
+        if running and running["n"] > 0:
+            return
+        assert proc.poll() is None, "worker exited early"
+        time.sleep(0.2)
+    raise AssertionError(f"the worker never started a {kind} job")
+
+
+def test_sigterm_finishes_the_batch_in_flight_and_exits(
+    db: Pool,
+    pipeline_settings: Settings,
+    test_media: dict[str, Path],
+    database_url: str,
+    tmp_path: Path,
+    ray_local: None,
+) -> None:
+    video = upload_video(db, pipeline_settings, test_media["speech_short"])
+    proc = _start_worker(database_url, pipeline_settings, tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with db.connection() as conn:
-                running = conn.execute(
-                    "SELECT count(*) AS n FROM jobs WHERE kind = 'transcribe' AND state = 'running'"
-                ).fetchone()
-            if running and running["n"] > 0:
-                break
-            assert proc.poll() is None, "worker exited early"
-            time.sleep(0.2)
-        else:
-            raise AssertionError("the worker never started transcribing")
+        _wait_for_running(db, proc, "transcribe")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with db.connection() as conn:
+        jobs = {
+            r["kind"]: r["state"]
+            for r in conn.execute(
+                "SELECT kind, state FROM jobs WHERE video_id = %s", (video.id,)
+            ).fetchall()
+        }
+    # The transcription in flight was finished and recorded; nothing new was claimed after it.
+    assert jobs == {"import": "succeeded", "transcribe": "succeeded", "detect": "queued"}
+
+
+def test_killed_worker_loses_nothing(
+    worker: PipelineWorker,
+    db: Pool,
+    pipeline_settings: Settings,
+    test_media: dict[str, Path],
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    videos = [upload_video(db, pipeline_settings, test_media["speech_short"]) for _ in range(2)]
+    proc = _start_worker(database_url, pipeline_settings, tmp_path)
+    try:
+        _wait_for_running(db, proc, "transcribe")
         time.sleep(1.0)  # well inside transcription
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
