@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     # API limits
     rate_limit_per_minute: int = Field(default=120, ge=1)
     rate_limit_burst: int = Field(default=30, ge=1)
+    # Request bodies: JSON requests, direct (non-presigned) video uploads, and audio sent to the
+    # online ASR endpoint; larger media goes through presigned S3 uploads and the job queue.
+    api_max_body_bytes: int = Field(default=1024**2, ge=1024)
+    api_max_direct_upload_bytes: int = Field(default=64 * 1024**2, ge=1024)
+    api_max_model_upload_bytes: int = Field(default=25 * 1024**2, ge=1024)
+    api_max_asr_audio_s: float = Field(default=120.0, gt=0)
+    # Webhook deliveries (sent by the `webhook` job kind)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
 
     # Job queue
     queue_lease_s: float = Field(default=60.0, gt=0)

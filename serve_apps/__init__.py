@@ -1,1 +1,2 @@
-"""ClipForge serve_apps."""
+"""Ray Serve applications: the public API (FastAPI, also runnable under plain uvicorn) and the
+online model deployments."""

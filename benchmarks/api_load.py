@@ -1,0 +1,265 @@
+"""API load benchmark: the same app behind the Ray Serve proxy (default and HAProxy mode) and
+standalone under uvicorn, side by side, with the brief's p95 targets.
+
+Scenarios (each at 50 and 200 concurrent connections, `--seconds` long, traffic to 127.0.0.1
+only): `health`; `list` (20 newest videos of a key); `detail_cached` (10 videos read over and
+over, served from Redis); `detail_uncached` (every request a different video, Redis emptied
+first, so each is a Postgres read plus a cache fill); `create` (a URL import: row + job).
+The load generator is wrk (`apt-get install -y wrk`) with a Lua script that reports p50/p95/p99.
+Servers run one at a time; wrk shares the machine's cores with them, as in the DESIGN.md figures.
+
+Usage: DATABASE_URL=... REDIS_URL=redis://127.0.0.1:6379/15 python -m benchmarks.api_load
+(a scratch database is created and dropped; the Redis database given is flushed between runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+from psycopg.rows import dict_row
+
+from benchmarks._db import scratch_database
+from clipforge.db.repo.api_keys import create_api_key
+
+SCENARIOS = ("health", "list", "detail_cached", "detail_uncached", "create")
+TARGET_P95_MS = {
+    "health": 50,
+    "list": 100,
+    "detail_cached": 200,
+    "detail_uncached": 200,
+    "create": 500,
+}
+_LUA = r"""
+local mode = os.getenv("CF_MODE")
+local token = os.getenv("CF_TOKEN")
+local ids = {}
+local counter = 0
+local nthreads = 2
+local tid = 0
+function setup(thread)
+  thread:set("tid", tid)
+  tid = tid + 1
+end
+function init(args)
+  for line in io.lines(os.getenv("CF_IDS")) do ids[#ids + 1] = line end
+end
+function request()
+  counter = counter + 1
+  local headers = { ["Authorization"] = "Bearer " .. token }
+  if mode == "health" then
+    return wrk.format("GET", "/health")
+  elseif mode == "list" then
+    return wrk.format("GET", "/v1/videos?limit=20", headers)
+  elseif mode == "detail_cached" then
+    return wrk.format("GET", "/v1/videos/" .. ids[(counter % 10) + 1], headers)
+  elseif mode == "detail_uncached" then
+    local i = (tid + nthreads * counter) % #ids + 1
+    return wrk.format("GET", "/v1/videos/" .. ids[i], headers)
+  else
+    headers["Content-Type"] = "application/json"
+    return wrk.format("POST", "/v1/videos", headers,
+      '{"source_url": "https://93.184.216.34/bench.mp4"}')
+  end
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"p50":%d,"p95":%d,"p99":%d,"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d}\n',
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), summary.requests,
+    summary.duration, e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def serve_driver(port: int) -> None:
+    """Run in a child process: local Ray + Serve with the API ingress only (no model replicas)."""
+    import ray
+    from ray import serve
+
+    from serve_apps.deployments.app import ClipForgeAppArgs, IngressArgs, ModelArgs, build_app
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    off = ModelArgs(enabled=False)
+    args = ClipForgeAppArgs(ingress=IngressArgs(num_cpus=1), asr=off, highlight=off, caption=off)
+    serve.run(build_app(args), name="clipforge-bench", route_prefix="/")
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    while not stop["now"]:
+        time.sleep(0.2)
+    serve.shutdown()  # type: ignore[no-untyped-call]
+    ray.shutdown()
+
+
+def _seed(url: str, n_videos: int) -> tuple[str, list[str]]:
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        key, raw = create_api_key(conn, name="bench")
+        rows = conn.execute(
+            """INSERT INTO videos (id, owner_key_id, source_kind, source_url, status)
+               SELECT gen_random_uuid(), %s, 'url', 'https://93.184.216.34/v.mp4', 'ready'
+               FROM generate_series(1, %s) RETURNING id""",
+            (key.id, n_videos),
+        ).fetchall()
+    return raw, [str(r["id"]) for r in rows]
+
+
+@contextlib.contextmanager
+def _server(mode: str, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    if mode == "uvicorn":
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "serve_apps.api.main:create_app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    else:
+        cmd = [sys.executable, "-m", "benchmarks.api_load", "--serve-driver", str(port)]
+        if mode == "serve-haproxy":
+            env = env | {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            if proc.poll() is not None:
+                raise RuntimeError(f"{mode} server exited with {proc.returncode}")
+            time.sleep(0.5)
+        else:
+            raise TimeoutError(f"{mode} server did not become healthy")
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _wrk(
+    port: int, scenario: str, conns: int, seconds: int, env: dict[str, str], script: Path
+) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{conns}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+        ],
+        env=env | {"CF_MODE": scenario},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=4, help="length of each run")
+    parser.add_argument("--connections", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--modes", nargs="+", default=["serve", "serve-haproxy", "uvicorn"])
+    parser.add_argument("--serve-driver", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_driver:
+        serve_driver(args.serve_driver)
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install -y wrk)")
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+    modes = [m for m in args.modes if m != "serve-haproxy" or shutil.which("haproxy")]
+    if len(modes) < len(args.modes):
+        print("haproxy not installed (apt-get install -y haproxy): skipping serve-haproxy")
+    results: list[tuple[str, str, int, dict[str, float]]] = []
+    with scratch_database() as url, tempfile.TemporaryDirectory() as tmp:
+        token, ids = _seed(url, 30_000)
+        (Path(tmp) / "ids.txt").write_text("\n".join(ids) + "\n")
+        script = Path(tmp) / "load.lua"
+        script.write_text(_LUA)
+        env = os.environ | {
+            "DATABASE_URL": url,
+            "REDIS_URL": redis_url,
+            "RATE_LIMIT_PER_MINUTE": "100000000",
+            "RATE_LIMIT_BURST": "1000000",
+            "LOG_LEVEL": "WARNING",
+            "CF_TOKEN": token,
+            "CF_IDS": str(Path(tmp) / "ids.txt"),
+            "HF_HUB_OFFLINE": "1",
+        }
+        flush = redis.Redis.from_url(redis_url)
+        for i, mode in enumerate(modes):
+            port = 18000 + i
+            with _server(mode, port, env):
+                for conns in args.connections:
+                    for scenario in SCENARIOS:
+                        if scenario == "detail_uncached":
+                            flush.flushdb()
+                        print(f"  {mode:14s} {scenario:16s} c={conns}", flush=True)
+                        results.append(
+                            (
+                                mode,
+                                scenario,
+                                conns,
+                                _wrk(port, scenario, conns, args.seconds, env, script),
+                            )
+                        )
+    _print_table(results)
+
+
+def _print_table(results: list[tuple[str, str, int, dict[str, float]]]) -> None:
+    print()
+    print(
+        f"{'scenario':16s} {'conns':>5s} {'mode':14s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} "
+        f"{'p99 ms':>8s} {'errors':>7s} {'target p95':>10s} {'met':>4s}"
+    )
+    for scenario in SCENARIOS:
+        for mode, sc, conns, r in sorted(results, key=lambda x: (x[2], x[0])):
+            if sc != scenario:
+                continue
+            rps = r["requests"] / (r["duration_us"] / 1e6)
+            p95 = r["p95"] / 1000
+            target = TARGET_P95_MS[scenario]
+            errors = int(r["non2xx"] + r["socket_errors"])
+            print(
+                f"{scenario:16s} {conns:5d} {mode:14s} {rps:8.0f} {r['p50'] / 1000:8.1f} {p95:8.1f} "
+                f"{r['p99'] / 1000:8.1f} {errors:7d} {'<' + str(target):>10s} {'yes' if p95 < target else 'no':>4s}"
+            )
+
+
+if __name__ == "__main__":
+    main()

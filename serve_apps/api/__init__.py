@@ -1,0 +1,1 @@
+"""The public REST API (FastAPI): one factory, run as the Serve ingress or under uvicorn."""

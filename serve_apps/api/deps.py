@@ -1,0 +1,156 @@
+"""Process resources of the API and the `Annotated` dependency aliases handlers use.
+
+`ApiDeps` is opened once per process (uvicorn worker or Serve replica) and hung on
+`app.state`; handlers receive its parts through the aliases below, so each stays a few lines.
+Authentication and the per-key rate limit are one dependency: every `/v1` route that takes
+`AuthKey` is authenticated and rate-limited before its body is looked at.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from clipforge.cache import Cache
+from clipforge.db.pool import Pool, create_pool
+from clipforge.db.repo.api_keys import ApiKey, authenticate
+from clipforge.errors import ValidationFailed
+from clipforge.fetch import Resolver, system_resolver
+from clipforge.ratelimit import RateLimiter
+from clipforge.redis_client import create_redis
+from clipforge.settings import Settings
+from clipforge.storage import ObjectStore, create_store
+from serve_apps.api.backend import ModelBackend
+from serve_apps.api.errors import ModelsUnavailable, RateLimited, Unauthorized
+
+_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+
+@dataclass(slots=True)
+class ApiDeps:
+    """Everything a request may touch; safe to share between threads.
+
+    Attributes:
+        settings: process settings.
+        pool: Postgres pool (bounded, with checkout and statement timeouts).
+        redis: Redis client, or None when Redis is not configured.
+        cache: cache-aside reads (degrades to Postgres when Redis is down).
+        limiter: per-key rate limiter.
+        store: object storage.
+        models: online model backend; None in the standalone tier.
+        resolver: DNS lookup behind the SSRF checks of user-supplied URLs.
+    """
+
+    settings: Settings
+    pool: Pool
+    redis: redis.Redis | None
+    cache: Cache
+    limiter: RateLimiter
+    store: ObjectStore
+    models: ModelBackend | None = None
+    resolver: Resolver = system_resolver
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        database_url: str | None = None,
+        models: ModelBackend | None = None,
+        redis_prefix: str = "cf:",
+        application_name: str = "clipforge-api",
+    ) -> ApiDeps:
+        """Connect to Postgres, Redis and storage as `settings` say."""
+        from clipforge.db.embedded import resolve_database_url
+
+        url = database_url or resolve_database_url(settings)
+        pool = create_pool(settings, url, application_name=application_name)
+        client = create_redis(settings)
+        return cls(
+            settings=settings,
+            pool=pool,
+            redis=client,
+            cache=Cache(client, prefix=redis_prefix),
+            limiter=RateLimiter(
+                client,
+                per_minute=settings.rate_limit_per_minute,
+                burst=settings.rate_limit_burst,
+                prefix=f"{redis_prefix}rl:",
+            ),
+            store=create_store(settings),
+            models=models,
+        )
+
+    def close(self) -> None:
+        """Release connections."""
+        self.pool.close()
+        if self.redis is not None:
+            self.redis.close()
+
+
+def get_deps(request: Request) -> ApiDeps:
+    """The process's `ApiDeps`."""
+    deps: ApiDeps = request.app.state.deps
+    return deps
+
+
+Deps = Annotated[ApiDeps, Depends(get_deps)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `clipforge keys create`.")
+
+
+def authenticate_request(
+    request: Request,
+    deps: Deps,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    """The caller's API key, after the per-key rate limit; 401 / 429 otherwise."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    with deps.pool.connection() as conn:
+        key = authenticate(conn, raw_key=credentials.credentials)
+    if key is None:
+        raise Unauthorized("invalid or revoked API key")
+    decision = deps.limiter.check(str(key.id))
+    if not decision.allowed:
+        raise RateLimited(decision.retry_after_s)
+    request.state.api_key_id = str(key.id)
+    return key
+
+
+AuthKey = Annotated[ApiKey, Depends(authenticate_request)]
+
+
+def idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Retries with the same key return the first answer instead of redoing it.",
+        ),
+    ] = None,
+) -> str | None:
+    """The validated `Idempotency-Key` header, if any."""
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise ValidationFailed("Idempotency-Key must be 1-200 characters of [A-Za-z0-9_.:-]")
+    return key
+
+
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
+
+
+def get_models(deps: Deps) -> ModelBackend:
+    """The model backend; 503 in the standalone tier."""
+    if deps.models is None:
+        raise ModelsUnavailable(
+            "model endpoints are served by the Ray Serve ingress (`clipforge serve`)"
+        )
+    return deps.models
+
+
+Models = Annotated[ModelBackend, Depends(get_models)]

@@ -1,0 +1,22 @@
+"""Standalone entry point: `uvicorn --factory serve_apps.api.main:create_app_from_env`.
+
+This is what `clipforge api` runs: the same app as the Serve ingress, without the Serve proxy
+in front (several times the request rate on the same cores; see DESIGN.md). Model endpoints
+answer 503 here; they live on the Serve deployments.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from clipforge.logging import configure_logging
+from clipforge.settings import get_settings
+from serve_apps.api.app import create_app
+from serve_apps.api.deps import ApiDeps
+
+
+def create_app_from_env() -> FastAPI:
+    """Open the process's connections from the environment and build the app."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json_logs=settings.log_json)
+    return create_app(ApiDeps.open(settings), close_deps=True)

@@ -1,0 +1,151 @@
+"""Per-request plumbing as one plain ASGI middleware: request id, body size limit, access log,
+Prometheus metrics by route template and status.
+
+Plain ASGI rather than Starlette's `BaseHTTPMiddleware`, which runs the app in a separate task
+and costs a noticeable share of a cheap request's time. The body limit is enforced twice: up
+front from `Content-Length`, and while streaming for chunked bodies that do not declare one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from clipforge.logging import request_context
+from clipforge.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from serve_apps.api.errors import error_response
+
+log = logging.getLogger("clipforge.api.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_QUIET_ROUTES = {"/health", "/ready", "/metrics"}
+
+Observer = Callable[[str, str, int, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """Largest request body per route family, in bytes.
+
+    Attributes:
+        default: JSON requests.
+        direct_upload: `POST /v1/videos/upload` (small files; large ones use presigned URLs).
+        model_upload: `POST /v1/models/asr`.
+    """
+
+    default: int
+    direct_upload: int
+    model_upload: int
+
+    def for_path(self, path: str) -> int:
+        """The limit of the route at `path`."""
+        if path == "/v1/videos/upload":
+            return self.direct_upload
+        if path == "/v1/models/asr":
+            return self.model_upload
+        return self.default
+
+
+class RequestMiddleware:
+    """Wraps the app: ids, limits, logs, metrics."""
+
+    def __init__(self, app: ASGIApp, *, limits: BodyLimits, observers: tuple[Observer, ...] = ()):
+        self.app = app
+        self.limits = limits
+        self.observers = observers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        with request_context(request_id):
+            await self._handle(scope, receive, send, request_id)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        started = time.perf_counter()
+        limit = self.limits.for_path(scope["path"])
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            declared = _content_length(scope)
+            if declared is not None and declared > limit:
+                response = error_response(
+                    413, "payload_too_large", f"request body is over the {limit}-byte limit"
+                )
+                await response(scope, receive, send_with_id)
+                return
+            await self.app(scope, _limited(receive, limit), send_with_id)
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        method = scope["method"]
+        HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
+        HTTP_LATENCY.labels(route=route, method=method).observe(seconds)
+        for observe in self.observers:
+            observe(route, method, status, seconds)
+        if route not in _QUIET_ROUTES or status >= 500:
+            log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "api_key_id": (scope.get("state") or {}).get("api_key_id"),
+                },
+            )
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            candidate = bytes(value).decode("latin-1")
+            if _VALID_ID.match(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def wrapped() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                # Raised inside body parsing; the error handlers turn it into a 413 response.
+                raise HTTPException(413, f"request body is over the {limit}-byte limit")
+        return message
+
+    return wrapped

@@ -1,0 +1,76 @@
+"""Online speech recognition: `models.asr.AsrModel` behind `@serve.batch`.
+
+Each request's audio is cut at silences into chunks; the chunks of every request in a batch
+go through one batched faster-whisper call and are merged back per request. Requests in
+different languages (multilingual weights) are batched per language.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from clipforge.types import Transcript
+from serve_apps.deployments.batching import BatchStats, apply_batch_config, thread_count
+
+AsrItem = tuple[np.ndarray, str | None]
+
+
+@serve.deployment(name="AsrModel", ray_actor_options={"num_cpus": 0.5})
+class AsrDeployment:
+    """One Whisper model per replica."""
+
+    def __init__(self, settings: dict[str, Any], num_cpus: float = 0.5) -> None:
+        """Load the weights (heavy imports stay inside the replica)."""
+        from clipforge.settings import load_settings
+        from models.asr import AsrConfig, AsrModel
+
+        base = AsrConfig.from_settings(load_settings(**settings))
+        self.model = AsrModel(
+            AsrConfig(
+                model_dir=base.model_dir,
+                device=base.device,
+                compute_type=base.compute_type,
+                cpu_threads=thread_count(num_cpus),
+            )
+        )
+        self.stats_ = BatchStats("asr")
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Apply `max_batch_size` / `batch_wait_timeout_s` from the deployment's user_config."""
+        apply_batch_config(self.transcribe_batch, user_config)
+
+    async def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+        """Transcribe 16 kHz mono float32 audio (batched with concurrent requests)."""
+        result: Transcript = await self.transcribe_batch((audio, language))
+        return result
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    async def transcribe_batch(self, items: list[AsrItem]) -> list[Transcript]:
+        """One batched recogniser pass over the chunks of all `items`."""
+        self.stats_.record(len(items))
+        # CPU-bound: run off the event loop so the replica keeps answering health checks.
+        return await asyncio.to_thread(self._run, items)
+
+    def _run(self, items: list[AsrItem]) -> list[Transcript]:
+        model = self.model
+        by_language: dict[str | None, list[int]] = defaultdict(list)
+        for i, (audio, language) in enumerate(items):
+            lang = language or (model.detect_language(audio)[0] if model.is_multilingual else None)
+            by_language[lang].append(i)
+        out: list[Transcript | None] = [None] * len(items)
+        for language, members in by_language.items():
+            chunks = [(i, c) for i in members for c in model.split_chunks(items[i][0])]
+            results = model.transcribe_chunks([c for _, c in chunks], language=language)
+            for i in members:
+                mine = [r for (owner, _), r in zip(chunks, results, strict=True) if owner == i]
+                out[i] = model.merge_chunks(mine, duration_s=len(items[i][0]) / 16000)
+        return [t for t in out if t is not None]
+
+    def stats(self) -> dict[str, int]:
+        """Batch sizes seen by this replica."""
+        return self.stats_.snapshot()

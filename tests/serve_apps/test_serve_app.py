@@ -1,0 +1,226 @@
+"""The Serve application on the session's local Ray: ingress, batched and autoscaled model
+deployments, and the full upload -> worker -> transcript/clips/export flow through the ingress.
+
+One application for the whole module (deploying it is the expensive part). Replicas take a
+tenth of a CPU each so the pipeline worker's actors still fit on the 2-CPU test Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from clipforge.cache import Cache
+from clipforge.db.pool import Pool
+from clipforge.db.repo.api_keys import ApiKey
+from clipforge.redis_client import create_redis
+from clipforge.settings import Settings
+from serve_apps.deployments.app import ClipForgeAppArgs, IngressArgs, ModelArgs, build_app
+from tests.serve_apps.helpers import settings_overrides
+from tests.utils.servers import free_port
+
+APP = "clipforge-test"
+PREFIX = f"cfserve:{uuid.uuid4().hex[:8]}:"
+Auth = tuple[ApiKey, dict[str, str]]
+
+SPOKEN = "Why do most people fail at this? Because they quit too early."
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def serve_url(ray_local: None, api_settings: Settings) -> Iterator[str]:
+    """The application deployed behind the Serve HTTP proxy on a free loopback port."""
+    from ray import serve
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    batched = {"num_cpus": 0.1, "max_batch_size": 8, "batch_wait_timeout_s": 0.25}
+    args = ClipForgeAppArgs(
+        settings=settings_overrides(api_settings),
+        redis_prefix=PREFIX,
+        ingress=IngressArgs(num_cpus=0.1),
+        asr=ModelArgs(**batched),
+        highlight=ModelArgs(**batched),
+        caption=ModelArgs(
+            num_cpus=0.1,
+            min_replicas=1,
+            max_replicas=2,
+            target_ongoing_requests=1,
+            upscale_delay_s=0,
+            look_back_period_s=1,
+            max_ongoing_requests=4,
+            max_batch_size=4,
+            batch_wait_timeout_s=0.05,
+        ),
+    )
+    serve.run(build_app(args), name=APP, route_prefix="/")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+
+
+def test_ingress_serves_the_public_api(serve_url: str, owner: Auth, other: Auth):
+    _, auth = owner
+    with httpx.Client(base_url=serve_url, timeout=30) as http:
+        assert http.get("/health").json() == {"status": "ok"}
+        assert http.get("/ready").json()["status"] == "ready"
+        assert http.get("/v1/videos").status_code == 401
+        made = http.post(
+            "/v1/videos", json={"source_url": "http://169.254.169.254/x"}, headers=auth
+        )
+        assert made.status_code == 422
+        made = http.post(
+            "/v1/videos", json={"source_url": "https://93.184.216.34/a.mp4"}, headers=auth
+        )
+        assert made.status_code == 202 and made.headers["x-request-id"]
+        video_id = made.json()["video"]["id"]
+        assert http.get(f"/v1/videos/{video_id}", headers=auth).json()["status"] == "pending"
+        assert http.get(f"/v1/videos/{video_id}", headers=other[1]).status_code == 404
+        assert "ErrorResponse" in http.get("/openapi.json").json()["components"]["schemas"]
+
+
+async def _post_many(
+    url: str, path: str, bodies: list[dict], headers: dict[str, str]
+) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+        return await asyncio.gather(*(http.post(path, json=b, headers=headers) for b in bodies))
+
+
+def _stats(deployment: str) -> dict[str, int]:
+    from ray import serve
+
+    handle = serve.get_deployment_handle(deployment, app_name=APP)
+    stats: dict[str, int] = handle.stats.remote().result(timeout_s=30)
+    return stats
+
+
+def test_model_endpoints_answer_and_batch(serve_url: str, owner: Auth, test_media: dict[str, Path]):
+    _, auth = owner
+    audio = test_media["audio_only"].read_bytes()
+    with httpx.Client(base_url=serve_url, timeout=120) as http:
+        asr = http.post(
+            "/v1/models/asr", content=audio, headers=auth | {"Content-Type": "audio/mp4"}
+        )
+        assert asr.status_code == 200, asr.text
+        assert "welcome to the show" in asr.json()["text"].lower()
+        junk = http.post(
+            "/v1/models/asr", content=b"junk" * 100, headers=auth | {"Content-Type": "audio/mp4"}
+        )
+        assert junk.status_code == 422 and junk.json()["error"]["code"].endswith("_media")
+    texts = [
+        "Here's the secret nobody tells you about saving money.",
+        "And so um yeah, that was basically it I guess.",
+        "What if everything you know about sleep is wrong? The answer is simple.",
+        "We lost everything in a single day, and that changed everything for us.",
+    ]
+    bodies = [
+        {"windows": [{"text": t}, {"text": texts[(i + 1) % 4], "start": 0, "end": 6}]}
+        for i, t in enumerate(texts * 3)
+    ]
+    answers = asyncio.run(_post_many(serve_url, "/v1/models/highlights", bodies, auth))
+    assert [a.status_code for a in answers] == [200] * len(bodies)
+    first = answers[0].json()
+    assert [w["index"] for w in first["windows"]] == [0, 1] and 0 <= first["windows"][0][
+        "score"
+    ] <= 100
+    assert first["models"][0]["name"] == "all-MiniLM-L6-v2"
+    # Same windows in the same request always score the same, whichever batch they landed in.
+    assert answers[4].json()["windows"] == first["windows"]
+    assert _stats("HighlightScorer")["largest"] > 1
+
+    words = [
+        {"start": i * 0.4, "end": i * 0.4 + 0.3, "text": w} for i, w in enumerate(SPOKEN.split())
+    ]
+    caption = httpx.post(
+        f"{serve_url}/v1/models/captions",
+        json={"words": words, "format": "srt"},
+        headers=auth,
+        timeout=60,
+    )
+    assert caption.status_code == 200, caption.text
+    body = caption.json()
+    assert body["file"].startswith("1\n00:00:00,000") and body["title"]
+    assert " ".join(line for cue in body["cues"] for line in cue["lines"]).startswith(
+        "Why do most people"
+    )
+
+
+def test_upload_worker_and_export_end_to_end(
+    serve_url: str,
+    owner: Auth,
+    db: Pool,
+    api_settings: Settings,
+    database_url: str,
+    test_media: dict[str, Path],
+):
+    from pipelines.config import load_pipeline_config
+    from pipelines.worker import PipelineWorker
+
+    _, auth = owner
+    data = test_media["speech_short"].read_bytes()
+    config = load_pipeline_config(
+        worker__idle_poll_s=0.2,
+        transcribe__asr_actors_max=1,
+        transcribe__asr_num_cpus=0.5,
+        detect__num_cpus=0.5,
+        export__short_side=240,
+        export__num_cpus=0.5,
+    )
+    # The worker invalidates the same cache keys the ingress reads.
+    worker = PipelineWorker(
+        api_settings,
+        config,
+        db,
+        database_url=database_url,
+        cache=Cache(create_redis(api_settings), prefix=PREFIX),
+        worker_id="serve-e2e",
+    )
+    with httpx.Client(base_url=serve_url, timeout=60, headers=auth) as http:
+        created = http.post("/v1/videos", json={"upload": {"size_bytes": len(data)}}).json()
+        assert httpx.put(created["upload"]["url"], content=data, timeout=60).status_code == 200
+        video_id = created["video"]["id"]
+        assert http.post(f"/v1/videos/{video_id}/uploaded").status_code == 202
+        worker.run(until_idle=True)
+        video = http.get(f"/v1/videos/{video_id}").json()
+        assert video["status"] == "ready", video
+        assert 15 < video["duration_s"] < 40  # the ~26 s speech fixture
+        transcript = http.get(f"/v1/videos/{video_id}/transcript").json()
+        assert "welcome to the show" in transcript["text"].lower()
+        clips = http.get(f"/v1/videos/{video_id}/clips").json()["items"]
+        assert clips and all(c["end_s"] > c["start_s"] for c in clips)
+        export = http.post(f"/v1/clips/{clips[0]['id']}/exports", json={"aspect_ratio": "9:16"})
+        assert export.status_code == 202
+        worker.run(until_idle=True)
+        done = http.get(f"/v1/exports/{export.json()['export']['id']}").json()
+        assert done["status"] == "ready", done
+        media = httpx.get(done["url"], timeout=60)
+        assert media.status_code == 200 and media.content[4:8] == b"ftyp"
+    worker.stop()
+
+
+def test_caption_deployment_autoscales_under_load(serve_url: str, owner: Auth):
+    from ray import serve
+
+    _, auth = owner
+    words = [{"start": i * 0.4, "end": i * 0.4 + 0.3, "text": f"word{i}."} for i in range(40)]
+
+    def running() -> int:
+        status = serve.status().applications[APP].deployments["CaptionModel"]
+        return int(status.replica_states.get("RUNNING", 0))
+
+    assert running() == 1
+    deadline = time.monotonic() + 90
+    while running() < 2 and time.monotonic() < deadline:
+        answers = asyncio.run(
+            _post_many(serve_url, "/v1/models/captions", [{"words": words}] * 24, auth)
+        )
+        assert {a.status_code for a in answers} <= {200, 503}
+    assert running() == 2
