@@ -17,6 +17,7 @@ from clipforge.db.pool import Pool, create_pool
 from clipforge.queue import export_queue_metrics
 from clipforge.redis_client import create_redis
 from clipforge.settings import Settings
+from clipforge.webhooks import webhook_handlers
 from pipelines.config import load_pipeline_config
 from pipelines.worker import PipelineWorker, ensure_ray
 
@@ -47,7 +48,12 @@ def run_worker(
         start_http_server(metrics_port)
     with create_pool(settings, database_url, application_name="clipforge-worker") as pool:
         worker = PipelineWorker(
-            settings, config, pool, database_url=database_url, cache=Cache(create_redis(settings))
+            settings,
+            config,
+            pool,
+            database_url=database_url,
+            cache=Cache(create_redis(settings)),
+            extra_handlers=webhook_handlers(pool, settings),  # webhook deliveries ride along
         )
 
         # Connect first: ray.init installs its own SIGTERM handler (exit at once), ours replaces it.

@@ -35,6 +35,7 @@ from clipforge.queue import (
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.storage.keys import video_prefix
+from clipforge.webhooks import emit_video_event
 from pipelines.config import PipelineConfig
 from pipelines.rows import Row, failure_of, guarded, pack, unpack
 from pipelines.stages.export import render_row
@@ -238,6 +239,8 @@ class PipelineWorker:
                     conn, video_id=_vid(job), clips=unpack(row["clips"])
                 )
                 update_video(conn, video_id=_vid(job), status="ready", error=None)
+                if job.payload.get("chain", True):  # a backfill re-run is not a new "ready"
+                    emit_video_event(conn, video_id=_vid(job), event="video.ready")
                 merge_video_metadata(
                     conn,
                     video_id=_vid(job),
@@ -399,6 +402,10 @@ class PipelineWorker:
             )
         elif stage in STAGES and job.video_id is not None:
             update_video(conn, video_id=job.video_id, status="failed", error=f"{stage}: {error}")
+            emit_video_event(conn, video_id=job.video_id, event="video.failed")
+        # Inside the failing transaction; the tombstone blocks a stale refill until it commits.
+        if job.video_id is not None:
+            self.cache.invalidate("video", str(job.video_id))
 
 
 def _vid(job: Job) -> uuid.UUID:

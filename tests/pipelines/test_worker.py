@@ -12,8 +12,10 @@ from pathlib import Path
 from clipforge.db.pool import Pool
 from clipforge.settings import Settings
 from clipforge.storage import create_store
+from clipforge.webhooks import create_webhook
 from pipelines.worker import PipelineWorker
 from tests.pipelines.conftest import upload_video, url_video
+from tests.utils.factories import make_key
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -41,8 +43,22 @@ def _row_counts(pool: Pool) -> list[dict[str, object]]:
 def test_one_worker_drains_good_and_bad_videos(
     worker: PipelineWorker, db: Pool, pipeline_settings: Settings, test_media: dict[str, Path]
 ) -> None:
+    key, _ = make_key(db)
+    with db.connection() as conn:
+        create_webhook(
+            conn,
+            owner_key_id=key.id,
+            url="https://hooks.example.com/cf",
+            events=["video.ready", "video.failed"],
+            resolver=lambda host, port: ["93.184.216.34"],
+        )  # no DNS here; never contacted
     good = [upload_video(db, pipeline_settings, test_media["speech_short"]) for _ in range(5)]
     corrupt = upload_video(db, pipeline_settings, test_media["corrupt"])
+    with db.connection() as conn:  # owned by the key with the webhook: its events are delivered
+        conn.execute(
+            "UPDATE videos SET owner_key_id = %s WHERE id = ANY(%s)",
+            (key.id, [good[0].id, corrupt.id]),
+        )
     silent = upload_video(db, pipeline_settings, test_media["silent"])
     private = url_video(db, "http://10.0.0.5/internal/video.mp4")
     worker.run(until_idle=True)
@@ -68,6 +84,15 @@ def test_one_worker_drains_good_and_bad_videos(
         ).fetchall()
     # Bad input fails at once (no pointless retries).
     assert {(r["state"], r["attempts"]) for r in bad_jobs} == {("succeeded", 1), ("failed", 1)}
+
+    with db.connection() as conn:
+        events = conn.execute(
+            "SELECT d.event, d.payload->'data'->>'video_id' AS video FROM webhook_deliveries d"
+            " JOIN jobs j ON j.payload->>'delivery_id' = d.id::text AND j.kind = 'webhook'"
+        ).fetchall()
+    assert sorted((e["event"], e["video"]) for e in events) == sorted(
+        [("video.ready", str(good[0].id)), ("video.failed", str(corrupt.id))]
+    )
 
     counts = _row_counts(db)
     assert len(counts) == 5
