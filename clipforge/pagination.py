@@ -13,6 +13,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from clipforge.errors import ValidationFailed
 
@@ -50,6 +51,22 @@ class Cursor:
             return cls(created_at=created, id=uuid.UUID(data["i"]))
         except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError):
             raise ValidationFailed("invalid cursor") from None
+
+
+class _Keyed(Protocol):
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+K = TypeVar("K", bound=_Keyed)
+
+
+def split_page(items: list[K], limit: int) -> tuple[list[K], Cursor | None]:
+    """Rows fetched with `LIMIT limit + 1` -> this page, and the cursor of the next (or None)."""
+    page = items[:limit]
+    return page, Cursor(page[-1].created_at, page[-1].id) if len(items) > limit else None
 
 
 def check_limit(limit: int) -> int:

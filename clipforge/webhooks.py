@@ -33,7 +33,7 @@ from psycopg.types.json import Jsonb
 from clipforge.db.pool import Conn, Pool
 from clipforge.errors import NotFound, TransientError, ValidationFailed
 from clipforge.fetch import Network, Resolver, check_url, parse_networks, system_resolver
-from clipforge.pagination import Cursor, check_limit
+from clipforge.pagination import Cursor, check_limit, split_page
 from clipforge.queue import Job, JobResult, enqueue
 from clipforge.queue.runner import Handler
 from clipforge.settings import Settings
@@ -122,9 +122,7 @@ def list_webhooks(
             "i": cursor.id if cursor else None,
         },
     ).fetchall()
-    hooks = [_webhook(r) for r in rows[:limit]]
-    nxt = Cursor(hooks[-1].created_at, hooks[-1].id) if len(rows) > limit else None
-    return hooks, nxt
+    return split_page([_webhook(r) for r in rows], limit)
 
 
 def delete_webhook(conn: Conn, *, owner_key_id: uuid.UUID, webhook_id: uuid.UUID) -> bool:

@@ -66,7 +66,9 @@ def probe(path: str | Path) -> MediaInfo:
             raise CorruptMedia(path, "no audio or video stream")
         duration = _duration_s(container)
         if duration <= 0:
-            raise EmptyMedia(path, "the media has no duration: no decodable frames (empty or corrupt)")
+            raise EmptyMedia(
+                path, "the media has no duration: no decodable frames (empty or corrupt)"
+            )
         info = MediaInfo(
             duration_s=duration,
             size_bytes=path.stat().st_size,

@@ -11,7 +11,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from clipforge.db.pool import Conn
-from clipforge.pagination import Cursor, check_limit
+from clipforge.pagination import Cursor, check_limit, split_page
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +118,7 @@ def list_clips(
             "i": cursor.id if cursor else None,
         },
     ).fetchall()
-    clips = [Clip(**r) for r in rows[:limit]]
-    nxt = Cursor(clips[-1].created_at, clips[-1].id) if len(rows) > limit else None
-    return clips, nxt
+    return split_page([Clip(**r) for r in rows], limit)
 
 
 def get_clip(conn: Conn, *, clip_id: uuid.UUID) -> Clip | None:

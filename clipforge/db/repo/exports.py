@@ -10,7 +10,7 @@ from typing import Any, Literal
 from psycopg import sql
 
 from clipforge.db.pool import Conn
-from clipforge.pagination import Cursor, check_limit
+from clipforge.pagination import Cursor, check_limit, split_page
 
 AspectRatio = Literal["9:16", "1:1", "16:9"]
 ExportStatus = Literal["queued", "rendering", "ready", "failed"]
@@ -93,6 +93,4 @@ def list_exports(
             "i": cursor.id if cursor else None,
         },
     ).fetchall()
-    exports = [Export(**r) for r in rows[:limit]]
-    nxt = Cursor(exports[-1].created_at, exports[-1].id) if len(rows) > limit else None
-    return exports, nxt
+    return split_page([Export(**r) for r in rows], limit)

@@ -11,7 +11,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from clipforge.db.pool import Conn
-from clipforge.pagination import Cursor, check_limit
+from clipforge.pagination import Cursor, check_limit, split_page
 
 VideoStatus = Literal[
     "pending", "uploading", "importing", "transcribing", "detecting", "ready", "failed", "deleting"
@@ -114,9 +114,7 @@ def list_videos(
             "i": cursor.id if cursor else None,
         },
     ).fetchall()
-    videos = [Video(**r) for r in rows[:limit]]
-    next_cursor = Cursor(videos[-1].created_at, videos[-1].id) if len(rows) > limit else None
-    return videos, next_cursor
+    return split_page([Video(**r) for r in rows], limit)
 
 
 def update_video(conn: Conn, *, video_id: uuid.UUID, **fields: Any) -> Video | None:
