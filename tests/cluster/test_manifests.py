@@ -1,0 +1,172 @@
+"""compose.yaml and the Kubernetes manifests parse, name real settings, and agree with the code
+(ports, commands, health endpoints) and with the Prometheus job names."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clipforge.settings import Settings
+from pipelines.backfill import main as backfill_main
+from tests.cluster.conftest import CLUSTER, REPO
+
+KUBERAY = CLUSTER / "kuberay"
+SETTINGS = {name.upper() for name in Settings.model_fields}
+# Read by libraries rather than clipforge.settings (Hugging Face offline switches, Ray).
+EXTERNAL_ENV = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "RAY_ADDRESS", "HEALTHCHECK_URL"}
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _all_k8s() -> list[dict[str, Any]]:
+    # serve-overrides.yaml (render.py input) and kustomization.yaml are not cluster objects.
+    return [d for p in sorted(KUBERAY.glob("*.yaml")) for d in _docs(p) if "metadata" in d]
+
+
+def _by(kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in _all_k8s() if d["kind"] == kind}
+
+
+def _job_names() -> set[str]:
+    config = yaml.safe_load((CLUSTER / "prometheus" / "prometheus.yml").read_text())
+    return {job["job_name"] for job in config["scrape_configs"]}
+
+
+def test_compose_services_env_and_ports() -> None:
+    compose = yaml.safe_load((CLUSTER / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {
+        "postgres", "redis", "minio", "minio-init", "migrate",
+        "ray-head", "worker", "api", "prometheus", "grafana",
+    }  # fmt: skip
+    env = compose["x-clipforge-env"]
+    assert {"DATABASE_URL", "REDIS_URL", "S3_BUCKET", "S3_ENDPOINT_URL", "CDN_BASE_URL"} <= set(env)
+    for name in ("migrate", "ray-head", "worker", "api"):
+        names = set(services[name]["environment"])
+        assert names <= SETTINGS | EXTERNAL_ENV, names - SETTINGS - EXTERNAL_ENV
+        assert services[name]["build"]["dockerfile"] == "cluster/docker/Dockerfile.cpu"
+    Settings(**{k.lower(): v for k, v in env.items()})  # the values themselves validate
+    targets = {
+        t
+        for job in yaml.safe_load((CLUSTER / "prometheus" / "prometheus.yml").read_text())[
+            "scrape_configs"
+        ]
+        for c in job["static_configs"]
+        for t in c["targets"]
+    }
+    assert "--port 8080" in " ".join(services["api"]["command"]) and "api:8080" in targets
+    assert "--metrics-port 9101" in " ".join(services["worker"]["command"])
+    assert {"worker:9101", "ray-head:8080", "worker:8080"} <= targets
+    for name in ("prometheus", "grafana"):
+        for volume in services[name]["volumes"]:
+            assert (CLUSTER / volume.split(":")[0]).exists(), volume
+
+
+def test_kubernetes_kinds_and_kustomization() -> None:
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in _all_k8s()}
+    assert {
+        ("RayService", "clipforge-serve"),
+        ("RayJob", "clipforge-worker"),
+        ("RayJob", "clipforge-backfill-detect"),
+        ("Deployment", "clipforge-api"),
+        ("HorizontalPodAutoscaler", "clipforge-api"),
+        ("PodDisruptionBudget", "clipforge-api"),
+        ("PodDisruptionBudget", "clipforge-serve-workers"),
+        ("ConfigMap", "clipforge-config"),
+        ("Secret", "clipforge-secrets"),
+    } <= kinds
+    listed = yaml.safe_load((KUBERAY / "kustomization.yaml").read_text())["resources"]
+    assert all((KUBERAY / name).exists() for name in listed)
+    assert "secret.example.yaml" not in listed
+
+
+def test_config_and_secret_name_real_settings() -> None:
+    config = _by("ConfigMap")["clipforge-config"]["data"]
+    secret = _by("Secret")["clipforge-secrets"]["stringData"]
+    assert set(config) | set(secret) <= SETTINGS | EXTERNAL_ENV
+    assert {"DATABASE_URL", "REDIS_URL", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"} == set(secret)
+    assert {"S3_BUCKET", "CDN_BASE_URL", "ENVIRONMENT"} <= set(config)
+
+
+def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every container of a Deployment, RayService or RayJob."""
+    spec = doc["spec"]
+    if doc["kind"] == "Deployment":
+        return list(spec["template"]["spec"]["containers"])
+    cluster = spec.get("rayClusterConfig") or spec["rayClusterSpec"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    return [c for g in groups for c in g["template"]["spec"]["containers"]]
+
+
+def test_every_clipforge_container_reads_config_and_secret() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    ray_pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("ray["))
+    for doc in _all_k8s():
+        if doc["kind"] not in ("Deployment", "RayService", "RayJob"):
+            continue
+        spec = doc["spec"]
+        cluster = spec.get("rayClusterConfig") or spec.get("rayClusterSpec")
+        if cluster is not None:
+            assert ray_pin.endswith("==" + cluster["rayVersion"])
+        for container in _containers(doc):
+            refs = {next(iter(r.values()))["name"] for r in container["envFrom"]}
+            assert refs == {"clipforge-config", "clipforge-secrets"}
+            assert re.fullmatch(
+                r"ghcr\.io/clipforge/clipforge:[\d.]+-(cpu|cuda)", container["image"]
+            )
+
+
+def test_api_deployment_probes_ports_and_selectors() -> None:
+    api = _by("Deployment")["clipforge-api"]
+    container = api["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"]
+    assert command[command.index("--port") + 1] == "8080" and "--workers" not in command
+    assert container["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    labels = api["spec"]["template"]["metadata"]["labels"]
+    assert api["spec"]["selector"]["matchLabels"] == labels
+    assert _by("PodDisruptionBudget")["clipforge-api"]["spec"]["selector"]["matchLabels"] == labels
+    hpa = _by("HorizontalPodAutoscaler")["clipforge-api"]["spec"]
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "clipforge-api",
+    }
+    assert 1 <= hpa["minReplicas"] < hpa["maxReplicas"]
+
+
+def test_worker_and_backfill_rayjobs() -> None:
+    jobs = _by("RayJob")
+    worker = jobs["clipforge-worker"]
+    assert worker["spec"]["entrypoint"].startswith("clipforge worker ")
+    assert "--metrics-port 9101" in worker["spec"]["entrypoint"]
+    head = worker["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]
+    ports = {p["name"]: p["containerPort"] for p in head["spec"]["containers"][0]["ports"]}
+    assert ports["worker-metrics"] == 9101 and ports["metrics"] == 8080
+    assert head["metadata"]["labels"]["app.kubernetes.io/component"] == "queue-worker"
+    backfill = jobs["clipforge-backfill-detect"]["spec"]["entrypoint"].split()
+    assert backfill[:3] == ["python", "-m", "pipelines.backfill"]
+    assert (REPO / "configs" / Path(backfill[backfill.index("--config") + 1]).name).exists()
+    try:  # the arguments parse with the backfill's own parser (--help exits before any work)
+        backfill_main([*backfill[3:], "--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+
+
+def test_pod_monitors_use_the_prometheus_job_names() -> None:
+    monitors = _by("PodMonitor")
+    jobs = {
+        relabel["replacement"]
+        for m in monitors.values()
+        for endpoint in m["spec"]["podMetricsEndpoints"]
+        for relabel in endpoint["relabelings"]
+        if relabel.get("targetLabel") == "job"
+    }
+    assert jobs == _job_names() == {"clipforge-api", "clipforge-worker", "ray"}
