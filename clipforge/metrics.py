@@ -50,6 +50,11 @@ JOBS_FINISHED = Counter(
 JOB_DURATION = Histogram(
     "clipforge_job_duration_seconds", "Job attempt wall time.", ["kind"], buckets=_JOB_BUCKETS
 )
+VIDEO_SECONDS = Counter(
+    "clipforge_video_seconds_processed_total",
+    "Seconds of source video that completed each pipeline stage (minutes of video per minute).",
+    ["stage"],
+)
 CLAIM_BATCH = Histogram(
     "clipforge_claim_batch_size", "Jobs per claim.", buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200)
 )

@@ -14,6 +14,7 @@ from clipforge.cache import Cache
 from clipforge.db.embedded import resolve_database_url
 from clipforge.db.migrate import migrate
 from clipforge.db.pool import Pool, create_pool
+from clipforge.db.pool_metrics import register_pool_metrics
 from clipforge.queue import export_queue_metrics
 from clipforge.redis_client import create_redis
 from clipforge.settings import Settings
@@ -47,6 +48,7 @@ def run_worker(
     if metrics_port:
         start_http_server(metrics_port)
     with create_pool(settings, database_url, application_name="clipforge-worker") as pool:
+        register_pool_metrics(pool)
         worker = PipelineWorker(
             settings,
             config,

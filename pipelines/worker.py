@@ -23,6 +23,7 @@ from clipforge.db.repo import clips as clips_repo
 from clipforge.db.repo.exports import create_export, get_export, update_export
 from clipforge.db.repo.transcripts import get_transcript, replace_transcript
 from clipforge.db.repo.videos import VideoStatus, merge_video_metadata, update_video
+from clipforge.metrics import VIDEO_SECONDS
 from clipforge.queue import (
     Backoff,
     Job,
@@ -379,6 +380,12 @@ class PipelineWorker:
             self.cache.invalidate(namespace, str(job.video_id))
         if sweep:
             sweep_orphan_exports(self.settings, self.pool, job.video_id)
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT duration_s FROM videos WHERE id = %s", (job.video_id,)
+            ).fetchone()
+        if row is not None and row["duration_s"]:
+            VIDEO_SECONDS.labels(stage=job.kind.removeprefix(self.prefix)).inc(row["duration_s"])
 
     def _advance(self, conn: Conn, job: Job, stage: str, *, status: VideoStatus) -> None:
         """Enqueue the next stage (unless the job asked not to chain, as a backfill does)."""

@@ -11,6 +11,7 @@ Wiring: call `register_pool_metrics(pool)` once after a process opens its pool (
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -41,27 +42,46 @@ _COUNTERS = {
 
 
 class PoolCollector(Collector):
-    """Exports one pool's stats, labelled by the pool's name."""
+    """Exports the stats of every registered, open pool, labelled by pool name."""
 
-    def __init__(self, pool: Pool) -> None:
-        self._pool = pool
+    def __init__(self) -> None:
+        # Weak: a pool closed and dropped (tests, reconfiguration) leaves the metrics by itself.
+        self._pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+
+    def add(self, pool: Pool) -> None:
+        """Start exporting `pool`."""
+        self._pools.add(pool)
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        """One family per stat, read now."""
-        stats = self._pool.get_stats()
-        name = self._pool.name
+        """One family per stat, one sample per pool, read now."""
+        pools: dict[str, Pool] = {}
+        for pool in list(self._pools):
+            if not pool.closed:
+                pools.setdefault(pool.name, pool)  # one sample per label set
+        stats = {name: pool.get_stats() for name, pool in sorted(pools.items())}
         for key, (metric, doc) in _GAUGES.items():
             gauge = GaugeMetricFamily(metric, doc, labels=["pool"])
-            gauge.add_metric([name], float(stats.get(key, 0)))
+            for name, values in stats.items():
+                gauge.add_metric([name], float(values.get(key, 0)))
             yield gauge
         for key, (metric, doc) in _COUNTERS.items():
             counter = CounterMetricFamily(metric, doc, labels=["pool"])
-            counter.add_metric([name], float(stats.get(key, 0)))
+            for name, values in stats.items():
+                counter.add_metric([name], float(values.get(key, 0)))
             yield counter
 
 
+_collectors: dict[int, PoolCollector] = {}
+
+
 def register_pool_metrics(pool: Pool, registry: CollectorRegistry = REGISTRY) -> PoolCollector:
-    """Export `pool`'s stats from `registry` (the default one served on /metrics)."""
-    collector = PoolCollector(pool)
-    registry.register(collector)
+    """Export `pool`'s stats from `registry` (the default one served on /metrics).
+
+    Safe to call for many pools and many times: one collector per registry serves them all.
+    """
+    collector = _collectors.get(id(registry))
+    if collector is None:
+        collector = _collectors[id(registry)] = PoolCollector()
+        registry.register(collector)
+    collector.add(pool)
     return collector

@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from clipforge.cache import Cache
 from clipforge.db.pool import Pool, create_pool
+from clipforge.db.pool_metrics import register_pool_metrics
 from clipforge.db.repo.api_keys import ApiKey, authenticate
 from clipforge.errors import ValidationFailed
 from clipforge.fetch import Resolver, system_resolver
@@ -70,6 +71,7 @@ class ApiDeps:
 
         url = database_url or resolve_database_url(settings)
         pool = create_pool(settings, url, application_name=application_name)
+        register_pool_metrics(pool)  # saturation on this process's /metrics
         client = create_redis(settings)
         return cls(
             settings=settings,
