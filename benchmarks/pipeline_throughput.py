@@ -102,7 +102,7 @@ def through_worker(videos: list[Path], workdir: Path) -> float:
     config = load_pipeline_config(
         detect__top_k=1,
         detect__auto_export={"enabled": True, "top_n": 1},
-        export__short_side=134,
+        export__short_side=144,  # the stage caps it at the 134 px crop: no upscaling
         worker__idle_poll_s=0.2,
     )
     with scratch_database() as url:

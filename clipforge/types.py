@@ -9,7 +9,9 @@ Times are seconds from the start of the source media.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +88,58 @@ class Transcript:
     def text(self) -> str:
         """The full text, segments joined by spaces."""
         return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON layout of transcript.json and the fixtures (words under each segment)."""
+        return {
+            "language": self.language,
+            "duration": self.duration,
+            "model": {
+                "name": self.model.name,
+                "version": self.model.version,
+                "sha256": self.model.sha256,
+            },
+            "segments": [
+                {
+                    "start": s.start,
+                    "end": s.end,
+                    "text": s.text,
+                    "words": [
+                        {
+                            "start": w.start,
+                            "end": w.end,
+                            "text": w.text,
+                            "probability": w.probability,
+                        }
+                        for w in s.words
+                    ],
+                }
+                for s in self.segments
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Transcript:
+        """Inverse of `to_dict` (`probability` and the model's `sha256` may be absent)."""
+        segments = tuple(
+            Segment(
+                start=float(s["start"]),
+                end=float(s["end"]),
+                text=str(s["text"]),
+                words=tuple(
+                    Word(
+                        float(w["start"]),
+                        float(w["end"]),
+                        str(w["text"]),
+                        float(w.get("probability", 1.0)),
+                    )
+                    for w in s["words"]
+                ),
+            )
+            for s in data["segments"]
+        )
+        m = data["model"]
+        model = ModelInfo(
+            name=str(m["name"]), version=str(m["version"]), sha256=str(m.get("sha256", ""))
+        )
+        return cls(str(data["language"]), float(data["duration"]), segments, model)

@@ -27,7 +27,6 @@ from clipforge.fetch import check_url, parse_networks
 from clipforge.queue import enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
-from clipforge.types import Transcript
 from pipelines.config import AspectRatio, PipelineConfig, load_pipeline_config
 from pipelines.report import render_report
 from pipelines.worker import PipelineWorker
@@ -121,27 +120,6 @@ def _config(config: PipelineConfig, opts: ProcessOptions) -> PipelineConfig:
     return config.model_copy(update={"detect": detect, "worker": worker})
 
 
-def transcript_json(transcript: Transcript) -> dict[str, Any]:
-    """Transcript with segments and word timings, as written to transcript.json."""
-    return {
-        "language": transcript.language,
-        "duration": transcript.duration,
-        "model": {"name": transcript.model.name, "version": transcript.model.version},
-        "segments": [
-            {
-                "start": s.start,
-                "end": s.end,
-                "text": s.text,
-                "words": [
-                    {"start": w.start, "end": w.end, "word": w.text, "probability": w.probability}
-                    for w in s.words
-                ],
-            }
-            for s in transcript.segments
-        ],
-    }
-
-
 def _write_outputs(
     pool: Pool, settings: Settings, video_id: uuid.UUID, out_dir: Path, source: str
 ) -> dict[str, Any]:
@@ -194,7 +172,7 @@ def _write_outputs(
                 "files": files,
             }
         )
-    doc = transcript_json(transcript)
+    doc = transcript.to_dict()
     (out_dir / "transcript.json").write_text(json.dumps(doc, indent=2))
     (out_dir / "clips.json").write_text(json.dumps(clip_docs, indent=2))
     timeline = video.metadata.get("highlight_timeline", [])

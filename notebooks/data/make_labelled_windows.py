@@ -29,7 +29,7 @@ from typing import Any
 
 from models.highlight_config import ScorerConfig
 from models.highlight_windows import candidate_windows, split_sentences
-from models.types import ModelInfo, Segment, Transcript, Word
+from models.types import Transcript
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -126,21 +126,7 @@ def hook_fixture_transcript() -> dict[str, Any]:
 
 def transcript_from_dict(data: dict[str, Any]) -> Transcript:
     """A `Transcript` from the JSON layout stored in the labelled set."""
-    segments = tuple(
-        Segment(
-            start=float(s["start"]),
-            end=float(s["end"]),
-            text=str(s["text"]),
-            words=tuple(
-                Word(start=float(w["start"]), end=float(w["end"]), text=str(w["text"]))
-                for w in s["words"]
-            ),
-        )
-        for s in data["segments"]
-    )
-    return Transcript(
-        str(data["language"]), float(data["duration"]), segments, ModelInfo(**data["model"])
-    )
+    return Transcript.from_dict(data)
 
 
 def _grade(labels: list[tuple[str, str] | None], first: int, last: int) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.text_encoder import TextEncoder, load_text_encoder
-from models.types import ModelInfo, Segment, Transcript, Word
+from models.types import Transcript
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SAMPLE_RATE = 16_000
@@ -32,24 +32,6 @@ def encoder() -> TextEncoder:
     return load_text_encoder()
 
 
-def transcript_from_dict(data: dict[str, object]) -> Transcript:
-    """A `Transcript` from the JSON layout of `hook_transcript.json`."""
-    segments = tuple(
-        Segment(
-            start=float(s["start"]),
-            end=float(s["end"]),
-            text=str(s["text"]),
-            words=tuple(
-                Word(start=float(w["start"]), end=float(w["end"]), text=str(w["text"]))
-                for w in s["words"]
-            ),
-        )
-        for s in data["segments"]  # type: ignore[attr-defined]
-    )
-    model = ModelInfo(**data["model"])  # type: ignore[arg-type]
-    return Transcript(str(data["language"]), float(data["duration"]), segments, model)  # type: ignore[arg-type]
-
-
 @lru_cache(maxsize=1)
 def hook_data() -> dict[str, object]:
     """The raw fixture (includes `hook`: [start, end] of the planted passage)."""
@@ -59,7 +41,7 @@ def hook_data() -> dict[str, object]:
 
 def hook_transcript() -> Transcript:
     """The planted-hook transcript."""
-    return transcript_from_dict(hook_data())
+    return Transcript.from_dict(hook_data())
 
 
 def hook_span() -> tuple[float, float]:

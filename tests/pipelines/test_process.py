@@ -68,7 +68,7 @@ def test_process_writes_clips_transcript_and_report(
             assert (out / clip["files"][ext]).stat().st_size > 0
     report = (out / "report.html").read_text()
     assert report.count("<video") == len(clips) and "<svg" in report and "<polyline" in report
-    assert words[0]["word"].strip() in report
+    assert words[0]["text"].strip() in report
 
 
 @pytest.mark.parametrize(
