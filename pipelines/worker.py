@@ -115,7 +115,7 @@ class PipelineWorker:
     # -- stage batch handlers -------------------------------------------------------------
 
     def _import_batch(self, jobs: list[Job]) -> Outcomes:
-        videos = self._videos([j for j in jobs])
+        videos = self._videos(jobs)
         rows = [
             {
                 "job_id": j.id,
@@ -153,7 +153,12 @@ class PipelineWorker:
             return write
 
         return self._outcomes(
-            jobs, results, commit, missing="video row not found", touched=("video",)
+            jobs,
+            results,
+            commit,
+            missing="video row not found",
+            touched=("video",),
+            seconds={job_id: row.get("duration_s") for job_id, row in results.items()},
         )
 
     def _transcribe_batch(self, jobs: list[Job]) -> Outcomes:
@@ -200,7 +205,9 @@ class PipelineWorker:
             outcomes[job.id] = JobResult(
                 result={"words": len(transcript.words)},
                 on_commit=write,
-                after_commit=partial(self._after, job, ("video", "transcript")),
+                after_commit=partial(
+                    self._after, job, ("video", "transcript"), seconds=transcript.duration
+                ),
             )
         return outcomes
 
@@ -276,6 +283,7 @@ class PipelineWorker:
             missing="no transcript for this video",
             touched=("video", "clips"),
             sweep=True,
+            seconds={job_id: video["duration_s"] for job_id, video in videos.items()},
         )
 
     def _export_batch(self, jobs: list[Job]) -> Outcomes:
@@ -313,12 +321,13 @@ class PipelineWorker:
 
     def _export_rows(self, jobs: list[Job]) -> list[Row]:
         rows = []
+        videos = self._videos(jobs)  # one query for the batch, not one per job
         with self.pool.connection() as conn:
             for job in jobs:
                 export = get_export(conn, export_id=uuid.UUID(job.payload["export_id"]))
                 clip = clips_repo.get_clip(conn, clip_id=export.clip_id) if export else None
                 transcript = get_transcript(conn, video_id=clip.video_id) if clip else None
-                video = self._videos([job]).get(job.id)
+                video = videos.get(job.id)
                 if export is None or clip is None or transcript is None or video is None:
                     continue
                 update_export(conn, export_id=export.id, status="rendering")
@@ -359,7 +368,13 @@ class PipelineWorker:
         missing: str,
         touched: tuple[str, ...],
         sweep: bool = False,
+        seconds: Mapping[int, float | None] | None = None,
     ) -> Outcomes:
+        """Per job: its stage failure, or its commit and after-commit steps.
+
+        `seconds` is each job's video duration for the minutes-of-video counter (none for
+        exports, which cover one clip).
+        """
         outcomes: Outcomes = {}
         for job in jobs:
             row = results.get(job.id)
@@ -368,24 +383,30 @@ class PipelineWorker:
             elif (failure := failure_of(row)) is not None:
                 outcomes[job.id] = failure
             else:
-                after = partial(self._after, job, touched, sweep)
+                after = partial(
+                    self._after, job, touched, sweep, seconds=(seconds or {}).get(job.id)
+                )
                 outcomes[job.id] = JobResult(on_commit=commit(job, row), after_commit=after)
         return outcomes
 
-    def _after(self, job: Job, touched: tuple[str, ...], sweep: bool = False) -> None:
-        """After a stage committed: drop cached reads it changed, delete replaced export files."""
+    def _after(
+        self,
+        job: Job,
+        touched: tuple[str, ...],
+        sweep: bool = False,
+        *,
+        seconds: float | None = None,
+    ) -> None:
+        """After a stage committed: drop cached reads it changed, delete replaced export files,
+        count the video's seconds through this stage."""
         if job.video_id is None:
             return
         for namespace in touched:
             self.cache.invalidate(namespace, str(job.video_id))
         if sweep:
             sweep_orphan_exports(self.settings, self.pool, job.video_id)
-        with self.pool.connection() as conn:
-            row = conn.execute(
-                "SELECT duration_s FROM videos WHERE id = %s", (job.video_id,)
-            ).fetchone()
-        if row is not None and row["duration_s"]:
-            VIDEO_SECONDS.labels(stage=job.kind.removeprefix(self.prefix)).inc(row["duration_s"])
+        if seconds:
+            VIDEO_SECONDS.labels(stage=job.kind.removeprefix(self.prefix)).inc(seconds)
 
     def _advance(self, conn: Conn, job: Job, stage: str, *, status: VideoStatus) -> None:
         """Enqueue the next stage (unless the job asked not to chain, as a backfill does)."""

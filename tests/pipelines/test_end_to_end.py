@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from clipforge.db.pool import Pool
 from clipforge.db.repo.clips import list_all_clips
 from clipforge.db.repo.exports import create_export
 from clipforge.db.repo.transcripts import get_transcript
 from clipforge.db.repo.videos import get_video
 from clipforge.media import probe
+from clipforge.metrics import VIDEO_SECONDS
 from clipforge.queue import enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
@@ -30,6 +33,10 @@ def test_speech_video_to_captioned_clip(
     test_media: dict[str, Path],
     tmp_path: Path,
 ) -> None:
+    def counted(stage: str) -> float:
+        return float(VIDEO_SECONDS.labels(stage=stage)._value.get())
+
+    before = {stage: counted(stage) for stage in ("import", "transcribe", "detect", "export")}
     video = upload_video(db, pipeline_settings, test_media["speech_short"])
     worker.run(until_idle=True)
 
@@ -41,6 +48,9 @@ def test_speech_video_to_captioned_clip(
         assert transcript is not None and len(transcript.words) > 20
         assert clips and clips[0].rank == 1 and clips[0].model_version
         clip = clips[0]
+        assert done.duration_s is not None
+        for stage in ("import", "transcribe", "detect"):  # minutes-of-video counter
+            assert counted(stage) - before[stage] == pytest.approx(done.duration_s, abs=0.05)
         export = create_export(conn, clip_id=clip.id, aspect_ratio="9:16", caption_style="karaoke")
         enqueue(conn, kind="export", video_id=video.id, payload={"export_id": str(export.id)})
         conn.commit()
@@ -49,6 +59,7 @@ def test_speech_video_to_captioned_clip(
     with db.connection() as conn:
         row = conn.execute("SELECT * FROM exports WHERE id = %s", (export.id,)).fetchone()
     assert row is not None and row["status"] == "ready", row
+    assert counted("export") == before["export"]  # an export is one clip, not the video
     store = create_store(pipeline_settings)
     mp4 = store.download_file(row["object_key"], tmp_path / "clip.mp4")
     info = probe(mp4)
