@@ -69,6 +69,7 @@ def motion_centres(src: Path, start_s: float, duration_s: float) -> list[tuple[f
     """(time from clip start, horizontal motion centre in 0..1) samples, smoothed."""
     cmd = [
         ffmpeg_exe(),
+        "-nostdin",
         "-v",
         "error",
         "-ss",
@@ -83,7 +84,9 @@ def motion_centres(src: Path, start_s: float, duration_s: float) -> list[tuple[f
         "rawvideo",
         "-",
     ]
-    probe = subprocess.run(cmd, capture_output=True, check=False, timeout=600)
+    probe = subprocess.run(
+        cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=600
+    )
     raw = np.frombuffer(probe.stdout, dtype=np.uint8)
     if probe.returncode != 0 or raw.size == 0:
         return []
@@ -133,6 +136,7 @@ def render_clip(src: Path, dest: Path, spec: RenderSpec, *, src_size: tuple[int,
     audio = f"loudnorm=I={spec.loudness_lufs}:TP=-1.5:LRA=11,aresample=48000"
     cmd = [
         ffmpeg_exe(),
+        "-nostdin",
         "-y",
         "-v",
         "error",
@@ -175,6 +179,7 @@ def thumbnail(clip: Path, dest: Path, at_s: float) -> Path:
     _run(
         [
             ffmpeg_exe(),
+            "-nostdin",
             "-y",
             "-v",
             "error",
@@ -194,7 +199,11 @@ def thumbnail(clip: Path, dest: Path, at_s: float) -> Path:
 
 
 def _run(cmd: list[str], what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=1800)
+    # stdin=DEVNULL (and -nostdin): ffmpeg otherwise reads the terminal, and as a child of a Ray
+    # worker in a background process group it is stopped by SIGTTIN and never finishes.
+    proc = subprocess.run(
+        cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=1800
+    )
     if proc.returncode != 0:
         # Decode errors mean bad media (not retryable); the message says which.
         raise MediaError(f"ffmpeg {what} failed: {proc.stderr.strip()[-500:]}")

@@ -50,8 +50,10 @@ def long_sentences() -> list[str]:
 
 
 def _ffmpeg(*args: str) -> None:
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-v", "error", "-y", *args]
-    subprocess.run(cmd, check=True)
+    # -nostdin and no stdin: ffmpeg would otherwise read (and eat) the terminal's keystrokes.
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    cmd = [exe, "-nostdin", "-hide_banner", "-v", "error", "-y", *args]
+    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL)
 
 
 def _espeak(text: str) -> np.ndarray:
@@ -62,7 +64,7 @@ def _espeak(text: str) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         wav_path = Path(tmp) / "speech.wav"
         cmd = [exe, "-v", "en-us", "-s", str(ESPEAK_WPM), "-w", str(wav_path), text]
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL)
         with wave.open(str(wav_path)) as wav:
             if wav.getframerate() != ESPEAK_RATE or wav.getnchannels() != 1:
                 raise RuntimeError("unexpected espeak-ng output format")
