@@ -4,14 +4,22 @@ Uses only public Serve APIs: each application's builder is called with its valid
 run with `serve.run`; HTTP host and port come from the command line. Replicas are Ray workers
 of this machine and inherit this process's environment, so the embedded defaults (a pgserver
 Postgres URL resolved here) reach them as DATABASE_URL.
+
+Without RAY_ADDRESS a new local Ray is started (never one that happens to run on the machine),
+and the default config is scaled to its CPUs. Before anything deploys, every application is
+checked against the cluster's nodes (`fitting`): one that could never be scheduled is refused
+at once with what is missing, instead of Serve waiting for it forever.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import signal
+import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +28,11 @@ from ray.serve.schema import ServeDeploySchema
 
 from clipforge.settings import Settings
 from serve_apps.deployments.app import ClipForgeAppArgs
+from serve_apps.deployments.fitting import Node, ServeConfigDoesNotFit, fit, nodes_from_ray
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "serve.yaml"
+
+log = logging.getLogger("clipforge.serve")
 
 
 def load_config(path: Path) -> ServeDeploySchema:
@@ -49,15 +60,51 @@ def prepare_environment(settings: Settings) -> str:
     return url
 
 
-def deploy(config: ServeDeploySchema, *, host: str, port: int) -> None:
-    """Start Serve on host:port and deploy every application of `config`."""
+@dataclass(frozen=True, slots=True)
+class Deployable:
+    """One application of the config with the arguments it will be built with."""
+
+    name: str
+    route_prefix: str | None
+    import_path: str
+    args: ClipForgeAppArgs
+
+
+def fit_applications(
+    config: ServeDeploySchema, nodes: list[Node], *, may_scale: bool
+) -> list[Deployable]:
+    """Every application's args, fitted to `nodes` (see `fitting.fit`).
+
+    Raises:
+        ServeConfigDoesNotFit: an application cannot be scheduled; names it and what is short.
+    """
+    fitted: list[Deployable] = []
+    for app in config.applications:
+        args = ClipForgeAppArgs.model_validate(app.args or {})
+        try:
+            result = fit(args, nodes, may_scale=may_scale)
+        except ServeConfigDoesNotFit as exc:
+            raise ServeConfigDoesNotFit(f"application {app.name!r}: {exc}") from None
+        if result.factor < 1.0:
+            log.warning(
+                "application %r asks for more CPUs than this machine's Ray has (%g); every "
+                "deployment's num_cpus is scaled by %.3f to fit",
+                app.name,
+                sum(n.cpus for n in nodes),
+                result.factor,
+            )
+        fitted.append(Deployable(app.name, app.route_prefix, app.import_path, result.args))
+    return fitted
+
+
+def deploy(applications: list[Deployable], *, host: str, port: int) -> None:
+    """Start Serve on host:port and deploy every application."""
     from ray import serve
 
     serve.start(http_options={"host": host, "port": port})
-    for app in config.applications:
-        args = ClipForgeAppArgs.model_validate(app.args or {})
+    for app in applications:
         serve.run(
-            _builder(app.import_path)(args),
+            _builder(app.import_path)(app.args),
             name=app.name,
             route_prefix=app.route_prefix,
             blocking=False,
@@ -65,17 +112,36 @@ def deploy(config: ServeDeploySchema, *, host: str, port: int) -> None:
 
 
 def serve_until_signal(config_path: Path, settings: Settings, *, host: str, port: int) -> None:
-    """Deploy, then block until SIGINT/SIGTERM and shut Serve down."""
+    """Deploy, then block until SIGINT/SIGTERM and shut Serve (and a Ray started here) down.
+
+    Exits with status 2 and one line on stderr when the config does not fit the cluster.
+    """
     import ray
     from ray import serve
 
     config = load_config(config_path)
     prepare_environment(settings)
+    address = os.environ.get("RAY_ADDRESS") or None
+    started_here = not ray.is_initialized() and address is None
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False)
-    deploy(config, host=host, port=port)
+        # "local" starts a fresh Ray; None would join whatever `ray start` left running here.
+        ray.init(address=address or "local", include_dashboard=False)
+    # Only the default config on a Ray of our own is resized; an explicit config or a shared
+    # cluster means someone chose these numbers, so a misfit is theirs to fix.
+    may_scale = started_here and config_path.resolve() == DEFAULT_CONFIG
+    nodes = nodes_from_ray(ray.nodes())  # type: ignore[no-untyped-call]
+    try:
+        applications = fit_applications(config, nodes, may_scale=may_scale)
+    except ServeConfigDoesNotFit as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        ray.shutdown()
+        raise SystemExit(2) from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    serve.shutdown()  # type: ignore[no-untyped-call]
+    try:
+        deploy(applications, host=host, port=port)
+        stop.wait()
+    finally:
+        serve.shutdown()  # type: ignore[no-untyped-call]
+        ray.shutdown()
