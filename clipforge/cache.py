@@ -7,18 +7,32 @@ request does not pay a connection timeout.
 Invalidation writes a short-lived tombstone instead of deleting the key. A reader that loaded
 the old row just before a write stores its result with SET NX, which the tombstone blocks, so a
 slow reader cannot put a stale value back for a whole TTL.
+
+Staleness when an invalidation is lost (the writer cannot reach Redis, e.g. a worker on the far
+side of a network partition while the API still reads the cache) is bounded two ways:
+- Values that describe work in progress (a `status` such as `pending` or `importing`, or an
+  empty list: "no clips yet") are stored for at most `TRANSIENT_TTL_S` (5 s). These are the
+  values a worker is about to change, so a missed invalidation shows an old state for at most
+  that long. Settled values keep their long TTL (5-30 min), so the cache still absorbs reads.
+- A failed invalidation is not dropped: it is queued in the writer and retried in the
+  background until Redis answers, so a settled value is fresh again within about
+  `_RETRY_MAX_S` + the breaker's reset time of the partition healing (bounded by its TTL).
+Per-row version checks against Postgres were rejected: for a video row the check costs the
+same primary-key read the cache exists to avoid.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
 
-from clipforge.metrics import CACHE_ERRORS, CACHE_REQUESTS
+from clipforge.metrics import CACHE_ERRORS, CACHE_INVALIDATIONS_PENDING, CACHE_REQUESTS
 from clipforge.resilience import CircuitBreaker
 
 log = logging.getLogger(__name__)
@@ -28,18 +42,61 @@ T = TypeVar("T")
 VIDEO_TTL_S = 5 * 60
 CLIPS_TTL_S = 10 * 60
 TRANSCRIPT_TTL_S = 30 * 60
+# Longest a value describing work in progress is cached: the bound on a stale in-progress read.
+TRANSIENT_TTL_S = 5
+
+# Statuses a worker moves on from by itself (videos, exports, jobs, webhook deliveries).
+TRANSIENT_STATUSES = frozenset(
+    {
+        "pending",
+        "uploading",
+        "importing",
+        "transcribing",
+        "detecting",
+        "deleting",
+        "queued",
+        "rendering",
+        "running",
+    }
+)
 
 _TOMBSTONE = b"\x00invalidated"
 _TOMBSTONE_TTL_S = 5
+# Failed invalidations: retried every _RETRY_MIN_S, backing off to _RETRY_MAX_S; at most
+# _MAX_PENDING keys are kept (beyond that the oldest rely on their TTL alone).
+_RETRY_MIN_S = 0.5
+_RETRY_MAX_S = 5.0
+_MAX_PENDING = 10_000
+
+
+def is_transient(value: Any) -> bool:
+    """Whether a cached value describes work in progress (and so gets `TRANSIENT_TTL_S`)."""
+    if isinstance(value, dict):
+        return value.get("status") in TRANSIENT_STATUSES
+    return isinstance(value, list) and not value
 
 
 class Cache:
     """Cache-aside helper; `client=None` disables caching (the embedded default)."""
 
-    def __init__(self, client: redis.Redis | None, *, prefix: str = "cf:") -> None:
+    def __init__(
+        self,
+        client: redis.Redis | None,
+        *,
+        prefix: str = "cf:",
+        transient_ttl_s: int = TRANSIENT_TTL_S,
+    ) -> None:
         self._client = client
         self._prefix = prefix
+        self._transient_ttl_s = transient_ttl_s
         self._breaker = CircuitBreaker("redis-cache", failure_threshold=3, reset_after_s=5.0)
+        # Key -> sequence number of its latest failed invalidation. Insertion-ordered, so the
+        # oldest key is dropped first when full; the number tells a retry whether a newer
+        # failure of the same key came in while it was writing (then the key stays queued).
+        self._pending: dict[str, int] = {}
+        self._seq = 0
+        self._pending_lock = threading.Lock()
+        self._retrier: threading.Thread | None = None
 
     def _key(self, namespace: str, key: str) -> str:
         return f"{self._prefix}{namespace}:{key}"
@@ -66,7 +123,10 @@ class Cache:
         ttl_s: int,
         loader: Callable[[], Any],
     ) -> Any:
-        """The cached JSON value, or `loader()` (stored for `ttl_s` unless None)."""
+        """The cached JSON value, or `loader()` (stored for `ttl_s` unless None).
+
+        Values describing work in progress are stored for at most the transient TTL.
+        """
         full = self._key(namespace, key)
         raw = self._redis("get", lambda r: r.get(full))
         if raw is not None and raw != _TOMBSTONE:
@@ -76,19 +136,74 @@ class Cache:
         value = loader()
         if value is not None and raw is None:
             payload = json.dumps(value, default=str)
-            self._redis("set", lambda r: r.set(full, payload, ex=ttl_s, nx=True))
+            ttl = min(ttl_s, self._transient_ttl_s) if is_transient(value) else ttl_s
+            self._redis("set", lambda r: r.set(full, payload, ex=ttl, nx=True))
         return value
 
     def invalidate(self, namespace: str, *keys: str) -> None:
-        """Drop cached values after a write (tombstones block stale refills for a few seconds)."""
-        if not keys:
+        """Drop cached values after a write (tombstones block stale refills for a few seconds).
+
+        If Redis cannot be reached the invalidation is queued and retried in the background
+        until it lands; it is never silently dropped.
+        """
+        if not keys or self._client is None:
             return
         names = [self._key(namespace, k) for k in keys]
+        if not self._tombstone(names):
+            self._queue(names)
 
-        def _write(r: redis.Redis) -> None:
+    @property
+    def pending_invalidations(self) -> int:
+        """Invalidations waiting for Redis to be reachable again."""
+        with self._pending_lock:
+            return len(self._pending)
+
+    def _tombstone(self, names: list[str]) -> bool:
+        def _write(r: redis.Redis) -> bool:
             pipe = r.pipeline(transaction=False)
             for name in names:
                 pipe.set(name, _TOMBSTONE, ex=_TOMBSTONE_TTL_S)
             pipe.execute()
+            return True
 
-        self._redis("invalidate", _write)
+        return bool(self._redis("invalidate", _write))
+
+    def _queue(self, names: list[str]) -> None:
+        with self._pending_lock:
+            added = 0
+            for name in names:
+                self._seq += 1
+                added += self._pending.pop(name, None) is None
+                self._pending[name] = self._seq
+            dropped = 0
+            while len(self._pending) > _MAX_PENDING:
+                del self._pending[next(iter(self._pending))]
+                dropped += 1
+            CACHE_INVALIDATIONS_PENDING.inc(added - dropped)
+            if self._retrier is None or not self._retrier.is_alive():
+                self._retrier = threading.Thread(
+                    target=self._retry_loop, name="cache-invalidate-retry", daemon=True
+                )
+                self._retrier.start()
+        if dropped:
+            log.warning("too many pending cache invalidations", extra={"dropped": dropped})
+
+    def _retry_loop(self) -> None:
+        delay = _RETRY_MIN_S
+        while True:
+            time.sleep(delay)
+            with self._pending_lock:
+                batch = dict(self._pending)
+                if not batch:
+                    self._retrier = None
+                    return
+            if self._tombstone(list(batch)):
+                with self._pending_lock:
+                    done = [n for n, seq in batch.items() if self._pending.get(n) == seq]
+                    for name in done:
+                        del self._pending[name]
+                CACHE_INVALIDATIONS_PENDING.dec(len(done))
+                log.info("queued cache invalidations delivered", extra={"keys": len(done)})
+                delay = _RETRY_MIN_S
+            else:
+                delay = min(_RETRY_MAX_S, delay * 2)

@@ -7,6 +7,8 @@ help: a network blip can, a corrupt file cannot.
 
 from __future__ import annotations
 
+import re
+
 
 class ClipForgeError(Exception):
     """Base class; `retryable` says whether the same operation may succeed if tried again."""
@@ -62,10 +64,51 @@ class TransientError(ClipForgeError):
     code = "unavailable"
 
 
-class CircuitOpen(TransientError):
-    """A circuit breaker refused the call because the dependency keeps failing."""
+class DependencyUnavailable(TransientError):
+    """A dependency (storage, database, cache, network) is down; not the job's or input's fault.
+
+    The queue delays such a job without spending its attempts (see `QueueRunner`), and the API
+    answers 503. `describe()` embeds the dependency as ``Type[dependency]: message`` so the
+    classification survives being flattened to text (Ray error rows, `jobs.last_error`); see
+    `dependency_in_description`.
+    """
 
     code = "dependency_unavailable"
+
+    def __init__(self, message: str, *, dependency: str = "unknown") -> None:
+        super().__init__(message)
+        self.dependency = dependency if _DEPENDENCY_NAME.match(dependency) else "unknown"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments are lost by the default pickling (Ray ships errors pickled).
+        return (_rebuild_dependency_error, (type(self), str(self), self.dependency))
+
+    def describe(self) -> str:
+        """``Type[dependency]: message``; parsed back by `dependency_in_description`."""
+        return f"{type(self).__name__}[{self.dependency}]: {self}"
+
+
+class CircuitOpen(DependencyUnavailable):
+    """A circuit breaker refused the call because the dependency keeps failing."""
+
+
+_DEPENDENCY_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
+_DESCRIBED = re.compile(r"^(DependencyUnavailable|CircuitOpen)\[([a-z0-9][a-z0-9_.-]{0,40})\]: ")
+
+
+def _rebuild_dependency_error(
+    cls: type[DependencyUnavailable], message: str, dependency: str
+) -> DependencyUnavailable:
+    return cls(message, dependency=dependency)
+
+
+def dependency_in_description(description: str) -> str | None:
+    """The dependency named by a `DependencyUnavailable.describe()` string, else None.
+
+    For failures that crossed a process boundary as text, e.g. a Ray Data error row.
+    """
+    match = _DESCRIBED.match(description)
+    return match.group(2) if match else None
 
 
 class LeaseLost(ClipForgeError):

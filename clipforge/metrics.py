@@ -55,6 +55,38 @@ VIDEO_SECONDS = Counter(
     "Seconds of source video that completed each pipeline stage (minutes of video per minute).",
     ["stage"],
 )
+MODEL_LOADS = Counter(
+    "clipforge_model_loads_total",
+    "Model weights loaded by pipeline stage actors (reported to the driver; once per actor).",
+    ["model"],
+)
+STAGE_ROWS = Counter(
+    "clipforge_stage_rows_total", "Rows (videos or exports) sent to stage actors.", ["stage"]
+)
+OBJECT_CACHE = Counter(
+    "clipforge_object_cache_requests_total",
+    "Node-local object cache lookups by stage actors, by result (hit / miss).",
+    ["result"],
+)
+JOBS_WAITING_DEPENDENCY = Counter(
+    "clipforge_jobs_waiting_dependency_total",
+    "Job attempts delayed, without spending an attempt, because a dependency was down.",
+    ["kind", "dependency"],
+)
+QUEUE_WAITING_DEPENDENCY = Gauge(
+    "clipforge_jobs_waiting_dependency_queued",
+    "Queued jobs currently waiting for a dependency to come back, by kind and dependency.",
+    ["kind", "dependency"],
+)
+DEPENDENCY_UP = Gauge(
+    "clipforge_dependency_up",
+    "1 when the last readiness check reached the dependency (0: down, degraded service).",
+    ["dependency"],
+)
+CACHE_INVALIDATIONS_PENDING = Gauge(
+    "clipforge_cache_invalidations_pending",
+    "Cache invalidations that failed (Redis unreachable) and are queued for retry.",
+)
 CLAIM_BATCH = Histogram(
     "clipforge_claim_batch_size", "Jobs per claim.", buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200)
 )

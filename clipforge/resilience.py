@@ -1,8 +1,12 @@
-"""Retries with exponential backoff + jitter, and circuit breakers, for calls to dependencies.
+"""Retries with exponential backoff + jitter, circuit breakers, and outage classification.
 
 Retries ride out blips; the breaker stops a hard outage from turning every request into a slow
 timeout: after `failure_threshold` consecutive failures it fails fast for `reset_after_s`, then
 lets one trial call through (half-open) to see whether the dependency is back.
+
+`dependency_of` is the one place that decides whether an exception means "a dependency is down"
+(the job is not at fault: the queue delays it without spending attempts, the API answers 503)
+rather than "this input or code failed".
 """
 
 from __future__ import annotations
@@ -11,11 +15,22 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from clipforge.errors import CircuitOpen
+import psycopg
+import redis
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from psycopg_pool import PoolTimeout
+
+from clipforge.errors import (
+    CircuitOpen,
+    ClipForgeError,
+    DependencyUnavailable,
+    dependency_in_description,
+)
 from clipforge.metrics import BREAKER_STATE, RETRIES
 
 log = logging.getLogger(__name__)
@@ -110,7 +125,7 @@ class CircuitBreaker:
             if cooled and not self._trial_in_flight:
                 self._trial_in_flight = True  # exactly one probe call while half-open
                 return
-            raise CircuitOpen(f"{self.name} is unavailable (circuit open)")
+            raise CircuitOpen(f"{self.name} is unavailable (circuit open)", dependency=self.name)
 
     def _on_failure(self) -> None:
         with self._lock:
@@ -130,3 +145,158 @@ class CircuitBreaker:
             self._opened_at = None
             self._trial_in_flight = False
             BREAKER_STATE.labels(breaker=self.name).set(0)
+
+
+# SQLSTATE classes that mean "this configuration can never connect": invalid authorization
+# (28xxx) and a database that does not exist (3D000). Retrying them only hides the mistake.
+_FATAL_SQLSTATE_PREFIXES = ("28", "3D")
+
+
+def is_fatal_db_error(exc: BaseException) -> bool:
+    """True for database errors no retry can fix: bad credentials, missing database, bad DSN."""
+    if isinstance(exc, psycopg.OperationalError):
+        state = exc.sqlstate or ""
+        return state.startswith(_FATAL_SQLSTATE_PREFIXES)
+    # Raised before any server answered (a malformed DSN): no SQLSTATE.
+    return isinstance(exc, psycopg.ProgrammingError) and exc.sqlstate is None
+
+
+def _library_dependency(exc: BaseException) -> str | None:
+    """The dependency a third-party (or builtin) exception reports as unreachable, if any."""
+    if isinstance(exc, PoolTimeout | psycopg.InterfaceError):
+        return "postgres"
+    if isinstance(exc, psycopg.OperationalError):
+        # A statement timeout is the query's own fault far more often than an outage.
+        if isinstance(exc, psycopg.errors.QueryCanceled) or is_fatal_db_error(exc):
+            return None
+        return "postgres"
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return "redis"
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
+        return "s3"
+    if isinstance(exc, ClientError):
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        return "s3" if status >= 500 else None
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return "network"
+    return None
+
+
+def unwrap_ray_error(exc: BaseException) -> BaseException:
+    """The original exception inside Ray's `RayTaskError` (possibly dual-classed as the
+    cause's type), else `exc` itself. Duck-typed so this module does not import Ray."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException) and type(exc).__name__.startswith("RayTaskError"):
+        return unwrap_ray_error(cause)
+    return exc
+
+
+def dependency_of(exc: BaseException) -> str | None:
+    """The name of the dependency whose outage caused `exc`, or None if `exc` is not an outage.
+
+    Recognises `DependencyUnavailable` (and `CircuitOpen`), the libraries' own connection
+    errors (psycopg, psycopg_pool, redis, botocore, builtin connection errors and timeouts),
+    the same behind `raise ... from` chains and inside Ray's `RayTaskError` (its `.cause`), and
+    `DependencyUnavailable.describe()` text carried by errors rebuilt from Ray Data error rows.
+    Our own typed errors are taken at their word: a `TransientError` raised for a failing
+    source URL says the input's server failed, so its causes are not searched.
+    """
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        unwrapped = unwrap_ray_error(current)
+        if unwrapped is not current:
+            todo.append(unwrapped)
+            continue
+        if isinstance(current, DependencyUnavailable):
+            return current.dependency
+        if isinstance(current, ClipForgeError):
+            described = dependency_in_description(current.describe())
+            if described is not None:
+                return described
+            continue
+        found = _library_dependency(current)
+        if found is not None:
+            return found
+        if current.__cause__ is not None:
+            todo.append(current.__cause__)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """How a job's failure is recorded and retried.
+
+    Attributes:
+        error: ``Type: message`` (``Type[dependency]: message`` for outages) for `last_error`.
+        retryable: whether another attempt may help.
+        dependency: the unavailable dependency, or None when the job itself failed.
+    """
+
+    error: str
+    retryable: bool
+    dependency: str | None
+
+
+def classify_failure(exc: BaseException) -> Failure:
+    """Classify any exception a job raised (or a Ray task returned) for the queue.
+
+    Unknown exceptions are retryable: most are transient, and `max_attempts` bounds a bug.
+    """
+    exc = unwrap_ray_error(exc)
+    dependency = dependency_of(exc)
+    if dependency is not None:
+        if isinstance(exc, DependencyUnavailable) or (
+            isinstance(exc, ClipForgeError) and dependency_in_description(exc.describe())
+        ):
+            error = exc.describe()
+        else:
+            error = DependencyUnavailable(
+                f"{type(exc).__name__}: {exc}", dependency=dependency
+            ).describe()
+        return Failure(error=error, retryable=True, dependency=dependency)
+    if isinstance(exc, ClipForgeError):
+        return Failure(error=exc.describe(), retryable=exc.retryable, dependency=None)
+    return Failure(error=f"{type(exc).__name__}: {exc}", retryable=True, dependency=None)
+
+
+def failure_fields(exc: BaseException) -> dict[str, Any]:
+    """`classify_failure` as plain columns, for an error row that crosses a process boundary.
+
+    Pipelines' `error_row` should return ``{"job_id": ..., **failure_fields(exc)}`` and
+    `failure_of` should return `failure_from_fields(row)`, so outages stay outages in the runner.
+    """
+    failure = classify_failure(exc)
+    return {
+        "error": failure.error,
+        "retryable": failure.retryable,
+        "dependency": failure.dependency or "",
+    }
+
+
+class RecordedFailure(ClipForgeError):
+    """A job failure rebuilt from its recorded text (`failure_fields`)."""
+
+    def __init__(self, description: str, *, retryable: bool) -> None:
+        super().__init__(description)
+        self.retryable = retryable
+
+    def describe(self) -> str:
+        """The original error's own description, without this wrapper."""
+        return str(self)
+
+
+def failure_from_fields(fields: Mapping[str, Any]) -> ClipForgeError | None:
+    """The failure a row written by `failure_fields` reports, or None for a good row."""
+    error = str(fields.get("error") or "")
+    if not error:
+        return None
+    dependency = str(fields.get("dependency") or "") or dependency_in_description(error)
+    if dependency:
+        message = error.split("]: ", 1)[1] if dependency_in_description(error) else error
+        return DependencyUnavailable(message, dependency=dependency)
+    return RecordedFailure(error, retryable=bool(fields.get("retryable", True)))

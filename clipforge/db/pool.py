@@ -36,17 +36,25 @@ def create_pool(
     application_name: str = "clipforge",
     min_size: int | None = None,
     max_size: int | None = None,
+    timeout_s: float | None = None,
 ) -> Pool:
     """Open a pool against `database_url` and wait until its minimum connections exist.
 
     `database_url` is passed separately from settings because the embedded default resolves it
-    at run time (see `clipforge.db.embedded`).
+    at run time (see `clipforge.db.embedded`). `timeout_s` overrides DB_POOL_TIMEOUT_S as the
+    checkout wait (the API passes its shorter API_DB_POOL_TIMEOUT_S to fail fast in an outage).
     """
+    timeout = settings.db_pool_timeout_s if timeout_s is None else timeout_s
     pool: Pool = ConnectionPool(
         database_url,
         min_size=settings.db_pool_min_size if min_size is None else min_size,
         max_size=settings.db_pool_max_size if max_size is None else max_size,
-        timeout=settings.db_pool_timeout_s,
+        timeout=timeout,
+        # psycopg_pool retries a lost connection with a doubling delay until this runs out, then
+        # reconnects on demand. Its default (300 s) lets the delay grow to minutes, so a process
+        # would keep failing long after the database came back; this bounds that lag to about
+        # `reconnect_timeout / 2` (outages of any length are ridden out by the callers).
+        reconnect_timeout=max(5.0, 2 * timeout),
         kwargs=connect_kwargs(settings, application_name=application_name),
         connection_class=Connection[DictRow],
         check=ConnectionPool.check_connection,

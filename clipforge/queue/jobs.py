@@ -7,6 +7,9 @@ outputs and the enqueueing of the next stage. Nothing here commits.
 Exactly-once completion rests on the lease: a worker may only complete, fail or heartbeat a job
 while `lease_owner` is its id. When a lease expires the job is requeued with a new owner and the
 old worker's late `complete` raises `LeaseLost`, which rolls back its transaction.
+
+A job that failed because a dependency was down is `defer`red instead of `fail`ed: it waits
+with growing delays and keeps its attempts, for up to a retry horizon.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ class Job:
         run_after: earliest time the job may be claimed (backoff schedule).
         lease_owner: worker id holding the job while it runs.
         last_error: error of the latest failed attempt, kept after success for the record.
+        waiting_on: the dependency a deferred job waits for (None when not waiting).
+        waiting_since: when the current dependency wait began (the horizon runs from here).
+        dependency_waits: delays in the current wait (their backoff grows with it).
     """
 
     id: int
@@ -59,6 +65,9 @@ class Job:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    waiting_on: str | None
+    waiting_since: datetime | None
+    dependency_waits: int
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -171,13 +180,30 @@ def heartbeat(conn: Conn, *, worker_id: str, job_ids: Sequence[int], lease_s: fl
     return {int(r["id"]) for r in rows}
 
 
+def hold_lease(conn: Conn, *, job_id: int, worker_id: str) -> None:
+    """Lock the job's row if this worker still holds its lease; else raise `LeaseLost`.
+
+    Called first in a completing transaction: the row lock keeps the reaper and other workers'
+    claims (both `SKIP LOCKED`) off the job until the outputs and the completion commit, and a
+    worker whose lease moved on (e.g. it was cut off from the database for longer than the
+    lease) writes nothing at all. A lease that ran out but was not yet reaped is still held.
+    """
+    row = conn.execute(
+        "SELECT 1 FROM jobs WHERE id = %s AND state = 'running' AND lease_owner = %s FOR UPDATE",
+        (job_id, worker_id),
+    ).fetchone()
+    if row is None:
+        raise LeaseLost(f"job {job_id} is no longer leased by {worker_id}")
+
+
 def complete(
     conn: Conn, *, job_id: int, worker_id: str, result: Mapping[str, Any] | None = None
 ) -> None:
     """Mark a leased job succeeded; raise `LeaseLost` (roll back!) if the lease moved on."""
     cur = conn.execute(
         """UPDATE jobs SET state = 'succeeded', result = %s, lease_owner = NULL,
-                  lease_expires_at = NULL, finished_at = now(), updated_at = now()
+                  lease_expires_at = NULL, finished_at = now(), updated_at = now(),
+                  waiting_on = NULL, waiting_since = NULL, dependency_waits = 0
            WHERE id = %s AND state = 'running' AND lease_owner = %s""",
         (Jsonb(dict(result)) if result is not None else None, job_id, worker_id),
     )
@@ -216,11 +242,51 @@ def fail(
     conn.execute(
         """UPDATE jobs SET state = %s, last_error = %s, lease_owner = NULL, lease_expires_at = NULL,
                   run_after = now() + make_interval(secs => %s), updated_at = now(),
-                  finished_at = CASE WHEN %s = 'queued' THEN NULL ELSE now() END
+                  finished_at = CASE WHEN %s = 'queued' THEN NULL ELSE now() END,
+                  waiting_on = NULL, waiting_since = NULL, dependency_waits = 0
            WHERE id = %s""",
         (state, error[:_MAX_ERROR_CHARS], delay, state, job_id),
     )
     return state
+
+
+def defer(
+    conn: Conn,
+    *,
+    job_id: int,
+    worker_id: str,
+    error: str,
+    dependency: str,
+    backoff: Backoff,
+    horizon_s: float,
+) -> float | None:
+    """Delay a job whose dependency is down, giving back the attempt it was charged.
+
+    The n-th delay of one wait is `backoff.delay(n)`. Returns the delay in seconds, or None
+    (nothing written) once the wait has lasted `horizon_s`: the caller then records an ordinary
+    failure, so a dependency that never comes back still ends in `dead`, not an endless loop.
+    """
+    row = conn.execute(
+        """SELECT dependency_waits,
+                  EXTRACT(EPOCH FROM now() - coalesce(waiting_since, now())) AS waited_s
+           FROM jobs WHERE id = %s AND state = 'running' AND lease_owner = %s FOR UPDATE""",
+        (job_id, worker_id),
+    ).fetchone()
+    if row is None:
+        raise LeaseLost(f"job {job_id} is no longer leased by {worker_id}")
+    if float(row["waited_s"]) >= horizon_s:
+        return None
+    delay = backoff.delay(int(row["dependency_waits"]) + 1)
+    conn.execute(
+        """UPDATE jobs SET state = 'queued', attempts = greatest(attempts - 1, 0),
+                  last_error = %s, lease_owner = NULL, lease_expires_at = NULL,
+                  run_after = now() + make_interval(secs => %s), updated_at = now(),
+                  waiting_on = %s, waiting_since = coalesce(waiting_since, now()),
+                  dependency_waits = dependency_waits + 1
+           WHERE id = %s""",
+        (error[:_MAX_ERROR_CHARS], delay, dependency, job_id),
+    )
+    return delay
 
 
 def release(conn: Conn, *, worker_id: str, job_ids: Sequence[int]) -> int:
@@ -242,7 +308,7 @@ def redrive(conn: Conn, *, job_id: int) -> Job:
     """Put a `dead` or `failed` job back in the queue with a fresh attempt budget."""
     row = conn.execute(
         """UPDATE jobs SET state = 'queued', attempts = 0, run_after = now(), updated_at = now(),
-                  finished_at = NULL
+                  finished_at = NULL, waiting_on = NULL, waiting_since = NULL, dependency_waits = 0
            WHERE id = %s AND state IN ('dead', 'failed')
            RETURNING *""",
         (job_id,),

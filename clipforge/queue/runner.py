@@ -3,6 +3,16 @@
 Used directly for light jobs (webhook deliveries) and as the claim/heartbeat/complete shell of
 the Ray Data pipeline worker. A heartbeat thread keeps every held lease alive while handlers run,
 so only a worker that really stopped (crash, SIGKILL, partition) loses its jobs to another.
+
+Dependency outages are not the job's fault and never end the process:
+- Postgres away: claims pause with backoff; a finished job's outputs stay in memory and its
+  commit (or failure record) is retried until the database answers. The completing transaction
+  first checks that the lease is still ours, so a job another worker took over meanwhile is
+  never written twice; a lease that lapsed simply lets the other worker run it.
+- Any dependency away during a job (storage, network, database; see
+  `clipforge.resilience.dependency_of`): the job is delayed with its own backoff and keeps its
+  attempts, for up to `dependency_horizon_s`; only then do further failures spend attempts.
+The loop exits only when `stop` is set (SIGTERM) or on a fatal configuration error.
 """
 
 from __future__ import annotations
@@ -12,17 +22,26 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from clipforge.db.pool import Conn, Pool
-from clipforge.errors import ClipForgeError, LeaseLost
+from clipforge.errors import ConfigError, LeaseLost
 from clipforge.logging import job_context
-from clipforge.metrics import CLAIM_BATCH, JOB_DURATION, JOBS_CLAIMED, JOBS_FINISHED
+from clipforge.metrics import (
+    CLAIM_BATCH,
+    JOB_DURATION,
+    JOBS_CLAIMED,
+    JOBS_FINISHED,
+    JOBS_WAITING_DEPENDENCY,
+)
 from clipforge.queue import jobs as q
 from clipforge.queue.backoff import Backoff
 from clipforge.queue.notify import JobNotifier
+from clipforge.resilience import classify_failure, dependency_of, is_fatal_db_error
+from clipforge.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +79,11 @@ class RunnerOptions:
         heartbeat_s: lease renewal interval, well under `lease_s`.
         idle_poll_s: longest sleep between claims when idle (NOTIFY usually wakes earlier).
         reap_interval_s: how often a busy worker requeues other workers' expired leases.
+        backoff: retry delays of jobs that failed on their own (these spend attempts).
+        dependency_backoff: delays of jobs waiting for a dependency (these keep attempts).
+        dependency_horizon_s: how long one job may wait for a dependency without spending
+            attempts (QUEUE_DEPENDENCY_RETRY_HORIZON_S).
+        outage_backoff: pauses between tries to reach Postgres while it is away.
     """
 
     batch_size: int = 10
@@ -68,6 +92,23 @@ class RunnerOptions:
     idle_poll_s: float = 5.0
     reap_interval_s: float = 5.0
     backoff: Backoff = field(default_factory=Backoff)
+    dependency_backoff: Backoff = field(default_factory=lambda: Backoff(base_s=2.0, cap_s=300.0))
+    dependency_horizon_s: float = 6 * 3600.0
+    outage_backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.5, cap_s=30.0))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> RunnerOptions:
+        """Options from the QUEUE_* settings; keyword arguments override single fields."""
+        values: dict[str, Any] = {
+            "lease_s": settings.queue_lease_s,
+            "heartbeat_s": settings.queue_heartbeat_s,
+            "backoff": Backoff(settings.queue_backoff_base_s, settings.queue_backoff_max_s),
+            "dependency_backoff": Backoff(
+                settings.queue_backoff_base_s, settings.queue_dependency_backoff_max_s
+            ),
+            "dependency_horizon_s": settings.queue_dependency_retry_horizon_s,
+        }
+        return cls(**(values | overrides))
 
 
 class QueueRunner:
@@ -95,6 +136,7 @@ class QueueRunner:
         self._held_lock = threading.Lock()
         self._next_reap = 0.0
         self._last_claim_empty = True
+        self._db_down_since: float | None = None
         self.stop = threading.Event()
 
     def run(self, *, until_empty: bool = False) -> int:
@@ -105,9 +147,23 @@ class QueueRunner:
         )
         beat.start()
         done = 0
+        failures = 0
         try:
             while not self.stop.is_set():
-                ran = self.run_once()
+                try:
+                    ran = self.run_once()
+                except Exception as exc:  # claims pause; only a fatal config error ends the loop
+                    if isinstance(exc, ConfigError) or is_fatal_db_error(exc):
+                        raise
+                    failures += 1
+                    if dependency_of(exc) == "postgres":
+                        self._database_down(exc)
+                    else:  # not an outage (a bug?): say so, but keep the worker alive
+                        log.exception("claiming or running a batch failed; retrying")
+                    self.stop.wait(self.options.outage_backoff.delay(failures))
+                    continue
+                failures = 0
+                self._database_up()
                 done += ran
                 if ran == 0:
                     if until_empty:
@@ -166,19 +222,33 @@ class QueueRunner:
                     self._record_failure(job, outcome)
                 else:
                     self._finish_safely(job, outcome)
-            JOB_DURATION.labels(kind=kind).observe(elapsed)
+            # The jobs shared the batch's time: each is its share, so the histogram's sum stays
+            # the wall time spent (not batch size x batch time).
+            JOB_DURATION.labels(kind=kind).observe(elapsed / len(jobs))
             with self._held_lock:
                 self._held.discard(job.id)
 
     def _finish_safely(self, job: q.Job, outcome: JobResult) -> None:
         try:
-            self._finish(job, outcome)
-            JOBS_FINISHED.labels(kind=job.kind, outcome="succeeded").inc()
+            committed = self._persist(lambda: self._commit(job, outcome))
         except LeaseLost:
-            log.warning("lease lost; another worker owns the job now")
+            # Also what a retried commit sees if the first one did land before the connection
+            # broke: either way the job is recorded exactly once.
+            log.warning("lease lost; another worker owns the job now (or it is already done)")
             JOBS_FINISHED.labels(kind=job.kind, outcome="lease_lost").inc()
+            return
         except Exception as exc:  # writing the outputs failed: record it on the job
             self._record_failure(job, exc)
+            return
+        if committed is None:
+            log.warning("stopped while the database was away; the lease will lapse")
+            return
+        JOBS_FINISHED.labels(kind=job.kind, outcome="succeeded").inc()
+        if outcome.after_commit is not None:
+            try:
+                outcome.after_commit()
+            except Exception:  # the job's data is committed; this was only tidying up
+                log.exception("after-commit step failed")
 
     def _run_job(self, job: q.Job) -> None:
         started = time.monotonic()
@@ -194,46 +264,109 @@ class QueueRunner:
                 with self._held_lock:
                     self._held.discard(job.id)
 
-    def _finish(self, job: q.Job, outcome: JobResult) -> None:
+    def _commit(self, job: q.Job, outcome: JobResult) -> bool:
         with self._pool.connection() as conn, conn.transaction():
+            # Lease first: a job taken over while we were cut off gets none of our writes.
+            q.hold_lease(conn, job_id=job.id, worker_id=self.worker_id)
             if outcome.on_commit is not None:
                 outcome.on_commit(conn)
             q.complete(conn, job_id=job.id, worker_id=self.worker_id, result=outcome.result)
-        if outcome.after_commit is not None:
+        return True
+
+    def _persist(self, write: Callable[[], T]) -> T | None:
+        """Run a database write, retrying it with backoff for as long as Postgres is away.
+
+        Returns None without writing if `stop` is set first (the job's lease then lapses and
+        another worker runs it). Errors other than a database outage propagate.
+        """
+        tries = 0
+        while True:
             try:
-                outcome.after_commit()
-            except Exception:  # the job's data is committed; this was only tidying up
-                log.exception("after-commit step failed")
+                result = write()
+            except Exception as exc:
+                if dependency_of(exc) != "postgres" or is_fatal_db_error(exc):
+                    raise
+                tries += 1
+                self._database_down(exc)
+                if self.stop.wait(self.options.outage_backoff.delay(tries)):
+                    return None
+                continue
+            self._database_up()
+            return result
 
     def _record_failure(self, job: q.Job, exc: Exception) -> None:
-        # Unknown exceptions are retried: most are transient, and max_attempts bounds a bug.
-        if isinstance(exc, ClipForgeError):
-            retryable, error = exc.retryable, exc.describe()
-        else:
-            retryable, error = True, f"{type(exc).__name__}: {exc}"
-        try:
+        failure = classify_failure(exc)
+
+        def write() -> str:
             with self._pool.connection() as conn, conn.transaction():
+                if failure.dependency is not None:
+                    delay = q.defer(
+                        conn,
+                        job_id=job.id,
+                        worker_id=self.worker_id,
+                        error=failure.error,
+                        dependency=failure.dependency,
+                        backoff=self.options.dependency_backoff,
+                        horizon_s=self.options.dependency_horizon_s,
+                    )
+                    if delay is not None:
+                        return "waiting_dependency"
                 state = q.fail(
                     conn,
                     job_id=job.id,
                     worker_id=self.worker_id,
-                    error=error,
-                    retryable=retryable,
+                    error=failure.error,
+                    retryable=failure.retryable,
                     backoff=self.options.backoff,
                 )
                 if state != "queued" and self._on_failed is not None:
-                    self._on_failed(conn, job, state, error)
+                    self._on_failed(conn, job, state, failure.error)
+                return state
+
+        try:
+            state = self._persist(write)
         except LeaseLost:
             log.warning("lease lost before the failure could be recorded")
             return
+        if state is None:
+            log.warning("stopped while the database was away; the lease will lapse")
+            return
+        if state == "waiting_dependency":
+            assert failure.dependency is not None
+            JOBS_WAITING_DEPENDENCY.labels(kind=job.kind, dependency=failure.dependency).inc()
+            JOBS_FINISHED.labels(kind=job.kind, outcome=state).inc()
+            log.warning(
+                "dependency unavailable; job delayed without spending an attempt",
+                extra={"kind": job.kind, "dependency": failure.dependency, "error": failure.error},
+            )
+            return
         JOBS_FINISHED.labels(kind=job.kind, outcome=state if state != "queued" else "retry").inc()
-        log.warning("job attempt failed", extra={"kind": job.kind, "state": state, "error": error})
+        log.warning(
+            "job attempt failed", extra={"kind": job.kind, "state": state, "error": failure.error}
+        )
 
     def _release(self, job_ids: list[int]) -> None:
-        with self._pool.connection() as conn:
-            q.release(conn, worker_id=self.worker_id, job_ids=job_ids)
+        try:
+            with self._pool.connection() as conn:
+                q.release(conn, worker_id=self.worker_id, job_ids=job_ids)
+        except Exception as exc:  # shutting down anyway: the leases lapse instead
+            log.warning("could not release jobs", extra={"error": repr(exc)})
         with self._held_lock:
             self._held.difference_update(job_ids)
+
+    def _database_down(self, exc: BaseException) -> None:
+        if self._db_down_since is None:
+            self._db_down_since = time.monotonic()
+            log.warning(
+                "database unavailable; claims paused, finished work kept until it returns",
+                extra={"error": repr(exc)},
+            )
+
+    def _database_up(self) -> None:
+        if self._db_down_since is not None:
+            down_s = time.monotonic() - self._db_down_since
+            self._db_down_since = None
+            log.info("database reachable again; resuming", extra={"down_s": round(down_s, 1)})
 
     def _heartbeat_loop(self, done: threading.Event) -> None:
         while not done.wait(self.options.heartbeat_s):
@@ -246,8 +379,13 @@ class QueueRunner:
                     kept = q.heartbeat(
                         conn, worker_id=self.worker_id, job_ids=held, lease_s=self.options.lease_s
                     )
-            except Exception:  # a missed beat is survivable; the lease has slack
-                log.exception("heartbeat failed")
+            except Exception as exc:  # a missed beat is survivable; the lease has slack
+                if dependency_of(exc) == "postgres":
+                    log.warning(
+                        "heartbeat failed: database unavailable", extra={"error": repr(exc)}
+                    )
+                else:
+                    log.exception("heartbeat failed")
                 continue
             if lost := set(held) - kept:
                 log.warning("leases lost", extra={"job_ids": sorted(lost)})

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clipforge.db.pool import Conn
-from clipforge.metrics import QUEUE_DEPTH, QUEUE_OLDEST_AGE
+from clipforge.metrics import QUEUE_DEPTH, QUEUE_OLDEST_AGE, QUEUE_WAITING_DEPENDENCY
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,10 +15,13 @@ class QueueStats:
     Attributes:
         depth: ``{(kind, state): count}`` for queued, running, failed and dead jobs.
         oldest_age_s: ``{kind: seconds}`` the oldest runnable queued job has waited.
+        waiting_dependency: ``{(kind, dependency): count}`` of queued jobs delayed because a
+            dependency was down (they keep their attempts; see `jobs.defer`).
     """
 
     depth: dict[tuple[str, str], int]
     oldest_age_s: dict[str, float]
+    waiting_dependency: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def total(self, state: str) -> int:
         """Jobs in `state` across all kinds."""
@@ -39,7 +42,16 @@ def queue_stats(conn: Conn) -> QueueStats:
     for r in rows:
         if r["age"] is not None:
             ages[r["kind"]] = max(ages.get(r["kind"], 0.0), float(r["age"]))
-    return QueueStats(depth=depth, oldest_age_s=ages)
+    # Same partial index as the claim path (queued jobs only), so it stays cheap.
+    waiting = conn.execute(
+        """SELECT kind, waiting_on, count(*) AS n FROM jobs
+           WHERE state = 'queued' AND waiting_on IS NOT NULL GROUP BY kind, waiting_on"""
+    ).fetchall()
+    return QueueStats(
+        depth=depth,
+        oldest_age_s=ages,
+        waiting_dependency={(r["kind"], r["waiting_on"]): int(r["n"]) for r in waiting},
+    )
 
 
 def export_queue_metrics(conn: Conn) -> QueueStats:
@@ -50,4 +62,12 @@ def export_queue_metrics(conn: Conn) -> QueueStats:
         for state in ("queued", "running", "failed", "dead"):
             QUEUE_DEPTH.labels(kind=kind, state=state).set(stats.depth.get((kind, state), 0))
         QUEUE_OLDEST_AGE.labels(kind=kind).set(stats.oldest_age_s.get(kind, 0.0))
+    # Zero the pairs seen before, so a wait that ended does not linger at its last count.
+    _waiting_seen.update(stats.waiting_dependency)
+    for kind, dependency in _waiting_seen:
+        count = stats.waiting_dependency.get((kind, dependency), 0)
+        QUEUE_WAITING_DEPENDENCY.labels(kind=kind, dependency=dependency).set(count)
     return stats
+
+
+_waiting_seen: set[tuple[str, str]] = set()

@@ -3,6 +3,8 @@
 boto3's "adaptive" retry mode retries throttling and 5xx with backoff and client-side rate
 limiting; the circuit breaker on top makes a hard outage fail fast instead of every caller
 waiting out its own retries. 4xx answers (missing key, bad request) never trip the breaker.
+Outages (5xx, connection errors, an open breaker) surface as `DependencyUnavailable("s3")`, so
+the queue delays the job instead of spending its attempts.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from clipforge.errors import NotFound, TransientError
-from clipforge.resilience import CircuitBreaker
+from clipforge.errors import DependencyUnavailable, NotFound, TransientError
 from clipforge.settings import Settings
 from clipforge.storage.base import ObjectInfo, ObjectPage, check_key
+from clipforge.storage.breaker import shared_breaker
 
 T = TypeVar("T")
 _MB = 1024 * 1024
@@ -62,7 +64,9 @@ class S3Store:
         self._transfer = TransferConfig(
             multipart_threshold=threshold, multipart_chunksize=max(8 * _MB, threshold // 2)
         )
-        self._breaker = CircuitBreaker("s3", is_failure=_is_outage)
+        # Shared by every client of this process and endpoint, so failures add up across rows.
+        scope = f"{settings.s3_endpoint_url}/{self.bucket}"
+        self._breaker = shared_breaker("s3", scope=scope, is_failure=_is_outage)
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
@@ -72,10 +76,10 @@ class S3Store:
             if code in {"404", "NoSuchKey", "NotFound"}:
                 raise NotFound("object not found") from exc
             if _is_outage(exc):
-                raise TransientError(f"s3 error: {code}") from exc
+                raise DependencyUnavailable(f"s3 error: {code}", dependency="s3") from exc
             raise
         except BotoCoreError as exc:
-            raise TransientError(f"s3 unavailable: {exc}") from exc
+            raise DependencyUnavailable(f"s3 unavailable: {exc}", dependency="s3") from exc
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (local infra and tests)."""
@@ -127,7 +131,10 @@ class S3Store:
         except NotFound:
             return None
         return ObjectInfo(
-            key=key, size=int(resp["ContentLength"]), etag=str(resp.get("ETag", "")).strip('"')
+            key=key,
+            size=int(resp["ContentLength"]),
+            etag=str(resp.get("ETag", "")).strip('"'),
+            content_type=resp.get("ContentType"),
         )
 
     def _require(self, key: str) -> ObjectInfo:
