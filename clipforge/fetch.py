@@ -10,6 +10,7 @@ it. Redirects are followed by hand and every hop is checked the same way.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,13 +52,68 @@ class CheckedUrl:
     address: str
 
 
-def _is_allowed(address: str, allowed: tuple[Network, ...]) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+# NAT64 prefixes (RFC 6052 well-known, RFC 8215 local-use): the IPv4 address is the last 32 bits.
+_NAT64 = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+)
+# Deprecated IPv4-compatible form ::a.b.c.d (excluding :: and ::1, which are their own thing).
+_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# C0 and C1 controls and DEL: a resolver may cut a name at a NUL (`93.184.216.34\x00.evil`
+# checked as its first part), and they have no place in a URL anyway.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A host name or IP literal as a resolver should see it (IDNA names arrive already encoded).
+_HOST = re.compile(r"^[A-Za-z0-9._:\[\]-]+$")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries and that a router would deliver to.
+
+    IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d), 6to4 (2002:AABB:CCDD::),
+    Teredo (2001::/32: server and de-obfuscated client) and NAT64 (64:ff9b::/96, 64:ff9b:1::/48).
+    Each must pass the same check as a plain IPv4 address, or the IPv6 spelling is a bypass.
+    """
+    found: list[ipaddress.IPv4Address] = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if any(ip in net for net in _NAT64):
+        found.append(low32)
+    if ip in _V4_COMPATIBLE and int(ip) > 1:
+        found.append(low32)
+    return found
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local)
+
+
+def is_allowed_address(address: str, allowed: tuple[Network, ...] = ()) -> bool:
+    """Whether a connection to `address` is allowed: public, or in an operator's `allowed`.
+
+    IPv6 addresses that embed an IPv4 one are judged by both: every embedded address must pass.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False  # not an address at all (a resolver stub or a broken answer)
     if any(ip in net for net in allowed):
         return True
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local)
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = embedded_ipv4(ip)
+        if ip.ipv4_mapped is not None:
+            # A mapped address is the IPv4 host itself; judge it by that alone.
+            return any(inner[0] in net for net in allowed) or _is_public(inner[0])
+        if inner and not all(any(v4 in net for net in allowed) or _is_public(v4) for v4 in inner):
+            return False
+        if inner:
+            # 6to4, NAT64 and Teredo prefixes are not "global" themselves; the inner host decides.
+            return True
+    return _is_public(ip)
 
 
 def parse_networks(cidrs: list[str] | tuple[str, ...]) -> tuple[Network, ...]:
@@ -74,6 +130,9 @@ def check_url(
     """
     if len(url) > _MAX_URL_CHARS:
         raise ValidationFailed("source URL is too long")
+    url = url.strip()
+    if _CONTROL.search(url):
+        raise ValidationFailed("source URL contains control characters")
     try:
         parts = urlsplit(url.strip())
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -86,13 +145,16 @@ def check_url(
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise ValidationFailed("source URL has no host")
+    if not _HOST.match(host):
+        raise ValidationFailed(f"source URL host {host!r} is not a valid host name")
     addresses = resolver(host, port)
     if not addresses:
         raise ValidationFailed(f"source URL host {host!r} does not resolve")
-    blocked = [a for a in addresses if not _is_allowed(a, allowed)]
+    blocked = [a for a in addresses if not is_allowed_address(a, allowed)]
     if blocked:
         raise ValidationFailed(
-            f"source URL host {host!r} resolves to a non-public address ({blocked[0]}); refused"
+            f"source URL host {host!r} resolves to a non-public address ({blocked[0]}); refused "
+            "(FETCH_ALLOW_CIDRS lists networks an operator trusts)"
         )
     return CheckedUrl(url=urlunsplit(parts), host=host, port=port, address=addresses[0])
 

@@ -12,7 +12,7 @@ import binascii
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from clipforge.errors import ValidationFailed
@@ -34,7 +34,9 @@ class Cursor:
 
     def encode(self) -> str:
         """The opaque string handed to clients."""
-        raw = json.dumps({"t": self.created_at.isoformat(), "i": str(self.id)}).encode()
+        # Canonical UTC: one instant, one token, whatever zone the row's timestamp came in.
+        instant = self.created_at.astimezone(UTC).isoformat()
+        raw = json.dumps({"t": instant, "i": str(self.id)}).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod

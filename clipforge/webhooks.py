@@ -254,7 +254,12 @@ def deliver(pool: Pool, settings: Settings, job: Job) -> JobResult:
         )
         if not 200 <= status < 300:
             error = f"receiver answered {status}"
-    except (httpx.HTTPError, ValidationFailed) as exc:
+    except ValidationFailed as exc:
+        # The receiver's address is refused (SSRF guard): retrying cannot change that, so the
+        # delivery fails for good now instead of spending its attempts on backoff.
+        _record_attempt(pool, delivery_id, job, status=None, error=f"refused: {exc}", final=True)
+        raise
+    except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"
     _record_attempt(pool, delivery_id, job, status=status, error=error)
     if error is not None:
@@ -263,10 +268,16 @@ def deliver(pool: Pool, settings: Settings, job: Job) -> JobResult:
 
 
 def _record_attempt(
-    pool: Pool, delivery_id: uuid.UUID, job: Job, *, status: int | None, error: str | None
+    pool: Pool,
+    delivery_id: uuid.UUID,
+    job: Job,
+    *,
+    status: int | None,
+    error: str | None,
+    final: bool = False,
 ) -> None:
     # Written in its own transaction: the outcome must be visible even when the job then fails.
-    final = error is None or job.attempts >= job.max_attempts
+    final = final or error is None or job.attempts >= job.max_attempts
     state = "delivered" if error is None else ("failed" if final else "pending")
     with pool.connection() as conn:
         conn.execute(

@@ -29,11 +29,13 @@ class ObjectInfo:
         key: the object key.
         size: size in bytes.
         etag: backend checksum/etag (quotes stripped).
+        content_type: stored Content-Type, where the backend keeps one (S3 HEAD).
     """
 
     key: str
     size: int
     etag: str
+    content_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 
-from serve_apps.api.deps import ApiDeps
+from clipforge.fetch import parse_networks
+from serve_apps.api.deps import ApiDeps, check_api_key
+from serve_apps.api.docs import install_docs
 from serve_apps.api.errors import install_error_handlers
 from serve_apps.api.middleware import BodyLimits, Observer, RequestMiddleware
 from serve_apps.api.routers import health, jobs, models, results, videos
@@ -31,21 +34,38 @@ def create_app(
         if close_deps:
             deps.close()
 
+    settings = deps.settings
     app = FastAPI(
         title="ClipForge API",
         version=API_VERSION,
         summary="Long videos in, captioned highlight clips out.",
         lifespan=lifespan,
+        # FastAPI's own pages load their assets from a CDN; install_docs serves local copies.
+        docs_url=None,
+        redoc_url=None,
+        # API_DOCS_ENABLED: the schema and pages are public, so off in production by default.
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.deps = deps
-    install_error_handlers(app)
-    settings = deps.settings
+
+    async def authenticate(request: Request) -> None:
+        if request.url.path.startswith("/v1/"):  # every /v1 route takes an API key
+            await run_in_threadpool(check_api_key, deps, request)
+
+    install_error_handlers(app, authenticate=authenticate)
     limits = BodyLimits(
         default=settings.api_max_body_bytes,
         direct_upload=settings.api_max_direct_upload_bytes,
         model_upload=settings.api_max_model_upload_bytes,
     )
-    app.add_middleware(RequestMiddleware, limits=limits, observers=observers)
+    app.add_middleware(
+        RequestMiddleware,
+        limits=limits,
+        observers=observers,
+        trusted_proxies=parse_networks(settings.api_trusted_proxy_cidrs),
+    )
     for module in (health, videos, results, jobs, models):
         app.include_router(module.router)
+    if settings.docs_enabled:
+        install_docs(app)
     return app

@@ -8,7 +8,6 @@ Authentication and the per-key rate limit are one dependency: every `/v1` route 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -20,7 +19,6 @@ from clipforge.cache import Cache
 from clipforge.db.pool import Pool, create_pool
 from clipforge.db.pool_metrics import register_pool_metrics
 from clipforge.db.repo.api_keys import ApiKey, authenticate
-from clipforge.errors import ValidationFailed
 from clipforge.fetch import Resolver, system_resolver
 from clipforge.ratelimit import RateLimiter
 from clipforge.redis_client import create_redis
@@ -29,7 +27,7 @@ from clipforge.storage import ObjectStore, create_store
 from serve_apps.api.backend import ModelBackend
 from serve_apps.api.errors import ModelsUnavailable, RateLimited, Unauthorized
 
-_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,200}$"
 
 
 @dataclass(slots=True)
@@ -45,6 +43,7 @@ class ApiDeps:
         store: object storage.
         models: online model backend; None in the standalone tier.
         resolver: DNS lookup behind the SSRF checks of user-supplied URLs.
+        auth_failures: rate limiter of failed authentications per client address.
     """
 
     settings: Settings
@@ -55,6 +54,7 @@ class ApiDeps:
     store: ObjectStore
     models: ModelBackend | None = None
     resolver: Resolver = system_resolver
+    auth_failures: RateLimiter | None = None
 
     @classmethod
     def open(
@@ -70,7 +70,12 @@ class ApiDeps:
         from clipforge.db.embedded import resolve_database_url
 
         url = database_url or resolve_database_url(settings)
-        pool = create_pool(settings, url, application_name=application_name)
+        pool = create_pool(
+            settings,
+            url,
+            application_name=application_name,
+            timeout_s=settings.api_db_pool_timeout_s,
+        )
         register_pool_metrics(pool)  # saturation on this process's /metrics
         client = create_redis(settings)
         return cls(
@@ -86,6 +91,12 @@ class ApiDeps:
             ),
             store=create_store(settings),
             models=models,
+            auth_failures=RateLimiter(
+                client,
+                per_minute=settings.auth_failures_per_minute,
+                burst=settings.auth_failures_burst,
+                prefix=f"{redis_prefix}authfail:",
+            ),
         )
 
     def close(self) -> None:
@@ -106,23 +117,44 @@ Deps = Annotated[ApiDeps, Depends(get_deps)]
 _bearer = HTTPBearer(auto_error=False, description="An API key from `clipforge keys create`.")
 
 
-def authenticate_request(
-    request: Request,
-    deps: Deps,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> ApiKey:
-    """The caller's API key, after the per-key rate limit; 401 / 429 otherwise."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+def client_address(request: Request) -> str:
+    """The peer address (uvicorn already replaced it with X-Forwarded-For from trusted proxies)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def check_api_key(deps: ApiDeps, request: Request) -> ApiKey:
+    """Authenticate from the `Authorization` header, then apply the per-key rate limit.
+
+    A wrong key counts against the caller's address (`deps.auth_failures`), so guessing keys is
+    rate limited too; the 429 then replaces the 401. Used by the `AuthKey` dependency and by the
+    malformed-body handler, so an unauthenticated request never learns how its body parsed.
+    """
+    scheme, _, raw = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     with deps.pool.connection() as conn:
-        key = authenticate(conn, raw_key=credentials.credentials)
+        key = authenticate(conn, raw_key=raw.strip())
     if key is None:
+        if deps.auth_failures is not None:
+            refused = deps.auth_failures.check(f"addr:{client_address(request)}")
+            if not refused.allowed:
+                raise RateLimited(refused.retry_after_s)
         raise Unauthorized("invalid or revoked API key")
     decision = deps.limiter.check(str(key.id))
     if not decision.allowed:
         raise RateLimited(decision.retry_after_s)
     request.state.api_key_id = str(key.id)
     return key
+
+
+def authenticate_request(
+    request: Request,
+    deps: Deps,
+    # Declared for the OpenAPI security scheme; the header is read by `check_api_key`.
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    """The caller's API key, after the per-key rate limit; 401 / 429 otherwise."""
+    return check_api_key(deps, request)
 
 
 AuthKey = Annotated[ApiKey, Depends(authenticate_request)]
@@ -133,13 +165,12 @@ def idempotency_key(
         str | None,
         Header(
             alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
             description="Retries with the same key return the first answer instead of redoing it.",
         ),
     ] = None,
 ) -> str | None:
-    """The validated `Idempotency-Key` header, if any."""
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
-        raise ValidationFailed("Idempotency-Key must be 1-200 characters of [A-Za-z0-9_.:-]")
+    """The validated `Idempotency-Key` header, if any (1-200 of `[A-Za-z0-9_.:-]`)."""
     return key
 
 

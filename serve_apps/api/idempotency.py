@@ -15,28 +15,23 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
 from clipforge.db.pool import Conn, Pool
+from clipforge.db.repo.idempotency import (
+    find_idempotent_response,
+    lock_idempotency_key,
+    store_idempotent_response,
+)
 from clipforge.errors import Conflict
 
 REPLAY_HEADER = "Idempotent-Replayed"
-_TTL = "24 hours"
 
 
 def fingerprint(route: str, request: BaseModel | bytes | None) -> bytes:
     """Hash of what was asked: the route plus the canonical request body."""
     body = request.model_dump_json().encode() if isinstance(request, BaseModel) else request or b""
     return hashlib.sha256(route.encode() + b"\x00" + body).digest()
-
-
-def _lookup(conn: Conn, api_key_id: uuid.UUID, key: str) -> dict[str, Any] | None:
-    return conn.execute(
-        """SELECT request_hash, response_status, response_body FROM idempotency_keys
-           WHERE api_key_id = %s AND key = %s AND created_at > now() - %s::interval""",
-        (api_key_id, key, _TTL),
-    ).fetchone()
 
 
 def replay(
@@ -50,7 +45,7 @@ def replay(
     if key is None:
         return None
     with pool.connection() as conn:
-        previous = _lookup(conn, api_key_id, key)
+        previous = find_idempotent_response(conn, api_key_id=api_key_id, key=key)
     return None if previous is None else _replayed(previous, request_hash)
 
 
@@ -76,22 +71,18 @@ def run_idempotent(
     """Run `action` in a transaction (once per idempotency key) and answer with its result."""
     with pool.connection() as conn, conn.transaction():
         if key is not None:
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{api_key_id}:{key}",)
-            )
-            previous = _lookup(conn, api_key_id, key)
+            lock_idempotency_key(conn, api_key_id=api_key_id, key=key)
+            previous = find_idempotent_response(conn, api_key_id=api_key_id, key=key)
             if previous is not None:
                 return _replayed(previous, request_hash)
         body = action(conn).model_dump(mode="json")
         if key is not None:
-            conn.execute(
-                """INSERT INTO idempotency_keys
-                       (api_key_id, key, request_hash, response_status, response_body)
-                   VALUES (%s, %s, %s, %s, %s)
-                   ON CONFLICT (api_key_id, key) DO UPDATE SET
-                       request_hash = EXCLUDED.request_hash,
-                       response_status = EXCLUDED.response_status,
-                       response_body = EXCLUDED.response_body, created_at = now()""",
-                (api_key_id, key, request_hash, status_code, Jsonb(body)),
+            store_idempotent_response(
+                conn,
+                api_key_id=api_key_id,
+                key=key,
+                request_hash=request_hash,
+                status=status_code,
+                body=body,
             )
     return JSONResponse(body, status_code=status_code)

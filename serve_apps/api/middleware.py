@@ -8,6 +8,7 @@ front from `Content-Length`, and while streaming for chunked bodies that do not 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import time
@@ -18,9 +19,10 @@ from dataclasses import dataclass
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from clipforge.fetch import Network
 from clipforge.logging import request_context
 from clipforge.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from serve_apps.api.errors import error_response
+from serve_apps.api.errors import error_response, unexpected_error_response
 
 log = logging.getLogger("clipforge.api.access")
 
@@ -29,6 +31,9 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _QUIET_ROUTES = {"/health", "/ready", "/metrics"}
 
 Observer = Callable[[str, str, int, float], None]
+Header = tuple[bytes, bytes]
+# Two years, the preload list's minimum; only sent on answers that came over HTTPS.
+HSTS = "max-age=63072000; includeSubDomains"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +62,18 @@ class BodyLimits:
 class RequestMiddleware:
     """Wraps the app: ids, limits, logs, metrics."""
 
-    def __init__(self, app: ASGIApp, *, limits: BodyLimits, observers: tuple[Observer, ...] = ()):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: BodyLimits,
+        observers: tuple[Observer, ...] = (),
+        trusted_proxies: tuple[Network, ...] = (),
+    ):
         self.app = app
         self.limits = limits
         self.observers = observers
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,13 +87,19 @@ class RequestMiddleware:
         started = time.perf_counter()
         limit = self.limits.for_path(scope["path"])
         status = 500
+        started_response = False
+
+        extra_headers = [(REQUEST_ID_HEADER.lower().encode(), request_id.encode())]
+        extra_headers += _security_headers(scope, self.trusted_proxies)
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
+                started_response = True
                 status = int(message["status"])
                 headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+                present = {bytes(name).lower() for name, _ in headers}
+                headers += [(k, v) for k, v in extra_headers if k not in present]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -92,7 +111,14 @@ class RequestMiddleware:
                 )
                 await response(scope, receive, send_with_id)
                 return
-            await self.app(scope, _limited(receive, limit), send_with_id)
+            try:
+                await self.app(scope, _limited(receive, limit), send_with_id)
+            except Exception as exc:
+                # Answer here rather than in Starlette's outermost handler, so the error still
+                # carries the request id (header and body); a started response cannot change.
+                if started_response:
+                    raise
+                await unexpected_error_response(exc)(scope, receive, send_with_id)
         finally:
             self._record(scope, status, time.perf_counter() - started)
 
@@ -114,6 +140,40 @@ class RequestMiddleware:
                     "api_key_id": (scope.get("state") or {}).get("api_key_id"),
                 },
             )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def served_over_tls(scope: Scope, trusted_proxies: tuple[Network, ...]) -> bool:
+    """Whether the client reached us over HTTPS: directly, or via a proxy we trust to say so."""
+    if scope.get("scheme") == "https":
+        return True
+    forwarded = (_header(scope, b"x-forwarded-proto") or "").split(",")[0].strip().lower()
+    if forwarded != "https":
+        return False
+    client = scope.get("client")
+    try:
+        peer = ipaddress.ip_address(client[0]) if client else None
+    except ValueError:  # not an IP address (a test transport, a unix socket)
+        return False
+    return peer is not None and any(peer in net for net in trusted_proxies)
+
+
+def _security_headers(scope: Scope, trusted_proxies: tuple[Network, ...]) -> list[Header]:
+    # nosniff everywhere: error bodies echo client input, and a browser must not guess HTML.
+    headers: list[Header] = [(b"x-content-type-options", b"nosniff")]
+    if scope["path"].startswith("/v1/"):
+        # API answers are per key and some carry secrets (a webhook's signing secret): no
+        # shared or browser cache may keep them. A route that sets its own policy keeps it.
+        headers.append((b"cache-control", b"no-store"))
+    if served_over_tls(scope, trusted_proxies):
+        headers.append((b"strict-transport-security", HSTS.encode()))
+    return headers
 
 
 def _request_id(scope: Scope) -> str:

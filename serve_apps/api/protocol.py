@@ -9,24 +9,37 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from clipforge.types import AspectRatio, CaptionStyle
 
 VideoStatus = Literal[
     "pending", "uploading", "importing", "transcribing", "detecting", "ready", "failed", "deleting"
 ]
 JobState = Literal["queued", "running", "succeeded", "failed", "dead"]
-AspectRatio = Literal["9:16", "1:1", "16:9"]
-CaptionStyle = Literal["bold", "minimal", "karaoke"]
 TranscriptFormat = Literal["json", "srt", "vtt"]
 WebhookEvent = Literal["video.ready", "video.failed"]
 
 MAX_URL_CHARS = 2048
 
+# Every text a client sends (body fields, query parameters, headers) is free of control
+# characters: Postgres refuses NUL in text and jsonb (a 500 otherwise), resolvers cut host names
+# at it (an SSRF bypass), and no label or URL needs one. Checked at the protocol layer, so the
+# rule is in the OpenAPI schema and a violation is a plain 422 before any handler runs.
+NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+# Free text that may span lines (model endpoint inputs): tab and newlines allowed, nothing else.
+NO_CONTROL_CHARS_MULTILINE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+SafeStr = Annotated[str, StringConstraints(pattern=NO_CONTROL_CHARS)]
+SafeText = Annotated[str, StringConstraints(pattern=NO_CONTROL_CHARS_MULTILINE)]
+# Keyset cursors are URL-safe base64 (`clipforge.pagination`).
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "123" is not a size and "true" is not a boolean; clients send JSON types.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ErrorDetail(BaseModel):
@@ -61,7 +74,7 @@ class UploadSpec(_Request):
 class CreateVideoRequest(_Request):
     """Create a video from a public URL or announce a presigned upload (exactly one of them)."""
 
-    source_url: str | None = Field(
+    source_url: SafeStr | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_URL_CHARS,
@@ -70,7 +83,7 @@ class CreateVideoRequest(_Request):
     upload: UploadSpec | None = Field(
         default=None, description="Ask for a presigned PUT URL instead of giving a source URL."
     )
-    title: str | None = Field(
+    title: SafeStr | None = Field(
         default=None, max_length=300, description="Optional label stored with the video."
     )
 
@@ -247,7 +260,7 @@ class JobOut(BaseModel):
 class CreateWebhookRequest(_Request):
     """Register a receiver for video events."""
 
-    url: str = Field(
+    url: SafeStr = Field(
         min_length=1, max_length=MAX_URL_CHARS, description="Public http(s) receiver URL."
     )
     events: list[WebhookEvent] = Field(
@@ -282,5 +295,11 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     """Readiness and the state of each dependency."""
 
-    status: Literal["ready", "unavailable"] = Field(description="`ready` when all checks pass.")
+    status: Literal["ready", "degraded", "unavailable"] = Field(
+        description="`ready` when all checks pass; `degraded` when only optional dependencies"
+        " (Redis, storage) fail; `unavailable` (503) when the database does."
+    )
     checks: dict[str, str] = Field(description="`ok`, `disabled`, or the failure per dependency.")
+    degraded: list[str] = Field(
+        default_factory=list, description="Optional dependencies that are down right now."
+    )

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clipforge.types import Word
-from serve_apps.api.protocol import ModelRef
+from serve_apps.api.protocol import ModelRef, SafeText
 
 CaptionFormat = Literal["json", "srt", "vtt"]
 
@@ -21,13 +21,14 @@ MAX_WORDS = 5000
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict like the v1 requests: JSON types only, no string-to-number coercion.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class TextWindow(_Request):
     """A candidate clip given as text, with optional timings."""
 
-    text: str = Field(min_length=1, max_length=5000, description="Words of the window.")
+    text: SafeText = Field(min_length=1, max_length=5000, description="Words of the window.")
     start: float | None = Field(
         default=None, ge=0, description="Start in seconds; give both start and end or neither."
     )
@@ -74,7 +75,7 @@ class WordIn(_Request):
 
     start: float = Field(ge=0, description="Start in seconds.")
     end: float = Field(ge=0, description="End in seconds (>= start).")
-    text: str = Field(min_length=1, max_length=200, description="The word.")
+    text: SafeText = Field(min_length=1, max_length=200, description="The word.")
 
     @model_validator(mode="after")
     def _order(self) -> WordIn:

@@ -10,7 +10,13 @@ from fastapi.responses import JSONResponse
 
 from serve_apps.api.deps import AuthKey, Deps, IdempotencyKey
 from serve_apps.api.idempotency import fingerprint, run_idempotent
-from serve_apps.api.protocol import CreateWebhookRequest, JobOut, WebhookOut, WebhookPage
+from serve_apps.api.protocol import (
+    CURSOR_PATTERN,
+    CreateWebhookRequest,
+    JobOut,
+    WebhookOut,
+    WebhookPage,
+)
 from serve_apps.api.routers import ERRORS
 from serve_apps.api.services import jobs
 
@@ -58,7 +64,9 @@ def list_webhooks(
     key: AuthKey,
     deps: Deps,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
-    cursor: Annotated[str | None, Query(max_length=200, description="From `next_cursor`.")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, pattern=CURSOR_PATTERN, description="From `next_cursor`.")
+    ] = None,
 ) -> WebhookPage:
     """The key's webhooks."""
     return jobs.webhooks_page(deps, key, limit=limit, cursor=cursor)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from serve_apps.api.deps import AuthKey, Deps, IdempotencyKey
 from serve_apps.api.idempotency import fingerprint, run_idempotent
 from serve_apps.api.protocol import (
+    CURSOR_PATTERN,
     ClipPage,
     CreateExportRequest,
     ExportCreated,
@@ -25,7 +26,9 @@ from serve_apps.api.services import results
 router = APIRouter(prefix="/v1", tags=["results"], responses=ERRORS)
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
-PageCursor = Annotated[str | None, Query(max_length=200, description="From `next_cursor`.")]
+PageCursor = Annotated[
+    str | None, Query(max_length=200, pattern=CURSOR_PATTERN, description="From `next_cursor`.")
+]
 
 
 @router.get(

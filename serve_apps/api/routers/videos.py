@@ -11,7 +11,10 @@ from fastapi.responses import JSONResponse
 
 from serve_apps.api.deps import AuthKey, Deps, IdempotencyKey
 from serve_apps.api.protocol import (
+    CURSOR_PATTERN,
+    NO_CONTROL_CHARS,
     CreateVideoRequest,
+    ErrorResponse,
     VideoCreated,
     VideoOut,
     VideoPage,
@@ -31,7 +34,12 @@ _RAW_BODY = {
 }
 
 
-@router.post("", status_code=202, response_model=VideoCreated)
+@router.post(
+    "",
+    status_code=202,
+    response_model=VideoCreated,
+    responses={201: {"model": VideoCreated, "description": "Presigned upload announced."}},
+)
 def create_video(
     body: CreateVideoRequest, key: AuthKey, deps: Deps, idem: IdempotencyKey
 ) -> JSONResponse:
@@ -39,13 +47,21 @@ def create_video(
     return videos.create(deps, key, body, idem)
 
 
-@router.post("/upload", status_code=202, response_model=VideoCreated, openapi_extra=_RAW_BODY)
+@router.post(
+    "/upload",
+    status_code=202,
+    response_model=VideoCreated,
+    openapi_extra=_RAW_BODY,
+    responses={415: {"model": ErrorResponse, "description": "Not an audio or video file."}},
+)
 async def upload_video(
     request: Request,
     key: AuthKey,
     deps: Deps,
     idem: IdempotencyKey,
-    title: Annotated[str | None, Query(max_length=300, description="Optional label.")] = None,
+    title: Annotated[
+        str | None, Query(max_length=300, pattern=NO_CONTROL_CHARS, description="Optional label.")
+    ] = None,
 ) -> JSONResponse:
     """Upload a small file as the raw body (size limit: API_MAX_DIRECT_UPLOAD_BYTES)."""
     check_media_type(request.headers.get("content-type"))
@@ -66,7 +82,9 @@ def list_videos(
     key: AuthKey,
     deps: Deps,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
-    cursor: Annotated[str | None, Query(max_length=200, description="From `next_cursor`.")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, pattern=CURSOR_PATTERN, description="From `next_cursor`.")
+    ] = None,
     status: Annotated[VideoStatus | None, Query(description="Only videos in this state.")] = None,
 ) -> VideoPage:
     """The key's videos, newest first."""

@@ -7,6 +7,7 @@ on every write made here; the pipelines invalidate on theirs).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -22,9 +23,10 @@ from clipforge.errors import Conflict, NotFound
 from clipforge.fetch import check_url, parse_networks
 from clipforge.pagination import Cursor
 from clipforge.queue import enqueue
+from clipforge.storage import ObjectInfo
 from clipforge.storage.keys import upload_key, video_prefix
 from serve_apps.api.deps import ApiDeps
-from serve_apps.api.errors import PayloadTooLarge
+from serve_apps.api.errors import PayloadTooLarge, UploadMismatch
 from serve_apps.api.idempotency import fingerprint, replay, run_idempotent
 from serve_apps.api.protocol import (
     CreateVideoRequest,
@@ -35,10 +37,11 @@ from serve_apps.api.protocol import (
 )
 from serve_apps.api.uploads import require_media
 
+log = logging.getLogger(__name__)
+
 IMPORT_JOB = "import"
 # Cache namespaces, shared with the pipelines (which invalidate them when they write).
 VIDEO_NS, CLIPS_NS, TRANSCRIPT_NS = "video", "clips", "transcript"
-_IDEMPOTENT_IDS = uuid.UUID("7f0e6a55-2a36-4a8e-9a53-6d1b0e0c3f11")
 
 
 def video_out(video: Video) -> VideoOut:
@@ -56,14 +59,6 @@ def _enqueue_import(conn: Conn, video_id: uuid.UUID) -> int:
         idempotency_key=f"import:{video_id}",
     )
     return job.id
-
-
-def _new_id(key: ApiKey, idempotency_key: str | None) -> uuid.UUID:
-    # With an Idempotency-Key, retries name the same video, so a retried upload overwrites
-    # its own object instead of leaving an orphan next to it.
-    if idempotency_key is None:
-        return uuid.uuid4()
-    return uuid.uuid5(_IDEMPOTENT_IDS, f"{key.id}:{idempotency_key}")
 
 
 def create(deps: ApiDeps, key: ApiKey, body: CreateVideoRequest, idem: str | None) -> JSONResponse:
@@ -87,14 +82,21 @@ def create(deps: ApiDeps, key: ApiKey, body: CreateVideoRequest, idem: str | Non
     assert body.upload is not None
     if body.upload.size_bytes > deps.settings.max_source_bytes:
         raise PayloadTooLarge(f"videos are limited to {deps.settings.max_source_bytes} bytes")
-    video_id = _new_id(key, idem)
+    # A fresh id even with an Idempotency-Key: a retry replays the stored answer (same URL),
+    # and a racing request with other data gets a 409, never a URL to the same object.
+    video_id = uuid.uuid4()
     expires = deps.settings.s3_presign_expiry_s
+    declared_type = body.upload.content_type
     target = UploadTarget(
-        url=deps.store.presign_put(upload_key(video_id), expires_s=expires),
+        url=deps.store.presign_put(
+            upload_key(video_id), expires_s=expires, content_type=declared_type
+        ),
         expires_in_s=expires,
         complete_url=f"/v1/videos/{video_id}/uploaded",
     )
     metadata |= {"declared_size_bytes": body.upload.size_bytes}
+    if declared_type is not None:
+        metadata |= {"declared_content_type": declared_type}
 
     def for_upload(conn: Conn) -> VideoCreated:
         video = create_video(
@@ -123,6 +125,7 @@ def complete_upload(
     if info.size > deps.settings.max_source_bytes:
         deps.store.delete(upload_key(video_id))
         raise PayloadTooLarge(f"videos are limited to {deps.settings.max_source_bytes} bytes")
+    _check_declared(deps, video, info)
 
     def queue(conn: Conn) -> VideoCreated:
         row = update_video(conn, video_id=video_id, status="pending", size_bytes=info.size)
@@ -132,6 +135,24 @@ def complete_upload(
     response = _idempotent(deps.pool, key, idem, f"uploaded:{video_id}".encode(), 202, queue)
     deps.cache.invalidate(VIDEO_NS, str(video_id))
     return response
+
+
+def _check_declared(deps: ApiDeps, video: Video, info: ObjectInfo) -> None:
+    # A presigned PUT lets the client send anything; hold it to what it announced (the size
+    # limits were checked against the declared size). A mismatch deletes the object, so the
+    # client can PUT again to the same URL while it is valid.
+    declared_size = video.metadata.get("declared_size_bytes")
+    declared_type = video.metadata.get("declared_content_type")
+    stored_type = (info.content_type or "").split(";")[0].strip().lower()
+    problem = None
+    if declared_size is not None and info.size != declared_size:
+        problem = f"the upload is {info.size} bytes but {declared_size} were declared"
+    elif declared_type and info.content_type and stored_type != str(declared_type).lower():
+        # (backends that keep no Content-Type, the local folder, cannot be checked)
+        problem = f"the upload's Content-Type is {stored_type!r} but {declared_type!r} was declared"
+    if problem is not None:
+        deps.store.delete(info.key)
+        raise UploadMismatch(f"{problem}; the object was deleted, upload it again")
 
 
 def upload_direct(
@@ -144,11 +165,16 @@ def upload_direct(
         previous := replay(deps.pool, api_key_id=key.id, key=idem, request_hash=request_hash)
     ) is not None:
         return previous
-    video_id = _new_id(key, idem)
-    deps.store.put_bytes(upload_key(video_id), body, content_type="application/octet-stream")
+    # A fresh id per attempt: two racing requests with one Idempotency-Key never write the same
+    # object; the loser's object is deleted below (it answers with a replay or a 409).
+    video_id = uuid.uuid4()
+    object_key = upload_key(video_id)
+    deps.store.put_bytes(object_key, body, content_type="application/octet-stream")
     metadata: dict[str, Any] = {"sniffed_container": ext} | ({"title": title} if title else {})
+    created = False
 
     def queue(conn: Conn) -> VideoCreated:
+        nonlocal created
         create_video(
             conn,
             owner_key_id=key.id,
@@ -158,16 +184,33 @@ def upload_direct(
         )
         row = update_video(conn, video_id=video_id, size_bytes=len(body))
         assert row is not None
+        created = True
         return VideoCreated(video=video_out(row), job_id=_enqueue_import(conn, video_id))
 
-    return run_idempotent(
-        deps.pool,
-        api_key_id=key.id,
-        key=idem,
-        request_hash=request_hash,
-        status_code=202,
-        action=queue,
-    )
+    committed = False
+    try:
+        response = run_idempotent(
+            deps.pool,
+            api_key_id=key.id,
+            key=idem,
+            request_hash=request_hash,
+            status_code=202,
+            action=queue,
+        )
+        # run_idempotent returns only after the commit: our row exists unless it replayed.
+        committed = created
+        return response
+    finally:
+        if not committed:
+            _discard(deps, object_key)
+
+
+def _discard(deps: ApiDeps, object_key: str) -> None:
+    # No object without a row: the transaction failed, or another request won the key.
+    try:
+        deps.store.delete(object_key)
+    except Exception:  # the request's own error matters more; the sweep can find this one
+        log.warning("could not delete an orphaned upload", extra={"key": object_key})
 
 
 def _idempotent(
