@@ -46,3 +46,19 @@ def test_keys_create_rejects_an_empty_name(database_url: str) -> None:
 def test_db_migrate_is_idempotent(database_url: str) -> None:
     result = _run(database_url, "db", "migrate")
     assert result.returncode == 0 and result.stdout.strip() == "schema up to date"
+
+
+def test_version_flag_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    import clipforge
+
+    result = subprocess.run(
+        [sys.executable, "-m", "clipforge.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"clipforge {version('clipforge')}"
+    assert clipforge.__version__ == version("clipforge")

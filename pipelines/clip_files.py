@@ -1,0 +1,80 @@
+"""One clip's files from a local source: the MP4 with burned captions, thumbnail, SRT/VTT/ASS.
+
+Shared by the export stage (which uploads the files to the object store) and the in-process
+notebook API (`pipelines.api.process(local=True)`, which keeps them in a folder), so a clip
+renders the same either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from clipforge.errors import MediaError
+from clipforge.media import probe
+from clipforge.types import Word
+from models.caption import build_cues
+from models.caption_formats import to_ass, to_srt, to_vtt
+from pipelines.config import ExportConfig
+from pipelines.render import RenderSpec, crop_size, output_size, render_clip, thumbnail
+
+
+@dataclass(frozen=True, slots=True)
+class ClipFiles:
+    """The rendered files of one clip.
+
+    Attributes:
+        mp4 / jpg / srt / vtt / ass: paths of the video, thumbnail and caption files.
+        duration_s: real duration of the rendered MP4.
+    """
+
+    mp4: Path
+    jpg: Path
+    srt: Path
+    vtt: Path
+    ass: Path
+    duration_s: float
+
+
+def render_clip_files(
+    src: Path,
+    dest: Path,
+    *,
+    start_s: float,
+    end_s: float,
+    words: Sequence[Word],
+    aspect_ratio: str,
+    caption_style: str,
+    config: ExportConfig,
+    stem: str = "clip",
+) -> ClipFiles:
+    """Render `start_s`..`end_s` of `src` into `dest/<stem>.{mp4,jpg,srt,vtt,ass}`."""
+    cues = build_cues(words, start_s, end_s)
+    info = probe(src)
+    if info.width is None or info.height is None:
+        raise MediaError("the source has no video stream to export")
+    # Never upscale: the output's short side is at most the crop's short side.
+    short_side = min(config.short_side, min(crop_size(info.width, info.height, aspect_ratio)))
+    dest.mkdir(parents=True, exist_ok=True)
+    ass = dest / f"{stem}.ass"
+    ass.write_text(
+        to_ass(cues, style=caption_style, resolution=output_size(aspect_ratio, short_side))
+    )
+    spec = RenderSpec(
+        start_s=start_s,
+        end_s=end_s,
+        aspect_ratio=aspect_ratio,
+        short_side=short_side,
+        ass_path=ass,
+        crf=config.crf,
+        preset=config.preset,
+        loudness_lufs=config.loudness_lufs,
+    )
+    clip = render_clip(src, dest / f"{stem}.mp4", spec, src_size=(info.width, info.height))
+    rendered = probe(clip)
+    thumb = thumbnail(clip, dest / f"{stem}.jpg", at_s=min(1.0, rendered.duration_s / 2))
+    srt, vtt = dest / f"{stem}.srt", dest / f"{stem}.vtt"
+    srt.write_text(to_srt(cues))
+    vtt.write_text(to_vtt(cues))
+    return ClipFiles(mp4=clip, jpg=thumb, srt=srt, vtt=vtt, ass=ass, duration_s=rendered.duration_s)
