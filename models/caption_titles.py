@@ -27,6 +27,15 @@ from models.types import ModelInfo, Word
 
 _FILLER_OPENERS = frozenset({"so", "and", "but", "um", "uh", "yeah", "okay", "ok", "well", "like"})
 _HAS_NUMBER = re.compile(r"\d")
+# Where a clause ends inside a sentence: punctuation then a space, or a free-standing dash.
+_CLAUSE_END = re.compile(r"[,;:\u2013\u2014](?=\s)|\s[-\u2013\u2014]\s")
+# Words that cannot end a title: a cut after them leaves the phrase visibly unfinished.
+_HANGING_WORDS = """
+a an the and or but nor of to in on at for with by from as into about than that which who whose
+whom is are was were be been my your our their its his her this these those each every not very
+if so because when while
+"""
+_HANGING = frozenset(_HANGING_WORDS.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +43,7 @@ class TitleOptions:
     """Title and hook limits.
 
     Attributes:
-        max_title_chars: titles are cut at a word boundary to at most this, with an ellipsis.
+        max_title_chars: longer titles are cut where a phrase or word ends (see `shorten`).
         max_hook_chars: same for the hook line.
         hook_similarity: cosine similarity to a hook exemplar that makes a sentence "strong".
         max_new_tokens: generation length of the seq2seq model.
@@ -83,8 +92,37 @@ def sentences_of(words: Sequence[Word]) -> list[str]:
     return [s for s in out if s]
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` if it fits in `limit` characters, else a prefix that ends where a phrase or word does.
+
+    A clause boundary (comma, semicolon, colon, dash) that keeps at least half the limit wins:
+    the prefix is a whole phrase, so it needs no ellipsis. Otherwise the cut goes after the last
+    whole word that fits beside the ellipsis, minus trailing function words ("the", "of", ...)
+    that would leave the phrase hanging. Only a single word longer than the limit is cut inside.
+    """
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    clauses = [
+        m.start()
+        for m in _CLAUSE_END.finditer(text)
+        if limit // 2 <= len(text[: m.start()].rstrip()) <= limit
+    ]
+    if clauses:
+        return text[: clauses[-1]].rstrip()
+    kept: list[str] = []
+    for token in text.split():
+        if len(" ".join([*kept, token])) > limit - 1:
+            break
+        kept.append(token)
+    while len(kept) > 1 and kept[-1].strip(",;:").lower() in _HANGING:
+        kept.pop()
+    cut = " ".join(kept).rstrip(",;:-\u2013\u2014 ") or text[: limit - 1]
+    return cut + "\u2026"
+
+
 def tidy(sentence: str, limit: int, keep_question: bool = False) -> str:
-    """Drop filler openers and closing punctuation, capitalise, cut at a word boundary."""
+    """Drop filler openers and closing punctuation, capitalise, shorten to `limit` (`shorten`)."""
     tokens = sentence.split()
     while len(tokens) > 1 and tokens[0].strip(",.").lower() in _FILLER_OPENERS:
         tokens.pop(0)
@@ -92,8 +130,7 @@ def tidy(sentence: str, limit: int, keep_question: bool = False) -> str:
     question = text.endswith("?")
     text = text.rstrip(".!?,;: ")
     if len(text) > limit:
-        cut = text[: limit - 1].rsplit(" ", 1)[0] if " " in text[: limit - 1] else text[: limit - 1]
-        text = cut.rstrip(",;:- ") + "\u2026"
+        text = shorten(text, limit)
     elif question and keep_question:
         text += "?"
     return text[:1].upper() + text[1:]

@@ -172,7 +172,7 @@ def _build(
                 text=" ".join(s.text for s in sentences[window.first : window.last + 1]),
                 score=round(float(scores[i]), 2),
                 subscores=values,
-                reason=explain(values, row, sentences[window.first].text),
+                reason=explain(values, row),
                 index=i,
             )
         )

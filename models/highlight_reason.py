@@ -1,7 +1,9 @@
 """The one-line human reason attached to every scored window.
 
 It names the strongest signals with the numbers a person can check ("fast speech (3.9
-words/s)", "2 scene cuts") and, for weak windows, what holds them back.
+words/s)", "2 scene cuts"). It lists only what speaks for a clip: the line reads as "picked
+because ...", so a weakness (long pauses, opening mid-thought) in it would read as praise. Weak
+sub-scores stay visible as the low bars of the sub-scores themselves.
 """
 
 from __future__ import annotations
@@ -48,20 +50,14 @@ def _phrases(values: Mapping[str, float], row: Mapping[str, float]) -> list[tupl
     return [p for p in phrases if p[0] >= MENTION]
 
 
-def explain(values: Mapping[str, float], row: Mapping[str, float], opening: str) -> str:
+def explain(values: Mapping[str, float], row: Mapping[str, float]) -> str:
     """One line naming the strongest signals, e.g. "strong hook: question + number; fast
     speech (3.9 words/s); 2 scene cuts".
 
     Args:
         values: the window's sub-scores (0..1).
         row: the window's raw details (words_per_s, cuts, bursts, opens_question, ...).
-        opening: the window's first sentence.
     """
     ranked = sorted(_phrases(values, row), key=lambda p: -p[0])
     parts = [text for _, text in ranked[:MAX_PHRASES]]
-    if row.get("opens_dangling", 0.0) > 0:
-        opener = opening.split()[0].strip(",.!?").lower() if opening.split() else ""
-        parts.append(f"opens mid-thought ('{opener}')")
-    elif values.get("flow", 1.0) < MENTION:
-        parts.append("long pauses")
     return "; ".join(parts) if parts else "no strong signals"

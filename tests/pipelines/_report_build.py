@@ -1,0 +1,107 @@
+"""A real report folder without the whole pipeline: clips cut from the speech_short test video
+with ffmpeg (H.264 + AAC, as the export stage renders them), caption files from our writers,
+titles and reasons from our title and reason code, and the page from `render_report`.
+
+The full `clipforge process` run is covered by test_process.py; this keeps the browser tests to
+seconds on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from clipforge.media import probe
+from clipforge.media.ffmpeg import ffmpeg_exe
+from clipforge.storage.local import LocalStore
+from models.caption import Cue
+from models.caption_formats import to_ass, to_srt, to_vtt
+from models.caption_titles import tidy
+from models.highlight_reason import explain
+from pipelines.report import copy_source, render_report
+
+#: The failed clip's title and error carry markup, to prove the page escapes them.
+HOSTILE_TITLE = "<script>window.__pwned = 1</script> Tools & <b>tricks</b>"
+EXPORT_ERROR = "ffmpeg exited with 1: <img src=x onerror=window.__pwned=2>"
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *args], check=True, timeout=120)
+
+
+def _clip(media: Path, out: Path, rank: int, cue: dict[str, Any]) -> dict[str, Any]:
+    start, end = float(cue["start"]) - 0.3, float(cue["end"]) + 0.3
+    rel = {ext: f"clips/{rank:02d}.{ext}" for ext in ("mp4", "srt", "vtt", "ass")}
+    rel["thumbnail"] = f"clips/{rank:02d}.jpg"
+    video = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    audio = ["-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart"]
+    _ffmpeg("-ss", f"{start:.3f}", "-t", f"{end - start:.3f}", "-i", str(media), *video, *audio,
+            str(out / rel["mp4"]))  # fmt: skip
+    _ffmpeg("-i", str(out / rel["mp4"]), "-frames:v", "1", str(out / rel["thumbnail"]))
+    cues = [Cue(0.3, end - start - 0.3, (cue["text"],))]
+    (out / rel["srt"]).write_text(to_srt(cues))
+    (out / rel["vtt"]).write_text(to_vtt(cues))
+    (out / rel["ass"]).write_text(to_ass(cues, resolution=(320, 240)))
+    values = {"hook": 0.8 - 0.2 * rank, "payoff": 0.55, "standalone": 1.0, "flow": 0.3}
+    row = {"words_per_s": 2.5, "opens_question": 0.0, "opens_number": 0.0}
+    return {
+        "rank": rank,
+        "start": start,
+        "end": end,
+        "score": round(100 * sum(values.values()) / len(values), 2),
+        "sub_scores": values,
+        "reason": explain(values, row),
+        "title": tidy(cue["text"], 40),
+        "hook": tidy(cue["text"], 100, keep_question=True),
+        "model": "clipforge-highlight",
+        "model_version": "test",
+        "export_status": "ready",
+        "export_error": None,
+        "files": rel,
+    }
+
+
+def build_report(media: Path, out: Path) -> dict[str, Any]:
+    """Write clips, captions, the source copy and report.html for `media` into `out`.
+
+    Two clips render; a third is listed as failed. Returns the clip docs, the transcript and the
+    report path.
+    """
+    sentences: list[dict[str, Any]] = json.loads(media.with_suffix(".json").read_text())
+    (out / "clips").mkdir(parents=True, exist_ok=True)
+    clips = [_clip(media, out, rank, sentences[rank]) for rank in (1, 2)]
+    clips.append(
+        {
+            **clips[-1],
+            "rank": 3,
+            "start": float(sentences[3]["start"]),
+            "end": float(sentences[3]["end"]),
+            "title": HOSTILE_TITLE,
+            "export_status": "failed",
+            "export_error": EXPORT_ERROR,
+            "files": {},
+        }
+    )
+    transcript = {
+        "language": "en",
+        "duration": probe(media).duration_s,
+        "segments": [
+            {"start": s["start"], "end": s["end"], "text": " " + s["text"], "words": []}
+            for s in sentences
+        ],
+    }
+    timeline = [[s["start"], s["end"], 20.0 + 10 * (i % 5)] for i, s in enumerate(sentences)]
+    source_video = copy_source(out, str(media), LocalStore(out.parent / "store"), None)
+    page = render_report(
+        source=str(media),
+        transcript=transcript,
+        clips=clips,
+        timeline=timeline,
+        root=out,
+        source_video=source_video,
+    )
+    report = out / "report.html"
+    report.write_text(page, encoding="utf-8")
+    return {"clips": clips, "transcript": transcript, "report": report}
