@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from clipforge.errors import ClipForgeError
 from clipforge.settings import Settings, get_settings
+from clipforge.types import AspectRatio, CaptionStyle
 
 if TYPE_CHECKING:
-    from pipelines.config import AspectRatio
+    from pipelines.process import ProcessOptions
 
 app = typer.Typer(
     help="ClipForge: long videos in, captioned highlight clips out.", no_args_is_help=True
@@ -21,6 +22,26 @@ db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from clipforge import __version__
+
+        typer.echo(f"clipforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """ClipForge: long videos in, captioned highlight clips out."""
 
 
 def _settings() -> Settings:
@@ -160,33 +181,158 @@ def webhooks_deliver(
 def process(
     source: Annotated[str, typer.Argument(help="Video file path or http(s) URL.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("clipforge-out"),
-    aspect: Annotated[str, typer.Option(help="Clip aspect ratio: 9:16, 1:1 or 16:9.")] = "9:16",
-    style: Annotated[
-        str, typer.Option(help="Caption style: karaoke, bold or minimal.")
-    ] = "karaoke",
+    aspect: Annotated[AspectRatio, typer.Option(help="Clip aspect ratio.")] = "9:16",
+    style: Annotated[CaptionStyle, typer.Option(help="Caption style.")] = "karaoke",
     top_k: Annotated[int, typer.Option(min=1, max=20, help="Number of clips.")] = 3,
     config: Annotated[Path | None, typer.Option(help="Pipeline config file.")] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the video's media and rows in DATA_DIR.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Ray's and ffmpeg's output too.")
+    ] = False,
 ) -> None:
     """Turn one video into captioned clips on the embedded default (no services needed)."""
-    from clipforge.logging import configure_logging
-    from pipelines.process import ProcessOptions, process_video
+    from pipelines.preflight import check_out_dir, check_source  # light: no Ray, no database
 
-    if aspect not in ("9:16", "1:1", "16:9"):
-        typer.echo("error: --aspect must be 9:16, 1:1 or 16:9", err=True)
-        raise typer.Exit(2)
     settings = _settings()
-    configure_logging("WARNING", json_logs=False)
-    ratio = cast("AspectRatio", aspect)  # checked above
-    options = ProcessOptions(
-        aspect_ratio=ratio, caption_style=style, top_k=top_k, config_path=config
-    )
-    try:
-        result = process_video(source, out, settings, options)
+    try:  # user errors end here, in well under a second, before anything starts
+        check_source(source, settings)
+        out_dir = check_out_dir(out)
     except ClipForgeError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"{len(result['clips'])} clip(s) written to {out}/ (open {out}/report.html)")
+        raise typer.Exit(2) from None
+    options_ = _process_options(aspect, style, top_k, config, keep)
+    log_path = out_dir / "clipforge.log"
+    code, message = _run_process(source, out_dir, settings, options_, log_path, verbose)
+    typer.echo(message, err=code != 0)
+    raise typer.Exit(code)
+
+
+def _process_options(
+    aspect: AspectRatio, style: CaptionStyle, top_k: int, config: Path | None, keep: bool
+) -> ProcessOptions:
+    from pipelines.process import ProcessOptions
+
+    return ProcessOptions(
+        aspect_ratio=aspect, caption_style=style, top_k=top_k, config_path=config, keep=keep
+    )
+
+
+def _run_process(
+    source: str,
+    out_dir: Path,
+    settings: Settings,
+    options: ProcessOptions,
+    log_path: Path,
+    verbose: bool,
+) -> tuple[int, str]:
+    """Run the pipeline with framework output in `log_path`; (exit code, last line to print)."""
+    import logging
+
+    from clipforge.db.embedded import stop_embedded
+    from clipforge.terminal import framework_output_to
+
+    _stop_on_signals()
+    with framework_output_to(log_path, enabled=not verbose) as terminal:
+        print(f"clipforge: {source} -> {out_dir}/  (log: {log_path})", file=terminal)
+        try:
+            from pipelines.process import process_video
+
+            result = process_video(source, out_dir, settings, options, progress=terminal)
+        except ClipForgeError as exc:
+            logging.getLogger("clipforge.cli").error("process failed: %s", exc)
+            return 1, f"error: {_first_line(str(exc))} (details in {log_path})"
+        except KeyboardInterrupt:
+            return 130, "interrupted"
+        except Exception as exc:  # a bug, not a user error: the traceback goes to the log
+            logging.getLogger("clipforge.cli").exception("process failed")
+            return 1, f"error: unexpected {type(exc).__name__}: {exc} (details in {log_path})"
+        finally:
+            stop_embedded()  # stop what we started; the data stays for a later run
+    clips = result["clips"]
+    for clip in clips:
+        files = clip["files"]
+        where = files.get("mp4") or f"not rendered: {clip.get('export_error') or 'no export'}"
+        print(
+            f"  #{clip['rank']}  {clip['start']:7.1f}-{clip['end']:7.1f} s  {clip['score']:5.1f}  {where}"
+        )
+    return 0, f"{len(clips)} clip(s) written to {out_dir}/ (open {out_dir}/report.html)"
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP (terminal closed) unwind like Ctrl-C, so what we started is stopped."""
+    import signal
+    from types import FrameType
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+cache_app = typer.Typer(help="The local data folder (DATA_DIR).", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    database: Annotated[
+        bool, typer.Option("--database", help="Also delete the embedded Postgres data.")
+    ] = False,
+) -> None:
+    """Delete locally stored media (inputs and renders kept with --keep) under DATA_DIR."""
+    import shutil
+
+    settings = _settings()
+    targets = [settings.storage_dir]
+    if database:
+        pgdata = settings.data_dir / "pgdata"
+        if (pgdata / "postmaster.pid").exists():
+            typer.echo(
+                f"error: the embedded Postgres in {pgdata} is running; stop it first", err=True
+            )
+            raise typer.Exit(2)
+        targets.append(pgdata)
+    freed = 0
+    for target in targets:
+        if target.exists():
+            freed += sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+            shutil.rmtree(target)
+    typer.echo(f"freed {freed / 1e6:.1f} MB in {settings.data_dir}")
+
+
+def main() -> None:
+    """Console entry point: `app`, with usage errors as one `error:` line instead of a box."""
+    # typer 0.29 vendors click: its parameter errors are these, not the `click` package's.
+    from typer._click import exceptions as click
+
+    try:
+        code = app(standalone_mode=False)
+    except click.UsageError as exc:
+        message = exc.format_message().replace("Value error, ", "")
+        if message:  # empty when a bare group printed its help
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            typer.echo(f"error: {message}{where}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

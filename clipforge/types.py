@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
+
+# One definition of the output shapes and caption styles for the CLI, the config, the models and
+# the API, so a new choice is added in one place.
+AspectRatio = Literal["9:16", "1:1", "16:9"]
+CaptionStyle = Literal["karaoke", "bold", "minimal"]
+ASPECT_RATIOS: tuple[str, ...] = get_args(AspectRatio)
+CAPTION_STYLES: tuple[str, ...] = get_args(CaptionStyle)
 
 
 @dataclass(frozen=True, slots=True)

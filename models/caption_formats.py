@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from clipforge.errors import ValidationFailed
+from clipforge.types import AspectRatio
 from models.caption import Cue
 
-Aspect = Literal["9:16", "1:1", "16:9"]
+Aspect = AspectRatio
 RESOLUTIONS: dict[str, tuple[int, int]] = {
     "9:16": (1080, 1920),
     "1:1": (1080, 1080),

@@ -7,11 +7,12 @@ the worker; the video simply enters through the database and comes out as files 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import sys
-import threading
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,15 +21,20 @@ from clipforge.db.embedded import resolve_database_url
 from clipforge.db.migrate import migrate
 from clipforge.db.pool import Pool, create_pool
 from clipforge.db.repo.clips import list_all_clips
+from clipforge.db.repo.exports import list_exports_for_video
 from clipforge.db.repo.transcripts import get_transcript
-from clipforge.db.repo.videos import create_video, get_video
-from clipforge.errors import MediaError, ValidationFailed
-from clipforge.fetch import check_url, parse_networks
+from clipforge.db.repo.video_jobs import video_has_unfinished_jobs
+from clipforge.db.repo.videos import create_video, delete_video, get_video
+from clipforge.errors import MediaError
 from clipforge.queue import enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
-from pipelines.config import AspectRatio, PipelineConfig, load_pipeline_config
-from pipelines.report import render_report
+from clipforge.storage.keys import video_prefix
+from clipforge.types import AspectRatio, CaptionStyle
+from pipelines.config import PipelineConfig, load_pipeline_config
+from pipelines.preflight import CheckedSource, check_options, check_out_dir, check_source
+from pipelines.progress import StageProgress
+from pipelines.report import copy_source, render_report
 from pipelines.worker import PipelineWorker
 
 
@@ -41,69 +47,117 @@ class ProcessOptions:
         caption_style: ASS style burned into them.
         top_k: at most this many clips.
         config_path: pipeline config (default configs/pipeline.yaml).
+        keep: keep the video's rows and media in the data folder after the run (by default a
+            one-off run leaves only its output folder behind).
     """
 
     aspect_ratio: AspectRatio = "9:16"
-    caption_style: str = "karaoke"
+    caption_style: CaptionStyle = "karaoke"
     top_k: int = 3
     config_path: Path | None = None
+    keep: bool = False
 
 
-def _ensure_local_ray() -> None:
+@contextlib.contextmanager
+def local_ray() -> Iterator[None]:
+    """Connect to RAY_ADDRESS or start a private local Ray; shut down what this call started."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(
-            address=os.environ.get("RAY_ADDRESS"),
-            include_dashboard=False,
-            log_to_driver=False,
-            num_cpus=None if os.environ.get("RAY_ADDRESS") else os.cpu_count(),
-        )
-
-
-def _source(source: str, settings: Settings) -> tuple[str, str]:
-    if source.startswith(("http://", "https://")):
-        check_url(source, allowed=parse_networks(settings.fetch_allow_cidrs))
-        return "url", source
-    path = Path(source).expanduser().resolve()
-    if not path.is_file():
-        raise ValidationFailed(f"{source} is not a file or an http(s) URL")
-    return "file", str(path)
-
-
-def _watch(pool: Pool, video_id: uuid.UUID, done: threading.Event, out: TextIO) -> None:
-    last = ""
-    while not done.wait(1.0):
-        with pool.connection() as conn:
-            video = get_video(conn, video_id=video_id)
-        if video is not None and video.status != last:
-            last = video.status
-            print(f"[clipforge] {last}…", file=out, flush=True)
+    if ray.is_initialized():
+        yield
+        return
+    address = os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        # A private Ray on loopback for one command: token auth would only make the user manage
+        # ~/.ray/auth_token (and print a warning), so it is off unless they set RAY_AUTH_MODE.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(
+        address=address,
+        include_dashboard=False,
+        log_to_driver=False,
+        num_cpus=None if address else os.cpu_count(),
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def process_video(
-    source: str, out_dir: Path, settings: Settings, options: ProcessOptions | None = None
+    source: str,
+    out_dir: Path,
+    settings: Settings,
+    options: ProcessOptions | None = None,
+    *,
+    progress: TextIO | None = None,
 ) -> dict[str, Any]:
-    """Run the pipeline on `source` and write transcript, clips and report to `out_dir`."""
+    """Run the pipeline on `source` and write transcript, clips and report to `out_dir`.
+
+    Bad options or input raise `ClipForgeError` before anything starts. With `progress`, the
+    stages are shown on that stream as they run.
+    """
     opts = options or ProcessOptions()
-    kind, location = _source(source, settings)
+    check_options(
+        aspect_ratio=opts.aspect_ratio, caption_style=opts.caption_style, top_k=opts.top_k
+    )
+    checked = check_source(source, settings)
+    out = check_out_dir(out_dir)
     config = _config(load_pipeline_config(opts.config_path), opts)
     url = resolve_database_url(settings)
     migrate(url)
-    _ensure_local_ray()
-    with create_pool(settings, url, application_name="clipforge-process", max_size=4) as pool:
-        with pool.connection() as conn, conn.transaction():
-            video = create_video(conn, owner_key_id=None, source_kind=kind, source_url=location)  # type: ignore[arg-type]
-            enqueue(conn, kind="import", video_id=video.id, payload={"video_id": str(video.id)})
-        done = threading.Event()
-        threading.Thread(
-            target=_watch, args=(pool, video.id, done, sys.stderr), daemon=True
-        ).start()
-        try:
-            PipelineWorker(settings, config, pool, database_url=url).run(until_idle=True)
-        finally:
-            done.set()
-        return _write_outputs(pool, settings, video.id, out_dir, source)
+    with (
+        local_ray(),
+        create_pool(settings, url, application_name="clipforge-process", max_size=4) as pool,
+    ):
+        video_id = _enqueue(pool, checked)
+        shown = StageProgress(pool, video_id, progress) if progress else contextlib.nullcontext()
+        if progress is not None:
+            _quiet_ray_data()
+        with shown:
+            _run_until_finished(
+                PipelineWorker(settings, config, pool, database_url=url), pool, video_id
+            )
+        result = _write_outputs(pool, settings, video_id, out, source)
+        if not opts.keep:
+            _forget(pool, settings, video_id)
+        return result
+
+
+def _enqueue(pool: Pool, checked: CheckedSource) -> uuid.UUID:
+    with pool.connection() as conn, conn.transaction():
+        video = create_video(
+            conn, owner_key_id=None, source_kind=checked.kind, source_url=checked.location
+        )
+        enqueue(conn, kind="import", video_id=video.id, payload={"video_id": str(video.id)})
+    return video.id
+
+
+def _run_until_finished(worker: PipelineWorker, pool: Pool, video_id: uuid.UUID) -> None:
+    """Run the worker until every job of the video has finished.
+
+    `run(until_idle=True)` returns when nothing is runnable *now*; a job waiting out its retry
+    backoff is not finished, so the loop waits for it instead of reporting early.
+    """
+    while True:
+        worker.run(until_idle=True)
+        with pool.connection() as conn:
+            if not video_has_unfinished_jobs(conn, video_id=video_id):
+                return
+        time.sleep(0.5)
+
+
+def _quiet_ray_data() -> None:
+    from ray.data import DataContext
+
+    # Our own stage display replaces Ray Data's per-operator bars on the terminal.
+    DataContext.get_current().enable_progress_bars = False
+
+
+def _forget(pool: Pool, settings: Settings, video_id: uuid.UUID) -> None:
+    """Drop the run's copy of the input and renders: the output folder holds what matters."""
+    create_store(settings).delete_prefix(video_prefix(video_id))
+    with pool.connection() as conn, conn.transaction():
+        delete_video(conn, video_id=video_id)
 
 
 def _config(config: PipelineConfig, opts: ProcessOptions) -> PipelineConfig:
@@ -127,13 +181,7 @@ def _write_outputs(
         video = get_video(conn, video_id=video_id)
         transcript = get_transcript(conn, video_id=video_id)
         clips = list_all_clips(conn, video_id=video_id)
-        exports = {
-            r["clip_id"]: r
-            for r in conn.execute(
-                "SELECT e.* FROM exports e JOIN clips c ON c.id = e.clip_id WHERE c.video_id = %s",
-                (video_id,),
-            ).fetchall()
-        }
+        exports = {e.clip_id: e for e in list_exports_for_video(conn, video_id=video_id)}
     if video is None or video.status != "ready" or transcript is None:
         reason = video.error if video is not None else "the video row disappeared"
         raise MediaError(f"processing failed: {reason}")
@@ -143,11 +191,11 @@ def _write_outputs(
     for clip in clips:
         export = exports.get(clip.id)
         files: dict[str, str] = {}
-        if export is not None and export["status"] == "ready":
-            base = export["object_key"].removesuffix(".mp4")
+        if export is not None and export.status == "ready" and export.object_key:
+            base = export.object_key.removesuffix(".mp4")
             for ext, key in (
-                ("mp4", export["object_key"]),
-                ("thumbnail", export["thumbnail_key"]),
+                ("mp4", export.object_key),
+                ("thumbnail", export.thumbnail_key or base + ".jpg"),
                 ("srt", base + ".srt"),
                 ("vtt", base + ".vtt"),
                 ("ass", base + ".ass"),
@@ -168,7 +216,8 @@ def _write_outputs(
                 "hook": clip.hook,
                 "model": clip.model_name,
                 "model_version": clip.model_version,
-                "export_status": export["status"] if export else None,
+                "export_status": export.status if export else None,
+                "export_error": export.error if export else None,
                 "files": files,
             }
         )
@@ -176,7 +225,16 @@ def _write_outputs(
     (out_dir / "transcript.json").write_text(json.dumps(doc, indent=2))
     (out_dir / "clips.json").write_text(json.dumps(clip_docs, indent=2))
     timeline = video.metadata.get("highlight_timeline", [])
+    # The report's transcript seeks a preview of the source, so it sits beside the clips.
+    source_video = copy_source(out_dir, source, store, video.original_key)
     (out_dir / "report.html").write_text(
-        render_report(source=source, transcript=doc, clips=clip_docs, timeline=timeline)
+        render_report(
+            source=source,
+            transcript=doc,
+            clips=clip_docs,
+            timeline=timeline,
+            root=out_dir,
+            source_video=source_video,
+        )
     )
     return {"video_id": str(video_id), "clips": clip_docs, "out_dir": str(out_dir)}

@@ -1,7 +1,8 @@
 """The embedded Postgres server used when DATABASE_URL is unset (`clipforge process`).
 
 `pgserver` ships a real Postgres build in its wheel; the data directory lives under
-`Settings.data_dir` so results survive between runs of the CLI.
+`Settings.data_dir`. The server runs while a process that started it runs: `stop_embedded()`
+(and, as a fallback, the wheel's exit hook) stops it, so no database is left behind a command.
 """
 
 from __future__ import annotations
@@ -25,7 +26,21 @@ def resolve_database_url(settings: Settings) -> str:
         import pgserver  # heavy; only needed for the embedded default
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        # cleanup_mode=None keeps the server's data after the process exits.
-        _servers[key] = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
+        # cleanup_mode="stop": the last process holding the server stops it; the data stays.
+        _servers[key] = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         log.info("started embedded postgres", extra={"pgdata": key})
     return str(_servers[key].get_uri())
+
+
+def stop_embedded() -> None:
+    """Stop the embedded servers this process started, unless another live process uses them."""
+    import psutil
+
+    for key, server in list(_servers.items()):
+        handles = server.global_process_id_list
+        # A run killed earlier left its pid in the wheel's list of users; without pruning it the
+        # wheel would think someone still uses the server and never stop it.
+        handles.put([pid for pid in handles.get() if psutil.pid_exists(pid)])
+        server.cleanup()
+        del _servers[key]
+        log.info("stopped embedded postgres", extra={"pgdata": key})

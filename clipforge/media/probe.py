@@ -60,6 +60,8 @@ def probe(path: str | Path) -> MediaInfo:
     """
     path = Path(path)
     with open_input(path) as container:
+        if container.format.name in _TEXT_DEMUXERS:
+            raise CorruptMedia(path, "it is a text file, not audio or video")
         videos = video_streams(container)
         audios = list(container.streams.audio)
         if not videos and not audios:
@@ -81,6 +83,10 @@ def probe(path: str | Path) -> MediaInfo:
         if videos:
             info = _with_video(info, container, videos[0], path)
         return info
+
+
+# FFmpeg renders any text file as "video" through its ANSI-art demuxer; for us it is not media.
+_TEXT_DEMUXERS = frozenset({"tty"})
 
 
 def _duration_s(container: av.container.InputContainer) -> float:

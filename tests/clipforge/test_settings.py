@@ -62,3 +62,14 @@ def test_cli_reports_bad_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
         get_settings.cache_clear()
     assert result.exit_code == 2
     assert "DB_POOL_MAX_SIZE" in result.output
+
+
+def test_readme_lists_every_setting() -> None:
+    """A setting nobody can find is a setting nobody can use: the README's table names each."""
+    from pathlib import Path
+
+    from clipforge.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
+    assert missing == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -11,8 +12,8 @@ from psycopg import sql
 
 from clipforge.db.pool import Conn
 from clipforge.pagination import Cursor, check_limit, split_page
+from clipforge.types import AspectRatio
 
-AspectRatio = Literal["9:16", "1:1", "16:9"]
 ExportStatus = Literal["queued", "rendering", "ready", "failed"]
 
 
@@ -94,3 +95,38 @@ def list_exports(
         },
     ).fetchall()
     return split_page([Export(**r) for r in rows], limit)
+
+
+def list_exports_for_video(conn: Conn, *, video_id: uuid.UUID) -> list[Export]:
+    """Every export of every clip of a video, in one query."""
+    rows = conn.execute(
+        """SELECT e.* FROM exports e JOIN clips c ON c.id = e.clip_id
+           WHERE c.video_id = %s ORDER BY c.rank, e.created_at, e.id""",
+        (video_id,),
+    ).fetchall()
+    return [Export(**row) for row in rows]
+
+
+def get_exports(conn: Conn, *, export_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Export]:
+    """The exports with these ids that exist, by id, in one query."""
+    rows = conn.execute("SELECT * FROM exports WHERE id = ANY(%s)", (list(export_ids),)).fetchall()
+    return {r["id"]: Export(**r) for r in rows}
+
+
+def set_exports_status(
+    conn: Conn, *, export_ids: Sequence[uuid.UUID], status: ExportStatus
+) -> None:
+    """Set the status of many exports in one statement (a batch going to render)."""
+    conn.execute(
+        "UPDATE exports SET status = %s, updated_at = now() WHERE id = ANY(%s)",
+        (status, list(export_ids)),
+    )
+
+
+def live_export_ids(conn: Conn, *, video_id: uuid.UUID) -> set[uuid.UUID]:
+    """Ids of every export that still exists for the video's clips (the rest are orphans)."""
+    rows = conn.execute(
+        "SELECT e.id FROM exports e JOIN clips c ON c.id = e.clip_id WHERE c.video_id = %s",
+        (video_id,),
+    ).fetchall()
+    return {r["id"] for r in rows}

@@ -1,0 +1,75 @@
+"""What `clipforge process` checks before it starts anything.
+
+A user error (a bad option, an output folder that cannot be written, a missing, empty or
+non-media source) must cost well under a second and end in one clear line, not a traceback after
+Ray and the embedded Postgres have started. Nothing here imports Ray or touches the database.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from clipforge.errors import ValidationFailed
+from clipforge.fetch import check_url, parse_networks
+from clipforge.media import NoAudioStream, probe
+from clipforge.settings import Settings
+from clipforge.types import ASPECT_RATIOS, CAPTION_STYLES
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedSource:
+    """A source that passed the checks.
+
+    Attributes:
+        kind: ``url`` (fetched by the import stage, SSRF-checked again there) or ``file``.
+        location: the URL, or the file's absolute path.
+    """
+
+    kind: Literal["url", "file"]
+    location: str
+
+
+def check_options(*, aspect_ratio: str, caption_style: str, top_k: int) -> None:
+    """Refuse an unknown aspect ratio or caption style, or a clip count outside 1..20."""
+    if aspect_ratio not in ASPECT_RATIOS:
+        raise ValidationFailed(f"aspect ratio must be one of {', '.join(ASPECT_RATIOS)}")
+    if caption_style not in CAPTION_STYLES:
+        raise ValidationFailed(f"caption style must be one of {', '.join(CAPTION_STYLES)}")
+    if not 1 <= top_k <= 20:
+        raise ValidationFailed("the number of clips must be between 1 and 20")
+
+
+def check_out_dir(out_dir: Path) -> Path:
+    """Create `out_dir` if needed and prove it writable by writing a file there."""
+    path = out_dir.expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValidationFailed(f"output folder {out_dir} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".clipforge-write-test-"):
+            pass
+    except OSError as exc:
+        raise ValidationFailed(
+            f"cannot write to output folder {out_dir}: {exc.strerror or exc}"
+        ) from None
+    return path.resolve()
+
+
+def check_source(source: str, settings: Settings) -> CheckedSource:
+    """A URL must point at an allowed address; a file must exist, hold bytes and audio."""
+    if source.startswith(("http://", "https://")):
+        check_url(source, allowed=parse_networks(settings.fetch_allow_cidrs))
+        return CheckedSource("url", source)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise ValidationFailed(f"{source} is not a file or an http(s) URL")
+    if not os.access(path, os.R_OK):
+        raise ValidationFailed(f"{source} is not readable")
+    info = probe(path)  # raises EmptyMedia / CorruptMedia with the file's name and the reason
+    if not info.has_audio:
+        raise NoAudioStream(path)  # nothing to transcribe, so no clips to find
+    return CheckedSource("file", str(path.resolve()))

@@ -1,0 +1,206 @@
+"""`clipforge process` as a person runs it: in a terminal, with nothing set up.
+
+The command runs under `script` (a real pseudo-terminal, the way an interactive shell runs it),
+with its own local Ray and the embedded Postgres, exactly as the README's main command does. The
+screen it leaves is read back through a terminal emulator (pyte), so the line count is what a
+person sees, not the progress display's redraws.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pyte
+import pytest
+
+_REPO = Path(__file__).resolve().parents[2]
+_LIMIT_S = 420  # a hang (ffmpeg stopped by SIGTTIN) would hit this; a good run takes ~30-60 s
+
+
+@pytest.fixture()
+def short_tmp() -> Iterator[Path]:
+    """A short temp folder: Ray's socket paths under it must stay below 108 bytes."""
+    with tempfile.TemporaryDirectory(prefix="cf-", dir="/tmp") as tmp:
+        yield Path(tmp)
+
+
+def _person_env(tmp: Path) -> dict[str, str]:
+    drop = {
+        "DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL", "S3_BUCKET", "CDN_BASE_URL",
+        "RAY_ADDRESS", "RAY_AUTH_MODE",  # the CLI must need no Ray set-up from the user
+    }  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    return env | {
+        "DATA_DIR": str(tmp / "data"),
+        "RAY_TMPDIR": str(tmp / "ray"),  # tells this run's Ray processes apart from others
+        "HOME": str(tmp / "home"),  # nothing may be written to a real home (~/.ray/auth_token)
+        "TERM": "xterm-256color",
+        "COLUMNS": "120",
+        "LINES": "60",
+    }
+
+
+def _screen(raw: bytes, columns: int = 120, lines: int = 300) -> list[str]:
+    screen = pyte.Screen(columns, lines)
+    pyte.ByteStream(screen).feed(raw)
+    return [line.rstrip() for line in screen.display if line.strip()]
+
+
+def _ours_running(tmp: Path) -> list[str]:
+    """Processes whose command line names this run's folders (its Postgres, its Ray)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(tmp) in cmdline and proc.info["pid"] != os.getpid():
+            found.append(f"{proc.info['pid']}: {cmdline[:160]}")
+    return found
+
+
+def test_process_in_a_terminal_finishes_quietly_and_leaves_nothing_running(
+    test_media: dict[str, Path], short_tmp: Path
+) -> None:
+    out = short_tmp / "out"
+    (short_tmp / "home").mkdir()
+    cmd = shlex.join(
+        [str(_REPO / ".venv/bin/clipforge"), "process", str(test_media["speech_short"]),
+         "--out", str(out), "--top-k", "2"]
+    )  # fmt: skip
+    started = time.monotonic()
+    run = subprocess.run(
+        ["script", "-qec", cmd, "/dev/null"],
+        env=_person_env(short_tmp),
+        cwd=_REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=_LIMIT_S,
+    )
+    elapsed = time.monotonic() - started
+    screen = _screen(run.stdout)
+    shown = "\n".join(screen)
+    assert run.returncode == 0, shown + (out / "clipforge.log").read_text()[-3000:]
+    assert elapsed < _LIMIT_S
+    assert len(screen) <= 15, shown
+    for noise in ("Traceback", "INFO", "WARNING", "core_worker", "(raylet)"):
+        assert noise not in shown, shown
+    for stage in ("import", "transcribe", "find clips", "render clips"):
+        assert any(line.startswith(stage) and line.endswith("done") for line in screen), shown
+    assert "report.html" in screen[-1]
+    clips = json.loads((out / "clips.json").read_text())
+    assert clips and all((out / c["files"]["mp4"]).stat().st_size > 0 for c in clips)
+    # Framework output went to the log file instead of the terminal.
+    assert "Ray" in (out / "clipforge.log").read_text()
+    # Nothing it started is left: its Postgres, its Ray processes.
+    deadline = time.monotonic() + 10
+    while _ours_running(short_tmp) and time.monotonic() < deadline:
+        time.sleep(0.2)  # Ray's last workers may take a moment to see their raylet go
+    assert _ours_running(short_tmp) == []
+    assert not (short_tmp / "home" / ".ray").exists()  # no token for a private local Ray
+    # A one-off run keeps no copy of the input or the renders in the data folder.
+    storage = short_tmp / "data" / "storage"
+    assert not storage.exists() or not any(p.is_file() for p in storage.rglob("*"))
+
+
+def _cli(*args: str, tmp: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    env = _person_env(tmp)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "clipforge.cli", *args],
+        env=env,
+        cwd=_REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("bad_style", "'nonsense' is not one of 'karaoke', 'bold', 'minimal'"),
+        ("bad_aspect", "'4:3' is not one of '9:16', '1:1', '16:9'"),
+        ("bad_top_k", "--top-k"),
+        ("unwritable_out", "cannot write to output folder"),
+        ("out_is_a_file", "is not a folder"),
+        ("empty", "the file is empty"),
+        ("not_media", "corrupt or not a supported media file"),
+        ("no_audio", "has no audio stream"),
+        ("missing", "is not a file or an http(s) URL"),
+        ("private_url", "non-public address (127.0.0.1); refused (FETCH_ALLOW_CIDRS"),
+    ],
+)
+def test_user_errors_end_at_once_with_one_line(
+    test_media: dict[str, Path], short_tmp: Path, case: str, message: str
+) -> None:
+    good = str(test_media["speech_short"])
+    text_file = short_tmp / "notes.txt"
+    text_file.write_text("not a video\n" * 100)
+    args = {
+        "bad_style": [good, "--style", "nonsense"],
+        "bad_aspect": [good, "--aspect", "4:3"],
+        "bad_top_k": [good, "--top-k", "0"],
+        "unwritable_out": [good, "--out", "/proc/clipforge-out"],
+        "out_is_a_file": [good, "--out", str(text_file)],
+        "empty": [str(test_media["empty"])],
+        "not_media": [str(text_file)],
+        "no_audio": [str(test_media["no_audio"])],
+        "missing": [str(short_tmp / "nope.mp4")],
+        "private_url": ["http://127.0.0.1:9/video.mp4"],
+    }[case]
+    if "--out" not in args:
+        args += ["--out", str(short_tmp / "out")]
+    result, elapsed = _cli("process", *args, tmp=short_tmp)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert elapsed < 2.0, f"{case} took {elapsed:.2f} s"
+    assert not (short_tmp / "data" / "pgdata").exists()  # refused before anything started
+
+
+def test_help_lists_the_choices(short_tmp: Path) -> None:
+    result, _ = _cli("process", "--help", tmp=short_tmp)
+    assert result.returncode == 0
+    assert "9:16|1:1|16:9" in result.stdout and "karaoke|bold|minimal" in result.stdout
+
+
+def test_sigterm_mid_run_stops_what_it_started(
+    test_media: dict[str, Path], short_tmp: Path
+) -> None:
+    out = short_tmp / "out"
+    (short_tmp / "home").mkdir()
+    proc = subprocess.Popen(
+        [str(_REPO / ".venv/bin/clipforge"), "process", str(test_media["speech_short"]),
+         "--out", str(out)],
+        env=_person_env(short_tmp),
+        cwd=_REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    log = out / "clipforge.log"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and "Started a local Ray" in log.read_text():
+            break  # Ray and the embedded Postgres are both up now
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.terminate()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in stderr
+    deadline = time.monotonic() + 15
+    while _ours_running(short_tmp) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _ours_running(short_tmp) == []
