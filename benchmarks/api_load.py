@@ -8,6 +8,12 @@ first, so each is a Postgres read plus a cache fill); `create` (a URL import: ro
 The load generator is wrk (`apt-get install -y wrk`) with a Lua script that reports p50/p95/p99.
 Servers run one at a time; wrk shares the machine's cores with them, as in the DESIGN.md figures.
 
+Modes: `serve`, `serve-haproxy`, `uvicorn` (one process), `uvicorn-w2` (two worker processes,
+Prometheus multiprocess mode, as `clipforge api --workers 2`), and `baseline`: one uvicorn
+process running another copy of the code (`--baseline-tree DIR`, e.g. an export of main made
+with `git archive`), so before/after figures come from one run under the same machine load.
+The load average is printed with the table: on a shared machine, compare only within a run.
+
 Usage: DATABASE_URL=... REDIS_URL=redis://127.0.0.1:6379/15 python -m benchmarks.api_load
 (a scratch database is created and dropped; the Redis database given is flushed between runs).
 """
@@ -118,8 +124,11 @@ def _seed(url: str, n_videos: int) -> tuple[str, list[str]]:
 
 
 @contextlib.contextmanager
-def _server(mode: str, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    if mode == "uvicorn":
+def _server(
+    mode: str, port: int, env: dict[str, str], baseline_tree: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    cwd = None
+    if mode in ("uvicorn", "uvicorn-w2", "baseline"):
         cmd = [
             sys.executable,
             "-m",
@@ -134,12 +143,22 @@ def _server(mode: str, port: int, env: dict[str, str]) -> Iterator[subprocess.Po
             "--log-level",
             "warning",
         ]
+        if mode == "uvicorn-w2":
+            cmd += ["--workers", "2"]
+            env = env | {"PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="cf-bench-metrics-")}
+        if mode == "baseline":
+            cwd = baseline_tree  # `python -m` puts the working directory first on sys.path
     else:
         cmd = [sys.executable, "-m", "benchmarks.api_load", "--serve-driver", str(port)]
         if mode == "serve-haproxy":
             env = env | {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
     proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        cmd,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 180
@@ -194,6 +213,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=4, help="length of each run")
     parser.add_argument("--connections", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--modes", nargs="+", default=["serve", "serve-haproxy", "uvicorn"])
+    parser.add_argument(
+        "--baseline-tree", type=Path, help="code to run in `baseline` mode (a copy of main)"
+    )
+    parser.add_argument(
+        "--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS, help="subset to run"
+    )
     parser.add_argument("--serve-driver", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_driver:
@@ -202,6 +227,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install -y wrk)")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+    if "baseline" in args.modes and args.baseline_tree is None:
+        sys.exit("baseline mode needs --baseline-tree")
     modes = [m for m in args.modes if m != "serve-haproxy" or shutil.which("haproxy")]
     if len(modes) < len(args.modes):
         print("haproxy not installed (apt-get install -y haproxy): skipping serve-haproxy")
@@ -224,9 +251,9 @@ def main() -> None:
         flush = redis.Redis.from_url(redis_url)
         for i, mode in enumerate(modes):
             port = 18000 + i
-            with _server(mode, port, env):
+            with _server(mode, port, env, args.baseline_tree):
                 for conns in args.connections:
-                    for scenario in SCENARIOS:
+                    for scenario in args.scenarios:
                         if scenario == "detail_uncached":
                             flush.flushdb()
                         print(f"  {mode:14s} {scenario:16s} c={conns}", flush=True)
@@ -243,6 +270,7 @@ def main() -> None:
 
 def _print_table(results: list[tuple[str, str, int, dict[str, float]]]) -> None:
     print()
+    print("load average (1, 5, 15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(
         f"{'scenario':16s} {'conns':>5s} {'mode':14s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} "
         f"{'p99 ms':>8s} {'errors':>7s} {'target p95':>10s} {'met':>4s}"
@@ -259,6 +287,12 @@ def _print_table(results: list[tuple[str, str, int, dict[str, float]]]) -> None:
                 f"{scenario:16s} {conns:5d} {mode:14s} {rps:8.0f} {r['p50'] / 1000:8.1f} {p95:8.1f} "
                 f"{r['p99'] / 1000:8.1f} {errors:7d} {'<' + str(target):>10s} {'yes' if p95 < target else 'no':>4s}"
             )
+    rates = {(m, sc, c): r["requests"] / (r["duration_us"] / 1e6) for m, sc, c, r in results}
+    for mode, sc, conns in sorted(rates):
+        health = rates.get((mode, "health", conns))
+        if sc == "detail_cached" and health:
+            share = rates[(mode, sc, conns)] / health
+            print(f"cached detail / health throughput, {mode} c={conns}: {share:.0%}")
 
 
 if __name__ == "__main__":

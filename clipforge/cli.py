@@ -150,6 +150,8 @@ def api(
     url = _database_url(_settings())
     migrate(url)
     os.environ["DATABASE_URL"] = url  # worker processes resolve the same (embedded) database
+    if workers > 1:
+        _multiprocess_metrics_dir()
     uvicorn.run(
         "serve_apps.api.main:create_app_from_env",
         factory=True,
@@ -159,6 +161,20 @@ def api(
         access_log=False,  # the app writes its own JSON access log with request ids
         log_config=None,
     )
+
+
+def _multiprocess_metrics_dir() -> None:
+    # Each worker answers /metrics for the whole instance from files in this folder (see
+    # clipforge.metrics); stale files of an earlier run would add to the counters, so clear it.
+    import os
+    import tempfile
+    from pathlib import Path
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="cf-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for stale in Path(folder).glob("*.db"):
+        stale.unlink()
 
 
 @webhooks_app.command("deliver")

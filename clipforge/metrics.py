@@ -4,14 +4,27 @@ Processes we start ourselves (uvicorn API, queue worker driver) export these thr
 prometheus-client. Code running inside Ray actors (Serve replicas, Ray Data actors) must use
 `ray.util.metrics` instead, because Ray only exports metrics recorded through its own API from
 its workers; `ray_counter` / `ray_histogram` give those the same names.
+
+Several uvicorn workers per API instance share one port, so a scrape reaches one worker at a
+time: with PROMETHEUS_MULTIPROC_DIR set (`clipforge api --workers N` sets it) every process
+writes its samples to files there and `render()` adds them up, so /metrics shows the instance.
+Gauges say how they combine across processes (`multiprocess_mode`; ignored in one process).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
 _JOB_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -33,15 +46,24 @@ CACHE_ERRORS = Counter(
 )
 RATE_LIMITED = Counter("clipforge_rate_limited_total", "Requests refused by the rate limiter.")
 BREAKER_STATE = Gauge(
-    "clipforge_circuit_breaker_open", "1 while a circuit breaker is open.", ["breaker"]
+    "clipforge_circuit_breaker_open",
+    "1 while a circuit breaker is open.",
+    ["breaker"],
+    multiprocess_mode="max",
 )
 RETRIES = Counter("clipforge_retries_total", "Retried calls to dependencies.", ["operation"])
 
-QUEUE_DEPTH = Gauge("clipforge_queue_depth", "Jobs by kind and state.", ["kind", "state"])
+QUEUE_DEPTH = Gauge(
+    "clipforge_queue_depth",
+    "Jobs by kind and state.",
+    ["kind", "state"],
+    multiprocess_mode="mostrecent",
+)
 QUEUE_OLDEST_AGE = Gauge(
     "clipforge_queue_oldest_job_age_seconds",
     "How long the oldest runnable queued job has waited, by kind.",
     ["kind"],
+    multiprocess_mode="mostrecent",
 )
 JOBS_CLAIMED = Counter("clipforge_jobs_claimed_total", "Jobs leased by workers.", ["kind"])
 JOBS_FINISHED = Counter(
@@ -77,19 +99,31 @@ QUEUE_WAITING_DEPENDENCY = Gauge(
     "clipforge_jobs_waiting_dependency_queued",
     "Queued jobs currently waiting for a dependency to come back, by kind and dependency.",
     ["kind", "dependency"],
+    multiprocess_mode="mostrecent",
 )
 DEPENDENCY_UP = Gauge(
     "clipforge_dependency_up",
     "1 when the last readiness check reached the dependency (0: down, degraded service).",
     ["dependency"],
+    multiprocess_mode="mostrecent",
 )
 CACHE_INVALIDATIONS_PENDING = Gauge(
     "clipforge_cache_invalidations_pending",
     "Cache invalidations that failed (Redis unreachable) and are queued for retry.",
+    multiprocess_mode="livesum",
 )
 CLAIM_BATCH = Histogram(
     "clipforge_claim_batch_size", "Jobs per claim.", buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200)
 )
+
+
+def render() -> bytes:
+    """The Prometheus exposition of this process, or of all of the instance's processes."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()
 
 
 def ray_counter(name: str, description: str, tag_keys: Sequence[str] = ()) -> Any:

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # key guessing without touching valid callers.
     auth_failures_per_minute: int = Field(default=30, ge=1)
     auth_failures_burst: int = Field(default=10, ge=1)
+    # How long the API trusts an API key it looked up (per process); a revoked key is refused
+    # within this many seconds. 0 looks every request's key up in Postgres.
+    api_key_cache_ttl_s: float = Field(default=10.0, ge=0, le=300)
     # /metrics on the API port: with a token it needs `Authorization: Bearer <token>`; without
     # one it is public outside production and off (404) in production.
     metrics_token: SecretStr | None = None

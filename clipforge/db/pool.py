@@ -3,20 +3,26 @@
 Every process opens one pool (at most 20 connections, per the scale rules), with a checkout
 timeout so a saturated pool fails a request quickly instead of queueing it forever, and a
 server-side statement timeout so one slow query cannot hold a connection indefinitely.
+
+The API also opens a small asyncio pool (`create_async_pool`) for the queries it makes on the
+event loop itself (API-key lookups); everything else, the queue worker included, uses the
+synchronous pool.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from psycopg import Connection
+from psycopg import AsyncConnection, Connection
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from clipforge.settings import Settings
 
 Pool = ConnectionPool[Connection[DictRow]]
 Conn = Connection[DictRow]
+AsyncPool = AsyncConnectionPool[AsyncConnection[DictRow]]
+AsyncConn = AsyncConnection[DictRow]
 
 
 def connect_kwargs(settings: Settings, *, application_name: str) -> dict[str, Any]:
@@ -62,4 +68,35 @@ def create_pool(
         open=False,
     )
     pool.open(wait=True, timeout=settings.db_pool_timeout_s)
+    return pool
+
+
+async def create_async_pool(
+    settings: Settings,
+    database_url: str,
+    *,
+    application_name: str = "clipforge",
+    max_size: int = 4,
+    timeout_s: float | None = None,
+) -> AsyncPool:
+    """An asyncio pool with the same limits as `create_pool`; must be opened on its loop.
+
+    It starts empty (`min_size=0`) and does not wait for a connection, so opening it never
+    blocks or fails while the database is down: the first query then fails after `timeout_s`.
+    Keep `max_size` small: it counts against the process's 20 connections with the sync pool.
+    """
+    timeout = settings.db_pool_timeout_s if timeout_s is None else timeout_s
+    pool: AsyncPool = AsyncConnectionPool(
+        database_url,
+        min_size=0,
+        max_size=max_size,
+        timeout=timeout,
+        reconnect_timeout=max(5.0, 2 * timeout),
+        kwargs=connect_kwargs(settings, application_name=application_name),
+        connection_class=AsyncConnection[DictRow],
+        check=AsyncConnectionPool.check_connection,
+        name=f"{application_name}-async",
+        open=False,
+    )
+    await pool.open(wait=False)
     return pool

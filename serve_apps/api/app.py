@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 
 from clipforge.fetch import parse_networks
 from serve_apps.api.deps import ApiDeps, check_api_key
@@ -31,6 +30,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await deps.aio.aclose()  # this loop's asyncio clients; the loop ends with the app
         if close_deps:
             deps.close()
 
@@ -50,7 +50,7 @@ def create_app(
 
     async def authenticate(request: Request) -> None:
         if request.url.path.startswith("/v1/"):  # every /v1 route takes an API key
-            await run_in_threadpool(check_api_key, deps, request)
+            await check_api_key(deps, request)
 
     install_error_handlers(app, authenticate=authenticate)
     limits = BodyLimits(

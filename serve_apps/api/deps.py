@@ -2,13 +2,14 @@
 
 `ApiDeps` is opened once per process (uvicorn worker or Serve replica) and hung on
 `app.state`; handlers receive its parts through the aliases below, so each stays a few lines.
-Authentication and the per-key rate limit are one dependency: every `/v1` route that takes
-`AuthKey` is authenticated and rate-limited before its body is looked at.
+Authentication and the per-key rate limit are one async dependency (`serve_apps.api.auth`):
+every `/v1` route that takes `AuthKey` is authenticated and rate-limited before its body is
+looked at, on the event loop, with the key from an in-process cache and one Redis round trip.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import redis
@@ -18,12 +19,20 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from clipforge.cache import Cache
 from clipforge.db.pool import Pool, create_pool
 from clipforge.db.pool_metrics import register_pool_metrics
-from clipforge.db.repo.api_keys import ApiKey, authenticate
+from clipforge.db.repo.api_keys import ApiKey
 from clipforge.fetch import Resolver, system_resolver
 from clipforge.ratelimit import RateLimiter
 from clipforge.redis_client import create_redis
 from clipforge.settings import Settings
 from clipforge.storage import ObjectStore, create_store
+from serve_apps.api.auth import (
+    KeyCache,
+    LoopResources,
+    cache_keys_for,
+    lookup_key,
+    raw_key_of,
+    remember_prefetch,
+)
 from serve_apps.api.backend import ModelBackend
 from serve_apps.api.errors import ModelsUnavailable, RateLimited, Unauthorized
 
@@ -44,6 +53,8 @@ class ApiDeps:
         models: online model backend; None in the standalone tier.
         resolver: DNS lookup behind the SSRF checks of user-supplied URLs.
         auth_failures: rate limiter of failed authentications per client address.
+        keys: active API keys seen in the last API_KEY_CACHE_TTL_S (rebuilt by `replace`).
+        aio: asyncio Postgres pool and Redis clients, per event loop (rebuilt by `replace`).
     """
 
     settings: Settings
@@ -55,6 +66,14 @@ class ApiDeps:
     models: ModelBackend | None = None
     resolver: Resolver = system_resolver
     auth_failures: RateLimiter | None = None
+    keys: KeyCache = field(init=False)
+    aio: LoopResources = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = KeyCache(self.settings.api_key_cache_ttl_s)
+        conninfo = self.pool.conninfo
+        url = conninfo if isinstance(conninfo, str) else ""
+        self.aio = LoopResources(self.settings, url, self.pool.name)
 
     @classmethod
     def open(
@@ -100,13 +119,15 @@ class ApiDeps:
         )
 
     def close(self) -> None:
-        """Release connections."""
+        """Release connections (the asyncio ones close with each app's lifespan)."""
         self.pool.close()
         if self.redis is not None:
             self.redis.close()
 
 
-def get_deps(request: Request) -> ApiDeps:
+# Dependencies that do no I/O are `async def`: FastAPI runs plain `def` ones in its threadpool,
+# a thread hop per dependency per request.
+async def get_deps(request: Request) -> ApiDeps:
     """The process's `ApiDeps`."""
     deps: ApiDeps = request.app.state.deps
     return deps
@@ -122,45 +143,51 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-def check_api_key(deps: ApiDeps, request: Request) -> ApiKey:
+async def check_api_key(deps: ApiDeps, request: Request) -> ApiKey:
     """Authenticate from the `Authorization` header, then apply the per-key rate limit.
 
     A wrong key counts against the caller's address (`deps.auth_failures`), so guessing keys is
     rate limited too; the 429 then replaces the 401. Used by the `AuthKey` dependency and by the
     malformed-body handler, so an unauthenticated request never learns how its body parsed.
     """
-    scheme, _, raw = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not raw.strip():
-        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    with deps.pool.connection() as conn:
-        key = authenticate(conn, raw_key=raw.strip())
+    key, _ = await lookup_key(deps.aio, deps.keys, raw_key_of(request))
     if key is None:
         if deps.auth_failures is not None:
-            refused = deps.auth_failures.check(f"addr:{client_address(request)}")
+            refused, _ = await deps.auth_failures.acheck(
+                deps.aio.redis(deps.auth_failures.client), f"addr:{client_address(request)}"
+            )
             if not refused.allowed:
                 raise RateLimited(refused.retry_after_s)
         raise Unauthorized("invalid or revoked API key")
-    decision = deps.limiter.check(str(key.id))
+    # The cache reads ride along only when the cache and the limiter share a Redis.
+    same_redis = deps.cache.client is not None and deps.cache.client is deps.limiter.client
+    names = (
+        cache_keys_for(request.url.path, request.method, deps.cache.full_key) if same_redis else []
+    )
+    decision, values = await deps.limiter.acheck(
+        deps.aio.redis(deps.limiter.client), str(key.id), get=names
+    )
     if not decision.allowed:
         raise RateLimited(decision.retry_after_s)
+    remember_prefetch(names, values)
     request.state.api_key_id = str(key.id)
     return key
 
 
-def authenticate_request(
+async def authenticate_request(
     request: Request,
     deps: Deps,
     # Declared for the OpenAPI security scheme; the header is read by `check_api_key`.
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
     """The caller's API key, after the per-key rate limit; 401 / 429 otherwise."""
-    return check_api_key(deps, request)
+    return await check_api_key(deps, request)
 
 
 AuthKey = Annotated[ApiKey, Depends(authenticate_request)]
 
 
-def idempotency_key(
+async def idempotency_key(
     key: Annotated[
         str | None,
         Header(
@@ -177,7 +204,7 @@ def idempotency_key(
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
 
 
-def get_models(deps: Deps) -> ModelBackend:
+async def get_models(deps: Deps) -> ModelBackend:
     """The model backend; 503 in the standalone tier."""
     if deps.models is None:
         raise ModelsUnavailable(

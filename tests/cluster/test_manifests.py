@@ -17,7 +17,10 @@ from tests.cluster.conftest import CLUSTER, REPO
 KUBERAY = CLUSTER / "kuberay"
 SETTINGS = {name.upper() for name in Settings.model_fields}
 # Read by libraries rather than clipforge.settings (Hugging Face offline switches, Ray).
-EXTERNAL_ENV = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "RAY_ADDRESS", "HEALTHCHECK_URL"}
+EXTERNAL_ENV = {
+    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "RAY_ADDRESS", "HEALTHCHECK_URL",
+    "PROMETHEUS_MULTIPROC_DIR",
+}  # fmt: skip
 
 
 def _docs(path: Path) -> list[dict[str, Any]]:
@@ -43,7 +46,7 @@ def test_compose_services_env_and_ports() -> None:
     services = compose["services"]
     assert set(services) == {
         "postgres", "redis", "minio", "minio-init", "migrate",
-        "ray-head", "worker", "api", "prometheus", "grafana",
+        "ray-head", "worker", "api", "api-2", "tls-init", "lb", "prometheus", "grafana",
     }  # fmt: skip
     env = compose["x-clipforge-env"]
     assert {"DATABASE_URL", "REDIS_URL", "S3_BUCKET", "S3_ENDPOINT_URL", "CDN_BASE_URL"} <= set(env)
@@ -126,7 +129,11 @@ def test_api_deployment_probes_ports_and_selectors() -> None:
     api = _by("Deployment")["clipforge-api"]
     container = api["spec"]["template"]["spec"]["containers"][0]
     command = container["command"]
-    assert command[command.index("--port") + 1] == "8080" and "--workers" not in command
+    assert command[command.index("--port") + 1] == "8080"
+    if "--workers" in command:  # several processes: /metrics must add them up
+        assert {"name": "PROMETHEUS_MULTIPROC_DIR", "value": "/tmp/clipforge-metrics"} in container[
+            "env"
+        ]
     assert container["ports"] == [{"name": "http", "containerPort": 8080}]
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"

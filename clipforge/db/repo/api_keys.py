@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from clipforge.db.pool import Conn
+from clipforge.db.pool import AsyncConn, Conn
 from clipforge.errors import ValidationFailed
 
 _KEY_PREFIX = "cf_"
@@ -55,15 +55,27 @@ def create_api_key(conn: Conn, *, name: str) -> tuple[ApiKey, str]:
     return ApiKey(**row), raw
 
 
+_AUTHENTICATE = """SELECT id, name, prefix, created_at, revoked_at FROM api_keys
+                   WHERE key_hash = %s AND revoked_at IS NULL"""
+
+
+def well_formed(raw_key: str) -> bool:
+    """Whether `raw_key` could be a key at all (others are refused without a query)."""
+    return raw_key.startswith(_KEY_PREFIX) and len(raw_key) <= 100
+
+
 def authenticate(conn: Conn, *, raw_key: str) -> ApiKey | None:
     """The active key matching `raw_key`, or None."""
-    if not raw_key.startswith(_KEY_PREFIX) or len(raw_key) > 100:
+    if not well_formed(raw_key):
         return None
-    row = conn.execute(
-        """SELECT id, name, prefix, created_at, revoked_at FROM api_keys
-           WHERE key_hash = %s AND revoked_at IS NULL""",
-        (hash_key(raw_key),),
-    ).fetchone()
+    row = conn.execute(_AUTHENTICATE, (hash_key(raw_key),)).fetchone()
+    return ApiKey(**row) if row else None
+
+
+async def authenticate_async(conn: AsyncConn, *, digest: bytes) -> ApiKey | None:
+    """`authenticate` on an asyncio connection, by the key's `hash_key` digest."""
+    cur = await conn.execute(_AUTHENTICATE, (digest,))
+    row = await cur.fetchone()
     return ApiKey(**row) if row else None
 
 

@@ -16,10 +16,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from clipforge.errors import NotFound
-from clipforge.metrics import DEPENDENCY_UP
+from clipforge.metrics import DEPENDENCY_UP, render
 from clipforge.queue import export_queue_metrics
 from serve_apps.api.deps import ApiDeps, Deps
 from serve_apps.api.errors import Unauthorized
@@ -124,10 +124,11 @@ def _refresh_queue_metrics(deps: ApiDeps) -> None:
 
 @router.get("/metrics", response_class=Response, include_in_schema=False)
 def metrics(deps: Deps, request: Request) -> Response:
-    """Prometheus metrics of this process, with queue depth refreshed from Postgres.
+    """Prometheus metrics of this instance (all its worker processes), with queue depth
+    refreshed from Postgres.
 
     Needs `Authorization: Bearer <METRICS_TOKEN>` when that is set; off in production without.
     """
     _check_metrics_access(deps, request)
     _refresh_queue_metrics(deps)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(render(), media_type=CONTENT_TYPE_LATEST)

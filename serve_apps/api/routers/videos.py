@@ -92,9 +92,13 @@ def list_videos(
 
 
 @router.get("/{video_id}", response_model=VideoOut)
-def get_video(video_id: uuid.UUID, key: AuthKey, deps: Deps) -> VideoOut:
+async def get_video(video_id: uuid.UUID, key: AuthKey, deps: Deps) -> VideoOut:
     """One video (cached for up to 5 minutes, invalidated on change)."""
-    return videos.get(deps, key, video_id)
+    # A cache hit was read with the rate-limit check: answer on the loop, no thread hop.
+    cached = videos.get_prefetched(deps, key, video_id)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(videos.get, deps, key, video_id)
 
 
 @router.delete("/{video_id}", status_code=204, response_class=Response)

@@ -258,6 +258,16 @@ def owned_cached(deps: ApiDeps, key: ApiKey, video_id: uuid.UUID) -> dict[str, A
     return data
 
 
+def get_prefetched(deps: ApiDeps, key: ApiKey, video_id: uuid.UUID) -> VideoOut | None:
+    """`get` from the value read with the rate-limit check, if it was a hit (no I/O)."""
+    data = deps.cache.peek(VIDEO_NS, str(video_id))
+    if data is None:
+        return None
+    if data.get("owner_key_id") != str(key.id):
+        raise NotFound(f"video {video_id} not found")
+    return VideoOut.model_validate(data)
+
+
 def get(deps: ApiDeps, key: ApiKey, video_id: uuid.UUID) -> VideoOut:
     """`GET /v1/videos/{id}`."""
     return VideoOut.model_validate(owned_cached(deps, key, video_id))
