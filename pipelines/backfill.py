@@ -8,7 +8,9 @@ backfill-only kind (`backfill-<stage>`, so regular workers never pick them up an
 never picks up theirs) with an idempotency key of the run, then this driver runs them through
 the same stage pipeline as the worker. Resuming is re-running the same command: videos whose
 job already succeeded are skipped, and for `detect` videos whose clips already carry the target
-scorer version are not selected at all.
+scorer version are not selected at all. One worker serves every page, so each stage actor
+loads its models once per run; a failed job is recorded on the job and leaves its video as it
+was (a backfill never marks a ready video failed).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from clipforge.db.embedded import resolve_database_url
 from clipforge.db.migrate import migrate
 from clipforge.db.pool import Conn, Pool, create_pool
+from clipforge.db.repo.backfill import backfill_job_states, select_backfill_page
 from clipforge.queue import enqueue
 from clipforge.settings import Settings, get_settings
 from pipelines.config import PipelineConfig, load_pipeline_config
@@ -97,28 +100,14 @@ def select_page(
     conn: Conn, request: BackfillRequest, *, after: tuple[datetime, uuid.UUID] | None
 ) -> list[tuple[datetime, uuid.UUID]]:
     """The next page of (created_at, id) of videos to re-run, oldest first."""
-    version = None if request.force else target_version(request)
-    rows = conn.execute(
-        """SELECT v.created_at, v.id FROM videos v
-           WHERE v.status IN ('ready', 'failed')
-             AND (%(since)s::timestamptz IS NULL OR v.created_at >= %(since)s::timestamptz)
-             AND (cardinality(%(ids)s::uuid[]) = 0 OR v.id = ANY(%(ids)s::uuid[]))
-             AND (%(t)s::timestamptz IS NULL OR (v.created_at, v.id) > (%(t)s::timestamptz, %(i)s::uuid))
-             AND (%(version)s::text IS NULL OR EXISTS (
-                    SELECT 1 FROM clips c WHERE c.video_id = v.id
-                    AND split_part(c.model_version, '+', 1) <> %(version)s::text)
-                  OR NOT EXISTS (SELECT 1 FROM clips c WHERE c.video_id = v.id))
-           ORDER BY v.created_at, v.id LIMIT %(n)s""",
-        {
-            "since": request.since,
-            "ids": list(request.video_ids),
-            "n": request.page_size,
-            "t": after[0] if after else None,
-            "i": after[1] if after else None,
-            "version": version,
-        },
-    ).fetchall()
-    return [(r["created_at"], r["id"]) for r in rows]
+    return select_backfill_page(
+        conn,
+        since=request.since,
+        video_ids=request.video_ids,
+        after=after,
+        stale_version=None if request.force else target_version(request),
+        limit=request.page_size,
+    )
 
 
 def run_backfill(
@@ -140,46 +129,43 @@ def run_backfill(
                 "detect": config.detect.model_copy(update={"scorer_config": request.scorer_config})
             }
         )
-    worker = PipelineWorker(
+    run = request.key()
+    progress: list[Progress] = []
+    after: tuple[datetime, uuid.UUID] | None = None
+    # One worker (one set of warm actors, each loading its models once) for every page.
+    with PipelineWorker(
         settings,
         config,
         pool,
         database_url=database_url,
         kind_prefix=PREFIX,
-        worker_id=f"backfill-{request.key()}",
-    )
-    run = request.key()
-    progress: list[Progress] = []
-    after: tuple[datetime, uuid.UUID] | None = None
-    while max_pages is None or len(progress) < max_pages:
-        with pool.connection() as conn:
-            page = select_page(conn, request, after=after)
-            if not page:
-                break
-            with conn.transaction():
-                for _, video_id in page:
-                    enqueue(
-                        conn,
-                        kind=PREFIX + request.stage,
-                        video_id=video_id,
-                        payload={"video_id": str(video_id), "chain": False, "backfill": run},
-                        idempotency_key=f"backfill:{run}:{request.stage}:{video_id}",
-                    )
-        worker.run(until_idle=True)
-        progress.append(_page_progress(pool, run, len(progress) + 1, [v for _, v in page]))
-        report(progress[-1])
-        after = page[-1]
+        worker_id=f"backfill-{run}",
+    ) as worker:
+        while max_pages is None or len(progress) < max_pages:
+            with pool.connection() as conn:
+                page = select_page(conn, request, after=after)
+                if not page:
+                    break
+                with conn.transaction():
+                    for _, video_id in page:
+                        enqueue(
+                            conn,
+                            kind=PREFIX + request.stage,
+                            video_id=video_id,
+                            payload={"video_id": str(video_id), "chain": False, "backfill": run},
+                            idempotency_key=f"backfill:{run}:{request.stage}:{video_id}",
+                            max_attempts=worker.lifecycle.max_attempts,
+                        )
+            worker.run(until_idle=True)
+            progress.append(_page_progress(pool, run, len(progress) + 1, [v for _, v in page]))
+            report(progress[-1])
+            after = page[-1]
     return progress
 
 
 def _page_progress(pool: Pool, run: str, page: int, video_ids: Sequence[uuid.UUID]) -> Progress:
     with pool.connection() as conn:
-        rows = conn.execute(
-            "SELECT state, count(*) AS n FROM jobs WHERE payload->>'backfill' = %s AND video_id = ANY(%s)"
-            " GROUP BY state",
-            (run, list(video_ids)),
-        ).fetchall()
-    counts = {r["state"]: int(r["n"]) for r in rows}
+        counts = backfill_job_states(conn, run=run, video_ids=video_ids)
     return Progress(
         page=page,
         selected=len(video_ids),

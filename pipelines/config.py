@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clipforge.errors import ConfigError
+from clipforge.types import AspectRatio, CaptionStyle
 
+# Keys renamed since earlier releases: (section, old) -> new. Old files and overrides still load.
+_RENAMED = {("transcribe", "asr_actors_max"): "asr_actors"}
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pipeline.yaml"
-AspectRatio = Literal["9:16", "1:1", "16:9"]
 
 
 class _Section(BaseModel):
@@ -19,34 +20,42 @@ class _Section(BaseModel):
 
 
 class WorkerConfig(_Section):
-    """Queue worker tunables."""
+    """Queue worker tunables.
+
+    `lease_s`, `heartbeat_s` and `max_attempts` default to the process settings
+    (`QUEUE_LEASE_S`, `QUEUE_HEARTBEAT_S`, `QUEUE_MAX_ATTEMPTS`); set them here only to give
+    the pipeline worker different values.
+    """
 
     claim_batch_size: int = Field(8, ge=1, le=100)
-    lease_s: float = Field(120, gt=0)
-    heartbeat_s: float = Field(20, gt=0)
+    lease_s: float | None = Field(None, gt=0)
+    heartbeat_s: float | None = Field(None, gt=0)
     idle_poll_s: float = Field(5, gt=0)
-    max_attempts: int = Field(5, ge=1)
+    max_attempts: int | None = Field(None, ge=1)
 
 
 class ImportConfig(_Section):
-    """Import stage limits."""
+    """Import stage limits and its actors (fetch, probe, audio track extraction, upload)."""
 
+    actors: int = Field(1, ge=1)
     num_cpus: float = Field(0.25, gt=0)
+    claim_batch_size: int = Field(2, ge=1, le=100)
     max_source_bytes: int = Field(4 * 1024**3, ge=1)
     max_duration_s: float = Field(4 * 3600, gt=0)
     fetch_timeout_s: float = Field(120, gt=0)
 
 
 class TranscribeConfig(_Section):
-    """Audio decoding and the ASR actor pool."""
+    """The warm ASR actors (each streams its videos' audio track: decode, VAD, batched ASR)."""
 
-    decode_num_cpus: float = Field(0.5, gt=0)
-    asr_actors_min: int = Field(1, ge=1)
-    asr_actors_max: int = Field(2, ge=1)
+    asr_actors: int = Field(1, ge=1)  # older files call it asr_actors_max (see _RENAMED)
     asr_num_cpus: float = Field(1, gt=0)
+    asr_cpu_threads: int = Field(0, ge=0)
     asr_num_gpus: float = Field(0, ge=0)
     asr_batch_size: int = Field(8, ge=1)
     max_chunk_s: float = Field(30, gt=1, le=30)
+    claim_batch_size: int = Field(8, ge=1, le=100)
+    segment_s: float = Field(600, ge=60)
 
 
 class AutoExportConfig(_Section):
@@ -55,7 +64,7 @@ class AutoExportConfig(_Section):
     enabled: bool = False
     top_n: int = Field(3, ge=1)
     aspect_ratio: AspectRatio = "9:16"
-    caption_style: str = "karaoke"
+    caption_style: CaptionStyle = "karaoke"
 
 
 class DetectConfig(_Section):
@@ -63,8 +72,13 @@ class DetectConfig(_Section):
 
     num_cpus: float = Field(1, gt=0)
     actors: int = Field(1, ge=1)
+    torch_threads: int = Field(0, ge=0)
+    claim_batch_size: int = Field(2, ge=1, le=100)
     frames_fps: float = Field(1.0, gt=0, le=10)
     frames_width: int = Field(160, ge=32, le=640)
+    # Frames held for the visual features; longer sources are sampled more sparsely so memory
+    # stays bounded (3600 frames of 160 px: about 200 MB).
+    max_frames: int = Field(3600, ge=2)
     top_k: int = Field(5, ge=1, le=50)
     min_clip_s: float = Field(15, gt=0)
     max_clip_s: float = Field(60, gt=0)
@@ -75,7 +89,9 @@ class DetectConfig(_Section):
 class ExportConfig(_Section):
     """Rendering of clip exports."""
 
+    actors: int = Field(1, ge=1)
     num_cpus: float = Field(1, gt=0)
+    claim_batch_size: int = Field(2, ge=1, le=100)
     short_side: int = Field(720, ge=144, le=2160)
     crf: int = Field(23, ge=0, le=51)
     preset: str = "veryfast"
@@ -99,9 +115,12 @@ def load_pipeline_config(path: Path | None = None, **overrides: object) -> Pipel
         data = yaml.safe_load(source.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read pipeline config {source}: {exc}") from None
+    for (section, old), new in _RENAMED.items():
+        if old in data.get(section, {}):
+            data[section][new] = data[section].pop(old)
     for dotted, value in overrides.items():
         section, _, key = dotted.partition("__")
-        data.setdefault(section, {})[key] = value
+        data.setdefault(section, {})[_RENAMED.get((section, key), key)] = value
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:

@@ -73,5 +73,6 @@ def run_worker(
             done = worker.run(until_idle=until_idle)
         finally:
             gauges_stop.set()
+            worker.close()  # the stage actors go with the worker (they would die with us anyway)
         log.info("worker stopped", extra={"jobs": done})
         return done

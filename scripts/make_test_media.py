@@ -203,6 +203,19 @@ def build_all(out_dir: str | Path | None = None) -> dict[str, Path]:
     return media
 
 
+def _build_long_2h(out: Path, speech_long: Path) -> None:
+    # The 10-minute fixture looped to two hours by stream copy (no re-encode: seconds, not hours).
+    loops = 12  # 12 x ~10 min
+    _ffmpeg("-stream_loop", str(loops - 1), "-i", str(speech_long), "-c", "copy", str(out))
+
+
+def build_long(out_dir: str | Path | None = None) -> Path:
+    """The ~2-hour source `long-2h` (speech_long looped), built on demand: benchmarks only."""
+    media = build_all(out_dir)
+    root = media["speech_long"].parent
+    return _ensure(root / "long_2h.mp4", lambda p: _build_long_2h(p, media["speech_long"]))
+
+
 if __name__ == "__main__":
     built = build_all(sys.argv[1] if len(sys.argv) > 1 else None)
     for name, path in built.items():

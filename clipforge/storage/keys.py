@@ -14,6 +14,7 @@ _ALLOWED_EXTS = {
     "m4a",
     "mp3",
     "wav",
+    "flac",
     "bin",
     "jpg",
     "srt",
@@ -30,6 +31,11 @@ def _ext(ext: str) -> str:
 def original_key(video_id: UUID, ext: str = "bin") -> str:
     """Where an imported/uploaded original lives."""
     return check_key(f"videos/{video_id}/original.{_ext(ext)}")
+
+
+def audio_key(video_id: UUID) -> str:
+    """The 16 kHz mono FLAC track import extracts once, for transcribe and detect to read."""
+    return check_key(f"videos/{video_id}/audio.flac")
 
 
 def upload_key(video_id: UUID) -> str:

@@ -1,104 +1,106 @@
-"""Detect stage: score sentence-aligned windows, pick top-K clips, title them (actor pool)."""
+"""Detect stage: score sentence-aligned windows, pick top-K clips, title them (warm actors).
+
+Each detect actor loads the text encoder, the scorer and the titler once. It reads the audio
+track import stored (not the original's audio, decoded again) and samples frames from the
+original, both through the node-local object cache, so a video transcribed on this machine is
+not downloaded again. The driver reads videos and transcripts of the whole batch in one query
+each, and commits clips, the video's new status and the auto exports with the job.
+"""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from clipforge.db.repo.clips import NewClip
-from clipforge.errors import MediaError
+from clipforge.db.pool import Conn
+from clipforge.db.repo import clips as clips_repo
+from clipforge.db.repo.exports import create_export
+from clipforge.db.repo.transcripts import get_transcripts
+from clipforge.db.repo.videos import get_videos, merge_video_metadata
+from clipforge.errors import MediaError, NotFound
 from clipforge.media import decode_audio, sample_frames
+from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
-from clipforge.storage import create_store
+from clipforge.storage.keys import audio_key
 from clipforge.types import Transcript
+from models.clip_finder import Detection
+from models.highlight import HighlightResult
+from pipelines.actors import ActorSet, Report, StageActor, Telemetry, threads_per_actor
 from pipelines.config import DetectConfig
-from pipelines.rows import Row, error_row, pack, unpack
+from pipelines.lifecycle import Lifecycle, video_of
+from pipelines.rows import Row, error_row
+from pipelines.stages.audio import read_track
 
 _MAX_TIMELINE_POINTS = 500
 
 
-def scorer_version(config_version: str, encoder_version: str) -> str:
-    """The version recorded on clips: the scorer settings plus the encoder weights."""
-    return f"{config_version}+{encoder_version}"
-
-
-class DetectStage:
-    """Ray Data callable class holding the text encoder, scorer and titler of one actor."""
+class DetectActor(StageActor):
+    """The clip finder (encoder, scorer, titler) of one actor, loaded once."""
 
     def __init__(self, settings: Settings, config: DetectConfig) -> None:
-        from models.caption_titles import load_titler
-        from models.highlight import HighlightScorer
-        from models.highlight_config import ScorerConfig
-        from models.select import SelectOptions
-        from models.text_encoder import load_text_encoder
+        from models.clip_finder import ClipFinder, FinderOptions
 
-        self.settings = settings
+        super().__init__(settings)
+        import torch
+
+        torch.set_num_threads(threads_per_actor(config.torch_threads, config.actors))
         self.config = config
-        encoder = load_text_encoder(settings)
-        scorer_config = (
-            ScorerConfig.load(config.scorer_config) if config.scorer_config else ScorerConfig()
+        self.finder = ClipFinder(
+            settings,
+            FinderOptions(
+                top_k=config.top_k,
+                min_clip_s=config.min_clip_s,
+                max_clip_s=config.max_clip_s,
+                frames_fps=config.frames_fps,
+                frames_width=config.frames_width,
+                scorer_config=config.scorer_config,
+            ),
         )
-        self.scorer = HighlightScorer(encoder, scorer_config)
-        self.titler = load_titler(settings, encoder)
-        self.select_options = SelectOptions(
-            top_k=config.top_k, min_duration_s=config.min_clip_s, max_duration_s=config.max_clip_s
-        )
-        self.version = scorer_version(scorer_config.version, encoder.info.version)
+        self.loaded("text_encoder")
+        self.loaded("highlight_scorer")
+        if settings.title_model_dir is not None:
+            self.loaded("titler")
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Detect clips for each row; a failing video yields an error row for its job only."""
-        out: dict[str, list[Any]] = {
-            "job_id": [],
-            "clips": [],
-            "timeline": [],
-            "error": [],
-            "retryable": [],
-        }
-        for job_id, key, blob in zip(
-            batch["job_id"], batch["original_key"], batch["transcript"], strict=True
-        ):
-            try:
-                clips, timeline = self.detect(str(key), unpack(blob))
-                row: Row = {
-                    "job_id": int(job_id),
-                    "clips": pack(clips),
-                    "timeline": pack(timeline),
-                    "error": "",
-                    "retryable": False,
-                }
-            except Exception as exc:  # this video's job fails; the others go on
-                row = {"clips": b"", "timeline": b"", **error_row(int(job_id), exc)}
-            for name in out:
-                out[name].append(row[name])
-        return {k: np.array(v, dtype=object) for k, v in out.items()}
+    def detect(self, row: Row) -> tuple[Row, Report]:
+        """Clips of one video; a failing video gives an error row for its job only."""
+        job_id = int(row["job_id"])
+        try:
+            clips, timeline = self._detect(row, row["transcript"])
+            out: Row = {
+                "job_id": job_id,
+                "clips": clips,
+                "timeline": timeline,
+                "duration_s": row["duration_s"],
+                "error": "",
+            }
+        except Exception as exc:  # this video's job fails; the others go on
+            out = error_row(job_id, exc)
+        return out, self.report()
 
-    def detect(
-        self, original_key: str, transcript: Transcript
-    ) -> tuple[list[NewClip], list[list[float]]]:
-        """Clips of one video, best first, and the score timeline ([start, end, score] per window)."""
-        from models.select import select_clips
-
+    def _detect(
+        self, row: Row, transcript: Transcript
+    ) -> tuple[list[clips_repo.NewClip], list[list[float]]]:
         if not transcript.words:
             raise MediaError("the transcript has no words; nothing to make clips from")
         with tempfile.TemporaryDirectory(prefix="cf-detect-") as tmp:
-            local = create_store(self.settings).download_file(original_key, Path(tmp) / "src")
-            audio = decode_audio(local)
-            frames = list(sample_frames(local, self.config.frames_fps, self.config.frames_width))
-        result = self.scorer.score(transcript, audio=audio, frames=frames)
-        chosen = select_clips(result, transcript, self.select_options)
-        if not chosen:
+            original = self.fetch(row["original_key"], Path(tmp))
+            try:
+                audio = read_track(self.fetch(row["audio_key"], Path(tmp)))
+            except NotFound:  # imported before audio tracks were stored
+                audio = decode_audio(original)
+            fps = min(self.config.frames_fps, self.config.max_frames / max(transcript.duration, 1))
+            frames = sample_frames(original, fps, self.config.frames_width)
+            result = self.finder.scorer.score(transcript, audio=audio, frames=list(frames))
+        del audio  # the longest array of the call; free it before titling
+        found = self._select(transcript, result)
+        if not found.clips:
             raise MediaError(
                 f"no clip of {self.config.min_clip_s:.0f}-{self.config.max_clip_s:.0f} s found in "
                 f"{transcript.duration:.0f} s of media"
             )
-        titles = self.titler.titles([c.words for c in chosen])
-        timeline = sorted([round(w.start, 2), round(w.end, 2), w.score] for w in result.windows)
-        step = max(1, len(timeline) // _MAX_TIMELINE_POINTS)  # bounded size in the video row
         clips = [
-            NewClip(
+            clips_repo.NewClip(
                 rank=c.rank,
                 start_s=c.start,
                 end_s=c.end,
@@ -108,8 +110,94 @@ class DetectStage:
                 title=t.title,
                 hook=t.hook,
                 model_name="clipforge-highlight",
-                model_version=self.version,
+                model_version=self.finder.version,
             )
-            for c, t in zip(chosen, titles, strict=True)
+            for c, t in zip(found.clips, found.titles, strict=True)
         ]
-        return clips, timeline[::step]
+        return clips, found.timeline(_MAX_TIMELINE_POINTS)  # bounded size in the video row
+
+    def _select(self, transcript: Transcript, result: HighlightResult) -> Detection:
+        from models.select import select_clips
+
+        chosen = select_clips(result, transcript, self.finder.select_options)
+        titles = self.finder.titler.titles([c.words for c in chosen]) if chosen else ()
+        return Detection(clips=tuple(chosen), titles=tuple(titles), result=result)
+
+
+class DetectStage:
+    """Driver side of the detect stage."""
+
+    name = "detect"
+    missing = "no transcript for this video"
+
+    def __init__(
+        self, settings: Settings, config: DetectConfig, lifecycle: Lifecycle, telemetry: Telemetry
+    ) -> None:
+        self.config = config
+        self.lifecycle = lifecycle
+        self.claim_batch_size = config.claim_batch_size
+        self.runners = config.actors
+        self.actors = ActorSet(
+            self.name,
+            DetectActor,
+            (settings, config),
+            count=config.actors,
+            num_cpus=config.num_cpus,
+            telemetry=telemetry,
+        )
+
+    def load(self, conn: Conn, jobs: Sequence[Job]) -> dict[int, Row]:
+        """Each job's video and transcript: one query for the videos, one for the transcripts."""
+        ids = [j.video_id for j in jobs if j.video_id]
+        videos = get_videos(conn, video_ids=ids)
+        transcripts = get_transcripts(conn, video_ids=ids)
+        return {
+            j.id: {
+                "job_id": j.id,
+                "original_key": v.original_key,
+                "audio_key": audio_key(v.id),
+                "duration_s": v.duration_s,
+                "transcript": transcripts[v.id],
+            }
+            for j in jobs
+            if (v := videos.get(video_of(j))) is not None and v.id in transcripts
+        }
+
+    def execute(self, inputs: Mapping[int, Row]) -> dict[int, Row | Exception]:
+        """One actor call per video, spread over the detect actors."""
+        rows = list(inputs.values())
+        answers = self.actors.map("detect", rows)
+        return {int(r["job_id"]): a for r, a in zip(rows, answers, strict=True)}
+
+    def commit(self, job: Job, output: Row) -> JobResult:
+        """Replace the clips, make the video ready and enqueue its automatic exports."""
+        auto = self.config.auto_export
+
+        def write(conn: Conn) -> None:
+            video_id = video_of(job)
+            stored = clips_repo.replace_clips(conn, video_id=video_id, clips=output["clips"])
+            self.lifecycle.mark_ready(conn, job)
+            merge_video_metadata(
+                conn,
+                video_id=video_id,
+                patch={
+                    "highlight_timeline": output["timeline"],
+                    "clip_model": "clipforge-highlight",
+                },
+            )
+            if not auto.enabled:
+                return
+            for clip in stored[: auto.top_n]:
+                export = create_export(
+                    conn,
+                    clip_id=clip.id,
+                    aspect_ratio=auto.aspect_ratio,
+                    caption_style=auto.caption_style,
+                )
+                self.lifecycle.enqueue(conn, "export", video_id, {"export_id": str(export.id)})
+
+        seconds = output.get("duration_s")
+        return JobResult(
+            on_commit=write,
+            after_commit=self.lifecycle.after(job, ("video", "clips"), sweep=True, seconds=seconds),
+        )

@@ -1,21 +1,28 @@
-"""Import stage: fetch (SSRF-safe) or locate the source, validate and probe it, store the original."""
+"""Import stage: fetch (SSRF-safe) or locate the source, validate and probe it, store the original
+and its 16 kHz mono audio track (so no later stage decodes the source's audio again)."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from clipforge.db.pool import Conn
+from clipforge.db.repo.videos import get_videos, update_video
 from clipforge.errors import MediaError, NotFound
 from clipforge.fetch import download, parse_networks
 from clipforge.media import probe
 from clipforge.media.errors import NoAudioStream, NoVideoStream
+from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
-from clipforge.storage import create_store
-from clipforge.storage.keys import original_key, upload_key
+from clipforge.storage.keys import audio_key, original_key, upload_key
+from pipelines.actors import ActorSet, Report, StageActor, Telemetry
 from pipelines.config import ImportConfig
-from pipelines.rows import Row
+from pipelines.lifecycle import Lifecycle, video_of
+from pipelines.rows import Row, error_row
+from pipelines.stages.audio import extract_audio_track
 
 _EXT_BY_FORMAT = {
     "mov,mp4,m4a,3gp,3g2,mj2": "mp4",
@@ -23,26 +30,38 @@ _EXT_BY_FORMAT = {
     "mp3": "mp3",
     "wav": "wav",
 }
+_MEDIA_FACTS = ("original_key", "size_bytes", "duration_s", "width", "height", "fps", "has_audio")
 
 
-def import_row(row: Row, *, settings: Settings, config: ImportConfig) -> Row:
-    """Bring one video's source into storage; returns media facts for the video row."""
-    video_id = uuid.UUID(row["video_id"])
-    store = create_store(settings)
-    with tempfile.TemporaryDirectory(prefix="cf-import-") as tmp:
-        local = Path(tmp) / "source"  # named in user-facing errors
+class ImportActor(StageActor):
+    """Brings sources into storage; keeps what it stored in the node cache for later stages."""
+
+    def __init__(self, settings: Settings, config: ImportConfig) -> None:
+        super().__init__(settings)
+        self.config = config
+
+    def run(self, row: Row) -> tuple[Row, Report]:
+        """Import one video; an error row for its job if the source is bad or unreachable."""
+        try:
+            out = self._import(row)
+        except Exception as exc:  # this job fails; the others go on
+            out = error_row(int(row["job_id"]), exc)
+        return out, self.report()
+
+    def _fetch_source(self, row: Row, local: Path) -> None:
+        video_id = uuid.UUID(row["video_id"])
         kind = row["source_kind"]
         if kind == "url":
             download(
                 row["source_url"],
                 local,
-                max_bytes=config.max_source_bytes,
-                timeout_s=config.fetch_timeout_s,
-                allowed=parse_networks(settings.fetch_allow_cidrs),
+                max_bytes=self.config.max_source_bytes,
+                timeout_s=self.config.fetch_timeout_s,
+                allowed=parse_networks(self.settings.fetch_allow_cidrs),
             )
         elif kind == "upload":
             try:
-                store.download_file(upload_key(video_id), local)
+                self.store.download_file(upload_key(video_id), local)
             except NotFound:
                 raise MediaError(
                     "no uploaded file: PUT the video to the upload URL first"
@@ -52,28 +71,94 @@ def import_row(row: Row, *, settings: Settings, config: ImportConfig) -> Row:
             if not source.is_file():
                 raise MediaError(f"{source} does not exist or is not a file")
             shutil.copyfile(source, local)
-        size = local.stat().st_size
-        if size > config.max_source_bytes:
-            raise MediaError(f"source is {size} bytes; the limit is {config.max_source_bytes}")
-        info = probe(local)  # typed MediaError for empty, corrupt, non-media input
-        if not info.has_audio:
-            raise NoAudioStream(local)  # nothing to transcribe
-        if not info.has_video:
-            raise NoVideoStream(local)  # nothing to cut clips from
-        if info.duration_s > config.max_duration_s:
-            raise MediaError(
-                f"source is {info.duration_s:.0f} s long; the limit is {config.max_duration_s:.0f} s"
-            )
-        key = original_key(video_id, _EXT_BY_FORMAT.get(info.format_name, "bin"))
-        store.put_file(key, local)
-    return {
-        "job_id": row["job_id"],
-        "video_id": str(video_id),
-        "original_key": key,
-        "size_bytes": size,
-        "duration_s": info.duration_s,
-        "width": info.width,
-        "height": info.height,
-        "fps": info.fps,
-        "has_audio": info.has_audio,
-    }
+
+    def _import(self, row: Row) -> Row:
+        video_id = uuid.UUID(row["video_id"])
+        limits = self.config
+        with tempfile.TemporaryDirectory(prefix="cf-import-") as tmp:
+            local = Path(tmp) / "source"  # named in user-facing errors
+            self._fetch_source(row, local)
+            size = local.stat().st_size
+            if size > limits.max_source_bytes:
+                raise MediaError(f"source is {size} bytes; the limit is {limits.max_source_bytes}")
+            info = probe(local)  # typed MediaError for empty, corrupt, non-media input
+            if not info.has_audio:
+                raise NoAudioStream(local)  # nothing to transcribe
+            if not info.has_video:
+                raise NoVideoStream(local)  # nothing to cut clips from
+            if info.duration_s > limits.max_duration_s:
+                raise MediaError(
+                    f"source is {info.duration_s:.0f} s long; the limit is {limits.max_duration_s:.0f} s"
+                )
+            audio = extract_audio_track(local, Path(tmp) / "audio.flac")
+            key = original_key(video_id, _EXT_BY_FORMAT.get(info.format_name, "bin"))
+            # Audio first: a video row never points at an original without its track.
+            for object_key, path in ((audio_key(video_id), audio), (key, local)):
+                stored = self.store.put_file(object_key, path)
+                self.cache.put(object_key, stored.etag, path)  # the next stages read it here
+        return {
+            "job_id": row["job_id"],
+            "original_key": key,
+            "size_bytes": size,
+            "duration_s": info.duration_s,
+            "width": info.width,
+            "height": info.height,
+            "fps": info.fps,
+            "has_audio": info.has_audio,
+            "error": "",
+        }
+
+
+class ImportStage:
+    """Driver side of the import stage."""
+
+    name = "import"
+    missing = "video row not found"
+
+    def __init__(
+        self, settings: Settings, config: ImportConfig, lifecycle: Lifecycle, telemetry: Telemetry
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.claim_batch_size = config.claim_batch_size
+        self.runners = config.actors
+        self.actors = ActorSet(
+            self.name,
+            ImportActor,
+            (settings, config),
+            count=config.actors,
+            num_cpus=config.num_cpus,
+            telemetry=telemetry,
+        )
+
+    def load(self, conn: Conn, jobs: Sequence[Job]) -> dict[int, Row]:
+        """Each job's source (one query)."""
+        videos = get_videos(conn, video_ids=[j.video_id for j in jobs if j.video_id])
+        return {
+            j.id: {
+                "job_id": j.id,
+                "video_id": str(v.id),
+                "source_kind": v.source_kind,
+                "source_url": v.source_url or "",
+            }
+            for j in jobs
+            if (v := videos.get(video_of(j))) is not None
+        }
+
+    def execute(self, inputs: Mapping[int, Row]) -> dict[int, Row | Exception]:
+        """One actor call per video."""
+        rows = list(inputs.values())
+        answers = self.actors.map("run", rows)
+        return {int(r["job_id"]): a for r, a in zip(rows, answers, strict=True)}
+
+    def commit(self, job: Job, output: Row) -> JobResult:
+        """Record the media facts and move the video on to transcription."""
+
+        def write(conn: Conn) -> None:
+            facts = {k: output[k] for k in _MEDIA_FACTS}
+            update_video(conn, video_id=video_of(job), error=None, **facts)
+            self.lifecycle.advance(conn, job, "transcribe", status="transcribing")
+
+        return JobResult(
+            on_commit=write,
+            after_commit=self.lifecycle.after(job, ("video",), seconds=output["duration_s"]),
+        )

@@ -1,105 +1,298 @@
-"""Transcribe stage: decode + VAD-chunk audio (tasks), batched ASR (actor pool), merge (driver).
+"""Transcribe stage: warm ASR actors stream audio tracks through batched Whisper.
 
-Each audio chunk is its own row, so one long video's chunks spread over every ASR actor of the
-cluster instead of waiting on one.
+The driver cuts each video into parts of about `segment_s` (one part for most videos) and
+spreads the parts of a claimed batch over the ASR actors by duration, so one long video keeps
+every actor busy. Inside an actor a producer thread fetches the track (node cache first),
+decodes its part block by block and cuts VAD chunks (`ChunkStream`) into a small bounded queue,
+while the actor's main thread transcribes full batches of chunks: decoding overlaps ASR, memory
+stays flat however long the video, and short videos of one claim share batches. The driver
+merges each job's chunk results into one transcript and stores it with the job.
 """
 
 from __future__ import annotations
 
+import queue
 import tempfile
-from collections import defaultdict
-from collections.abc import Iterable
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from clipforge.errors import MediaError
-from clipforge.media import decode_audio
+from clipforge.db.pool import Conn
+from clipforge.db.repo.transcripts import replace_transcript
+from clipforge.db.repo.videos import get_videos
+from clipforge.errors import MediaError, NotFound
+from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
-from clipforge.storage import create_store
+from clipforge.storage.keys import audio_key
 from clipforge.types import Transcript
-from models.chunking import ChunkOptions, ChunkResult, merge_chunks, split_chunks
-from pipelines.rows import Row, error_row, failure_of, pack, unpack
+from models.chunking import AudioChunk, ChunkOptions, ChunkResult, merge_chunks
+from pipelines.actors import ActorSet, Report, StageActor, Telemetry, threads_per_actor
+from pipelines.config import TranscribeConfig
+from pipelines.lifecycle import Lifecycle, video_of
+from pipelines.rows import Row, error_row
+from pipelines.stages.audio import ChunkStream
 
 
-def chunk_rows(row: Row, *, settings: Settings, max_chunk_s: float) -> list[Row]:
-    """Decode one video's audio and cut it at silences; one row per chunk (or one error row)."""
-    job_id = int(row["job_id"])
-    try:
-        with tempfile.TemporaryDirectory(prefix="cf-audio-") as tmp:
-            local = create_store(settings).download_file(row["original_key"], Path(tmp) / "src")
-            audio = decode_audio(local)
-        chunks = split_chunks(audio, ChunkOptions(max_chunk_s=max_chunk_s))
-        if not chunks:
-            raise MediaError("no speech detected in the audio track")
-    except Exception as exc:  # reported on this job only; same columns as chunk rows
-        failed = error_row(job_id, exc)
-        return [
-            {"job_id": job_id, "video_id": row["video_id"], "n_chunks": 0, "chunk": b"", **failed}
-        ]
+@dataclass(frozen=True, slots=True)
+class _End:
+    """All chunks of a part were queued; the part ended at `end_s` of the track."""
+
+    end_s: float
+
+
+_Part = tuple[int, int]  # (job id, part)
+_Item = tuple[_Part, AudioChunk | _End | Exception] | None
+_PART_INDEXES = 1_000_000  # chunk indexes of part p start at p * _PART_INDEXES
+
+
+class AsrActor(StageActor):
+    """One loaded Whisper model; transcribes whole videos, streaming their audio."""
+
+    def __init__(self, settings: Settings, config: TranscribeConfig) -> None:
+        from models.asr import AsrConfig, AsrModel  # heavy: load inside the actor
+
+        super().__init__(settings)
+        self.config = config
+        asr = replace(
+            AsrConfig.from_settings(settings),
+            batch_size=config.asr_batch_size,
+            cpu_threads=threads_per_actor(config.asr_cpu_threads, config.asr_actors),
+        )
+        self.model = AsrModel(asr)
+        self.loaded("asr")
+
+    def transcribe(self, rows: list[Row]) -> tuple[list[Row], Report]:
+        """Transcribe every row's part of a video: its chunk results, or its error."""
+        chunks: queue.Queue[_Item] = queue.Queue(maxsize=2 * self.config.asr_batch_size)
+        options = ChunkOptions(max_chunk_s=self.config.max_chunk_s)
+        threading.Thread(
+            target=_produce, args=(rows, self._audio_of, options, chunks), daemon=True
+        ).start()
+        results = _Transcriber(self.model, self.config.asr_batch_size).run(chunks)
+        out = [results.get((int(r["job_id"]), int(r["part"])), _missing(r)) for r in rows]
+        return out, self.report()
+
+    def _audio_of(self, row: Row, scratch: Path) -> Path:
+        try:
+            return self.fetch(row["audio_key"], scratch)
+        except NotFound:  # imported before import stored audio tracks: decode the original
+            return self.fetch(row["original_key"], scratch)
+
+
+def _missing(row: Row) -> Row:
+    failed = error_row(int(row["job_id"]), RuntimeError("the ASR actor produced no result"))
+    return failed | {"part": row["part"]}
+
+
+def _produce(
+    rows: Sequence[Row],
+    audio_of: Callable[[Row, Path], Path],
+    options: ChunkOptions,
+    out: queue.Queue[_Item],
+) -> None:
+    """Producer thread: every part's chunks in order, then its end marker (or its error)."""
+    for row in rows:
+        key = (int(row["job_id"]), int(row["part"]))
+        try:
+            with tempfile.TemporaryDirectory(prefix="cf-audio-") as tmp:
+                stream = ChunkStream(
+                    audio_of(row, Path(tmp)),
+                    options,
+                    start_s=float(row["start_s"]),
+                    end_s=row["end_s"],
+                    first_index=key[1] * _PART_INDEXES,
+                )
+                for chunk in stream:
+                    out.put((key, chunk))
+            out.put((key, _End(stream.end_s)))
+        except Exception as exc:  # this part's job fails; the next part goes on
+            out.put((key, exc))
+    out.put(None)
+
+
+class _Transcriber:
+    """Consumer side: batches chunks (across videos of one language), results per part."""
+
+    def __init__(self, model: Any, batch_size: int) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.pending: list[tuple[_Part, AudioChunk]] = []
+        self.language: dict[int, str] = {}
+        self.done: dict[_Part, list[ChunkResult]] = {}
+        self.failed: dict[_Part, Exception] = {}
+
+    def run(self, items: queue.Queue[_Item]) -> dict[_Part, Row]:
+        out: dict[_Part, Row] = {}
+        while (item := items.get()) is not None:
+            key, value = item
+            if key in self.failed:
+                continue
+            if isinstance(value, Exception):
+                self.failed[key] = value
+            elif isinstance(value, _End):
+                self._flush()  # the part's last chunks are needed now
+                out[key] = self._finished(key, value.end_s)
+            else:
+                self._add(key, value)
+        self._flush()
+        for key, exc in self.failed.items():
+            out[key] = error_row(key[0], exc) | {"part": key[1]}
+        return out
+
+    def _add(self, key: _Part, chunk: AudioChunk) -> None:
+        job_id = key[0]
+        if job_id not in self.language:
+            self.language[job_id] = self.model.detect_language(chunk.audio)[0]
+        if self.pending and self.language[self.pending[0][0][0]] != self.language[job_id]:
+            self._flush()  # one language per batched call
+        self.pending.append((key, chunk))
+        if len(self.pending) >= self.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        try:
+            language = self.language[batch[0][0][0]]
+            results = self.model.transcribe_chunks([c for _, c in batch], language=language)
+        except Exception as exc:  # these parts fail (retryable); the others go on
+            for key, _ in batch:
+                self.failed.setdefault(key, exc)
+            return
+        for (key, _), result in zip(batch, results, strict=True):
+            self.done.setdefault(key, []).append(result)
+
+    def _finished(self, key: _Part, end_s: float) -> Row:
+        if key in self.failed:
+            return error_row(key[0], self.failed.pop(key)) | {"part": key[1]}
+        results = self.done.pop(key, [])
+        return {"job_id": key[0], "part": key[1], "results": results, "end_s": end_s, "error": ""}
+
+
+def merge_parts(job_id: int, parts: Sequence[Row], expected: int) -> Row:
+    """One job's transcript from the chunk results of all its parts (or the first error)."""
+    failed = next((p for p in parts if p.get("error")), None)
+    if failed is not None:
+        return failed
+    if len({p["part"] for p in parts}) != expected:  # never a transcript with a hole in it
+        return error_row(job_id, RuntimeError(f"{len(parts)} of {expected} parts came back"))
+    results = [r for p in parts for r in p["results"]]
+    if not results:
+        return error_row(job_id, MediaError("no speech detected in the audio track"))
+    duration = max(float(p["end_s"]) for p in parts)  # the last part ends with the track
+    transcript = merge_chunks(results, duration_s=duration)
+    return {"job_id": job_id, "transcript": transcript, "error": "", "retryable": False}
+
+
+def split_parts(row: Row, segment_s: float) -> list[Row]:
+    """A video's parts of about `segment_s` (boundaries are moved to pauses by the actor)."""
+    duration = float(row["duration_s"])
+    count = max(1, round(duration / segment_s))
     return [
-        {
-            "job_id": job_id,
-            "video_id": row["video_id"],
-            "n_chunks": len(chunks),
-            "chunk": pack(c),
-            "error": "",
-            "retryable": False,
+        row
+        | {
+            "part": p,
+            "start_s": p * duration / count,
+            "end_s": (p + 1) * duration / count if p + 1 < count else None,
         }
-        for c in chunks
+        for p in range(count)
     ]
 
 
-class AsrStage:
-    """Ray Data callable class: one loaded Whisper model per actor, batched over chunk rows."""
+def _part_seconds(part: Row) -> float:
+    end = part["end_s"] if part["end_s"] is not None else part["duration_s"]
+    return float(end) - float(part["start_s"])
 
-    def __init__(self, settings: Settings, batch_size: int) -> None:
-        from dataclasses import replace
 
-        from models.asr import AsrConfig, AsrModel  # heavy: load inside the actor
+class TranscribeStage:
+    """Driver side of the transcribe stage."""
 
-        self.model = AsrModel(replace(AsrConfig.from_settings(settings), batch_size=batch_size))
+    name = "transcribe"
+    missing = "video row not found"
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Transcribe the batch's chunks together; error rows pass through untouched."""
-        errors = [str(e) for e in batch["error"]]
-        retryable = [bool(r) for r in batch["retryable"]]
-        todo = [i for i, e in enumerate(errors) if not e]
-        results = [b""] * len(errors)
-        try:
-            done = self.model.transcribe_chunks([unpack(batch["chunk"][i]) for i in todo])
-            for i, result in zip(todo, done, strict=True):
-                results[i] = pack(result)
-        except Exception as exc:  # fail these rows' jobs (retryable), keep the pipeline going
-            for i in todo:
-                errors[i], retryable[i] = f"{type(exc).__name__}: {exc}", True
+    def __init__(
+        self,
+        settings: Settings,
+        config: TranscribeConfig,
+        lifecycle: Lifecycle,
+        telemetry: Telemetry,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.claim_batch_size = config.claim_batch_size
+        self.runners = config.asr_actors
+        self.count = config.asr_actors
+        self.segment_s = config.segment_s
+        self.actors = ActorSet(
+            self.name,
+            AsrActor,
+            (settings, config),
+            count=config.asr_actors,
+            num_cpus=config.asr_num_cpus,
+            num_gpus=config.asr_num_gpus,
+            telemetry=telemetry,
+        )
+
+    def load(self, conn: Conn, jobs: Sequence[Job]) -> dict[int, Row]:
+        """Storage keys and duration of each job's video (one query)."""
+        videos = get_videos(conn, video_ids=[j.video_id for j in jobs if j.video_id])
         return {
-            "job_id": batch["job_id"],
-            "video_id": batch["video_id"],
-            "n_chunks": batch["n_chunks"],
-            "result": np.array(results, dtype=object),
-            "error": np.array(errors, dtype=object),
-            "retryable": np.array(retryable),
+            j.id: {
+                "job_id": j.id,
+                "audio_key": audio_key(v.id),
+                "original_key": v.original_key,
+                "duration_s": v.duration_s or 0.0,
+            }
+            for j in jobs
+            if (v := videos.get(video_of(j))) is not None and v.original_key
         }
 
+    def execute(self, inputs: Mapping[int, Row]) -> dict[int, Row | Exception]:
+        """Spread the videos' parts over the ASR actors (longest first onto the least loaded)
+        and merge each job's parts."""
+        parts = [p for row in inputs.values() for p in split_parts(row, self.segment_s)]
+        groups: list[list[Row]] = [[] for _ in range(self.count)]
+        loads = [0.0] * self.count
+        for part in sorted(parts, key=lambda p: -_part_seconds(p)):
+            k = loads.index(min(loads))
+            groups[k].append(part)
+            loads[k] += _part_seconds(part) + 1.0
+        groups = [sorted(g, key=lambda p: (p["job_id"], p["part"])) for g in groups if g]
+        answers: dict[int, list[Row]] = {}
+        failures: dict[int, Exception] = {}
+        for group, answer in zip(groups, self.actors.map("transcribe", groups), strict=True):
+            for part in group:
+                job_id = int(part["job_id"])
+                if isinstance(answer, Exception):
+                    failures[job_id] = answer
+                else:
+                    answers.setdefault(job_id, []).extend(
+                        r
+                        for r in answer
+                        if int(r["job_id"]) == job_id and r["part"] == part["part"]
+                    )
+        expected = Counter(int(p["job_id"]) for p in parts)
+        return {
+            job_id: failures.get(job_id)
+            or merge_parts(job_id, answers.get(job_id, []), expected[job_id])
+            for job_id in inputs
+        }
 
-def merge_rows(rows: Iterable[Row]) -> dict[int, Transcript | Exception]:
-    """Group chunk results by job and merge each into one transcript (driver side)."""
-    by_job: dict[int, list[Row]] = defaultdict(list)
-    for row in rows:
-        by_job[int(row["job_id"])].append(row)
-    out: dict[int, Transcript | Exception] = {}
-    for job_id, job_rows in by_job.items():
-        failure = next((f for r in job_rows if (f := failure_of(r)) is not None), None)
-        if failure is not None:
-            out[job_id] = failure
-            continue
-        results: list[ChunkResult] = [unpack(r["result"]) for r in job_rows]
-        if len(results) != int(job_rows[0]["n_chunks"]):
-            out[job_id] = RuntimeError(
-                f"{len(results)} of {job_rows[0]['n_chunks']} chunks came back"
-            )
-            continue
-        out[job_id] = merge_chunks(results)
-    return out
+    def commit(self, job: Job, output: Row) -> JobResult:
+        """Store the transcript (replacing any earlier one) and move the video on to detect."""
+        transcript: Transcript = output["transcript"]
+
+        def write(conn: Conn) -> None:
+            replace_transcript(conn, video_id=video_of(job), transcript=transcript)
+            self.lifecycle.advance(conn, job, "detect", status="detecting")
+
+        return JobResult(
+            result={"words": len(transcript.words)},
+            on_commit=write,
+            after_commit=self.lifecycle.after(
+                job, ("video", "transcript"), seconds=transcript.duration
+            ),
+        )

@@ -41,16 +41,19 @@ def pipeline_settings(settings: Settings, s3_settings: Settings) -> Settings:
 
 @pytest.fixture(scope="session")
 def pipeline_config() -> PipelineConfig:
-    """The shipped config, scaled down for a 2-core machine and small renders."""
+    """The shipped config, scaled down for a 2-core machine and small renders.
+
+    Every stage's actors together ask for 1 CPU, so two workers (a test's worker and a
+    backfill's) fit the session's 2-CPU Ray at once.
+    """
     return load_pipeline_config(
-        worker__claim_batch_size=8,
         worker__idle_poll_s=0.2,
-        transcribe__asr_actors_max=1,
-        transcribe__asr_num_cpus=0.5,
-        detect__num_cpus=0.5,
+        transcribe__asr_actors=1,
+        transcribe__asr_num_cpus=0.25,
+        detect__num_cpus=0.25,
         detect__top_k=2,
         export__short_side=240,
-        export__num_cpus=0.5,
+        export__num_cpus=0.25,
     )
 
 
@@ -67,7 +70,7 @@ def worker(
         pipeline_settings, pipeline_config, db, database_url=database_url, worker_id="test-worker"
     )
     yield w
-    w.stop()
+    w.close()  # its warm actors hold CPUs of the session's Ray
 
 
 def upload_video(pool: Pool, settings: Settings, path: Path) -> Video:

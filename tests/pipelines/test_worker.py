@@ -111,8 +111,8 @@ def _start_worker(database_url: str, settings: Settings, tmp_path: Path) -> subp
     config = tmp_path / "pipeline.yaml"
     config.write_text(
         "worker: {lease_s: 4, heartbeat_s: 1, idle_poll_s: 0.2}\n"
-        "transcribe: {asr_actors_max: 1, asr_num_cpus: 0.5}\n"
-        "detect: {num_cpus: 0.5, top_k: 2}\n"
+        "transcribe: {asr_actors: 1, asr_num_cpus: 0.25}\n"
+        "detect: {num_cpus: 0.25, top_k: 2}\n"
     )
     secret = settings.s3_secret_access_key
     env = os.environ | {
@@ -222,4 +222,4 @@ def test_killed_worker_loses_nothing(
     store = create_store(pipeline_settings)
     for video in videos:
         keys = [i.key for i in store.list_page(f"videos/{video.id}/").items]
-        assert keys == [f"videos/{video.id}/original.mp4"]
+        assert keys == [f"videos/{video.id}/audio.flac", f"videos/{video.id}/original.mp4"]

@@ -125,3 +125,9 @@ def get_clip(conn: Conn, *, clip_id: uuid.UUID) -> Clip | None:
     """One clip."""
     row = conn.execute("SELECT * FROM clips WHERE id = %s", (clip_id,)).fetchone()
     return Clip(**row) if row else None
+
+
+def get_clips(conn: Conn, *, clip_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Clip]:
+    """The clips with these ids that exist, by id, in one query."""
+    rows = conn.execute("SELECT * FROM clips WHERE id = ANY(%s)", (list(clip_ids),)).fetchall()
+    return {r["id"]: Clip(**r) for r in rows}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from clipforge.db.pool import Conn
 from clipforge.types import ModelInfo, Segment, Transcript, Word
@@ -44,21 +46,28 @@ def replace_transcript(conn: Conn, *, video_id: uuid.UUID, transcript: Transcrip
 
 def get_transcript(conn: Conn, *, video_id: uuid.UUID) -> Transcript | None:
     """The stored transcript (three indexed queries, no N+1), or None."""
-    head = conn.execute("SELECT * FROM transcripts WHERE video_id = %s", (video_id,)).fetchone()
-    if head is None:
-        return None
+    return get_transcripts(conn, video_ids=[video_id]).get(video_id)
+
+
+def get_transcripts(conn: Conn, *, video_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Transcript]:
+    """The stored transcripts of these videos, by video id: three queries for the whole batch."""
+    ids = list(video_ids)
+    heads = conn.execute("SELECT * FROM transcripts WHERE video_id = ANY(%s)", (ids,)).fetchall()
+    if not heads:
+        return {}
     seg_rows = conn.execute(
-        "SELECT idx, start_s, end_s, text FROM transcript_segments WHERE video_id = %s ORDER BY idx",
-        (video_id,),
+        """SELECT video_id, idx, start_s, end_s, text FROM transcript_segments
+           WHERE video_id = ANY(%s) ORDER BY video_id, idx""",
+        (ids,),
     ).fetchall()
     word_rows = conn.execute(
-        """SELECT segment_idx, start_s, end_s, word, probability FROM transcript_words
-           WHERE video_id = %s ORDER BY idx""",
-        (video_id,),
+        """SELECT video_id, segment_idx, start_s, end_s, word, probability FROM transcript_words
+           WHERE video_id = ANY(%s) ORDER BY video_id, idx""",
+        (ids,),
     ).fetchall()
-    by_segment: dict[int, list[Word]] = {}
+    words: dict[tuple[uuid.UUID, int], list[Word]] = {}
     for w in word_rows:
-        by_segment.setdefault(w["segment_idx"], []).append(
+        words.setdefault((w["video_id"], w["segment_idx"]), []).append(
             Word(
                 start=w["start_s"],
                 end=w["end_s"],
@@ -66,17 +75,25 @@ def get_transcript(conn: Conn, *, video_id: uuid.UUID) -> Transcript | None:
                 probability=float(w["probability"]),
             )
         )
-    segments = tuple(
-        Segment(
-            start=s["start_s"],
-            end=s["end_s"],
-            text=s["text"],
-            words=tuple(by_segment.get(s["idx"], ())),
+    segments: dict[uuid.UUID, list[Segment]] = {}
+    for s in seg_rows:
+        segments.setdefault(s["video_id"], []).append(
+            Segment(
+                start=s["start_s"],
+                end=s["end_s"],
+                text=s["text"],
+                words=tuple(words.get((s["video_id"], s["idx"]), ())),
+            )
         )
-        for s in seg_rows
-    )
+    return {h["video_id"]: _transcript(h, segments.get(h["video_id"], [])) for h in heads}
+
+
+def _transcript(head: dict[str, Any], segments: list[Segment]) -> Transcript:
     # The sha256 is not stored per transcript; the version string carries the weights hash prefix.
     model = ModelInfo(name=head["model_name"], version=head["model_version"], sha256="")
     return Transcript(
-        language=head["language"], duration=head["duration_s"], segments=segments, model=model
+        language=head["language"],
+        duration=head["duration_s"],
+        segments=tuple(segments),
+        model=model,
     )

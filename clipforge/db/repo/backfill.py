@@ -1,0 +1,56 @@
+"""Queries of backfill runs: the keyset-paged selection of videos and a page's job outcomes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from clipforge.db.pool import Conn
+
+
+def select_backfill_page(
+    conn: Conn,
+    *,
+    since: datetime | None,
+    video_ids: Sequence[uuid.UUID],
+    after: tuple[datetime, uuid.UUID] | None,
+    stale_version: str | None,
+    limit: int,
+) -> list[tuple[datetime, uuid.UUID]]:
+    """The next page of (created_at, id) of finished videos, oldest first.
+
+    With `stale_version`, only videos without clips or with a clip whose scorer version (the
+    part of `model_version` before "+") differs from it.
+    """
+    rows = conn.execute(
+        """SELECT v.created_at, v.id FROM videos v
+           WHERE v.status IN ('ready', 'failed')
+             AND (%(since)s::timestamptz IS NULL OR v.created_at >= %(since)s::timestamptz)
+             AND (cardinality(%(ids)s::uuid[]) = 0 OR v.id = ANY(%(ids)s::uuid[]))
+             AND (%(t)s::timestamptz IS NULL OR (v.created_at, v.id) > (%(t)s::timestamptz, %(i)s::uuid))
+             AND (%(version)s::text IS NULL OR EXISTS (
+                    SELECT 1 FROM clips c WHERE c.video_id = v.id
+                    AND split_part(c.model_version, '+', 1) <> %(version)s::text)
+                  OR NOT EXISTS (SELECT 1 FROM clips c WHERE c.video_id = v.id))
+           ORDER BY v.created_at, v.id LIMIT %(n)s""",
+        {
+            "since": since,
+            "ids": list(video_ids),
+            "n": limit,
+            "t": after[0] if after else None,
+            "i": after[1] if after else None,
+            "version": stale_version,
+        },
+    ).fetchall()
+    return [(r["created_at"], r["id"]) for r in rows]
+
+
+def backfill_job_states(conn: Conn, *, run: str, video_ids: Sequence[uuid.UUID]) -> dict[str, int]:
+    """Number of jobs of backfill run `run` per state, over the given videos."""
+    rows = conn.execute(
+        """SELECT state, count(*) AS n FROM jobs
+           WHERE payload->>'backfill' = %s AND video_id = ANY(%s) GROUP BY state""",
+        (run, list(video_ids)),
+    ).fetchall()
+    return {r["state"]: int(r["n"]) for r in rows}
