@@ -268,11 +268,11 @@ def _run_process(
             stop_embedded()  # stop what we started; the data stays for a later run
     clips = result["clips"]
     for clip in clips:
-        files = clip["files"]
-        where = files.get("mp4") or f"not rendered: {clip.get('export_error') or 'no export'}"
-        print(
-            f"  #{clip['rank']}  {clip['start']:7.1f}-{clip['end']:7.1f} s  {clip['score']:5.1f}  {where}"
+        where = clip["files"].get("mp4") or "not rendered: " + _first_line(
+            clip.get("export_error") or "no export", limit=100
         )
+        span = f"{_clock(clip['start'])}-{_clock(clip['end'])}"
+        print(f"  #{clip['rank']} {span}  score {clip['score']:.0f}  {where}  {clip['title']!r}")
     return 0, f"{len(clips)} clip(s) written to {out_dir}/ (open {out_dir}/report.html)"
 
 

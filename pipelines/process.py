@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -71,16 +73,33 @@ def local_ray() -> Iterator[None]:
         # A private Ray on loopback for one command: token auth would only make the user manage
         # ~/.ray/auth_token (and print a warning), so it is off unless they set RAY_AUTH_MODE.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(
-        address=address,
-        include_dashboard=False,
-        log_to_driver=False,
-        num_cpus=None if address else os.cpu_count(),
-    )
+    handlers = _python_signal_handlers()
+    # ray.init installs its own SIGTERM handler (abort at once); the caller's unwinds cleanly, so
+    # it is put back, and a signal that arrives during start-up waits (blocked) until it is.
+    signal.pthread_sigmask(signal.SIG_BLOCK, handlers)
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            num_cpus=None if address else os.cpu_count(),
+        )
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, handlers)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _python_signal_handlers() -> dict[signal.Signals, Any]:
+    """The caller's Python-level SIGTERM/SIGHUP handlers (only the main thread may set them)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    found = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    return {s: h for s, h in found.items() if callable(h)}
 
 
 def process_video(
@@ -111,12 +130,9 @@ def process_video(
     ):
         video_id = _enqueue(pool, checked)
         shown = StageProgress(pool, video_id, progress) if progress else contextlib.nullcontext()
-        if progress is not None:
-            _quiet_ray_data()
-        with shown:
-            _run_until_finished(
-                PipelineWorker(settings, config, pool, database_url=url), pool, video_id
-            )
+        # Closing the worker releases its stage actors before outputs are copied.
+        with shown, PipelineWorker(settings, config, pool, database_url=url) as worker:
+            _run_until_finished(worker, pool, video_id)
         result = _write_outputs(pool, settings, video_id, out, source)
         if not opts.keep:
             _forget(pool, settings, video_id)
@@ -144,13 +160,6 @@ def _run_until_finished(worker: PipelineWorker, pool: Pool, video_id: uuid.UUID)
             if not video_has_unfinished_jobs(conn, video_id=video_id):
                 return
         time.sleep(0.5)
-
-
-def _quiet_ray_data() -> None:
-    from ray.data import DataContext
-
-    # Our own stage display replaces Ray Data's per-operator bars on the terminal.
-    DataContext.get_current().enable_progress_bars = False
 
 
 def _forget(pool: Pool, settings: Settings, video_id: uuid.UUID) -> None:

@@ -22,6 +22,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Column
 
 from clipforge.db.pool import Pool
 from clipforge.db.repo.video_jobs import StageCounts, video_job_counts
@@ -44,11 +45,15 @@ class StageProgress:
         self._pool, self._video_id, self._poll_s = pool, video_id, poll_s
         self._console = Console(file=stream, highlight=False)
         self._progress = Progress(
-            TextColumn("{task.description:<13}"),
+            # Fixed columns keep their width; only the note gives way (ellipsis) on a narrow screen.
+            TextColumn("{task.description}", table_column=Column(min_width=12, no_wrap=True)),
             BarColumn(bar_width=24),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[note]}"),
+            TextColumn(
+                "{task.fields[note]}",
+                table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1),
+            ),
             console=self._console,
             transient=False,
         )

@@ -206,4 +206,12 @@ def _run(cmd: list[str], what: str) -> None:
     )
     if proc.returncode != 0:
         # Decode errors mean bad media (not retryable); the message says which.
-        raise MediaError(f"ffmpeg {what} failed: {proc.stderr.strip()[-500:]}")
+        raise MediaError(f"ffmpeg {what} failed: {_stderr_summary(proc.stderr)}")
+
+
+def _stderr_summary(stderr: str, limit: int = 600) -> str:
+    """ffmpeg names the cause first and the consequences after it: keep the head, then the tail."""
+    text = stderr.strip()
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit * 2 // 3]} … {text[-limit // 3 :]}"

@@ -25,6 +25,7 @@ from psycopg.types.json import Jsonb
 from clipforge.db.pool import Conn
 from clipforge.errors import Conflict, LeaseLost, NotFound
 from clipforge.queue.backoff import Backoff
+from clipforge.settings import get_settings
 
 JobState = Literal["queued", "running", "succeeded", "failed", "dead"]
 NOTIFY_CHANNEL = "clipforge_jobs"
@@ -46,6 +47,7 @@ class Job:
         waiting_on: the dependency a deferred job waits for (None when not waiting).
         waiting_since: when the current dependency wait began (the horizon runs from here).
         dependency_waits: delays in the current wait (their backoff grows with it).
+        run_id: the run (a backfill) the job belongs to; only that run's workers claim it.
     """
 
     id: int
@@ -68,6 +70,7 @@ class Job:
     waiting_on: str | None
     waiting_since: datetime | None
     dependency_waits: int
+    run_id: str | None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -82,19 +85,34 @@ def enqueue(
     payload: Mapping[str, Any] | None = None,
     video_id: UUID | None = None,
     idempotency_key: str | None = None,
-    max_attempts: int = 5,
+    max_attempts: int | None = None,
     delay_s: float = 0.0,
+    run_id: str | None = None,
 ) -> Job:
     """Add a job in the caller's transaction; with an idempotency key, return the existing job.
 
+    With `run_id` the job belongs to that run: only a claim passing the same run takes it.
+
+    `max_attempts` defaults to `QUEUE_MAX_ATTEMPTS`, so every enqueue site obeys the setting.
     Idle workers are woken by NOTIFY, which Postgres delivers only when the transaction commits.
     """
+    if max_attempts is None:
+        max_attempts = get_settings().queue_max_attempts
     row = conn.execute(
-        """INSERT INTO jobs (kind, payload, video_id, idempotency_key, max_attempts, run_after)
-           VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))
+        """INSERT INTO jobs
+               (kind, payload, video_id, idempotency_key, max_attempts, run_after, run_id)
+           VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s), %s)
            ON CONFLICT (idempotency_key) DO NOTHING
            RETURNING *""",
-        (kind, Jsonb(dict(payload or {})), video_id, idempotency_key, max_attempts, delay_s),
+        (
+            kind,
+            Jsonb(dict(payload or {})),
+            video_id,
+            idempotency_key,
+            max_attempts,
+            delay_s,
+            run_id,
+        ),
     ).fetchone()
     if row is None:
         existing = conn.execute(
@@ -136,8 +154,12 @@ def claim(
     lease_s: float,
     kinds: Sequence[str] | None = None,
     reap: bool = True,
+    run_id: str | None = None,
 ) -> list[Job]:
     """Lease up to `limit` runnable jobs, oldest first; workers never block on each other's rows.
+
+    Without `run_id` only jobs of no run are claimed; with it, only that run's jobs (so runs of
+    one kind, e.g. two backfills with different scorers, never run each other's jobs).
 
     With `reap`, expired leases are requeued first; busy workers pass False on most claims since
     a lease cannot expire more often than once per lease length.
@@ -153,6 +175,7 @@ def claim(
                SELECT id FROM jobs
                WHERE state = 'queued' AND run_after <= now()
                  AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s::text[]))
+                 AND run_id IS NOT DISTINCT FROM %(run)s::text
                ORDER BY run_after, id
                LIMIT %(limit)s
                FOR UPDATE SKIP LOCKED)
@@ -162,9 +185,27 @@ def claim(
             "lease": lease_s,
             "limit": limit,
             "kinds": list(kinds) if kinds is not None else None,
+            "run": run_id,
         },
     ).fetchall()
     return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
+
+
+def take_over_run(conn: Conn, *, run_id: str, worker_id: str) -> int:
+    """Requeue the run's jobs leased by any worker but `worker_id`, giving their attempt back.
+
+    A resumed run calls this first: the jobs its stopped driver held would otherwise stay
+    `running` until their leases ran out. Safe even if that driver still lives: its late
+    completion finds the lease gone and writes nothing (`LeaseLost`).
+    """
+    cur = conn.execute(
+        """UPDATE jobs SET state = 'queued', attempts = greatest(attempts - 1, 0),
+                  last_error = 'taken over by ' || %(worker)s || ' from ' || lease_owner,
+                  lease_owner = NULL, lease_expires_at = NULL, run_after = now(), updated_at = now()
+           WHERE run_id = %(run)s AND state = 'running' AND lease_owner <> %(worker)s""",
+        {"run": run_id, "worker": worker_id},
+    )
+    return cur.rowcount
 
 
 def heartbeat(conn: Conn, *, worker_id: str, job_ids: Sequence[int], lease_s: float) -> set[int]:

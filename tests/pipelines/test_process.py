@@ -81,7 +81,7 @@ def test_a_failed_export_is_reported_and_the_rest_succeeds(
         tmp_path, str(test_media["speech_short"]), "--out", str(out), "--config", str(config)
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "not rendered: ffmpeg" in result.stdout
+    assert "not rendered: MediaError: ffmpeg" in result.stdout
     clips = json.loads((out / "clips.json").read_text())
     assert clips and all(c["export_status"] == "failed" for c in clips)
     assert all("no-such-preset" in c["export_error"] for c in clips)
