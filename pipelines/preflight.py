@@ -15,7 +15,7 @@ from typing import Literal
 
 from clipforge.errors import ValidationFailed
 from clipforge.fetch import check_url, parse_networks
-from clipforge.media import NoAudioStream, probe
+from clipforge.media import probe, require_clip_source
 from clipforge.settings import Settings
 from clipforge.types import ASPECT_RATIOS, CAPTION_STYLES
 
@@ -69,7 +69,7 @@ def check_source(source: str, settings: Settings) -> CheckedSource:
         raise ValidationFailed(f"{source} is not a file or an http(s) URL")
     if not os.access(path, os.R_OK):
         raise ValidationFailed(f"{source} is not readable")
-    info = probe(path)  # raises EmptyMedia / CorruptMedia with the file's name and the reason
-    if not info.has_audio:
-        raise NoAudioStream(path)  # nothing to transcribe, so no clips to find
+    # EmptyMedia / CorruptMedia / NoAudioStream / NoVideoStream, with the file's name: the same
+    # rules the import stage applies, found here before anything starts.
+    require_clip_source(probe(path), path)
     return CheckedSource("file", str(path.resolve()))

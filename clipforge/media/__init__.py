@@ -9,7 +9,7 @@ from clipforge.media.audio import decode_audio, iter_audio
 from clipforge.media.errors import CorruptMedia, EmptyMedia, NoAudioStream, NoVideoStream
 from clipforge.media.ffmpeg import ffmpeg_exe
 from clipforge.media.frames import Frame, sample_frames
-from clipforge.media.probe import MediaInfo, probe
+from clipforge.media.probe import MediaInfo, probe, require_clip_source
 
 __all__ = [
     "CorruptMedia",
@@ -22,5 +22,6 @@ __all__ = [
     "ffmpeg_exe",
     "iter_audio",
     "probe",
+    "require_clip_source",
     "sample_frames",
 ]

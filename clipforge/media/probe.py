@@ -13,7 +13,7 @@ import av
 import av.container
 
 from clipforge.media.container import BAD_DATA_ERRORS, open_input, reason, video_streams
-from clipforge.media.errors import CorruptMedia, EmptyMedia
+from clipforge.media.errors import CorruptMedia, EmptyMedia, NoAudioStream, NoVideoStream
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,14 @@ def probe(path: str | Path) -> MediaInfo:
 
 # FFmpeg renders any text file as "video" through its ANSI-art demuxer; for us it is not media.
 _TEXT_DEMUXERS = frozenset({"tty"})
+
+
+def require_clip_source(info: MediaInfo, path: str | Path) -> None:
+    """Clips need speech to transcribe and a picture to cut: refuse a file without either."""
+    if not info.has_audio:
+        raise NoAudioStream(path)
+    if not info.has_video:
+        raise NoVideoStream(path)
 
 
 def _duration_s(container: av.container.InputContainer) -> float:

@@ -13,8 +13,7 @@ from clipforge.db.pool import Conn
 from clipforge.db.repo.videos import get_videos, update_video
 from clipforge.errors import MediaError, NotFound
 from clipforge.fetch import download, parse_networks
-from clipforge.media import probe
-from clipforge.media.errors import NoAudioStream, NoVideoStream
+from clipforge.media import probe, require_clip_source
 from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
 from clipforge.storage.keys import audio_key, original_key, upload_key
@@ -82,10 +81,7 @@ class ImportActor(StageActor):
             if size > limits.max_source_bytes:
                 raise MediaError(f"source is {size} bytes; the limit is {limits.max_source_bytes}")
             info = probe(local)  # typed MediaError for empty, corrupt, non-media input
-            if not info.has_audio:
-                raise NoAudioStream(local)  # nothing to transcribe
-            if not info.has_video:
-                raise NoVideoStream(local)  # nothing to cut clips from
+            require_clip_source(info, local)
             if info.duration_s > limits.max_duration_s:
                 raise MediaError(
                     f"source is {info.duration_s:.0f} s long; the limit is {limits.max_duration_s:.0f} s"

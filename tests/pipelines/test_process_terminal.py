@@ -135,6 +135,7 @@ def _cli(*args: str, tmp: Path) -> tuple[subprocess.CompletedProcess[str], float
         ("empty", "the file is empty"),
         ("not_media", "corrupt or not a supported media file"),
         ("no_audio", "has no audio stream"),
+        ("audio_only", "has no video stream"),
         ("missing", "is not a file or an http(s) URL"),
         ("private_url", "non-public address (127.0.0.1); refused (FETCH_ALLOW_CIDRS"),
     ],
@@ -154,6 +155,7 @@ def test_user_errors_end_at_once_with_one_line(
         "empty": [str(test_media["empty"])],
         "not_media": [str(text_file)],
         "no_audio": [str(test_media["no_audio"])],
+        "audio_only": [str(test_media["audio_only"])],
         "missing": [str(short_tmp / "nope.mp4")],
         "private_url": ["http://127.0.0.1:9/video.mp4"],
     }[case]
