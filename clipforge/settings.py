@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     # Jobs that failed because a dependency was down wait (attempts kept) for up to this long.
     queue_dependency_retry_horizon_s: float = Field(default=6 * 3600.0, gt=0)
     queue_dependency_backoff_max_s: float = Field(default=300.0, gt=0)
+    # Longest one stage batch may run before its jobs fail (retryable) and the stage's actors are
+    # restarted. Generous: a batch of long videos on CPU takes a while.
+    stage_timeout_s: float = Field(default=3 * 3600.0, gt=0)
 
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -5,12 +5,19 @@
 
 The selection is read from Postgres in keyset pages. Each page's videos get a job of a
 backfill-only kind (`backfill-<stage>`, so regular workers never pick them up and this driver
-never picks up theirs) with an idempotency key of the run, then this driver runs them through
-the same stage pipeline as the worker. Resuming is re-running the same command: videos whose
-job already succeeded are skipped, and for `detect` videos whose clips already carry the target
-scorer version are not selected at all. One worker serves every page, so each stage actor
-loads its models once per run; a failed job is recorded on the job and leaves its video as it
-was (a backfill never marks a ready video failed).
+never picks up theirs) that belongs to the run (`jobs.run_id`: only this run's driver claims
+it, so concurrent runs never take each other's jobs), then this driver runs them through the
+same stage pipeline as the worker and waits until every job of the run has finished, retries
+included. Resuming is re-running the same command (same run id): the run first takes over its
+jobs a stopped driver still held, failed jobs of re-selected videos run again, videos whose job
+already succeeded are skipped, and for `detect` videos whose clips already carry the target
+scorer are not selected at all. One worker serves every page, so each stage actor loads its
+models once per run; a failed job is recorded on the job and leaves its video as it was (a
+backfill never marks a ready video failed). The exit status is 0 only if every job of the run
+succeeded.
+
+The scorer config file is read here, once, and its contents shipped to the detect actors (the
+file need not exist on other nodes); its hash is recorded on every clip it scores.
 """
 
 from __future__ import annotations
@@ -19,19 +26,22 @@ import argparse
 import hashlib
 import json
 import logging
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from clipforge.db.embedded import resolve_database_url
+from clipforge.db.embedded import require_database_url
 from clipforge.db.migrate import migrate
 from clipforge.db.pool import Conn, Pool, create_pool
-from clipforge.db.repo.backfill import backfill_job_states, select_backfill_page
-from clipforge.queue import enqueue
+from clipforge.db.repo.backfill import backfill_job_states, run_finished, select_backfill_page
+from clipforge.queue import enqueue, redrive, take_over_run
 from clipforge.settings import Settings, get_settings
+from models.highlight_config import ScorerConfig
 from pipelines.config import PipelineConfig, load_pipeline_config
+from pipelines.stages.detect import load_scorer, scorer_digest
 from pipelines.worker import PipelineWorker
 
 log = logging.getLogger(__name__)
@@ -50,6 +60,9 @@ class BackfillRequest:
         force: select videos even if already at the target version.
         page_size: videos per page.
         run_id: names the run; the same id resumes it (default: a hash of the request).
+        drop_exports: `detect` only: also re-score videos that have exports. New clips replace
+            the old ones, and their exports (rows and files) are deleted with them; without
+            this, such videos are left out and counted as skipped.
     """
 
     stage: str
@@ -59,6 +72,7 @@ class BackfillRequest:
     force: bool = False
     page_size: int = 50
     run_id: str | None = None
+    drop_exports: bool = False
 
     def key(self) -> str:
         """Stable run id for resuming."""
@@ -86,28 +100,76 @@ class Progress:
     failed: int
 
 
-def target_version(request: BackfillRequest) -> str | None:
-    """The scorer config version a detect backfill moves clips to."""
-    if request.stage != "detect":
-        return None
-    from models.highlight_config import ScorerConfig
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A whole run's outcome, each of its videos counted once (over every resume)."""
 
-    config = ScorerConfig.load(request.scorer_config) if request.scorer_config else ScorerConfig()
-    return config.version
+    run: str
+    pages: int
+    succeeded: int
+    failed: int
+    unfinished: int
+
+    @property
+    def ok(self) -> bool:
+        """Every job of the run succeeded."""
+        return self.failed == 0 and self.unfinished == 0
+
+
+def scorer_of(config: PipelineConfig, request: BackfillRequest) -> ScorerConfig:
+    """The scorer a detect backfill scores with, read once here in the driver."""
+    if request.scorer_config is not None:
+        return ScorerConfig.load(request.scorer_config)
+    return load_scorer(config.detect)
+
+
+def target_version(scorer: ScorerConfig | None) -> tuple[str, str] | None:
+    """(version, content hash) of the scorer a detect backfill moves clips to."""
+    return None if scorer is None else (scorer.version, scorer_digest(scorer))
 
 
 def select_page(
-    conn: Conn, request: BackfillRequest, *, after: tuple[datetime, uuid.UUID] | None
+    conn: Conn,
+    request: BackfillRequest,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    scorer: ScorerConfig | None = None,
 ) -> list[tuple[datetime, uuid.UUID]]:
     """The next page of (created_at, id) of videos to re-run, oldest first."""
+    return _select(conn, request, after=after, scorer=scorer, limit=request.page_size)
+
+
+def _select(
+    conn: Conn,
+    request: BackfillRequest,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    scorer: ScorerConfig | None,
+    limit: int,
+    exported: bool | None = None,
+) -> list[tuple[datetime, uuid.UUID]]:
+    target = None if request.force else target_version(scorer)
+    if exported is None and request.stage == "detect" and not request.drop_exports:
+        exported = False  # new clips would delete the video's exports: only when asked to
     return select_backfill_page(
         conn,
         since=request.since,
         video_ids=request.video_ids,
         after=after,
-        stale_version=None if request.force else target_version(request),
-        limit=request.page_size,
+        stale_version=target[0] if target else None,
+        stale_digest=target[1] if target else None,
+        limit=limit,
+        exported=exported,
     )
+
+
+def skipped_exported(pool: Pool, request: BackfillRequest, scorer: ScorerConfig | None) -> int:
+    """How many selected videos a detect run leaves out because they have exports."""
+    if request.stage != "detect" or request.drop_exports:
+        return 0
+    with pool.connection() as conn:
+        rows = _select(conn, request, after=None, scorer=scorer, limit=100_000, exported=True)
+    return len(rows)
 
 
 def run_backfill(
@@ -123,44 +185,79 @@ def run_backfill(
     """Re-run `request.stage` page by page; stops after `max_pages` (None: all)."""
     if request.stage not in ("import", "transcribe", "detect"):
         raise ValueError("stage must be import, transcribe or detect")
-    if request.scorer_config is not None:
-        config = config.model_copy(
-            update={
-                "detect": config.detect.model_copy(update={"scorer_config": request.scorer_config})
-            }
-        )
     run = request.key()
+    scorer = scorer_of(config, request) if request.stage == "detect" else None
     progress: list[Progress] = []
     after: tuple[datetime, uuid.UUID] | None = None
-    # One worker (one set of warm actors, each loading its models once) for every page.
+    # One worker (one set of warm actors, each loading its models once) for every page. Its
+    # id is this driver's own, so a resumed run can tell the jobs a stopped driver held.
     with PipelineWorker(
         settings,
         config,
         pool,
         database_url=database_url,
         kind_prefix=PREFIX,
-        worker_id=f"backfill-{run}",
+        worker_id=f"backfill-{run}-{uuid.uuid4().hex[:8]}",
+        run_id=run,
+        scorer=scorer,
     ) as worker:
+        with pool.connection() as conn:
+            taken = take_over_run(conn, run_id=run, worker_id=worker.worker_id)
+        if skipped := skipped_exported(pool, request, scorer):
+            log.warning(
+                "left out videos with exports (re-scoring deletes them; pass --drop-exports)",
+                extra={"run": run, "videos": skipped},
+            )
+        if taken:
+            log.info("took over jobs of a stopped driver", extra={"run": run, "jobs": taken})
         while max_pages is None or len(progress) < max_pages:
             with pool.connection() as conn:
-                page = select_page(conn, request, after=after)
+                page = select_page(conn, request, after=after, scorer=scorer)
                 if not page:
                     break
                 with conn.transaction():
                     for _, video_id in page:
-                        enqueue(
-                            conn,
-                            kind=PREFIX + request.stage,
-                            video_id=video_id,
-                            payload={"video_id": str(video_id), "chain": False, "backfill": run},
-                            idempotency_key=f"backfill:{run}:{request.stage}:{video_id}",
-                            max_attempts=worker.lifecycle.max_attempts,
-                        )
-            worker.run(until_idle=True)
+                        _enqueue(conn, request, run, video_id, worker.lifecycle.max_attempts)
+            # Until every job of the run finished: one waiting out a retry delay is not done.
+            worker.run(until=lambda: _finished(pool, run))
             progress.append(_page_progress(pool, run, len(progress) + 1, [v for _, v in page]))
             report(progress[-1])
             after = page[-1]
     return progress
+
+
+def _enqueue(
+    conn: Conn, request: BackfillRequest, run: str, video_id: uuid.UUID, attempts: int
+) -> None:
+    job = enqueue(
+        conn,
+        kind=PREFIX + request.stage,
+        video_id=video_id,
+        payload={"video_id": str(video_id), "chain": False, "backfill": run},
+        idempotency_key=f"backfill:{run}:{request.stage}:{video_id}",
+        max_attempts=attempts,
+        run_id=run,
+    )
+    if job.state in ("failed", "dead"):  # selected again on a resume: give it another go
+        redrive(conn, job_id=job.id)
+
+
+def _finished(pool: Pool, run: str) -> bool:
+    with pool.connection() as conn:
+        return run_finished(conn, run=run)
+
+
+def summarize(pool: Pool, run: str, pages: int) -> Summary:
+    """The run's outcome over all its jobs, including those of earlier (resumed) drivers."""
+    with pool.connection() as conn:
+        counts = backfill_job_states(conn, run=run)
+    return Summary(
+        run=run,
+        pages=pages,
+        succeeded=counts.get("succeeded", 0),
+        failed=counts.get("failed", 0) + counts.get("dead", 0),
+        unfinished=counts.get("queued", 0) + counts.get("running", 0),
+    )
 
 
 def _page_progress(pool: Pool, run: str, page: int, video_ids: Sequence[uuid.UUID]) -> Progress:
@@ -175,7 +272,8 @@ def _page_progress(pool: Pool, run: str, page: int, video_ids: Sequence[uuid.UUI
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry point (the `ray job submit` entrypoint)."""
+    """Command-line entry point (the `ray job submit` entrypoint); exits 1 unless every job of
+    the run succeeded."""
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.backfill", description=__doc__.split("\n")[0]
     )
@@ -191,6 +289,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--page-size", type=int, default=50)
     parser.add_argument("--run-id")
+    parser.add_argument(
+        "--drop-exports",
+        action="store_true",
+        help="detect: also re-score videos with exports, deleting those exports (rows and files)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     request = BackfillRequest(
@@ -201,15 +304,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         force=args.force,
         page_size=args.page_size,
         run_id=args.run_id,
+        drop_exports=args.drop_exports,
     )
     settings = get_settings()
-    url = resolve_database_url(settings)
+    url = require_database_url(settings, who="backfill")
     migrate(url)
+    config = load_pipeline_config(args.config)
     with create_pool(settings, url, application_name="clipforge-backfill") as pool:
         totals = run_backfill(
             settings,
             pool,
-            load_pipeline_config(args.config),
+            config,
             request,
             database_url=url,
             report=lambda p: print(
@@ -225,18 +330,24 @@ def main(argv: Sequence[str] | None = None) -> None:
                 flush=True,
             ),
         )
-    done = sum(p.succeeded for p in totals)
+        summary = summarize(pool, request.key(), len(totals))
+        scorer = scorer_of(config, request) if request.stage == "detect" else None
+        skipped = skipped_exported(pool, request, scorer)
     print(
         json.dumps(
             {
-                "run": request.key(),
-                "pages": len(totals),
-                "succeeded": done,
-                "failed": sum(p.failed for p in totals),
+                "run": summary.run,
+                "pages": summary.pages,
+                "succeeded": summary.succeeded,
+                "failed": summary.failed,
+                "unfinished": summary.unfinished,
+                "skipped_with_exports": skipped,
             }
         ),
         flush=True,
     )
+    if not summary.ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

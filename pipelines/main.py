@@ -11,7 +11,7 @@ from types import FrameType
 from prometheus_client import start_http_server
 
 from clipforge.cache import Cache
-from clipforge.db.embedded import resolve_database_url
+from clipforge.db.embedded import require_database_url
 from clipforge.db.migrate import migrate
 from clipforge.db.pool import Pool, create_pool
 from clipforge.db.pool_metrics import register_pool_metrics
@@ -43,7 +43,7 @@ def run_worker(
 ) -> int:
     """Run the worker until SIGTERM/SIGINT (or until idle); returns the number of jobs run."""
     config = load_pipeline_config(config_path)
-    database_url = resolve_database_url(settings)
+    database_url = require_database_url(settings, who="worker")
     migrate(database_url)
     if metrics_port:
         start_http_server(metrics_port)

@@ -25,9 +25,11 @@ from clipforge.db.pool import Pool
 from clipforge.db.repo.pipeline_jobs import has_work
 from clipforge.queue import Job, JobNotifier, JobResult, QueueRunner, RunnerOptions
 from clipforge.settings import Settings
+from models.highlight_config import ScorerConfig
 from pipelines.actors import Telemetry
 from pipelines.config import PipelineConfig
 from pipelines.lifecycle import Lifecycle
+from pipelines.rows import StageFailure
 from pipelines.stages.base import Stage, run_batch
 from pipelines.stages.detect import DetectStage
 from pipelines.stages.export import ExportStage
@@ -35,6 +37,7 @@ from pipelines.stages.importer import ImportStage
 from pipelines.stages.transcribe import TranscribeStage
 
 log = logging.getLogger(__name__)
+BatchOutcomes = Mapping[int, JobResult | Exception]
 
 
 def ensure_ray() -> None:
@@ -48,13 +51,18 @@ def ensure_ray() -> None:
 
 
 def build_stages(
-    settings: Settings, config: PipelineConfig, lifecycle: Lifecycle, telemetry: Telemetry
+    settings: Settings,
+    config: PipelineConfig,
+    lifecycle: Lifecycle,
+    telemetry: Telemetry,
+    *,
+    scorer: ScorerConfig | None = None,
 ) -> list[Stage]:
     """The four stages in pipeline order (their actors start on first use)."""
     return [
         ImportStage(settings, config.import_, lifecycle, telemetry),
         TranscribeStage(settings, config.transcribe, lifecycle, telemetry),
-        DetectStage(settings, config.detect, lifecycle, telemetry),
+        DetectStage(settings, config.detect, lifecycle, telemetry, scorer=scorer),
         ExportStage(settings, config.export, lifecycle, telemetry),
     ]
 
@@ -73,9 +81,14 @@ class PipelineWorker:
         worker_id: str | None = None,
         extra_handlers: Mapping[str, Callable[[Job], JobResult | None]] | None = None,
         kind_prefix: str = "",
+        run_id: str | None = None,
+        scorer: ScorerConfig | None = None,
     ) -> None:
-        """`kind_prefix` gives this worker its own job kinds (a backfill claims only its jobs)."""
+        """`kind_prefix` gives this worker its own job kinds, `run_id` its own run's jobs of
+        them (a backfill claims only the jobs of its run, never another run's); `scorer`
+        replaces the detect config's scorer file (read by the caller, shipped to actors)."""
         self.settings = settings
+        self.run_id = run_id
         self.config = config
         self.pool = pool
         self.prefix = kind_prefix
@@ -84,13 +97,14 @@ class PipelineWorker:
             settings, config, pool, cache=cache or Cache(None), kind_prefix=kind_prefix
         )
         self.telemetry = Telemetry()
-        self.stages = build_stages(settings, config, self.lifecycle, self.telemetry)
+        self.stages = build_stages(settings, config, self.lifecycle, self.telemetry, scorer=scorer)
         self._database_url = database_url
         self._extra = dict(extra_handlers or {})
         self._stopped = threading.Event()
         self._runners: list[QueueRunner] = []
         self._notifiers: list[JobNotifier] = []
         self._warming: threading.Thread | None = None
+        self.stage_timeout_s = settings.stage_timeout_s
 
     @property
     def kinds(self) -> list[str]:
@@ -122,8 +136,9 @@ class PipelineWorker:
                 worker_id=self.worker_id,
                 options=self._options(stage.claim_batch_size),
                 notifier=self._notifier(),
-                batch_handlers={self.prefix + stage.name: partial(run_batch, stage, self.pool)},
+                batch_handlers={self.prefix + stage.name: partial(self._run_timed, stage)},
                 on_failed=self.lifecycle.on_failed,
+                run_id=self.run_id,
             )
             for stage in self.stages
             for _ in range(stage.runners)
@@ -139,6 +154,39 @@ class PipelineWorker:
                 )
             )
         return runners
+
+    def _run_timed(self, stage: Stage, jobs: list[Job]) -> BatchOutcomes:
+        """`run_batch` with a deadline: a stage stuck on its actors (e.g. ones waiting for CPUs
+        that never free up) would otherwise hold its jobs, heartbeating, forever. Past the
+        deadline the jobs fail (retryable, so they back off and end `dead` if it persists) and
+        the stage's actors are killed: the stuck call returns, the next batch starts fresh ones.
+        """
+        outcomes: list[BatchOutcomes] = []
+        errors: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                outcomes.append(run_batch(stage, self.pool, jobs))
+            except BaseException as exc:  # re-raised in the runner's thread below
+                errors.append(exc)
+
+        thread = threading.Thread(target=target, name=f"{stage.name}-batch", daemon=True)
+        thread.start()
+        thread.join(self.stage_timeout_s)
+        if thread.is_alive():
+            log.error(
+                "stage batch timed out; failing its jobs and restarting the stage's actors",
+                extra={"stage": stage.name, "jobs": [j.id for j in jobs]},
+            )
+            stage.actors.close()
+            error = StageFailure(
+                f"{stage.name} timed out after {self.stage_timeout_s:g} s (STAGE_TIMEOUT_S)",
+                retryable=True,
+            )
+            return {j.id: error for j in jobs}
+        if errors:
+            raise errors[0]
+        return outcomes[0]
 
     def start(self) -> None:
         """Start the stage actors in the background (models load while jobs are claimed).
@@ -188,8 +236,10 @@ class PipelineWorker:
         for stage in self.stages:
             stage.actors.wait_ready()
 
-    def run(self, *, until_idle: bool = False) -> int:
-        """Process jobs until `stop()` (or, with `until_idle`, until no job is runnable)."""
+    def run(self, *, until_idle: bool = False, until: Callable[[], bool] | None = None) -> int:
+        """Process jobs until `stop()`; with `until_idle`, until no job is runnable now; with
+        `until`, until it returns True (a backfill: every job of its run has finished, so a
+        job waiting out a retry delay is waited for)."""
         if self._stopped.is_set():
             return 0
         self.start()
@@ -210,7 +260,7 @@ class PipelineWorker:
         for thread in threads:
             thread.start()
         try:
-            self._supervise(threads, until_idle=until_idle)
+            self._supervise(threads, until_idle=until_idle, until=until)
         finally:
             for runner in runners:
                 runner.stop.set()  # each finishes and records the batch it has in flight
@@ -223,14 +273,30 @@ class PipelineWorker:
             raise errors[0]
         return sum(done)
 
-    def _supervise(self, threads: list[threading.Thread], *, until_idle: bool) -> None:
-        """Return on stop(), when a runner died, or (until_idle) once nothing is left to do."""
+    def _supervise(
+        self,
+        threads: list[threading.Thread],
+        *,
+        until_idle: bool,
+        until: Callable[[], bool] | None,
+    ) -> None:
+        """Return on stop(), when a runner died, or once nothing is left to do."""
         poll = min(self.config.worker.idle_poll_s, 1.0)
         while not self._stopped.wait(poll):
             if not all(t.is_alive() for t in threads):
                 return
             if until_idle and not self._busy():
                 return
+            if until is not None and self._done(until):
+                return
+
+    @staticmethod
+    def _done(until: Callable[[], bool]) -> bool:
+        try:
+            return until()
+        except Exception:  # the database is away: the runners wait it out, so do we
+            log.warning("could not check whether the run is done; assuming it is not")
+            return False
 
     def _busy(self) -> bool:
         try:

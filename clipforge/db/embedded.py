@@ -8,12 +8,33 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from clipforge.settings import Settings
 
 log = logging.getLogger(__name__)
 _servers: dict[str, Any] = {}
+# Set by Ray 2.x's job supervisor on every `ray job submit` driver (ray/dashboard/modules/job/
+# job_supervisor.py, _get_driver_env_vars); RAY_JOB_ID is an internal flag Ray strips.
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def in_ray_job() -> bool:
+    """True inside a driver started by `ray job submit`."""
+    return RAY_JOB_ENV in os.environ
+
+
+def require_database_url(settings: Settings, *, who: str) -> str:
+    """Like `resolve_database_url`, but a Ray job driver refuses the embedded default: it would
+    start a private Postgres on the head node that no worker or API ever sees."""
+    if not settings.database_url and in_ray_job():
+        raise SystemExit(
+            f"{who}: DATABASE_URL is not set in this Ray job; refusing to start an embedded "
+            "Postgres on the head. Pass it with --runtime-env-json "
+            '\'{"env_vars": {"DATABASE_URL": "postgresql://..."}}\' or set it on the head.'
+        )
+    return resolve_database_url(settings)
 
 
 def resolve_database_url(settings: Settings) -> str:

@@ -15,6 +15,7 @@ from clipforge.queue.jobs import (
     redrive,
     release,
     requeue_expired,
+    take_over_run,
 )
 from clipforge.queue.notify import JobNotifier
 from clipforge.queue.runner import JobResult, QueueRunner, RunnerOptions
@@ -42,4 +43,5 @@ __all__ = [
     "redrive",
     "release",
     "requeue_expired",
+    "take_over_run",
 ]

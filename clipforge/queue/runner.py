@@ -124,8 +124,11 @@ class QueueRunner:
         notifier: JobNotifier | None = None,
         batch_handlers: Mapping[str, BatchHandler] | None = None,
         on_failed: FailureHook | None = None,
+        run_id: str | None = None,
     ) -> None:
+        """With `run_id` the runner claims only that run's jobs (see `jobs.claim`)."""
         self._pool = pool
+        self.run_id = run_id
         self._handlers = dict(handlers)
         self._batch_handlers = dict(batch_handlers or {})
         self._on_failed = on_failed
@@ -189,6 +192,7 @@ class QueueRunner:
                 lease_s=self.options.lease_s,
                 kinds=sorted(set(self._handlers) | set(self._batch_handlers)),
                 reap=reap,
+                run_id=self.run_id,
             )
         self._last_claim_empty = not batch
         CLAIM_BATCH.observe(len(batch))

@@ -9,6 +9,8 @@ each, and commits clips, the video's new status and the auto exports with the jo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +28,7 @@ from clipforge.storage.keys import audio_key
 from clipforge.types import Transcript
 from models.clip_finder import Detection
 from models.highlight import HighlightResult
+from models.highlight_config import ScorerConfig
 from pipelines.actors import ActorSet, Report, StageActor, Telemetry, threads_per_actor
 from pipelines.config import DetectConfig
 from pipelines.lifecycle import Lifecycle, video_of
@@ -35,10 +38,23 @@ from pipelines.stages.audio import read_track
 _MAX_TIMELINE_POINTS = 500
 
 
+def scorer_digest(scorer: ScorerConfig) -> str:
+    """Short hash of a scorer config's contents (the same settings hash the same, whatever the
+    file format), recorded on clips so two configs that reuse a version name stay apart."""
+    canonical = json.dumps(scorer.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def load_scorer(config: DetectConfig) -> ScorerConfig:
+    """The scorer config the stage's file names, or the defaults; read once, by the driver."""
+    return ScorerConfig.load(config.scorer_config) if config.scorer_config else ScorerConfig()
+
+
 class DetectActor(StageActor):
     """The clip finder (encoder, scorer, titler) of one actor, loaded once."""
 
-    def __init__(self, settings: Settings, config: DetectConfig) -> None:
+    def __init__(self, settings: Settings, config: DetectConfig, scorer: ScorerConfig) -> None:
+        """`scorer` comes from the driver: actors on other nodes never read the config file."""
         from models.clip_finder import ClipFinder, FinderOptions
 
         super().__init__(settings)
@@ -46,17 +62,23 @@ class DetectActor(StageActor):
 
         torch.set_num_threads(threads_per_actor(config.torch_threads, config.actors))
         self.config = config
-        self.finder = ClipFinder(
-            settings,
-            FinderOptions(
-                top_k=config.top_k,
-                min_clip_s=config.min_clip_s,
-                max_clip_s=config.max_clip_s,
-                frames_fps=config.frames_fps,
-                frames_width=config.frames_width,
-                scorer_config=config.scorer_config,
-            ),
-        )
+        with tempfile.TemporaryDirectory(prefix="cf-scorer-") as tmp:
+            shipped = Path(tmp) / "scorer.json"  # ClipFinder loads from a file; a local one
+            scorer.save(shipped)
+            self.finder = ClipFinder(
+                settings,
+                FinderOptions(
+                    top_k=config.top_k,
+                    min_clip_s=config.min_clip_s,
+                    max_clip_s=config.max_clip_s,
+                    frames_fps=config.frames_fps,
+                    frames_width=config.frames_width,
+                    scorer_config=shipped,
+                ),
+            )
+        # "<config version>+<encoder>+<config hash>": the selection of a backfill compares
+        # the first part with its target version and the last with its config's hash.
+        self.version = f"{self.finder.version}+{scorer_digest(scorer)}"
         self.loaded("text_encoder")
         self.loaded("highlight_scorer")
         if settings.title_model_dir is not None:
@@ -110,7 +132,7 @@ class DetectActor(StageActor):
                 title=t.title,
                 hook=t.hook,
                 model_name="clipforge-highlight",
-                model_version=self.finder.version,
+                model_version=self.version,
             )
             for c, t in zip(found.clips, found.titles, strict=True)
         ]
@@ -131,16 +153,24 @@ class DetectStage:
     missing = "no transcript for this video"
 
     def __init__(
-        self, settings: Settings, config: DetectConfig, lifecycle: Lifecycle, telemetry: Telemetry
+        self,
+        settings: Settings,
+        config: DetectConfig,
+        lifecycle: Lifecycle,
+        telemetry: Telemetry,
+        *,
+        scorer: ScorerConfig | None = None,
     ) -> None:
+        """`scorer` overrides the config's scorer file (a backfill's tuned scorer)."""
         self.config = config
+        self.scorer = scorer if scorer is not None else load_scorer(config)
         self.lifecycle = lifecycle
         self.claim_batch_size = config.claim_batch_size
         self.runners = config.actors
         self.actors = ActorSet(
             self.name,
             DetectActor,
-            (settings, config),
+            (settings, config, self.scorer),
             count=config.actors,
             num_cpus=config.num_cpus,
             telemetry=telemetry,

@@ -177,3 +177,23 @@ def test_pod_monitors_use_the_prometheus_job_names() -> None:
         if relabel.get("targetLabel") == "job"
     }
     assert jobs == _job_names() == {"clipforge-api", "clipforge-worker", "ray"}
+
+
+def test_ray_pods_have_shm_and_workers_leave_cleanly() -> None:
+    for name, job in _by("RayJob").items():
+        cluster = job["spec"]["rayClusterSpec"]
+        groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+        for group in groups:
+            pod = group["template"]["spec"]
+            shm = {v["name"] for v in pod["volumes"] if v.get("emptyDir", {}).get("medium")}
+            mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+            assert mounts["/dev/shm"] in shm, name
+        for group in cluster["workerGroupSpecs"]:
+            hook = group["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]
+            assert "ray stop" in " ".join(hook["exec"]["command"]), name
+    backfill = _by("RayJob")["clipforge-backfill-detect"]
+    args = backfill["spec"]["entrypoint"].split()
+    head = backfill["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    scorer = next(v for v in head["volumes"] if "configMap" in v)
+    mount = next(m for m in head["containers"][0]["volumeMounts"] if m["name"] == scorer["name"])
+    assert args[args.index("--scorer-config") + 1].startswith(mount["mountPath"] + "/")

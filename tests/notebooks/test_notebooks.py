@@ -119,7 +119,7 @@ def test_detect_stage_records_the_tuned_version(
         settings,
         pool,
         config,
-        BackfillRequest(stage="detect", force=True, run_id="notebook-test"),
+        BackfillRequest(stage="detect", force=True, run_id="notebook-test", drop_exports=True),
         database_url=notebook_env["DATABASE_URL"],
     )
     assert [(p.selected, p.succeeded, p.failed) for p in progress] == [(1, 1, 0)]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from clipforge.db.pool import Pool
+from clipforge.db.repo.exports import create_export
 from clipforge.settings import Settings
 from models.highlight_config import ScorerConfig
-from pipelines.backfill import BackfillRequest, Progress, run_backfill
+from pipelines.backfill import BackfillRequest, Progress, run_backfill, skipped_exported
 from pipelines.config import PipelineConfig
 from pipelines.worker import PipelineWorker
 from tests.pipelines.conftest import upload_video
@@ -76,11 +78,27 @@ def test_backfill_rescored_interrupted_and_resumed(
     assert all(r["n"] == r["r"] for r in per_video) and statuses == {"ready"}
 
     assert backfill(request) == []  # nothing left at the old version
-    forced = backfill(
-        BackfillRequest(
-            stage="detect", scorer_config=tmp_path / "v2.yaml", force=True, run_id="full"
-        )
-    )
-    assert sum(p.succeeded for p in forced) == 2
+    # A video with an export is left out unless the run may drop its exports.
+    with db.connection() as conn:
+        clip = conn.execute(
+            "SELECT id FROM clips WHERE video_id = %s AND rank = 1", (videos[0].id,)
+        ).fetchone()
+        assert clip is not None
+        export = create_export(conn, clip_id=clip["id"], aspect_ratio="9:16", caption_style="plain")
+    forced = BackfillRequest(stage="detect", scorer_config=tmp_path / "v2.yaml", force=True)
+    kept = backfill(replace(forced, run_id="keep"))
+    assert [(p.selected, p.succeeded) for p in kept] == [(1, 1)]
+    assert skipped_exported(db, forced, tuned) == 1
+
+    def export_rows() -> int:
+        with db.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) AS n FROM exports WHERE id = %s", (export.id,)
+            ).fetchone()
+        return int(row["n"]) if row else 0
+
+    assert export_rows() == 1
+    full = backfill(replace(forced, run_id="full", drop_exports=True))
+    assert sum(p.succeeded for p in full) == 2 and export_rows() == 0
     # An uninterrupted run gives the same clips as the interrupted + resumed one.
     assert [row[:6] for row in _clips(db)] == [row[:6] for row in after]

@@ -17,11 +17,16 @@ def select_backfill_page(
     after: tuple[datetime, uuid.UUID] | None,
     stale_version: str | None,
     limit: int,
+    stale_digest: str | None = None,
+    exported: bool | None = None,
 ) -> list[tuple[datetime, uuid.UUID]]:
     """The next page of (created_at, id) of finished videos, oldest first.
 
     With `stale_version`, only videos without clips or with a clip whose scorer version (the
-    part of `model_version` before "+") differs from it.
+    part of `model_version` before the first "+") differs from it, or (with `stale_digest`)
+    whose scorer config hash (the part after the last "+") differs from that. `exported`
+    False keeps out videos with exports (re-detecting would delete them), True selects only
+    those, None ignores exports.
     """
     rows = conn.execute(
         """SELECT v.created_at, v.id FROM videos v
@@ -31,8 +36,13 @@ def select_backfill_page(
              AND (%(t)s::timestamptz IS NULL OR (v.created_at, v.id) > (%(t)s::timestamptz, %(i)s::uuid))
              AND (%(version)s::text IS NULL OR EXISTS (
                     SELECT 1 FROM clips c WHERE c.video_id = v.id
-                    AND split_part(c.model_version, '+', 1) <> %(version)s::text)
+                    AND (split_part(c.model_version, '+', 1) <> %(version)s::text
+                         OR (%(digest)s::text IS NOT NULL
+                             AND substring(c.model_version FROM '[^+]*$') <> %(digest)s::text)))
                   OR NOT EXISTS (SELECT 1 FROM clips c WHERE c.video_id = v.id))
+             AND (%(exported)s::boolean IS NULL OR %(exported)s::boolean = EXISTS (
+                    SELECT 1 FROM exports e JOIN clips c ON c.id = e.clip_id
+                    WHERE c.video_id = v.id))
            ORDER BY v.created_at, v.id LIMIT %(n)s""",
         {
             "since": since,
@@ -41,16 +51,39 @@ def select_backfill_page(
             "t": after[0] if after else None,
             "i": after[1] if after else None,
             "version": stale_version,
+            "digest": stale_digest,
+            "exported": exported,
         },
     ).fetchall()
     return [(r["created_at"], r["id"]) for r in rows]
 
 
-def backfill_job_states(conn: Conn, *, run: str, video_ids: Sequence[uuid.UUID]) -> dict[str, int]:
-    """Number of jobs of backfill run `run` per state, over the given videos."""
+def backfill_job_states(
+    conn: Conn, *, run: str, video_ids: Sequence[uuid.UUID] | None = None
+) -> dict[str, int]:
+    """Number of jobs of backfill run `run` per state, over the given videos (None: all).
+
+    A run has one job per video and stage (its idempotency key), so each video counts once
+    however often the run was resumed.
+    """
     rows = conn.execute(
         """SELECT state, count(*) AS n FROM jobs
-           WHERE payload->>'backfill' = %s AND video_id = ANY(%s) GROUP BY state""",
-        (run, list(video_ids)),
+           WHERE run_id = %s AND (%s::uuid[] IS NULL OR video_id = ANY(%s::uuid[]))
+           GROUP BY state""",
+        (
+            run,
+            None if video_ids is None else list(video_ids),
+            None if video_ids is None else list(video_ids),
+        ),
     ).fetchall()
     return {r["state"]: int(r["n"]) for r in rows}
+
+
+def run_finished(conn: Conn, *, run: str) -> bool:
+    """True once no job of the run is queued (runnable or waiting out a retry delay) or running."""
+    row = conn.execute(
+        """SELECT NOT EXISTS (SELECT 1 FROM jobs WHERE run_id = %s
+                                AND state IN ('queued', 'running')) AS done""",
+        (run,),
+    ).fetchone()
+    return bool(row and row["done"])
