@@ -27,11 +27,11 @@ from clipforge.db.repo.exports import list_exports_for_video
 from clipforge.db.repo.transcripts import get_transcript
 from clipforge.db.repo.video_jobs import video_has_unfinished_jobs
 from clipforge.db.repo.videos import create_video, delete_video, get_video
-from clipforge.errors import MediaError
+from clipforge.errors import MediaError, ValidationFailed
 from clipforge.queue import enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
-from clipforge.storage.keys import video_prefix
+from clipforge.storage.keys import upload_key, video_prefix
 from clipforge.types import AspectRatio, CaptionStyle
 from pipelines.config import PipelineConfig, load_pipeline_config
 from pipelines.preflight import CheckedSource, check_options, check_out_dir, check_source
@@ -128,7 +128,8 @@ def process_video(
         local_ray(),
         create_pool(settings, url, application_name="clipforge-process", max_size=4) as pool,
     ):
-        video_id = _enqueue(pool, checked)
+        staged = _on_cluster(settings, checked)
+        video_id = _enqueue(pool, settings, checked, stage_file=staged)
         shown = StageProgress(pool, video_id, progress) if progress else contextlib.nullcontext()
         # Closing the worker releases its stage actors before outputs are copied.
         with shown, PipelineWorker(settings, config, pool, database_url=url) as worker:
@@ -139,13 +140,48 @@ def process_video(
         return result
 
 
-def _enqueue(pool: Pool, checked: CheckedSource) -> uuid.UUID:
-    with pool.connection() as conn, conn.transaction():
-        video = create_video(
-            conn, owner_key_id=None, source_kind=checked.kind, source_url=checked.location
+def _on_cluster(settings: Settings, checked: CheckedSource) -> bool:
+    """Whether a local input file must be staged into object storage first (with RAY_ADDRESS).
+
+    Stage actors may run on other nodes, where neither the input path nor a local-folder store
+    exists; so on a cluster the file goes through storage, and local storage needs one node.
+    """
+    if not os.environ.get("RAY_ADDRESS"):
+        return False
+    import ray
+
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    alive = len([n for n in nodes if n.get("Alive")])
+    check_cluster_storage(nodes=alive, backend=settings.storage_backend)
+    return checked.kind == "file"
+
+
+def check_cluster_storage(*, nodes: int, backend: str) -> None:
+    """Refuse local-folder storage on a cluster of several nodes: outputs would be split."""
+    if nodes > 1 and backend == "local":
+        raise ValidationFailed(
+            f"the Ray cluster at RAY_ADDRESS has {nodes} nodes, but media storage is a local "
+            "folder that only this node sees; set S3_BUCKET (and S3_ENDPOINT_URL) or run "
+            "without RAY_ADDRESS"
         )
-        enqueue(conn, kind="import", video_id=video.id, payload={"video_id": str(video.id)})
-    return video.id
+
+
+def _enqueue(
+    pool: Pool, settings: Settings, checked: CheckedSource, *, stage_file: bool
+) -> uuid.UUID:
+    video_id = uuid.uuid4()
+    if stage_file:  # the import stage reads an upload from storage, on whichever node it runs
+        create_store(settings).put_file(upload_key(video_id), Path(checked.location))
+    with pool.connection() as conn, conn.transaction():
+        create_video(
+            conn,
+            owner_key_id=None,
+            source_kind="upload" if stage_file else checked.kind,
+            source_url=None if stage_file else checked.location,
+            video_id=video_id,
+        )
+        enqueue(conn, kind="import", video_id=video_id, payload={"video_id": str(video_id)})
+    return video_id
 
 
 def _run_until_finished(worker: PipelineWorker, pool: Pool, video_id: uuid.UUID) -> None:
@@ -164,7 +200,9 @@ def _run_until_finished(worker: PipelineWorker, pool: Pool, video_id: uuid.UUID)
 
 def _forget(pool: Pool, settings: Settings, video_id: uuid.UUID) -> None:
     """Drop the run's copy of the input and renders: the output folder holds what matters."""
-    create_store(settings).delete_prefix(video_prefix(video_id))
+    store = create_store(settings)
+    store.delete_prefix(video_prefix(video_id))
+    store.delete(upload_key(video_id))  # a staged input (on a cluster), if any
     with pool.connection() as conn, conn.transaction():
         delete_video(conn, video_id=video_id)
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from clipforge.media import probe
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -88,3 +90,13 @@ def test_a_failed_export_is_reported_and_the_rest_succeeds(
     assert all(c["files"] == {} for c in clips)
     report = (out / "report.html").read_text()
     assert "no-such-preset" in report  # the report lists the clip with the reason
+
+
+def test_local_storage_is_refused_on_a_cluster_of_several_nodes() -> None:
+    from clipforge.errors import ValidationFailed
+    from pipelines.process import check_cluster_storage
+
+    check_cluster_storage(nodes=1, backend="local")  # one node: a local folder is fine
+    check_cluster_storage(nodes=3, backend="s3")
+    with pytest.raises(ValidationFailed, match=r"has 3 nodes.*set S3_BUCKET"):
+        check_cluster_storage(nodes=3, backend="local")
