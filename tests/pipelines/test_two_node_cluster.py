@@ -1,0 +1,152 @@
+"""The queue worker and a backfill Ray job on a two-node local Ray cluster.
+
+A head (with the job server) and a second raylet, 1 CPU each, started with `ray start`; the
+stage actors ask for 2 CPUs together, so they cannot all live on one node. Media are in the
+S3-compatible test server, so every node reads and writes the same objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clipforge.db.migrate import migrate
+from clipforge.db.pool import Pool, create_pool
+from clipforge.settings import Settings
+from models.highlight_config import ScorerConfig
+from pipelines.config import load_pipeline_config
+from pipelines.stages.detect import scorer_digest
+from tests.notebooks.conftest import s3_env
+from tests.pipelines.conftest import upload_video
+from tests.utils.ray_cluster import LocalCluster, local_cluster
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+TUNED = "configs/scorers/highlight-tuned.yaml"  # relative: read from the job's working dir
+STAGE_ACTORS = {"ImportActor", "AsrActor", "DetectActor", "ExportActor"}
+
+
+def _actor_nodes(cluster: LocalCluster) -> dict[str, set[str]]:
+    """Stage actor class -> ids of the nodes its actors ran on (dead ones included)."""
+    from ray.util.state import list_actors
+
+    actors = list_actors(
+        address=cluster.dashboard_url, limit=1000, timeout=20, raise_on_missing_output=False
+    )
+    nodes: dict[str, set[str]] = {}
+    for actor in actors:
+        if actor.class_name in STAGE_ACTORS and actor.node_id:
+            nodes.setdefault(actor.class_name, set()).add(actor.node_id)
+    return nodes
+
+
+def _run(cmd: list[str], env: dict[str, str], timeout_s: float) -> str:
+    done = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout_s,
+        check=False,
+    )
+    out = done.stdout.decode(errors="replace")
+    assert done.returncode == 0, f"{cmd[:4]} exited {done.returncode}:\n{out[-6000:]}"
+    return out
+
+
+@pytest.mark.timeout(240)
+def test_worker_and_backfill_job_on_two_nodes(
+    fresh_database_url: str,
+    pipeline_settings: Settings,
+    redis_url: str,
+    test_media: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    migrate(fresh_database_url)
+    config = load_pipeline_config(
+        worker__idle_poll_s=0.2,
+        import__num_cpus=0.5,
+        transcribe__asr_actors=1,
+        transcribe__asr_num_cpus=0.5,
+        detect__num_cpus=0.5,
+        detect__top_k=2,
+        export__short_side=240,
+        export__num_cpus=0.5,
+    )
+    config_path = tmp_path / "pipeline.yaml"  # every node shares this machine's files
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    app_env = {
+        "DATABASE_URL": fresh_database_url,
+        "REDIS_URL": redis_url,
+        "DATA_DIR": str(tmp_path / "data"),
+        "ENVIRONMENT": "test",
+        "RAY_AUTH_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        **s3_env(pipeline_settings),
+    }
+    settings = pipeline_settings.model_copy(update={"database_url": fresh_database_url})
+    with create_pool(settings, fresh_database_url, application_name="two-node", max_size=2) as pool:
+        videos = [upload_video(pool, settings, test_media["speech_short"]) for _ in range(3)]
+        ids = sorted(str(v.id) for v in videos)
+        with local_cluster(os.environ | app_env, nodes=2, cpus_per_node=1) as cluster:
+            # 1. The queue worker, a driver of the cluster, runs every stage to the end.
+            worker_env = cluster.env | {"RAY_ADDRESS": cluster.address}
+            clipforge = str(Path(sys.executable).with_name("clipforge"))
+            cmd = [clipforge, "worker", "--until-idle", "--metrics-port", "0"]
+            _run([*cmd, "--config", str(config_path)], worker_env, timeout_s=120)
+            assert _statuses(pool) == dict.fromkeys(ids, "ready")
+            nodes = _actor_nodes(cluster)
+            assert set(nodes) == STAGE_ACTORS, nodes
+            assert len(set().union(*nodes.values())) == 2, nodes  # both nodes ran stage actors
+
+            # 2. A detect backfill, submitted as a Ray job with the repository as working dir.
+            runtime_env = {
+                "env_vars": app_env,
+                "excludes": [".git", ".venv", ".cache", "*.egg-info", "tmp", "notebooks"],
+            }
+            submission = f"backfill-two-node-{uuid.uuid4().hex[:8]}"
+            submit = [
+                str(Path(sys.executable).with_name("ray")),
+                *("job", "submit", "--address", cluster.dashboard_url),
+                *("--submission-id", submission, "--working-dir", "."),
+                *("--runtime-env-json", json.dumps(runtime_env), "--"),
+                *("python", "-m", "pipelines.backfill", "--stage", "detect", "--force"),
+                *("--run-id", "two-node", "--scorer-config", TUNED, "--config", str(config_path)),
+            ]
+            out = _run(submit, cluster.env, timeout_s=120)
+            from ray.job_submission import JobStatus, JobSubmissionClient
+
+            status = JobSubmissionClient(cluster.dashboard_url).get_job_status(submission)
+            assert status == JobStatus.SUCCEEDED, out[-6000:]
+        summary = json.loads(next(x for x in reversed(out.splitlines()) if '"unfinished"' in x))
+        assert (summary["succeeded"], summary["failed"], summary["unfinished"]) == (3, 0, 0)
+
+        tuned = ScorerConfig.load(REPO / TUNED)
+        with pool.connection() as conn:
+            jobs = conn.execute(
+                "SELECT video_id::text AS v, state FROM jobs WHERE run_id = 'two-node'"
+            ).fetchall()
+            clips = conn.execute(
+                "SELECT video_id::text AS v, model_version FROM clips ORDER BY video_id"
+            ).fetchall()
+        assert sorted((r["v"], r["state"]) for r in jobs) == [(i, "succeeded") for i in ids]
+        assert sorted({r["v"] for r in clips}) == ids
+        for row in clips:
+            version = row["model_version"].split("+")
+            assert (version[0], version[-1]) == (tuned.version, scorer_digest(tuned)), row
+        assert _statuses(pool) == dict.fromkeys(ids, "ready")
+
+
+def _statuses(pool: Pool) -> dict[str, str]:
+    with pool.connection() as conn:
+        rows = conn.execute("SELECT id::text AS id, status FROM videos").fetchall()
+    return {r["id"]: r["status"] for r in rows}

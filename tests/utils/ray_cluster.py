@@ -1,0 +1,159 @@
+"""A multi-node local Ray cluster started by `ray start` subprocesses, for tests.
+
+Each node is a `ray start --block` process with a temp dir of its own; terminating that process
+stops exactly its node's processes. Any process left behind (a worker, an agent) is found by its
+temp dir in its command line and ended by pid: never `ray stop`, which stops every Ray on the
+machine, the test session's own included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from tests.utils.servers import free_port, wait_for_port
+
+RAY = Path(sys.executable).with_name("ray")
+
+
+@dataclass
+class LocalCluster:
+    """A running cluster: where to reach it and what was started."""
+
+    gcs_port: int
+    dashboard_port: int
+    env: dict[str, str]
+    temp_dirs: list[Path] = field(default_factory=list)
+    nodes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        """GCS address (RAY_ADDRESS of a driver)."""
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """Job server / state API address."""
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+
+def _node_cmd(temp_dir: Path, *, head: LocalCluster | None, num_cpus: int) -> list[str]:
+    cmd = [
+        str(RAY),
+        "start",
+        "--block",
+        f"--num-cpus={num_cpus}",
+        "--num-gpus=0",
+        f"--object-store-memory={200 * 1024 * 1024}",
+        f"--temp-dir={temp_dir}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        "--disable-usage-stats",
+    ]
+    if head is None:
+        return cmd
+    return [*cmd, f"--address={head.address}"]
+
+
+def _ours(temp_dirs: list[Path]) -> list[psutil.Process]:
+    """Processes whose command line names one of the cluster's temp dirs."""
+    needles = [str(d) for d in temp_dirs]
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            line = " ".join(proc.info["cmdline"] or ())
+            if any(n in line for n in needles) and proc.pid != os.getpid():
+                found.append(proc)
+    return found
+
+
+def _alive_nodes(cluster: LocalCluster) -> int:
+    from ray.util.state import list_nodes
+
+    with contextlib.suppress(Exception):
+        nodes = list_nodes(address=cluster.dashboard_url, timeout=5, raise_on_missing_output=False)
+        return sum(1 for n in nodes if n.state == "ALIVE")
+    return 0
+
+
+@contextlib.contextmanager
+def local_cluster(
+    env: dict[str, str], *, nodes: int = 2, cpus_per_node: int = 1, timeout_s: float = 90
+) -> Iterator[LocalCluster]:
+    """A head (dashboard + job server) and `nodes - 1` more raylets, all on free ports."""
+    env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
+    # `python` of a job's entrypoint is the cluster's interpreter.
+    env["PATH"] = f"{RAY.parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("RAY_AUTH_MODE", "disabled")
+    cluster = LocalCluster(gcs_port=free_port(), dashboard_port=free_port(), env=env)
+    try:
+        # Short temp dirs: Ray's socket paths must stay under the OS limit.
+        head_dir = Path(tempfile.mkdtemp(prefix="cfh-", dir="/tmp"))
+        cluster.temp_dirs.append(head_dir)
+        head_cmd = [
+            *_node_cmd(head_dir, head=None, num_cpus=cpus_per_node),
+            "--head",
+            f"--port={cluster.gcs_port}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={cluster.dashboard_port}",
+            f"--ray-client-server-port={free_port()}",
+        ]
+        cluster.nodes.append(_start(head_cmd, env, head_dir))
+        wait_for_port(cluster.gcs_port, timeout_s=timeout_s, proc=cluster.nodes[0])
+        for _ in range(nodes - 1):
+            node_dir = Path(tempfile.mkdtemp(prefix="cfn-", dir="/tmp"))
+            cluster.temp_dirs.append(node_dir)
+            cmd = _node_cmd(node_dir, head=cluster, num_cpus=cpus_per_node)
+            cluster.nodes.append(_start(cmd, env, node_dir))
+        deadline = time.monotonic() + timeout_s
+        while _alive_nodes(cluster) < nodes:
+            dead = [p.args for p in cluster.nodes if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"cluster did not come up ({nodes} nodes); exited: {dead}")
+            time.sleep(0.5)
+        yield cluster
+    finally:
+        _stop(cluster)
+
+
+def _start(cmd: list[str], env: dict[str, str], temp_dir: Path) -> subprocess.Popen[bytes]:
+    log = (temp_dir / "ray-start.log").open("wb")
+    try:
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()
+
+
+def _stop(cluster: LocalCluster) -> None:
+    """Stop the nodes (workers first), then end by pid whatever of theirs is left."""
+    for proc in reversed(cluster.nodes):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its node's processes
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    left = _ours(cluster.temp_dirs)
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(left, timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    for temp_dir in cluster.temp_dirs:
+        shutil.rmtree(temp_dir, ignore_errors=True)
