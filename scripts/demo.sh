@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 video=$(.venv/bin/python scripts/make_test_media.py | awk '$1 == "speech_short" {print $2}')
-RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled} .venv/bin/clipforge process "$video" --out "${1:-out}"
+.venv/bin/clipforge process "$video" --out "${1:-out}"
