@@ -17,6 +17,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, TypedDict
 
+from clipforge.errors import DependencyUnavailable
 from clipforge.metrics import BREAKER_STATE, MODEL_LOADS, OBJECT_CACHE, STAGE_ROWS
 from clipforge.settings import Settings
 from clipforge.storage import create_store
@@ -201,10 +202,15 @@ class ActorSet:
 
     def _answer(self, ref: Any, actor: int) -> Any:
         import ray
-        from ray.exceptions import RayActorError, RayTaskError
+        from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
         try:
             value, report = ray.get(ref)
+        except ActorUnavailableError as exc:
+            # Its node is unreachable and not yet declared dead (a lost machine): the cluster's
+            # outage, not the job's, so the queue waits for Ray to restart the actor elsewhere
+            # without spending the job's attempts.
+            return DependencyUnavailable(f"{self.stage} actor unavailable: {exc}", dependency="ray")
         except RayActorError as exc:  # died twice in a row, or could not restart
             return StageFailure(f"{self.stage} actor died: {exc}", retryable=True)
         except RayTaskError as exc:

@@ -47,6 +47,23 @@ class LocalCluster:
         """Job server / state API address."""
         return f"http://127.0.0.1:{self.dashboard_port}"
 
+    def kill_node(self, index: int) -> int:
+        """SIGKILL node `index` (not the head) as a machine loss would: its `ray start` process,
+        everything under it (raylet, agents, workers) and whatever else names its temp dir.
+        Returns how many processes were killed."""
+        assert index > 0, "the head holds the GCS: kill a worker node"
+        procs: dict[int, psutil.Process] = {}
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(self.nodes[index].pid)
+            procs.update((p.pid, p) for p in [root, *root.children(recursive=True)])
+        procs.update((p.pid, p) for p in _ours([self.temp_dirs[index]]))
+        for proc in procs.values():
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(list(procs.values()), timeout=10)
+        self.nodes[index].wait(timeout=10)
+        return len(procs)
+
 
 def _node_cmd(temp_dir: Path, *, head: LocalCluster | None, num_cpus: int) -> list[str]:
     cmd = [
