@@ -64,6 +64,39 @@ def _run(cmd: list[str], env: dict[str, str], timeout_s: float) -> str:
     return out
 
 
+def _write_config(tmp_path: Path, *, stage_cpus: float) -> Path:
+    """A scaled-down pipeline config (every node shares this machine's files)."""
+    config = load_pipeline_config(
+        worker__idle_poll_s=0.2,
+        import__num_cpus=stage_cpus,
+        transcribe__asr_actors=1,
+        transcribe__asr_num_cpus=stage_cpus,
+        detect__num_cpus=stage_cpus,
+        detect__top_k=2,
+        export__short_side=240,
+        export__num_cpus=stage_cpus,
+    )
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    return path
+
+
+def _app_env(
+    database_url: str, redis_url: str, settings: Settings, tmp_path: Path
+) -> dict[str, str]:
+    """What the cluster's nodes, the worker and the Ray job run with."""
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "DATA_DIR": str(tmp_path / "data"),
+        "ENVIRONMENT": "test",
+        "RAY_AUTH_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        **s3_env(settings),
+    }
+
+
 @pytest.mark.timeout(240)
 def test_worker_and_backfill_job_on_two_nodes(
     fresh_database_url: str,
@@ -73,28 +106,9 @@ def test_worker_and_backfill_job_on_two_nodes(
     tmp_path: Path,
 ) -> None:
     migrate(fresh_database_url)
-    config = load_pipeline_config(
-        worker__idle_poll_s=0.2,
-        import__num_cpus=0.5,
-        transcribe__asr_actors=1,
-        transcribe__asr_num_cpus=0.5,
-        detect__num_cpus=0.5,
-        detect__top_k=2,
-        export__short_side=240,
-        export__num_cpus=0.5,
-    )
-    config_path = tmp_path / "pipeline.yaml"  # every node shares this machine's files
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
-    app_env = {
-        "DATABASE_URL": fresh_database_url,
-        "REDIS_URL": redis_url,
-        "DATA_DIR": str(tmp_path / "data"),
-        "ENVIRONMENT": "test",
-        "RAY_AUTH_MODE": "disabled",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        **s3_env(pipeline_settings),
-    }
+    # 0.5 CPU per stage, 2 in all: with 1 CPU per node the actors cannot all fit on one node.
+    config_path = _write_config(tmp_path, stage_cpus=0.5)
+    app_env = _app_env(fresh_database_url, redis_url, pipeline_settings, tmp_path)
     settings = pipeline_settings.model_copy(update={"database_url": fresh_database_url})
     with create_pool(settings, fresh_database_url, application_name="two-node", max_size=2) as pool:
         videos = [upload_video(pool, settings, test_media["speech_short"]) for _ in range(3)]
@@ -195,31 +209,11 @@ def test_second_node_killed_mid_transcribe(
     lost ones restart there and the call in flight is retried (max_task_retries=1).
     """
     migrate(fresh_database_url)
-    config = load_pipeline_config(
-        worker__idle_poll_s=0.2,
-        import__num_cpus=0.25,
-        transcribe__asr_actors=1,
-        transcribe__asr_num_cpus=0.25,
-        detect__num_cpus=0.25,
-        detect__top_k=2,
-        export__short_side=240,
-        export__num_cpus=0.25,
-        # The default max_attempts: a lost node is a cluster outage, which must not spend the
-        # job's attempts (the call in flight fails "actor unavailable" until Ray declares the
-        # node dead and restarts the actor on the head).
-    )
-    config_path = tmp_path / "pipeline.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
-    app_env = {
-        "DATABASE_URL": fresh_database_url,
-        "REDIS_URL": redis_url,
-        "DATA_DIR": str(tmp_path / "data"),
-        "ENVIRONMENT": "test",
-        "RAY_AUTH_MODE": "disabled",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        **s3_env(pipeline_settings),
-    }
+    # 0.25 CPU per stage, 1 in all: after the loss every actor fits on the head. The default
+    # max_attempts: a lost node is a cluster outage, which must not spend the job's attempts
+    # (the call in flight fails "actor unavailable" until Ray declares the node dead).
+    config_path = _write_config(tmp_path, stage_cpus=0.25)
+    app_env = _app_env(fresh_database_url, redis_url, pipeline_settings, tmp_path)
     settings = pipeline_settings.model_copy(update={"database_url": fresh_database_url})
     with create_pool(settings, fresh_database_url, application_name="two-node", max_size=2) as pool:
         videos = [upload_video(pool, settings, test_media["speech_short"]) for _ in range(3)]
