@@ -1,7 +1,8 @@
 """Fixtures of the cluster tests: Prometheus binaries, and live processes to scrape.
 
-promtool and prometheus come from Debian's `prometheus` package; a missing binary fails the
-test (it is part of the CI install), it never skips.
+promtool and prometheus come from Debian's `prometheus` package, amtool and the Alertmanager
+from `prometheus-alertmanager`; a missing binary fails the test (it is part of the CI install),
+it never skips.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 
 
-def _binary(name: str) -> str:
+def _binary(name: str, package: str = "prometheus") -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: apt-get install -y prometheus (Debian package)")
+        pytest.fail(f"{name} is not installed: apt-get install -y {package} (Debian package)")
     return path
 
 
@@ -38,6 +39,20 @@ def promtool() -> str:
 def prometheus_bin() -> str:
     """Path of the Prometheus server."""
     return _binary("prometheus")
+
+
+@pytest.fixture(scope="session")
+def amtool() -> str:
+    """Path of amtool."""
+    return _binary("amtool", "prometheus-alertmanager")
+
+
+@pytest.fixture(scope="session")
+def alertmanager_bin() -> str:
+    """Path of the Alertmanager server (Debian names it prometheus-alertmanager)."""
+    if shutil.which("prometheus-alertmanager") is None and shutil.which("alertmanager"):
+        return _binary("alertmanager", "prometheus-alertmanager")
+    return _binary("prometheus-alertmanager", "prometheus-alertmanager")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -19,7 +19,7 @@ SETTINGS = {name.upper() for name in Settings.model_fields}
 # Read by libraries rather than clipforge.settings (Hugging Face offline switches, Ray).
 EXTERNAL_ENV = {
     "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "RAY_ADDRESS", "HEALTHCHECK_URL",
-    "PROMETHEUS_MULTIPROC_DIR",
+    "PROMETHEUS_MULTIPROC_DIR", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
 }  # fmt: skip
 
 
@@ -47,6 +47,7 @@ def test_compose_services_env_and_ports() -> None:
     assert set(services) == {
         "postgres", "redis", "minio", "minio-init", "migrate",
         "ray-head", "worker", "api", "api-2", "tls-init", "lb", "prometheus", "grafana",
+        "alertmanager", "loki", "vector", "tempo-init", "tempo",
     }  # fmt: skip
     env = compose["x-clipforge-env"]
     assert {"DATABASE_URL", "REDIS_URL", "S3_BUCKET", "S3_ENDPOINT_URL", "CDN_BASE_URL"} <= set(env)
@@ -66,9 +67,10 @@ def test_compose_services_env_and_ports() -> None:
     assert "--port 8080" in " ".join(services["api"]["command"]) and "api:8080" in targets
     assert "--metrics-port 9101" in " ".join(services["worker"]["command"])
     assert {"worker:9101", "ray-head:8080", "worker:8080"} <= targets
-    for name in ("prometheus", "grafana"):
+    for name in ("prometheus", "grafana", "alertmanager", "loki", "vector", "tempo"):
         for volume in services[name]["volumes"]:
-            assert (CLUSTER / volume.split(":")[0]).exists(), volume
+            if volume.startswith("./"):  # bind mounts of repository files
+                assert (CLUSTER / volume.split(":")[0]).exists(), volume
 
 
 def test_kubernetes_kinds_and_kustomization() -> None:
@@ -197,3 +199,68 @@ def test_ray_pods_have_shm_and_workers_leave_cleanly() -> None:
     scorer = next(v for v in head["volumes"] if "configMap" in v)
     mount = next(m for m in head["containers"][0]["volumeMounts"] if m["name"] == scorer["name"])
     assert args[args.index("--scorer-config") + 1].startswith(mount["mountPath"] + "/")
+
+
+def _kustomized(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A kustomization of cluster/ and the objects of the resources it lists."""
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    docs = [d for name in kustomization["resources"] for d in _docs(folder / name)]
+    for generator in kustomization.get("configMapGenerator", []) + kustomization.get(
+        "secretGenerator", []
+    ):
+        for entry in generator["files"]:
+            assert (folder / entry.split("=")[-1]).exists(), entry
+    return kustomization, docs
+
+
+def test_logging_and_alerting_kustomizations() -> None:
+    logging_k, logging_docs = _kustomized(CLUSTER / "logging")
+    alerting_k, alerting_docs = _kustomized(CLUSTER / "alertmanager")
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in logging_docs + alerting_docs}
+    assert {
+        ("DaemonSet", "clipforge-vector"),
+        ("ClusterRole", "clipforge-vector"),
+        ("StatefulSet", "loki"),
+        ("Service", "loki"),
+        ("StatefulSet", "tempo"),
+        ("Service", "tempo"),
+        ("ConfigMap", "clipforge-grafana-datasources"),
+        ("Alertmanager", "clipforge"),
+    } <= kinds
+    assert logging_k["namespace"] == alerting_k["namespace"]
+    generated = {g["name"] for g in logging_k["configMapGenerator"]}
+    by_kind = {(d["kind"], d["metadata"]["name"]): d for d in logging_docs}
+    binding = by_kind[("ClusterRoleBinding", "clipforge-vector")]
+    assert binding["subjects"][0]["namespace"] == logging_k["namespace"]
+    for kind, name in [("DaemonSet", "clipforge-vector"), ("StatefulSet", "loki"),
+                       ("StatefulSet", "tempo")]:  # fmt: skip
+        pod = by_kind[(kind, name)]["spec"]["template"]
+        assert (
+            by_kind[(kind, name)]["spec"]["selector"]["matchLabels"].items()
+            <= pod["metadata"]["labels"].items()
+        )
+        container = pod["spec"]["containers"][0]
+        config = next(v for v in pod["spec"]["volumes"] if "configMap" in v)
+        assert config["configMap"]["name"] in generated
+        mount = next(m for m in container["volumeMounts"] if m["name"] == config["name"])
+        config_arg = next(a for a in container["args"] if "/etc/" in a)
+        assert config_arg.split("=")[-1].startswith(mount["mountPath"] + "/"), config_arg
+        for env in container.get("env", []):
+            ref = env.get("valueFrom", {}).get("configMapKeyRef")
+            if ref:  # the ClipForge ConfigMap of cluster/kuberay
+                assert ref["key"] in _by("ConfigMap")[ref["name"]]["data"]
+        if kind == "DaemonSet":  # Vector's data_dir is writable and not inside a read-only mount
+            vector = yaml.safe_load(
+                (CLUSTER / "logging" / "vector" / "kubernetes.yaml").read_text()
+            )
+            mounts = {m["mountPath"]: m.get("readOnly", False) for m in container["volumeMounts"]}
+            assert mounts[vector["data_dir"]] is False
+            assert not any(
+                ro and vector["data_dir"].startswith(path.rstrip("/") + "/")
+                for path, ro in mounts.items()
+            )
+        if kind == "StatefulSet":
+            service = by_kind[("Service", name)]
+            names = {p["name"] for p in container["ports"]}
+            assert {p["targetPort"] for p in service["spec"]["ports"]} <= names
+            assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
