@@ -1,7 +1,9 @@
-"""Structured JSON logs with request and job ids.
+"""Structured JSON logs with request, job and trace ids.
 
 Ids live in context variables, so every log line written while serving a request or running a
 job carries them without being passed around; `extra={...}` fields are merged into the line.
+While an OpenTelemetry span is current (tracing on), the line also carries its `trace_id` and
+`span_id`, so logs and traces of one request or job find each other.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
+
+from opentelemetry import trace
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 job_id_var: ContextVar[int | None] = ContextVar("job_id", default=None)
@@ -40,6 +44,10 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = request_id
         if (job_id := job_id_var.get()) is not None:
             entry["job_id"] = job_id
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = trace.format_trace_id(span.trace_id)
+            entry["span_id"] = trace.format_span_id(span.span_id)
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value

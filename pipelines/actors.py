@@ -5,6 +5,15 @@ batch, so model weights, the storage client (and its circuit breaker) and the no
 cache survive from one batch to the next. Actors live in other processes; what the driver's
 metrics must show about them (models loaded, breaker states, cache hits) comes back as a small
 `report` dict with every answer and is folded into the driver's Prometheus metrics by `Telemetry`.
+
+Tracing rides the same way. With tracing on, the driver opens a hop span per job of a call
+(under the job's span) and calls the actor's `traced` entry with the hop's `traceparent`; the
+actor records its own spans (the call, storage gets and puts, ffmpeg) in memory and returns them
+in its report, and the driver exports them with its own (`clipforge.observability.tracing`).
+Spans made on the driver around the call alone would show how long the call took but not where
+the time went; an exporter in every actor would need the collector reachable from every Ray
+node and OTEL_* variables in every runtime environment. With tracing off, calls go straight to
+the stage method, as before.
 """
 
 from __future__ import annotations
@@ -15,10 +24,12 @@ import queue
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from clipforge.errors import DependencyUnavailable
 from clipforge.metrics import BREAKER_STATE, MODEL_LOADS, OBJECT_CACHE, STAGE_ROWS
+from clipforge.observability import tracing
+from clipforge.observability.traced_store import TracedStore
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.storage.breaker import breaker_states
@@ -45,6 +56,8 @@ class Report(TypedDict):
     breakers: dict[str, bool]
     cache_hits: int
     cache_misses: int
+    # Spans the actor finished during a traced call (tracing on only).
+    spans: NotRequired[list[tracing.SpanRecord]]
 
 
 class StageActor:
@@ -53,7 +66,7 @@ class StageActor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # One client per actor (not per row), so its shared breaker sees consecutive failures.
-        self.store = create_store(settings)
+        self.store = TracedStore(create_store(settings))
         self.cache = ObjectCache.from_settings(settings)
         self._loads: list[str] = []
         self._cache_seen = (0, 0)
@@ -64,7 +77,21 @@ class StageActor:
 
     def fetch(self, key: str, scratch: Path) -> Path:
         """A local copy of a stored object, from the node's cache when it has it."""
-        return self.cache.fetch(self.store, key, scratch)
+        with tracing.span("storage.fetch", {"storage.key": key}) as current:
+            hits = self.cache.hits
+            path = self.cache.fetch(self.store, key, scratch)
+            if current is not None:
+                current.set_attribute("clipforge.cache.hit", self.cache.hits > hits)
+            return path
+
+    def traced(self, method: str, item: Any, carrier: dict[str, str]) -> tuple[Any, Report]:
+        """Run `method(item)` in a span under the driver's hop (`carrier`); the spans the call
+        finished go back in the report."""
+        name = f"{type(self).__name__}.{method}"
+        with tracing.remote_span(name, carrier, {"clipforge.actor.pid": os.getpid()}) as spans:
+            value, report = getattr(self, method)(item)
+        report["spans"] = spans
+        return value, report
 
     def report(self) -> Report:
         """Events since the last report, and the current breaker states."""
@@ -107,6 +134,16 @@ class Telemetry:
             states = [breaker_states(), *self._breakers.values()]
         for name in {n for s in states for n in s}:
             BREAKER_STATE.labels(breaker=name).set(int(any(s.get(name, False) for s in states)))
+
+
+def _job_ids(item: Any) -> list[int]:
+    """The jobs an actor call serves: a row's `job_id`, or those of a list of rows (parts)."""
+    rows = item if isinstance(item, list) else [item]
+    ids: list[int] = []
+    for row in rows:
+        if isinstance(row, dict) and "job_id" in row and int(row["job_id"]) not in ids:
+            ids.append(int(row["job_id"]))
+    return ids
 
 
 class ActorSet:
@@ -178,18 +215,31 @@ class ActorSet:
         self.start()
         results: list[Any] = [None] * len(items)
         todo = deque(enumerate(items))
-        running: dict[Any, tuple[int, int]] = {}
+        running: dict[Any, tuple[int, int, tracing.Hop | None]] = {}
         STAGE_ROWS.labels(stage=self.stage).inc(len(items))
         while todo or running:
             while todo and (actor := self._acquire(block=not running)) is not None:
                 index, item = todo.popleft()
-                running[getattr(self._actors[actor], method).remote(item)] = (index, actor)
+                handle = self._actors[actor]
+                hop = tracing.start_hop(
+                    f"ray {self.stage}.{method}",
+                    _job_ids(item),
+                    {"clipforge.stage": self.stage, "clipforge.actor.index": actor},
+                )
+                if hop is None:
+                    ref = getattr(handle, method).remote(item)
+                else:
+                    ref = handle.traced.remote(method, item, hop.carrier)
+                running[ref] = (index, actor, hop)
             # Short waits while work is left: an actor another thread frees is picked up soon.
             done, _ = ray.wait(list(running), num_returns=1, timeout=0.05 if todo else None)
             for ref in done:
-                index, actor = running.pop(ref)
+                index, actor, hop = running.pop(ref)
                 self._free.put(actor)
                 results[index] = self._answer(ref, actor)
+                if hop is not None:
+                    answer = results[index]
+                    hop.end(error=repr(answer) if isinstance(answer, Exception) else None)
         self._absorb_ready(wait=False)
         return results
 
@@ -216,6 +266,7 @@ class ActorSet:
         except RayTaskError as exc:
             cause = exc.cause if isinstance(exc.cause, Exception) else exc
             return cause
+        tracing.ingest(report.pop("spans", []))
         self._telemetry.absorb(self.stage, actor, report)
         return value
 

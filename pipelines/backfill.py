@@ -37,6 +37,8 @@ from clipforge.db.embedded import require_database_url
 from clipforge.db.migrate import migrate
 from clipforge.db.pool import Conn, Pool, create_pool
 from clipforge.db.repo.backfill import backfill_job_states, run_finished, select_backfill_page
+from clipforge.observability import tracing
+from clipforge.observability.setup import init_observability
 from clipforge.queue import enqueue, redrive, take_over_run
 from clipforge.settings import Settings, get_settings
 from models.highlight_config import ScorerConfig
@@ -215,7 +217,9 @@ def run_backfill(
                 page = select_page(conn, request, after=after, scorer=scorer)
                 if not page:
                     break
-                with conn.transaction():
+                # One trace per page (tracing on): its jobs store this span's context.
+                attributes = {"clipforge.run.id": run, "clipforge.videos": len(page)}
+                with tracing.span("backfill.page", attributes), conn.transaction():
                     for _, video_id in page:
                         _enqueue(conn, request, run, video_id, worker.lifecycle.max_attempts)
             # Until every job of the run finished: one waiting out a retry delay is not done.
@@ -307,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         drop_exports=args.drop_exports,
     )
     settings = get_settings()
+    init_observability(settings, "backfill")  # Sentry and tracing, each only if configured
     url = require_database_url(settings, who="backfill")
     migrate(url)
     config = load_pipeline_config(args.config)

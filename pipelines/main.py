@@ -15,6 +15,7 @@ from clipforge.db.embedded import require_database_url
 from clipforge.db.migrate import migrate
 from clipforge.db.pool import Pool, create_pool
 from clipforge.db.pool_metrics import register_pool_metrics
+from clipforge.observability.setup import init_observability
 from clipforge.queue import export_queue_metrics
 from clipforge.redis_client import create_redis
 from clipforge.settings import Settings
@@ -43,6 +44,7 @@ def run_worker(
 ) -> int:
     """Run the worker until SIGTERM/SIGINT (or until idle); returns the number of jobs run."""
     config = load_pipeline_config(config_path)
+    init_observability(settings, "worker")  # Sentry and tracing, each only if configured
     database_url = require_database_url(settings, who="worker")
     migrate(database_url)
     if metrics_port:

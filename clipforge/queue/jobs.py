@@ -24,6 +24,7 @@ from psycopg.types.json import Jsonb
 
 from clipforge.db.pool import Conn
 from clipforge.errors import Conflict, LeaseLost, NotFound
+from clipforge.observability.tracing import current_traceparent
 from clipforge.queue.backoff import Backoff
 from clipforge.settings import get_settings
 
@@ -48,6 +49,8 @@ class Job:
         waiting_since: when the current dependency wait began (the horizon runs from here).
         dependency_waits: delays in the current wait (their backoff grows with it).
         run_id: the run (a backfill) the job belongs to; only that run's workers claim it.
+        traceparent: W3C trace context of what enqueued the job (an API request, the stage
+            before); the worker continues that trace. None while tracing is off.
     """
 
     id: int
@@ -71,6 +74,7 @@ class Job:
     waiting_since: datetime | None
     dependency_waits: int
     run_id: str | None
+    traceparent: str | None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -92,6 +96,8 @@ def enqueue(
     """Add a job in the caller's transaction; with an idempotency key, return the existing job.
 
     With `run_id` the job belongs to that run: only a claim passing the same run takes it.
+    The current trace context (if tracing is on) is stored with the job, so the worker that
+    runs it continues the trace of the request or stage that enqueued it.
 
     `max_attempts` defaults to `QUEUE_MAX_ATTEMPTS`, so every enqueue site obeys the setting.
     Idle workers are woken by NOTIFY, which Postgres delivers only when the transaction commits.
@@ -100,8 +106,9 @@ def enqueue(
         max_attempts = get_settings().queue_max_attempts
     row = conn.execute(
         """INSERT INTO jobs
-               (kind, payload, video_id, idempotency_key, max_attempts, run_after, run_id)
-           VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s), %s)
+               (kind, payload, video_id, idempotency_key, max_attempts, run_after, run_id,
+                traceparent)
+           VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s), %s, %s)
            ON CONFLICT (idempotency_key) DO NOTHING
            RETURNING *""",
         (
@@ -112,6 +119,7 @@ def enqueue(
             max_attempts,
             delay_s,
             run_id,
+            current_traceparent(),
         ),
     ).fetchone()
     if row is None:

@@ -13,6 +13,11 @@ Dependency outages are not the job's fault and never end the process:
   `clipforge.resilience.dependency_of`): the job is delayed with its own backoff and keeps its
   attempts, for up to `dependency_horizon_s`; only then do further failures spend attempts.
 The loop exits only when `stop` is set (SIGTERM) or on a fatal configuration error.
+
+Observability (both no-ops unless configured): each claimed job gets a span that continues the
+trace stored with the job (`clipforge.observability.tracing`), current while its outcome is
+recorded, so the commit and the next stage's enqueue belong to it; a job that ends `dead` on an
+unexpected failure is reported to Sentry once, here on the driver.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from clipforge.metrics import (
     JOBS_FINISHED,
     JOBS_WAITING_DEPENDENCY,
 )
+from clipforge.observability import tracing
 from clipforge.queue import jobs as q
 from clipforge.queue.backoff import Backoff
 from clipforge.queue.notify import JobNotifier
@@ -184,6 +190,7 @@ class QueueRunner:
         reap = now >= self._next_reap or self._last_claim_empty
         if reap:
             self._next_reap = now + self.options.reap_interval_s
+        claim_started = time.time_ns()
         with self._pool.connection() as conn:
             batch = q.claim(
                 conn,
@@ -195,6 +202,8 @@ class QueueRunner:
                 run_id=self.run_id,
             )
         self._last_claim_empty = not batch
+        if batch and tracing.enabled():
+            self._start_spans(batch, (claim_started, time.time_ns()))
         CLAIM_BATCH.observe(len(batch))
         with self._held_lock:
             self._held.update(j.id for j in batch)
@@ -207,9 +216,28 @@ class QueueRunner:
         for index, job in enumerate(singles):
             if self.stop.is_set():
                 self._release([j.id for j in singles[index:]])
+                for unrun in singles[index:]:
+                    tracing.end_job_span(unrun.id, outcome="released")
                 break
             self._run_job(job)
         return len(batch)
+
+    @staticmethod
+    def _start_spans(batch: list[q.Job], claim_ns: tuple[int, int]) -> None:
+        for job in batch:
+            tracing.start_job_span(
+                job.id,
+                f"job {job.kind}",
+                job.traceparent,
+                claim_ns=claim_ns,
+                attributes={
+                    "clipforge.job.id": job.id,
+                    "clipforge.job.kind": job.kind,
+                    "clipforge.job.attempt": job.attempts,
+                    "clipforge.video.id": str(job.video_id) if job.video_id else None,
+                    "clipforge.run.id": job.run_id,
+                },
+            )
 
     def _run_batch(self, jobs: list[q.Job]) -> None:
         started = time.monotonic()
@@ -221,7 +249,7 @@ class QueueRunner:
         elapsed = time.monotonic() - started
         for job in jobs:
             outcome = outcomes.get(job.id, RuntimeError("batch handler returned no outcome"))
-            with job_context(job.id):
+            with job_context(job.id), tracing.job_scope(job.id):
                 if isinstance(outcome, Exception):
                     self._record_failure(job, outcome)
                 else:
@@ -240,6 +268,7 @@ class QueueRunner:
             # broke: either way the job is recorded exactly once.
             log.warning("lease lost; another worker owns the job now (or it is already done)")
             JOBS_FINISHED.labels(kind=job.kind, outcome="lease_lost").inc()
+            tracing.set_outcome("lease_lost")
             return
         except Exception as exc:  # writing the outputs failed: record it on the job
             self._record_failure(job, exc)
@@ -248,6 +277,7 @@ class QueueRunner:
             log.warning("stopped while the database was away; the lease will lapse")
             return
         JOBS_FINISHED.labels(kind=job.kind, outcome="succeeded").inc()
+        tracing.set_outcome("succeeded")
         if outcome.after_commit is not None:
             try:
                 outcome.after_commit()
@@ -256,7 +286,7 @@ class QueueRunner:
 
     def _run_job(self, job: q.Job) -> None:
         started = time.monotonic()
-        with job_context(job.id):
+        with job_context(job.id), tracing.job_scope(job.id):
             try:
                 outcome = self._handlers[job.kind](job) or JobResult()
             except Exception as exc:  # every failure must be recorded on the job
@@ -269,7 +299,8 @@ class QueueRunner:
                     self._held.discard(job.id)
 
     def _commit(self, job: q.Job, outcome: JobResult) -> bool:
-        with self._pool.connection() as conn, conn.transaction():
+        # The next stage's job, enqueued in `on_commit`, stores this span's context.
+        with tracing.span("queue.commit"), self._pool.connection() as conn, conn.transaction():
             # Lease first: a job taken over while we were cut off gets none of our writes.
             q.hold_lease(conn, job_id=job.id, worker_id=self.worker_id)
             if outcome.on_commit is not None:
@@ -335,6 +366,7 @@ class QueueRunner:
         if state is None:
             log.warning("stopped while the database was away; the lease will lapse")
             return
+        tracing.set_outcome(state, error=failure.error)
         if state == "waiting_dependency":
             assert failure.dependency is not None
             JOBS_WAITING_DEPENDENCY.labels(kind=job.kind, dependency=failure.dependency).inc()
@@ -348,6 +380,21 @@ class QueueRunner:
         log.warning(
             "job attempt failed", extra={"kind": job.kind, "state": state, "error": failure.error}
         )
+        if state == "dead" and failure.dependency is None:
+            # Once per job, when its retries are spent: an attempt that a retry fixes, a bad
+            # input (`failed`) and an outage outlasting the horizon are not reported.
+            from clipforge.observability.sentry import report_job_failure  # loads sentry_sdk
+
+            report_job_failure(
+                exc,
+                job_id=job.id,
+                kind=job.kind,
+                # Backfill kinds carry a prefix (`backfill-detect`); the stage is the last word.
+                stage=job.kind.rsplit("-", 1)[-1],
+                video_id=str(job.video_id) if job.video_id else None,
+                attempts=job.attempts,
+                error=failure.error,
+            )
 
     def _release(self, job_ids: list[int]) -> None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from clipforge.logging import configure_logging
+from clipforge.observability.setup import init_observability
 from clipforge.settings import get_settings
 from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
@@ -19,4 +20,5 @@ def create_app_from_env() -> FastAPI:
     """Open the process's connections from the environment and build the app."""
     settings = get_settings()
     configure_logging(settings.log_level, json_logs=settings.log_json)
+    init_observability(settings, "api")
     return create_app(ApiDeps.open(settings), close_deps=True)

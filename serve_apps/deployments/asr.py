@@ -26,10 +26,13 @@ class AsrDeployment:
 
     def __init__(self, settings: dict[str, Any], num_cpus: float = 0.5) -> None:
         """Load the weights (heavy imports stay inside the replica)."""
+        from clipforge.observability.setup import init_observability
         from clipforge.settings import load_settings
         from models.asr import AsrConfig, AsrModel
 
-        base = AsrConfig.from_settings(load_settings(**settings))
+        loaded = load_settings(**settings)
+        init_observability(loaded, "serve-asr")
+        base = AsrConfig.from_settings(loaded)
         self.model = AsrModel(
             AsrConfig(
                 model_dir=base.model_dir,

@@ -25,11 +25,13 @@ class CaptionDeployment:
 
     def __init__(self, settings: dict[str, Any], num_cpus: float = 0.25) -> None:
         """Load the titler's models (heavy imports stay inside the replica)."""
+        from clipforge.observability.setup import init_observability
         from clipforge.settings import load_settings
         from models.caption_titles import load_titler
         from models.text_encoder import EncoderOptions, load_text_encoder
 
         loaded = load_settings(**settings)
+        init_observability(loaded, "serve-caption")
         encoder = load_text_encoder(loaded, EncoderOptions(num_threads=thread_count(num_cpus)))
         self.titler = load_titler(loaded, encoder)
         self.stats_ = BatchStats("caption")

@@ -57,12 +57,15 @@ class HighlightDeployment:
 
     def __init__(self, settings: dict[str, Any], num_cpus: float = 0.25) -> None:
         """Load the encoder (heavy imports stay inside the replica)."""
+        from clipforge.observability.setup import init_observability
         from clipforge.settings import load_settings
         from models.highlight import HighlightScorer
         from models.text_encoder import EncoderOptions, load_text_encoder
 
+        loaded = load_settings(**settings)
+        init_observability(loaded, "serve-highlight")
         options = EncoderOptions(num_threads=thread_count(num_cpus))
-        encoder = load_text_encoder(load_settings(**settings), options)
+        encoder = load_text_encoder(loaded, options)
         self.scorer = HighlightScorer(encoder)
         self.stats_ = BatchStats("highlight")
 

@@ -106,11 +106,13 @@ class ApiIngress:
     ) -> None:
         """Open Postgres, Redis and storage clients for this replica."""
         from clipforge.logging import configure_logging
+        from clipforge.observability.setup import init_observability
         from clipforge.settings import load_settings
         from serve_apps.api.deps import ApiDeps
 
         loaded = load_settings(**settings)
         configure_logging(loaded.log_level, json_logs=loaded.log_json)
+        init_observability(loaded, "serve-ingress")
         self._deps = ApiDeps.open(
             loaded,
             models=ServeModelBackend(asr, highlight, caption),
