@@ -3,12 +3,15 @@ sequential script (faster-whisper + the same scoring + ffmpeg, one video after a
 same run on the same machine; then the seconds to export one 45 s 9:16 clip with captions.
 
     python -m benchmarks.pipeline_throughput [--video speech_short|speech_long|long-2h] [--count 4]
+    python -m benchmarks.pipeline_throughput --export-bench [--reps 3]
 
 Both sides transcribe, score, select and render the top clip of every video. The worker side also
 pays for what the product needs and the script skips: Postgres writes, object storage, the queue,
 and its cold start (actor processes, model loads) is inside its time, as the script's is.
 `--video long-2h` (a 2-hour source looped from speech_long) runs only the worker and reports its
 peak resident memory, driver and stage actors together.
+`--export-bench` times only the export of a 45 s 9:16 clip of a face video (`face_pan` looped),
+with face tracking and with the motion-only crop, alternating in one run, side by side.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ def _media(name: str) -> Path:
     spec.loader.exec_module(module)
     if name == "long-2h":
         return Path(module.build_long())
+    if name == "face_pan_long":
+        return Path(module.build_face_pan_long())
     return Path(module.build_all()[name])
 
 
@@ -229,6 +234,57 @@ def export_seconds(long_video: Path, workdir: Path) -> float:
     return time.perf_counter() - began
 
 
+def export_bench(video: Path, workdir: Path, reps: int) -> None:
+    """A 45 s 9:16 captioned clip of a face video rendered with face tracking (layout `auto`) and
+    with the motion-only crop (`face_tracking=False`), alternating so both see the same load."""
+    from clipforge.media import decode_audio, probe
+    from models.asr import AsrModel
+    from models.caption import build_cues
+    from models.caption_formats import to_ass
+    from pipelines.render import RenderSpec, output_size, plan_clip, render_clip
+
+    start, end = 5.0, 50.0
+    meta = probe(video)
+    assert meta.width and meta.height and meta.duration_s >= end, "the source is too short"
+    size = (meta.width, meta.height)
+    words = AsrModel().transcribe(decode_audio(video)[int(start * 16000) : int(end * 16000)]).words
+    ass = workdir / "export.ass"
+    ass.write_text(to_ass(build_cues(words, 0.0, end - start), resolution=output_size("9:16", 720)))
+    specs = {
+        "face": RenderSpec(start, end, "9:16", ass_path=ass, layout="auto", face_tracking=True),
+        "motion": RenderSpec(start, end, "9:16", ass_path=ass, face_tracking=False),
+    }
+    times: dict[str, list[float]] = {"face": [], "motion": []}
+    planning: list[float] = []
+    print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f} source={video.name} clip=45 s 9:16")
+    for rep in range(reps):
+        for mode in ("face", "motion") if rep % 2 == 0 else ("motion", "face"):
+            began = time.perf_counter()
+            if mode == "face":  # planned apart from the render so the analysis shows on its own
+                plan = plan_clip(video, specs[mode], src_size=size, words=words)
+                planning.append(time.perf_counter() - began)
+                render_clip(video, workdir / "f.mp4", specs[mode], src_size=size, plan=plan)
+            else:
+                render_clip(video, workdir / "m.mp4", specs[mode], src_size=size, words=words)
+            times[mode].append(time.perf_counter() - began)
+        print(
+            f"rep {rep + 1}: face tracking {times['face'][-1]:.1f} s, motion only "
+            f"{times['motion'][-1]:.1f} s, load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
+    face, motion = statistics.median(times["face"]), statistics.median(times["motion"])
+    print(f"{'export 45 s 9:16 (median of ' + str(reps) + ')':34} {'wall s':>8}")
+    print(
+        f"{'face tracking (layout auto)':34} {face:8.1f}  (of which reframe analysis "
+        f"{statistics.median(planning):.1f} s)"
+    )
+    print(f"{'motion-only crop (today)':34} {motion:8.1f}")
+    print(
+        f"face tracking / motion only: {face / motion:.2f}x (target <= 1.20x); "
+        f"load average now {os.getloadavg()[0]:.2f}"
+    )
+
+
 def long_run(video: Path) -> None:
     """The worker alone on one 2-hour source: throughput and peak resident memory."""
     from clipforge.media import probe
@@ -255,7 +311,17 @@ def main() -> None:
     parser.add_argument(
         "--no-warm", dest="warm", action="store_false", help="skip the warm-worker run"
     )
+    parser.add_argument(
+        "--export-bench",
+        action="store_true",
+        help="only the export of a 45 s clip of a face video, with and without face tracking",
+    )
+    parser.add_argument("--reps", type=int, default=3, help="--export-bench repetitions")
     args = parser.parse_args()
+    if args.export_bench:
+        with tempfile.TemporaryDirectory() as tmp:
+            export_bench(_media("face_pan_long"), Path(tmp), args.reps)
+        return
     video = _media(args.video)
     if args.video == "long-2h":
         long_run(video)

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from clipforge.errors import ClipForgeError
+from clipforge.ops.backup_cli import backup_app
 from clipforge.settings import Settings, get_settings
-from clipforge.types import AspectRatio, CaptionStyle
+from clipforge.types import AspectRatio, CaptionStyle, Layout
 
 if TYPE_CHECKING:
     from pipelines.process import ProcessOptions
@@ -115,6 +116,7 @@ def worker(
 
 webhooks_app = typer.Typer(help="Webhook deliveries.", no_args_is_help=True)
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(backup_app, name="backup")  # create|list|restore|verify|wal-config|wal-sync
 
 
 @app.command("serve")
@@ -200,6 +202,13 @@ def process(
     aspect: Annotated[AspectRatio, typer.Option(help="Clip aspect ratio.")] = "9:16",
     style: Annotated[CaptionStyle, typer.Option(help="Caption style.")] = "karaoke",
     top_k: Annotated[int, typer.Option(min=1, max=20, help="Number of clips.")] = 3,
+    layout: Annotated[
+        Layout,
+        typer.Option(
+            help="Who the crop follows: auto (the active speaker; split when two alternate "
+            "quickly), speaker, split (two stacked crops) or center."
+        ),
+    ] = "auto",
     config: Annotated[Path | None, typer.Option(help="Pipeline config file.")] = None,
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the video's media and rows in DATA_DIR.")
@@ -218,7 +227,7 @@ def process(
     except ClipForgeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    options_ = _process_options(aspect, style, top_k, config, keep)
+    options_ = _process_options(aspect, style, top_k, config, keep, layout)
     log_path = out_dir / "clipforge.log"
     code, message = _run_process(source, out_dir, settings, options_, log_path, verbose)
     typer.echo(message, err=code != 0)
@@ -226,12 +235,22 @@ def process(
 
 
 def _process_options(
-    aspect: AspectRatio, style: CaptionStyle, top_k: int, config: Path | None, keep: bool
+    aspect: AspectRatio,
+    style: CaptionStyle,
+    top_k: int,
+    config: Path | None,
+    keep: bool,
+    layout: Layout,
 ) -> ProcessOptions:
     from pipelines.process import ProcessOptions
 
     return ProcessOptions(
-        aspect_ratio=aspect, caption_style=style, top_k=top_k, config_path=config, keep=keep
+        aspect_ratio=aspect,
+        caption_style=style,
+        top_k=top_k,
+        config_path=config,
+        keep=keep,
+        layout=layout,
     )
 
 

@@ -201,11 +201,13 @@ class Client:
         self,
         clip_id: Id,
         aspect_ratio: Literal["9:16", "1:1", "16:9"] = "9:16",
-        caption_style: Literal["karaoke", "bold", "minimal"] = "karaoke",
+        caption_style: Literal["karaoke", "bold", "minimal", "speakers"] = "karaoke",
         idempotency_key: str | None = None,
+        layout: Literal["auto", "speaker", "split", "center"] = "auto",
     ) -> ExportCreated:
-        """Render a clip (frame shape, burned captions); poll it with `wait_for_export`."""
-        body = {"aspect_ratio": aspect_ratio, "caption_style": caption_style}
+        """Render a clip (frame shape, burned captions, who the crop follows); poll it with
+        `wait_for_export`."""
+        body = {"aspect_ratio": aspect_ratio, "caption_style": caption_style, "layout": layout}
         path = f"/v1/clips/{clip_id}/exports"
         return self._call(ExportCreated, "POST", path, json=body, idem=idempotency_key)
 

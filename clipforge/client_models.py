@@ -74,6 +74,7 @@ class WordOut(_Model):
     end: float
     text: str
     probability: float = 1.0
+    speaker: int | None = None  # speaker turn id (0, 1, ...); None when not computed
 
 
 class SegmentOut(_Model):
@@ -135,6 +136,7 @@ class ExportOut(_Model):
     clip_id: uuid.UUID
     aspect_ratio: str
     caption_style: str
+    layout: str = "auto"  # who the crop follows: auto, speaker, split or center
     status: ExportStatus
     duration_s: float | None = None
     error: str | None = None

@@ -16,9 +16,15 @@ from typing import Any, Literal, get_args
 # One definition of the output shapes and caption styles for the CLI, the config, the models and
 # the API, so a new choice is added in one place.
 AspectRatio = Literal["9:16", "1:1", "16:9"]
-CaptionStyle = Literal["karaoke", "bold", "minimal"]
+# `speakers` colours each word by its speaker (models/caption_formats.py).
+CaptionStyle = Literal["karaoke", "bold", "minimal", "speakers"]
 ASPECT_RATIOS: tuple[str, ...] = get_args(AspectRatio)
 CAPTION_STYLES: tuple[str, ...] = get_args(CaptionStyle)
+# Who the crop follows (pipelines/reframe.py): `auto` (the active speaker, two stacked crops when
+# two people alternate quickly), `speaker` (always one crop on the active speaker), `split`
+# (always two stacked crops when there are two faces) or `center` (a fixed centre crop).
+Layout = Literal["auto", "speaker", "split", "center"]
+LAYOUTS: tuple[str, ...] = get_args(Layout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +51,15 @@ class Word:
         end: end time in seconds (>= start).
         text: the word as spoken, without surrounding whitespace.
         probability: recogniser confidence in [0, 1].
+        speaker: who says it: 0, 1, ... in order of first appearance (`models.speakers`);
+            None when speaker turns were not computed (older transcripts, plain ASR output).
     """
 
     start: float
     end: float
     text: str
     probability: float = 1.0
+    speaker: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +126,8 @@ class Transcript:
                             "end": w.end,
                             "text": w.text,
                             "probability": w.probability,
+                            # only when known, so transcripts without turns keep their layout
+                            **({"speaker": w.speaker} if w.speaker is not None else {}),
                         }
                         for w in s.words
                     ],
@@ -127,7 +138,7 @@ class Transcript:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Transcript:
-        """Inverse of `to_dict` (`probability` and the model's `sha256` may be absent)."""
+        """Inverse of `to_dict` (`probability`, `speaker` and the model's `sha256` may be absent)."""
         segments = tuple(
             Segment(
                 start=float(s["start"]),
@@ -139,6 +150,7 @@ class Transcript:
                         float(w["end"]),
                         str(w["text"]),
                         float(w.get("probability", 1.0)),
+                        None if w.get("speaker") is None else int(w["speaker"]),
                     )
                     for w in s["words"]
                 ),

@@ -30,6 +30,9 @@ class CueOptions:
         max_cps: reading-speed limit in characters per second.
         pause_s: a gap between words this long starts a new cue.
         min_sentence_chars: a sentence end closes the cue once it has this many characters.
+        speaker_breaks: a change of speaker (`Word.speaker`) always starts a new cue, and short
+            cues are never merged across one, so each cue is one voice (the `speakers` style
+            colours cues by speaker; off by default so other styles' cues stay as they were).
     """
 
     max_chars_per_line: int = 42
@@ -39,6 +42,7 @@ class CueOptions:
     max_cps: float = 17.0
     pause_s: float = 1.0
     min_sentence_chars: int = 12
+    speaker_breaks: bool = False
 
     def __post_init__(self) -> None:
         if self.max_chars_per_line < 8 or self.max_lines < 1:
@@ -110,7 +114,8 @@ def _clip_words(words: Sequence[Word], clip_start: float, clip_end: float) -> li
             )
         if clip_start <= (w.start + w.end) / 2 <= clip_end and w.text.strip():
             start = min(max(w.start - clip_start, 0.0), length)
-            out.append(Word(start, min(max(w.end - clip_start, start), length), w.text.strip()))
+            end = min(max(w.end - clip_start, start), length)
+            out.append(Word(start, end, w.text.strip(), speaker=w.speaker))
     return out
 
 
@@ -122,7 +127,7 @@ def _split_long(word: Word, max_chars: int) -> list[Word]:
     pieces = [word.text[i : i + max_chars] for i in range(0, len(word.text), max_chars)]
     step = (word.end - word.start) / len(pieces)
     return [
-        Word(word.start + k * step, word.start + (k + 1) * step, p, word.probability)
+        Word(word.start + k * step, word.start + (k + 1) * step, p, word.probability, word.speaker)
         for k, p in enumerate(pieces)
     ]
 
@@ -138,7 +143,8 @@ def _group(words: Sequence[Word], opts: CueOptions) -> list[list[Word]]:
             paused = word.start - current[-1].end >= opts.pause_s
             chars = sum(len(w.text) + 1 for w in current)
             sentence_done = ends_sentence(current[-1].text) and chars >= opts.min_sentence_chars
-            if not fits or too_long or paused or sentence_done:
+            turn = opts.speaker_breaks and word.speaker != current[-1].speaker
+            if not fits or too_long or paused or sentence_done or turn:
                 groups.append(current)
                 current = []
         current.append(word)
@@ -179,9 +185,11 @@ def _merge_short(groups: list[list[Word]], length: float, opts: CueOptions) -> l
             a, b = min(short, other), max(short, other)
             merged = groups[a] + groups[b]
             tokens = [w.text for w in merged]
+            one_voice = not opts.speaker_breaks or len({w.speaker for w in merged}) == 1
             if (
                 wrap_lines(tokens, opts.max_chars_per_line, opts.max_lines) is not None
                 and merged[-1].end - merged[0].start <= opts.max_duration_s
+                and one_voice
             ):
                 groups[a : b + 1] = [merged]
                 break

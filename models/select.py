@@ -5,6 +5,11 @@ sit next to a silence (a gap between words) when one is within a couple of words
 into that silence, so a clip never starts or ends inside a word and rarely mid-phrase. A window
 is skipped when, after snapping, it cannot meet the duration limits, overlaps a chosen clip, or
 says nearly the same thing as one (text-embedding cosine similarity).
+
+Speaker turns break ties: among windows of equal score, those whose edges fall on a change of
+speaker (`Word.speaker`) go first, and an edge that could move to several equally long silences
+(within `turn_tie_s`) takes one at a change of speaker, so a clip starts and ends with a voice
+rather than in the middle of an exchange. Without speaker ids nothing changes.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class SelectOptions:
             chosen clip's are dropped.
         duplicate_overlap: windows sharing at least this share of the shorter text's words with
             a chosen clip are dropped (catches the same passage with a sentence more or less).
+        turn_tie_s: silences within this many seconds of the best one count as equally good
+            edges, and among them an edge at a change of speaker wins.
     """
 
     top_k: int = 5
@@ -49,14 +56,15 @@ class SelectOptions:
     search_words: int = 2
     duplicate_similarity: float = 0.92
     duplicate_overlap: float = 0.8
+    turn_tie_s: float = 0.05
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ValidationFailed("top_k must be >= 1")
         if not 0 < self.min_duration_s < self.max_duration_s:
             raise ValidationFailed("durations must satisfy 0 < min_duration_s < max_duration_s")
-        if min(self.min_gap_s, self.silence_s, self.pad_s, self.search_words) < 0:
-            raise ValidationFailed("gaps, padding and search_words must be >= 0")
+        if min(self.min_gap_s, self.silence_s, self.pad_s, self.search_words, self.turn_tie_s) < 0:
+            raise ValidationFailed("gaps, padding, search_words and turn_tie_s must be >= 0")
         if not (0 < self.duplicate_similarity <= 1 and 0 < self.duplicate_overlap <= 1):
             raise ValidationFailed("duplicate_similarity and duplicate_overlap must be in (0, 1]")
 
@@ -103,12 +111,40 @@ def _gap_after(words: Sequence[Word], i: int, duration: float) -> float:
     return (words[i + 1].start if i + 1 < len(words) else duration) - words[i].end
 
 
-def _snap_edge(candidates: range, gap: list[float], origin: int, silence_s: float) -> int:
-    """The candidate with the longest gap; the original edge wins unless it lacks a silence."""
+def _snap_edge(
+    candidates: range,
+    gap: list[float],
+    origin: int,
+    silence_s: float,
+    turn: list[bool] | None = None,
+    tie_s: float = 0.0,
+) -> int:
+    """The candidate with the longest gap; the original edge wins unless it lacks a silence.
+
+    With `turn` (True where the edge is a change of speaker), an edge that is not a turn gives
+    way to the nearest turn whose silence is as long within `tie_s` (or longer).
+    """
     if gap[origin] >= silence_s:
-        return origin
-    best = max(candidates, key=lambda i: (gap[i], -abs(i - origin)))
-    return best if gap[best] >= silence_s else origin
+        best = origin
+    else:
+        best = max(candidates, key=lambda i: (gap[i], -abs(i - origin)))
+        if gap[best] < silence_s:
+            return origin
+    if turn is None or turn[best]:
+        return best
+    tied = [i for i in candidates if turn[i] and gap[i] >= max(silence_s, gap[best] - tie_s)]
+    return min(tied, key=lambda i: (abs(i - origin), i)) if tied else best
+
+
+def speaker_turns(words: Sequence[Word]) -> list[bool]:
+    """True at word i when a different (known) speaker said word i - 1: a turn starts there."""
+    return [
+        i > 0
+        and w.speaker is not None
+        and words[i - 1].speaker is not None
+        and w.speaker != words[i - 1].speaker
+        for i, w in enumerate(words)
+    ]
 
 
 class _Snapper:
@@ -121,6 +157,16 @@ class _Snapper:
         self.mids = [(w.start + w.end) / 2 for w in words]
         self.before = [_gap_before(words, i) for i in range(len(words))]
         self.after = [_gap_after(words, i, self.duration) for i in range(len(words))]
+        starts = speaker_turns(words)
+        self.turn_before: list[bool] | None = starts if any(starts) else None
+        self.turn_after = [*starts[1:], False] if any(starts) else None
+
+    def turn_edges(self, start: float, end: float) -> int:
+        """How many edges (0-2) of the span's words sit at a change of speaker."""
+        span = self.word_range(start, end)
+        if span is None or self.turn_before is None or self.turn_after is None:
+            return 0
+        return int(self.turn_before[span[0]]) + int(self.turn_after[span[1]])
 
     def word_range(self, start: float, end: float) -> tuple[int, int] | None:
         """Indices of the first and last word whose middle lies in [start, end]."""
@@ -130,12 +176,22 @@ class _Snapper:
 
     def snap(self, a: int, b: int) -> tuple[int, int]:
         """Move edges (at most `search_words` words) to the nearest silences."""
-        k, n = self.options.search_words, len(self.words)
+        k, n, opts = self.options.search_words, len(self.words), self.options
         a = _snap_edge(
-            range(max(0, a - k), min(b, a + k) + 1), self.before, a, self.options.silence_s
+            range(max(0, a - k), min(b, a + k) + 1),
+            self.before,
+            a,
+            opts.silence_s,
+            self.turn_before,
+            opts.turn_tie_s,
         )
         b = _snap_edge(
-            range(max(a, b - k), min(n - 1, b + k) + 1), self.after, b, self.options.silence_s
+            range(max(a, b - k), min(n - 1, b + k) + 1),
+            self.after,
+            b,
+            opts.silence_s,
+            self.turn_after,
+            opts.turn_tie_s,
         )
         return a, b
 
@@ -177,7 +233,12 @@ def select_clips(
     snapper = _Snapper(words, transcript.duration, opts)
     chosen: list[tuple[ScoredWindow, int, int]] = []
     spans: list[tuple[float, float]] = []
-    for window in result.windows:
+    # Equal scores: windows whose edges fall on speaker turns first, then the usual time order.
+    windows = sorted(
+        result.windows,
+        key=lambda w: (-w.score, -snapper.turn_edges(w.start, w.end), w.start, w.end),
+    )
+    for window in windows:
         if len(chosen) == opts.top_k:
             break
         picked = _place(window, snapper)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from clipforge.errors import MediaError, ValidationFailed
 from clipforge.media import decode_audio
 from clipforge.settings import Settings, get_settings
-from clipforge.types import AspectRatio, CaptionStyle, Transcript, Word
+from clipforge.types import AspectRatio, CaptionStyle, Layout, Transcript, Word
 from pipelines.config import PipelineConfig, load_pipeline_config
 from pipelines.preflight import check_options, check_out_dir, check_source
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from models.clip_finder import ClipFinder
     from models.highlight import HighlightResult
     from models.select import Clip
+    from models.speakers import SpeakerEncoder
 
 _MAX_TIMELINE_POINTS = 500  # as many as the detect stage keeps on the video row
 
@@ -148,6 +149,13 @@ def _asr_model(config: AsrConfig) -> AsrModel:
     return AsrModel(config)
 
 
+@lru_cache(maxsize=1)
+def _speaker_encoder() -> SpeakerEncoder:
+    from models.speakers import SpeakerEncoder
+
+    return SpeakerEncoder()
+
+
 _FINDERS: dict[tuple[Any, ...], ClipFinder] = {}
 
 
@@ -189,15 +197,20 @@ def transcribe(
 
     `language` (ISO 639-1) skips detection on multilingual weights. The model and batch size
     come from `settings` (`ASR_MODEL_DIR`, `ASR_DEVICE`, ...) and the pipeline config, as in the
-    transcribe stage. Raises `MediaError` when the file has no usable audio.
+    transcribe stage. Words carry speaker ids (`Word.speaker`) unless the config's
+    `transcribe.speaker_turns` is off. Raises `MediaError` when the file has no usable audio.
     """
     from models.asr import AsrConfig
+    from models.speakers import diarize
 
     settings, config = _setup(settings, config_path)
     asr = replace(AsrConfig.from_settings(settings), batch_size=config.transcribe.asr_batch_size)
-    transcript = _asr_model(asr).transcribe_long(decode_audio(Path(path)), language=language)
+    audio = decode_audio(Path(path))
+    transcript = _asr_model(asr).transcribe_long(audio, language=language)
     if not transcript.words:
         raise MediaError("no speech detected in the audio track")
+    if config.transcribe.speaker_turns:
+        transcript = diarize(_speaker_encoder(), audio, transcript)
     return transcript
 
 
@@ -272,14 +285,15 @@ def captions(
     """SRT, WebVTT and ASS captions of one clip (a `HighlightClip` or `(start, end)` seconds).
 
     Cues follow the subtitle rules of `models.caption` (two lines of 42 characters, 0.8-6 s on
-    screen, reading speed); `style` is `karaoke`, `bold` or `minimal` (the ASS look).
+    screen, reading speed); `style` is `karaoke`, `bold`, `minimal` (the ASS look) or
+    `speakers` (each speaker's words in their own colour, one speaker per cue).
     """
     from models.caption import build_cues
-    from models.caption_formats import to_ass, to_srt, to_vtt
+    from models.caption_formats import cue_options, to_ass, to_srt, to_vtt
 
     words = transcript.words if isinstance(transcript, Transcript) else transcript
     start, end = (clip.start, clip.end) if isinstance(clip, HighlightClip) else clip
-    cues = build_cues(words, start, end)
+    cues = build_cues(words, start, end, cue_options(style))
     return Captions(
         cues=cues, srt=to_srt(cues), vtt=to_vtt(cues), ass=to_ass(cues, style, resolution=aspect)
     )
@@ -292,12 +306,17 @@ def process(
     aspect: AspectRatio = "9:16",
     style: CaptionStyle = "karaoke",
     top_k: int = 3,
+    layout: Layout = "auto",
     local: bool = False,
     settings: Settings | None = None,
     config_path: Path | None = None,
 ) -> ProcessResult:
     """One video to captioned clips in `out_dir` (transcript.json, clips.json, report.html,
     clips/NN.mp4 with .jpg/.srt/.vtt/.ass), like `clipforge process`.
+
+    `layout` says who the crop follows: `auto` (the active speaker; two stacked crops when two
+    people alternate quickly), `speaker`, `split` or `center`; without a face the crop follows
+    the motion in the picture.
 
     `local=False` runs the full pipeline (`pipelines.process.process_video`: local Ray, the
     embedded Postgres unless DATABASE_URL is set, the job queue). `local=True` runs the same
@@ -306,17 +325,17 @@ def process(
     """
     if not local:
         return _process_full(
-            str(source), Path(out_dir), aspect, style, top_k, settings, config_path
+            str(source), Path(out_dir), (aspect, style, layout), top_k, settings, config_path
         )
     settings, config = _setup(settings, config_path)
     # The same checks as `clipforge process`, so a bad input fails before any model loads.
-    check_options(aspect_ratio=aspect, caption_style=style, top_k=top_k)
+    check_options(aspect_ratio=aspect, caption_style=style, top_k=top_k, layout=layout)
     checked = check_source(str(source), settings)
     if checked.kind != "file":
         raise ValidationFailed("process(local=True) takes a local file; use local=False for URLs")
     src, out = Path(checked.location), check_out_dir(Path(out_dir))
     auto = config.detect.auto_export.model_copy(
-        update={"aspect_ratio": aspect, "caption_style": style, "top_n": top_k}
+        update={"aspect_ratio": aspect, "caption_style": style, "top_n": top_k, "layout": layout}
     )
     config = config.model_copy(
         update={"detect": config.detect.model_copy(update={"auto_export": auto})}
@@ -357,6 +376,7 @@ def _render(
         caption_style=config.detect.auto_export.caption_style,
         config=config.export,
         stem=f"{clip.rank:02d}",
+        layout=config.detect.auto_export.layout,
     )
     paths = {"mp4": files.mp4, "thumbnail": files.jpg, "srt": files.srt, "vtt": files.vtt}
     paths["ass"] = files.ass
@@ -373,6 +393,7 @@ def _render(
         "model": "clipforge-highlight",
         "model_version": clip.model_version,
         "export_status": "ready",
+        "layout": config.detect.auto_export.layout,
         "files": {k: str(p.relative_to(out)) for k, p in paths.items()},
     }
     processed = ProcessedClip(
@@ -408,16 +429,20 @@ def _write_docs(
 def _process_full(
     source: str,
     out: Path,
-    aspect: AspectRatio,
-    style: CaptionStyle,
+    look: tuple[AspectRatio, CaptionStyle, Layout],
     top_k: int,
     settings: Settings | None,
     config_path: Path | None,
 ) -> ProcessResult:
     from pipelines.process import ProcessOptions, process_video
 
+    aspect, style, layout = look
     options = ProcessOptions(
-        aspect_ratio=aspect, caption_style=style, top_k=top_k, config_path=config_path
+        aspect_ratio=aspect,
+        caption_style=style,
+        top_k=top_k,
+        config_path=config_path,
+        layout=layout,
     )
     result = process_video(source, out, settings or get_settings(), options)
     transcript = Transcript.from_dict(json.loads((out / "transcript.json").read_text()))

@@ -15,7 +15,7 @@ from clipforge.errors import MediaError
 from clipforge.media import probe
 from clipforge.types import Word
 from models.caption import build_cues
-from models.caption_formats import to_ass, to_srt, to_vtt
+from models.caption_formats import cue_options, to_ass, to_srt, to_vtt
 from pipelines.config import ExportConfig
 from pipelines.render import RenderSpec, crop_size, output_size, render_clip, thumbnail
 
@@ -48,9 +48,14 @@ def render_clip_files(
     caption_style: str,
     config: ExportConfig,
     stem: str = "clip",
+    layout: str = "auto",
 ) -> ClipFiles:
-    """Render `start_s`..`end_s` of `src` into `dest/<stem>.{mp4,jpg,srt,vtt,ass}`."""
-    cues = build_cues(words, start_s, end_s)
+    """Render `start_s`..`end_s` of `src` into `dest/<stem>.{mp4,jpg,srt,vtt,ass}`.
+
+    `layout` says who the crop follows (clipforge.types.Layout); the words (source times, with
+    speaker ids when turns were computed) tell the reframing who speaks when.
+    """
+    cues = build_cues(words, start_s, end_s, cue_options(caption_style))
     info = probe(src)
     if info.width is None or info.height is None:
         raise MediaError("the source has no video stream to export")
@@ -70,8 +75,11 @@ def render_clip_files(
         crf=config.crf,
         preset=config.preset,
         loudness_lufs=config.loudness_lufs,
+        layout=layout,
+        face_tracking=config.face_tracking,
     )
-    clip = render_clip(src, dest / f"{stem}.mp4", spec, src_size=(info.width, info.height))
+    size = (info.width, info.height)
+    clip = render_clip(src, dest / f"{stem}.mp4", spec, src_size=size, words=words)
     rendered = probe(clip)
     thumb = thumbnail(clip, dest / f"{stem}.jpg", at_s=min(1.0, rendered.duration_s / 2))
     srt, vtt = dest / f"{stem}.srt", dest / f"{stem}.vtt"

@@ -8,7 +8,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clipforge.errors import ConfigError
-from clipforge.types import AspectRatio, CaptionStyle
+from clipforge.types import AspectRatio, CaptionStyle, Layout
 
 # Keys renamed since earlier releases: (section, old) -> new. Old files and overrides still load.
 _RENAMED = {("transcribe", "asr_actors_max"): "asr_actors"}
@@ -56,6 +56,8 @@ class TranscribeConfig(_Section):
     max_chunk_s: float = Field(30, gt=1, le=30)
     claim_batch_size: int = Field(8, ge=1, le=100)
     segment_s: float = Field(600, ge=60)
+    # speaker turns (models/speakers.py): a voice embedding per ~2 s of speech in the ASR actor
+    speaker_turns: bool = True
 
 
 class AutoExportConfig(_Section):
@@ -65,6 +67,7 @@ class AutoExportConfig(_Section):
     top_n: int = Field(3, ge=1)
     aspect_ratio: AspectRatio = "9:16"
     caption_style: CaptionStyle = "karaoke"
+    layout: Layout = "auto"  # who the crop follows (clipforge.types.Layout)
 
 
 class DetectConfig(_Section):
@@ -96,6 +99,10 @@ class ExportConfig(_Section):
     crf: int = Field(23, ge=0, le=51)
     preset: str = "veryfast"
     loudness_lufs: float = Field(-16, le=-5, ge=-40)
+    # False: every export takes the motion-following crop of earlier versions whatever its
+    # layout (an escape hatch; `center` stays a centre crop). Face tracking costs about one
+    # extra decode of the clip at a few frames per second (benchmarks/pipeline_throughput.py).
+    face_tracking: bool = True
 
 
 class PipelineConfig(_Section):

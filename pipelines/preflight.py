@@ -17,7 +17,7 @@ from clipforge.errors import ValidationFailed
 from clipforge.fetch import check_url, parse_networks
 from clipforge.media import probe, require_clip_source
 from clipforge.settings import Settings
-from clipforge.types import ASPECT_RATIOS, CAPTION_STYLES
+from clipforge.types import ASPECT_RATIOS, CAPTION_STYLES, LAYOUTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +33,16 @@ class CheckedSource:
     location: str
 
 
-def check_options(*, aspect_ratio: str, caption_style: str, top_k: int) -> None:
-    """Refuse an unknown aspect ratio or caption style, or a clip count outside 1..20."""
+def check_options(
+    *, aspect_ratio: str, caption_style: str, top_k: int, layout: str = "auto"
+) -> None:
+    """Refuse an unknown aspect ratio, caption style or layout, or a clip count outside 1..20."""
     if aspect_ratio not in ASPECT_RATIOS:
         raise ValidationFailed(f"aspect ratio must be one of {', '.join(ASPECT_RATIOS)}")
     if caption_style not in CAPTION_STYLES:
         raise ValidationFailed(f"caption style must be one of {', '.join(CAPTION_STYLES)}")
+    if layout not in LAYOUTS:
+        raise ValidationFailed(f"layout must be one of {', '.join(LAYOUTS)}")
     if not 1 <= top_k <= 20:
         raise ValidationFailed("the number of clips must be between 1 and 20")
 

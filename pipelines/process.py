@@ -32,7 +32,7 @@ from clipforge.queue import enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.storage.keys import upload_key, video_prefix
-from clipforge.types import AspectRatio, CaptionStyle
+from clipforge.types import AspectRatio, CaptionStyle, Layout
 from pipelines.config import PipelineConfig, load_pipeline_config
 from pipelines.preflight import CheckedSource, check_options, check_out_dir, check_source
 from pipelines.progress import StageProgress
@@ -48,6 +48,7 @@ class ProcessOptions:
         aspect_ratio: of the rendered clips.
         caption_style: ASS style burned into them.
         top_k: at most this many clips.
+        layout: who the crop follows: auto, speaker, split or center (clipforge.types.Layout).
         config_path: pipeline config (default configs/pipeline.yaml).
         keep: keep the video's rows and media in the data folder after the run (by default a
             one-off run leaves only its output folder behind).
@@ -58,6 +59,7 @@ class ProcessOptions:
     top_k: int = 3
     config_path: Path | None = None
     keep: bool = False
+    layout: Layout = "auto"
 
 
 @contextlib.contextmanager
@@ -117,7 +119,10 @@ def process_video(
     """
     opts = options or ProcessOptions()
     check_options(
-        aspect_ratio=opts.aspect_ratio, caption_style=opts.caption_style, top_k=opts.top_k
+        aspect_ratio=opts.aspect_ratio,
+        caption_style=opts.caption_style,
+        top_k=opts.top_k,
+        layout=opts.layout,
     )
     checked = check_source(source, settings)
     out = check_out_dir(out_dir)
@@ -214,6 +219,7 @@ def _config(config: PipelineConfig, opts: ProcessOptions) -> PipelineConfig:
             "top_n": opts.top_k,
             "aspect_ratio": opts.aspect_ratio,
             "caption_style": opts.caption_style,
+            "layout": opts.layout,
         }
     )
     detect = config.detect.model_copy(update={"top_k": opts.top_k, "auto_export": auto})
@@ -265,6 +271,7 @@ def _write_outputs(
                 "model_version": clip.model_version,
                 "export_status": export.status if export else None,
                 "export_error": export.error if export else None,
+                "layout": export.layout if export else None,
                 "files": files,
             }
         )

@@ -4,6 +4,9 @@ Reframing crops the largest window of the target aspect ratio. Where the crop is
 the picture, the window follows the motion in the shot: the horizontal centre of frame-to-frame
 change is measured on small grey frames at 2 fps, smoothed, and turned into a piecewise-linear
 `crop` x expression, so the window glides instead of jumping. Without motion it stays centred.
+That is the path with `face_tracking=False`; with face tracking (the default) the window follows
+faces and the active speaker, in the layout asked for (pipelines/reframe.py), and falls back to
+motion, then the centre, where no face is seen.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import numpy as np
 
 from clipforge.errors import MediaError
 from clipforge.media import ffmpeg_exe
+from clipforge.observability.tracing import span
+from pipelines.reframe import ReframePlan, check_layout, plan_reframe, video_filter
 
 _ASPECTS = {"9:16": (9, 16), "1:1": (1, 1), "16:9": (16, 9)}
 _TRACK_FPS = 2.0
@@ -36,6 +41,9 @@ class RenderSpec:
         ass_path: ASS captions to burn in (times relative to the clip start), or None.
         crf / preset: x264 quality and speed.
         loudness_lufs: integrated loudness target (EBU R128).
+        layout: `auto`, `speaker`, `split` or `center` (pipelines/reframe.py says what each does).
+        face_tracking: False renders the motion-following crop of earlier versions (exactly), for
+            comparison and as an escape hatch; `center` is a fixed centre crop either way.
     """
 
     start_s: float
@@ -46,6 +54,11 @@ class RenderSpec:
     crf: int = 23
     preset: str = "veryfast"
     loudness_lufs: float = -16.0
+    layout: str = "auto"
+    face_tracking: bool = True
+
+    def __post_init__(self) -> None:
+        check_layout(self.layout)
 
 
 def output_size(aspect_ratio: str, short_side: int) -> tuple[int, int]:
@@ -84,9 +97,10 @@ def motion_centres(src: Path, start_s: float, duration_s: float) -> list[tuple[f
         "rawvideo",
         "-",
     ]
-    probe = subprocess.run(
-        cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=600
-    )
+    with span("ffmpeg", {"ffmpeg.step": "motion"}):
+        probe = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=600
+        )
     raw = np.frombuffer(probe.stdout, dtype=np.uint8)
     if probe.returncode != 0 or raw.size == 0:
         return []
@@ -119,18 +133,58 @@ def crop_x_expression(centres: Sequence[tuple[float, float]], src_w: int, crop_w
     return f"if(lt(t,{xs[0][0]:.2f}),{xs[0][1]},{expr})"
 
 
-def render_clip(src: Path, dest: Path, spec: RenderSpec, *, src_size: tuple[int, int]) -> Path:
-    """Render one clip to `dest` (H.264/AAC MP4 with faststart)."""
+def plan_clip(
+    src: Path,
+    spec: RenderSpec,
+    *,
+    src_size: tuple[int, int],
+    words: Sequence[object] | None = None,
+) -> ReframePlan:
+    """The face-tracking reframe plan `render_clip` uses for `spec` (see pipelines/reframe.py)."""
+    src_w, src_h = src_size
+    return plan_reframe(
+        src,
+        start_s=spec.start_s,
+        duration_s=spec.end_s - spec.start_s,
+        src_size=src_size,
+        crop=crop_size(src_w, src_h, spec.aspect_ratio),
+        out_size=output_size(spec.aspect_ratio, spec.short_side),
+        layout=spec.layout,
+        words=words,
+    )
+
+
+def render_clip(
+    src: Path,
+    dest: Path,
+    spec: RenderSpec,
+    *,
+    src_size: tuple[int, int],
+    words: Sequence[object] | None = None,
+    plan: ReframePlan | None = None,
+) -> Path:
+    """Render one clip to `dest` (H.264/AAC MP4 with faststart).
+
+    Args:
+        words: the clip's transcript words, times relative to the source; their `speaker`
+            labels (when present) tell the reframing who speaks when.
+        plan: a reframe plan made earlier with `plan_clip` (tests and benchmarks inspect it);
+            planned here when None.
+    """
     duration = spec.end_s - spec.start_s
     if duration <= 0:
         raise MediaError("clip has no duration")
     src_w, src_h = src_size
     crop_w, crop_h = crop_size(src_w, src_h, spec.aspect_ratio)
     out_w, out_h = output_size(spec.aspect_ratio, spec.short_side)
-    x_expr = crop_x_expression(motion_centres(src, spec.start_s, duration), src_w, crop_w)
-    video = (
-        f"crop={crop_w}:{crop_h}:'{x_expr}':{(src_h - crop_h) // 2},scale={out_w}:{out_h},setsar=1"
-    )
+    if spec.face_tracking or spec.layout == "center" or plan is not None:
+        if plan is None:
+            plan = plan_clip(src, spec, src_size=src_size, words=words)
+        video = video_filter(plan, (out_w, out_h), source="")
+    else:
+        x_expr = crop_x_expression(motion_centres(src, spec.start_s, duration), src_w, crop_w)
+        y = (src_h - crop_h) // 2
+        video = f"crop={crop_w}:{crop_h}:'{x_expr}':{y},scale={out_w}:{out_h},setsar=1"
     if spec.ass_path is not None:
         video += f",ass=filename={spec.ass_path}"
     audio = f"loudnorm=I={spec.loudness_lufs}:TP=-1.5:LRA=11,aresample=48000"
@@ -201,9 +255,10 @@ def thumbnail(clip: Path, dest: Path, at_s: float) -> Path:
 def _run(cmd: list[str], what: str) -> None:
     # stdin=DEVNULL (and -nostdin): ffmpeg otherwise reads the terminal, and as a child of a Ray
     # worker in a background process group it is stopped by SIGTTIN and never finishes.
-    proc = subprocess.run(
-        cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=1800
-    )
+    with span("ffmpeg", {"ffmpeg.step": what}):
+        proc = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=1800
+        )
     if proc.returncode != 0:
         # Decode errors mean bad media (not retryable); the message says which.
         raise MediaError(f"ffmpeg {what} failed: {_stderr_summary(proc.stderr)}")

@@ -2,7 +2,9 @@
 
 Speech comes from Debian's espeak-ng (known texts in `tests/fixtures/*.txt`, so tests know the
 reference transcript); pictures are ffmpeg test patterns (`testsrc2`) with hard hue cuts as scene
-changes. Media are built, never committed: the folder defaults to `<repo>/.cache/test-media/`
+changes. The face fixtures (`face_pan`, `two_speakers`, built in `face_media.py` beside this file)
+move a real public-domain portrait (NASA's astronaut photograph shipped in scikit-image) and write
+`<name>.truth.json` with the face boxes and who speaks when. Media are built, never committed: the folder defaults to `<repo>/.cache/test-media/`
 (override with `CLIPFORGE_TEST_MEDIA_DIR`) and files already built are kept.
 
 Usage: `python scripts/make_test_media.py [OUT_DIR]`; tests and benchmarks call `build_all()`.
@@ -10,6 +12,7 @@ Usage: `python scripts/make_test_media.py [OUT_DIR]`; tests and benchmarks call 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -19,6 +22,8 @@ import tempfile
 import wave
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import imageio_ffmpeg
 import numpy as np
@@ -26,7 +31,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures"
 # Bump when a recipe changes so stale caches are not reused.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 ESPEAK_RATE = 22050  # espeak-ng's native output rate
 ESPEAK_WPM = 130
 SCENE_S = 7.0  # a hard colour cut every SCENE_S seconds gives scene changes at known times
@@ -56,14 +61,16 @@ def _ffmpeg(*args: str) -> None:
     subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL)
 
 
-def _espeak(text: str) -> np.ndarray:
+def _espeak(text: str, voice: str = "en-us", pitch: int | None = None) -> np.ndarray:
     """Synthesize text with espeak-ng; int16 mono samples at ESPEAK_RATE."""
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise RuntimeError("espeak-ng is not installed (apt-get install -y espeak-ng)")
     with tempfile.TemporaryDirectory() as tmp:
         wav_path = Path(tmp) / "speech.wav"
-        cmd = [exe, "-v", "en-us", "-s", str(ESPEAK_WPM), "-w", str(wav_path), text]
+        cmd = [exe, "-v", voice, "-s", str(ESPEAK_WPM), "-w", str(wav_path)]
+        cmd += [] if pitch is None else ["-p", str(pitch)]
+        cmd.append(text)
         subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL)
         with wave.open(str(wav_path)) as wav:
             if wav.getframerate() != ESPEAK_RATE or wav.getnchannels() != 1:
@@ -166,15 +173,117 @@ def _build_empty(out: Path) -> None:
     out.write_bytes(b"")
 
 
+def _face_media() -> ModuleType:
+    """scripts/face_media.py (scripts/ is not a package, so it is loaded by path)."""
+    name = "clipforge_face_media"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("face_media.py")
+        )
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def truth(media: Path) -> dict[str, Any]:
+    """The truth written beside a face fixture (`<name>.truth.json`)."""
+    data: dict[str, Any] = json.loads(media.with_suffix(".truth.json").read_text(encoding="utf-8"))
+    return data
+
+
+def _read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as wav:
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+
+
+def _build_face_pan(out: Path) -> None:
+    """~20 s: the portrait pans across the left half, a busy distractor fills the right half."""
+    fm = _face_media()
+    sentences = [s.strip() + "." for s in short_text().split(".") if s.strip()]
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "speech.wav"
+        cues = _speech_track(sentences, wav)
+        samples = _read_wav(wav)
+        frames = round(len(samples) / ESPEAK_RATE * fm.FPS)
+        boxes: list[tuple[int, int, int, int]] = []
+        fm.encode(
+            fm.face_pan_frames(fm.frame_energy(samples, ESPEAK_RATE, frames), boxes), wav, out
+        )
+    info = {"width": fm.WIDTH, "height": fm.HEIGHT, "fps": fm.FPS, "frames": frames}
+    info |= {"distractor": [fm.WIDTH // 2, 0, fm.WIDTH // 2, fm.HEIGHT], "sentences": cues}
+    _write_truth(out, info | {"face_boxes": [list(b) for b in boxes]})
+
+
+# Two clearly different espeak-ng voices: (voice+variant, pitch 0-99).
+DIALOGUE_VOICES = (("en-us+f3", 70), ("en-us+m3", 30))
+_TURN_GAPS_S = (0.6, 0.8, 0.5, 0.9, 0.7)
+
+
+def dialogue_turns() -> list[tuple[int, str]]:
+    """(speaker, text) turns of the two-speaker fixture, in order."""
+    lines = (FIXTURES_DIR / "two_speakers.txt").read_text(encoding="utf-8").splitlines()
+    return [
+        (int(s), text.strip()) for s, _, text in (ln.partition("|") for ln in lines if ln.strip())
+    ]
+
+
+def _voiced(samples: np.ndarray) -> np.ndarray:
+    """Samples trimmed to the voiced span (espeak-ng pads with near-silence): exact truth times."""
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 200)
+    return samples[loud[0] : loud[-1] + 1] if loud.size else samples
+
+
+def _build_two_speakers(out: Path) -> None:
+    """~30 s: two faces side by side, two voices taking turns, each mouth moving with its voice."""
+    fm = _face_media()
+    tracks: list[list[np.ndarray]] = [[_silence(0.8)], [_silence(0.8)]]
+    utterances: list[dict[str, Any]] = []
+    t = len(tracks[0][0])
+    for i, (speaker, text) in enumerate(dialogue_turns()):
+        voice, pitch = DIALOGUE_VOICES[speaker]
+        speech = _voiced(_espeak(text, voice, pitch))
+        gap = _silence(_TURN_GAPS_S[i % len(_TURN_GAPS_S)])
+        face = ("left", "right")[speaker]
+        span = {"start": t / ESPEAK_RATE, "end": (t + len(speech)) / ESPEAK_RATE}
+        utterances.append({"speaker": speaker, "face": face, **span, "text": text})
+        tracks[speaker] += [speech, gap]
+        tracks[1 - speaker].append(np.zeros(len(speech) + len(gap), np.int16))
+        t += len(speech) + len(gap)
+    voices = [np.concatenate(track) for track in tracks]
+    frames = round(t / ESPEAK_RATE * fm.FPS)
+    energies = tuple(fm.frame_energy(v, ESPEAK_RATE, frames) for v in voices)
+    boxes: tuple[list[Any], list[Any]] = ([], [])
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "dialogue.wav"
+        _write_wav(wav, voices[0] + voices[1])  # never both at once: no overflow
+        fm.encode(fm.two_speaker_frames(energies, boxes), wav, out)
+    info = {"width": fm.WIDTH, "height": fm.HEIGHT, "fps": fm.FPS, "frames": frames}
+    faces = {
+        name: {"speaker": k, "boxes": [list(b) for b in boxes[k]]}
+        for k, name in enumerate(("left", "right"))
+    }
+    voice_info = [{"voice": v, "pitch": p} for v, p in DIALOGUE_VOICES]
+    _write_truth(out, info | {"utterances": utterances, "voices": voice_info, "faces": faces})
+
+
+def _write_truth(out: Path, data: dict[str, Any]) -> None:
+    data["duration_s"] = data["frames"] / data["fps"]
+    out.with_suffix(".truth.json").write_text(
+        json.dumps(data, separators=(",", ":")), encoding="utf-8"
+    )
+
+
 def _ensure(path: Path, build: Callable[[Path], None]) -> Path:
     """Build `path` unless it exists; write to a temp name first so a crash leaves no half file."""
     if path.exists():
         return path
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     build(tmp)
-    sidecar = tmp.with_suffix(".json")
-    if sidecar.exists():
-        os.replace(sidecar, path.with_suffix(".json"))
+    for suffix in (".json", ".truth.json"):  # sidecars first: the medium existing means complete
+        sidecar = tmp.with_suffix(suffix)
+        if sidecar.exists():
+            os.replace(sidecar, path.with_suffix(suffix))
     os.replace(tmp, path)
     return path
 
@@ -184,7 +293,7 @@ def build_all(out_dir: str | Path | None = None) -> dict[str, Path]:
 
     Names: speech_short, speech_long (videos with espeak-ng speech; `<name>.json` beside each
     lists the sentences with their times), no_audio, audio_only, silent, rotated, corrupt,
-    truncated, empty.
+    truncated, empty, face_pan, two_speakers (`truth(path)` reads their `<name>.truth.json`).
     """
     root = Path(out_dir) if out_dir is not None else default_out_dir()
     root = root / f"v{BUILD_VERSION}"
@@ -200,6 +309,8 @@ def build_all(out_dir: str | Path | None = None) -> dict[str, Path]:
     media["corrupt"] = _ensure(root / "corrupt.mp4", _build_corrupt)
     media["truncated"] = _ensure(root / "truncated.mp4", lambda p: _build_truncated(p, short))
     media["empty"] = _ensure(root / "empty.mp4", _build_empty)
+    media["face_pan"] = _ensure(root / "face_pan.mp4", _build_face_pan)
+    media["two_speakers"] = _ensure(root / "two_speakers.mp4", _build_two_speakers)
     return media
 
 
@@ -214,6 +325,16 @@ def build_long(out_dir: str | Path | None = None) -> Path:
     media = build_all(out_dir)
     root = media["speech_long"].parent
     return _ensure(root / "long_2h.mp4", lambda p: _build_long_2h(p, media["speech_long"]))
+
+
+def build_face_pan_long(out_dir: str | Path | None = None) -> Path:
+    """`face_pan` looped three times (about a minute) by stream copy: room for a 45 s clip with a
+    face, for the export benchmark. Built on demand, no truth file (the loop repeats the pan)."""
+    face_pan = build_all(out_dir)["face_pan"]
+    out = face_pan.with_name("face_pan_long.mp4")
+    return _ensure(
+        out, lambda p: _ffmpeg("-stream_loop", "2", "-i", str(face_pan), "-c", "copy", str(p))
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import numpy as np
 from clipforge.errors import MediaError
 from clipforge.media import ffmpeg_exe, iter_audio
 from clipforge.media.container import decode_frames, open_input
+from clipforge.observability.tracing import span
 from models.chunking import SAMPLE_RATE, AudioChunk, ChunkOptions, split_chunks
 
 # Audio gathered before a cut. It bounds memory twice: the samples (7.7 MB of float32) and the
@@ -57,7 +58,8 @@ def extract_audio_track(src: Path, dest: Path) -> Path:
         "1",  # speed over size: the track is an intermediate
         str(dest),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    with span("ffmpeg", {"ffmpeg.step": "audio_track"}):
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise MediaError(f"could not extract the audio track: {done.stderr.strip()[-500:]}")
     return dest

@@ -223,6 +223,7 @@ class DetectStage:
                     clip_id=clip.id,
                     aspect_ratio=auto.aspect_ratio,
                     caption_style=auto.caption_style,
+                    layout=auto.layout,
                 )
                 self.lifecycle.enqueue(conn, "export", video_id, {"export_id": str(export.id)})
 

@@ -62,6 +62,7 @@ class ExportActor(StageActor):
                 words=row["words"],
                 aspect_ratio=str(row["aspect_ratio"]),
                 caption_style=str(row["caption_style"]),
+                layout=str(row.get("layout", "auto")),
                 config=self.config,
             )
             paths = {"mp4": files.mp4, "jpg": files.jpg, "srt": files.srt, "vtt": files.vtt}
@@ -127,6 +128,7 @@ class ExportStage:
                 "end_s": clip.end_s,
                 "aspect_ratio": export.aspect_ratio,
                 "caption_style": export.caption_style,
+                "layout": export.layout,
                 "words": words,
             }
         if rows:

@@ -7,13 +7,20 @@ decodes its part block by block and cuts VAD chunks (`ChunkStream`) into a small
 while the actor's main thread transcribes full batches of chunks: decoding overlaps ASR, memory
 stays flat however long the video, and short videos of one claim share batches. The driver
 merges each job's chunk results into one transcript and stores it with the job.
+
+Speaker turns (`models.speakers`) ride on the same batches: after each ASR call the actor embeds
+the batch's words in ~2 s windows of its chunks' audio (already in memory, one window at a time),
+and the driver clusters a whole job's windows when it merges the parts, since the parts of a
+long video come from several actors. Every stored word then carries its `speaker`.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +36,7 @@ from clipforge.settings import Settings
 from clipforge.storage.keys import audio_key
 from clipforge.types import Transcript
 from models.chunking import AudioChunk, ChunkOptions, ChunkResult, merge_chunks
+from models.speakers import SpeakerWindow, assign_speakers
 from pipelines.actors import ActorSet, Report, StageActor, Telemetry, threads_per_actor
 from pipelines.config import TranscribeConfig
 from pipelines.lifecycle import Lifecycle, video_of
@@ -46,6 +54,7 @@ class _End:
 _Part = tuple[int, int]  # (job id, part)
 _Item = tuple[_Part, AudioChunk | _End | Exception] | None
 _PART_INDEXES = 1_000_000  # chunk indexes of part p start at p * _PART_INDEXES
+log = logging.getLogger(__name__)
 
 
 class AsrActor(StageActor):
@@ -63,6 +72,12 @@ class AsrActor(StageActor):
         )
         self.model = AsrModel(asr)
         self.loaded("asr")
+        self.speakers: Any = None
+        if config.speaker_turns:
+            from models.speakers import SpeakerEncoder
+
+            self.speakers = SpeakerEncoder()
+            self.loaded("speakers")
 
     def transcribe(self, rows: list[Row]) -> tuple[list[Row], Report]:
         """Transcribe every row's part of a video: its chunk results, or its error."""
@@ -71,7 +86,8 @@ class AsrActor(StageActor):
         threading.Thread(
             target=_produce, args=(rows, self._audio_of, options, chunks), daemon=True
         ).start()
-        results = _Transcriber(self.model, self.config.asr_batch_size).run(chunks)
+        transcriber = _Transcriber(self.model, self.config.asr_batch_size, self.speakers)
+        results = transcriber.run(chunks)
         out = [results.get((int(r["job_id"]), int(r["part"])), _missing(r)) for r in rows]
         return out, self.report()
 
@@ -114,14 +130,18 @@ def _produce(
 
 
 class _Transcriber:
-    """Consumer side: batches chunks (across videos of one language), results per part."""
+    """Consumer side: batches chunks (across videos of one language), results per part; with a
+    speaker encoder, also each part's embedded speech windows."""
 
-    def __init__(self, model: Any, batch_size: int) -> None:
+    def __init__(self, model: Any, batch_size: int, speakers: Any = None) -> None:
         self.model = model
         self.batch_size = batch_size
+        self.speakers = speakers
         self.pending: list[tuple[_Part, AudioChunk]] = []
         self.language: dict[int, str] = {}
         self.done: dict[_Part, list[ChunkResult]] = {}
+        self.windows: dict[_Part, list[SpeakerWindow] | None] = {}
+        self.speaker_s = 0.0
         self.failed: dict[_Part, Exception] = {}
 
     def run(self, items: queue.Queue[_Item]) -> dict[_Part, Row]:
@@ -165,12 +185,39 @@ class _Transcriber:
             return
         for (key, _), result in zip(batch, results, strict=True):
             self.done.setdefault(key, []).append(result)
+        if self.speakers is not None:
+            self._embed(batch, results)
+
+    def _embed(self, batch: list[tuple[_Part, AudioChunk]], results: list[ChunkResult]) -> None:
+        """Embed the speech windows of each chunk's own words (those it keeps at the merge).
+
+        A failure costs the part its speaker turns (None), never its transcript.
+        """
+        started = time.perf_counter()
+        for (key, chunk), result in zip(batch, results, strict=True):
+            windows = self.windows.setdefault(key, [])
+            if windows is None:  # an earlier chunk of this part failed
+                continue
+            kept = [
+                w
+                for w in result.words
+                if result.keep_start_s <= (w.start + w.end) / 2 < result.keep_end_s
+            ]
+            try:
+                windows += self.speakers.windows(chunk.audio, kept, offset_s=chunk.offset_s)
+            except Exception:
+                log.exception("speaker embeddings failed for job %s part %s", *key)
+                self.windows[key] = None
+        self.speaker_s += time.perf_counter() - started
 
     def _finished(self, key: _Part, end_s: float) -> Row:
         if key in self.failed:
             return error_row(key[0], self.failed.pop(key)) | {"part": key[1]}
         results = self.done.pop(key, [])
-        return {"job_id": key[0], "part": key[1], "results": results, "end_s": end_s, "error": ""}
+        row = {"job_id": key[0], "part": key[1], "results": results, "end_s": end_s, "error": ""}
+        if self.speakers is not None:
+            row["speaker_windows"] = self.windows.pop(key, [])
+        return row
 
 
 def merge_parts(job_id: int, parts: Sequence[Row], expected: int) -> Row:
@@ -185,6 +232,10 @@ def merge_parts(job_id: int, parts: Sequence[Row], expected: int) -> Row:
         return error_row(job_id, MediaError("no speech detected in the audio track"))
     duration = max(float(p["end_s"]) for p in parts)  # the last part ends with the track
     transcript = merge_chunks(results, duration_s=duration)
+    # Turns only when every part brought its windows: labels from a partial set would guess.
+    windows = [p.get("speaker_windows") for p in parts]
+    if all(w is not None for w in windows):
+        transcript = assign_speakers(transcript, [x for w in windows for x in w or ()])
     return {"job_id": job_id, "transcript": transcript, "error": "", "retryable": False}
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from clipforge.types import AspectRatio, CaptionStyle
+from clipforge.types import AspectRatio, CaptionStyle, Layout
 
 VideoStatus = Literal[
     "pending", "uploading", "importing", "transcribing", "detecting", "ready", "failed", "deleting"
@@ -153,6 +153,11 @@ class WordOut(BaseModel):
     end: float = Field(description="End in seconds.")
     text: str = Field(description="The word.")
     probability: float = Field(description="Recogniser confidence, 0..1.")
+    speaker: int | None = Field(
+        None,
+        description="Who says it: 0, 1, ... in order of first appearance (speaker turns); "
+        "null when turns were not computed.",
+    )
 
 
 class SegmentOut(BaseModel):
@@ -211,6 +216,13 @@ class CreateExportRequest(_Request):
 
     aspect_ratio: AspectRatio = Field(default="9:16", description="Output frame shape.")
     caption_style: CaptionStyle = Field(default="karaoke", description="Burned caption look.")
+    layout: Layout = Field(
+        default="auto",
+        description="Who the crop follows: `auto` (the active speaker; two stacked crops when "
+        "two people alternate quickly), `speaker` (one crop on the active speaker), `split` "
+        "(two stacked crops whenever two faces share the shot) or `center` (fixed centre crop). "
+        "Without a face the crop follows the motion, then the centre.",
+    )
 
 
 class ExportOut(BaseModel):
@@ -220,6 +232,7 @@ class ExportOut(BaseModel):
     clip_id: uuid.UUID = Field(description="The clip.")
     aspect_ratio: AspectRatio = Field(description="Output frame shape.")
     caption_style: str = Field(description="Burned caption look.")
+    layout: Layout = Field(description="Who the crop follows (see the export request).")
     status: Literal["queued", "rendering", "ready", "failed"] = Field(description="Render state.")
     duration_s: float | None = Field(description="Duration of the rendered file.")
     error: str | None = Field(description="Why rendering failed.")

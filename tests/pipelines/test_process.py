@@ -51,16 +51,19 @@ def test_process_writes_clips_transcript_and_report(
         "1:1",
         "--top-k",
         "2",
+        "--layout",
+        "center",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     transcript = json.loads((out / "transcript.json").read_text())
     words = [w for s in transcript["segments"] for w in s["words"]]
     assert len(words) > 20 and all(w["start"] <= w["end"] for w in words)
+    assert {w["speaker"] for w in words} == {0}  # one voice: one speaker turn id on every word
     clips = json.loads((out / "clips.json").read_text())
     assert 1 <= len(clips) <= 2
     for clip in clips:
         assert set(clip) >= {"start", "end", "score", "sub_scores", "reason", "title", "files"}
-        assert clip["export_status"] == "ready"
+        assert clip["export_status"] == "ready" and clip["layout"] == "center"
         info = probe(out / clip["files"]["mp4"])
         assert abs(info.duration_s - (clip["end"] - clip["start"])) <= 0.1
         assert info.width == info.height  # 1:1 as asked

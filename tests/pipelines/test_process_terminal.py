@@ -129,6 +129,7 @@ def _cli(*args: str, tmp: Path) -> tuple[subprocess.CompletedProcess[str], float
     [
         ("bad_style", "'nonsense' is not one of 'karaoke', 'bold', 'minimal'"),
         ("bad_aspect", "'4:3' is not one of '9:16', '1:1', '16:9'"),
+        ("bad_layout", "'pip' is not one of 'auto', 'speaker', 'split', 'center'"),
         ("bad_top_k", "--top-k"),
         ("unwritable_out", "cannot write to output folder"),
         ("out_is_a_file", "is not a folder"),
@@ -149,6 +150,7 @@ def test_user_errors_end_at_once_with_one_line(
     args = {
         "bad_style": [good, "--style", "nonsense"],
         "bad_aspect": [good, "--aspect", "4:3"],
+        "bad_layout": [good, "--layout", "pip"],
         "bad_top_k": [good, "--top-k", "0"],
         "unwritable_out": [good, "--out", "/proc/clipforge-out"],
         "out_is_a_file": [good, "--out", str(text_file)],

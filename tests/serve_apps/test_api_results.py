@@ -34,7 +34,7 @@ MODEL = ModelInfo(name="whisper-tiny.en", version="t+sha.abc", sha256="abc")
 
 def _transcript() -> Transcript:
     words = (Word(0.0, 0.4, "Hello", 0.9), Word(0.5, 1.0, "world.", 0.8))
-    more = (Word(2.0, 2.5, "Second", 0.9), Word(2.6, 3.0, "line.", 0.9))
+    more = (Word(2.0, 2.5, "Second", 0.9, 1), Word(2.6, 3.0, "line.", 0.9, 1))  # speaker 1
     return Transcript(
         "en",
         3.5,
@@ -68,6 +68,8 @@ def test_transcript_formats_and_not_ready(client: TestClient, owner: Auth, db: P
         "line.",
     ]
     assert body["model"] == {"name": "whisper-tiny.en", "version": "t+sha.abc"}
+    speakers = [w["speaker"] for s in body["segments"] for w in s["words"]]
+    assert speakers == [None, None, 1, 1]  # speaker turns; unknown for the first two words
     srt = client.get(f"/v1/videos/{video.id}/transcript?format=srt", headers=auth)
     assert srt.headers["content-type"].startswith("application/x-subrip")
     assert srt.text.startswith("1\n00:00:00,000 --> ") and "Hello world." in srt.text
@@ -97,11 +99,11 @@ def test_clips_pagination_and_exports(
     assert bad.status_code == 422
 
     clip_id = stored[0].id
-    body = {"aspect_ratio": "1:1", "caption_style": "bold"}
+    body = {"aspect_ratio": "1:1", "caption_style": "bold", "layout": "split"}
     made = client.post(f"/v1/clips/{clip_id}/exports", json=body, headers=auth)
     assert made.status_code == 202, made.text
     export = made.json()["export"]
-    assert export["status"] == "queued" and export["url"] is None
+    assert export["status"] == "queued" and export["url"] is None and export["layout"] == "split"
     with db.connection() as conn:
         job = get_job(conn, job_id=made.json()["job_id"])
         assert (
@@ -116,6 +118,7 @@ def test_clips_pagination_and_exports(
         )
     ready = client.get(f"/v1/exports/{export['id']}", headers=auth).json()
     assert ready["status"] == "ready" and httpx.get(ready["url"]).content == b"mp4"
+    assert ready["layout"] == "split"
     listed = client.get(f"/v1/clips/{clip_id}/exports", headers=auth).json()
     assert [e["id"] for e in listed["items"]] == [export["id"]]
     assert client.get(f"/v1/exports/{export['id']}", headers=other[1]).status_code == 404
@@ -126,6 +129,10 @@ def test_clips_pagination_and_exports(
         f"/v1/clips/{clip_id}/exports", json={"aspect_ratio": "4:3"}, headers=auth
     )
     assert bad_ratio.status_code == 422
+    bad_layout = client.post(f"/v1/clips/{clip_id}/exports", json={"layout": "pip"}, headers=auth)
+    assert bad_layout.status_code == 422 and "layout" in bad_layout.text
+    default = client.post(f"/v1/clips/{clip_id}/exports", json={}, headers=auth)
+    assert default.status_code == 202 and default.json()["export"]["layout"] == "auto"
 
 
 def test_job_get_and_redrive(client: TestClient, owner: Auth, other: Auth, db: Pool):

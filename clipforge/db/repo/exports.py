@@ -1,4 +1,4 @@
-"""Rendered clip exports (aspect ratio + caption style), with their storage keys."""
+"""Rendered clip exports (aspect ratio, caption style, layout), with their storage keys."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ from psycopg import sql
 
 from clipforge.db.pool import Conn
 from clipforge.pagination import Cursor, check_limit, split_page
-from clipforge.types import AspectRatio
+from clipforge.types import AspectRatio, Layout
 
 ExportStatus = Literal["queued", "rendering", "ready", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
 class Export:
-    """A stored export; `object_key` is set once the render is uploaded."""
+    """A stored export; `object_key` is set once the render is uploaded; `layout` says who the
+    crop follows (clipforge.types.Layout)."""
 
     id: uuid.UUID
     clip_id: uuid.UUID
@@ -32,6 +33,7 @@ class Export:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    layout: Layout = "auto"  # last: the column was added by migration 0004
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -45,13 +47,18 @@ class Export:
 
 
 def create_export(
-    conn: Conn, *, clip_id: uuid.UUID, aspect_ratio: AspectRatio, caption_style: str
+    conn: Conn,
+    *,
+    clip_id: uuid.UUID,
+    aspect_ratio: AspectRatio,
+    caption_style: str,
+    layout: Layout = "auto",
 ) -> Export:
     """A queued export row."""
     row = conn.execute(
-        """INSERT INTO exports (id, clip_id, aspect_ratio, caption_style) VALUES (%s, %s, %s, %s)
-           RETURNING *""",
-        (uuid.uuid4(), clip_id, aspect_ratio, caption_style),
+        """INSERT INTO exports (id, clip_id, aspect_ratio, caption_style, layout)
+           VALUES (%s, %s, %s, %s, %s) RETURNING *""",
+        (uuid.uuid4(), clip_id, aspect_ratio, caption_style, layout),
     ).fetchone()
     assert row is not None
     return Export(**row)

@@ -30,7 +30,16 @@ def replace_transcript(conn: Conn, *, video_id: uuid.UUID, transcript: Transcrip
     for seg_idx, segment in enumerate(transcript.segments):
         for word in segment.words:
             words.append(
-                (video_id, len(words), seg_idx, word.start, word.end, word.text, word.probability)
+                (
+                    video_id,
+                    len(words),
+                    seg_idx,
+                    word.start,
+                    word.end,
+                    word.text,
+                    word.probability,
+                    word.speaker,
+                )
             )
     with conn.cursor() as cur:
         cur.executemany(
@@ -38,8 +47,9 @@ def replace_transcript(conn: Conn, *, video_id: uuid.UUID, transcript: Transcrip
             segments,
         )
         cur.executemany(
-            """INSERT INTO transcript_words (video_id, idx, segment_idx, start_s, end_s, word, probability)
-               VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+            """INSERT INTO transcript_words
+                   (video_id, idx, segment_idx, start_s, end_s, word, probability, speaker)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
             words,
         )
 
@@ -61,7 +71,8 @@ def get_transcripts(conn: Conn, *, video_ids: Sequence[uuid.UUID]) -> dict[uuid.
         (ids,),
     ).fetchall()
     word_rows = conn.execute(
-        """SELECT video_id, segment_idx, start_s, end_s, word, probability FROM transcript_words
+        """SELECT video_id, segment_idx, start_s, end_s, word, probability, speaker
+           FROM transcript_words
            WHERE video_id = ANY(%s) ORDER BY video_id, idx""",
         (ids,),
     ).fetchall()
@@ -73,6 +84,7 @@ def get_transcripts(conn: Conn, *, video_ids: Sequence[uuid.UUID]) -> dict[uuid.
                 end=w["end_s"],
                 text=w["word"],
                 probability=float(w["probability"]),
+                speaker=w["speaker"],
             )
         )
     segments: dict[uuid.UUID, list[Segment]] = {}

@@ -59,7 +59,13 @@ def transcript_out(transcript: Transcript, video_id: uuid.UUID | None = None) ->
                 end=s.end,
                 text=s.text,
                 words=[
-                    WordOut(start=w.start, end=w.end, text=w.text, probability=w.probability)
+                    WordOut(
+                        start=w.start,
+                        end=w.end,
+                        text=w.text,
+                        probability=w.probability,
+                        speaker=w.speaker,
+                    )
                     for w in s.words
                 ],
             )
@@ -75,8 +81,9 @@ def transcript(
     video = owned_cached(deps, key, video_id)
 
     def load() -> dict[str, Any] | None:
-        with deps.pool.connection() as conn:
-            stored = get_transcript(conn, video_id=video_id)
+        stored = deps.read(
+            key, lambda conn: get_transcript(conn, video_id=video_id), fills_cache=True
+        )
         return transcript_out(stored, video_id).model_dump(mode="json") if stored else None
 
     data = deps.cache.get_or_load(TRANSCRIPT_NS, str(video_id), ttl_s=TRANSCRIPT_TTL_S, loader=load)
@@ -100,8 +107,10 @@ def clips_page(
     owned_cached(deps, key, video_id)
 
     def load() -> list[dict[str, Any]]:
-        with deps.pool.connection() as conn:
-            return [c.to_json() for c in list_all_clips(conn, video_id=video_id)]
+        clips = deps.read(
+            key, lambda conn: list_all_clips(conn, video_id=video_id), fills_cache=True
+        )
+        return [c.to_json() for c in clips]
 
     rows = [
         ClipOut.model_validate(r)
@@ -138,7 +147,11 @@ def request_export(
     """Queue a render of the key's clip (runs inside the idempotent transaction)."""
     clip = owned_clip(conn, key, clip_id)
     export = create_export(
-        conn, clip_id=clip.id, aspect_ratio=body.aspect_ratio, caption_style=body.caption_style
+        conn,
+        clip_id=clip.id,
+        aspect_ratio=body.aspect_ratio,
+        caption_style=body.caption_style,
+        layout=body.layout,
     )
     job = enqueue(
         conn, kind=EXPORT_JOB, payload={"export_id": str(export.id)}, video_id=clip.video_id
@@ -148,7 +161,8 @@ def request_export(
 
 def export(deps: ApiDeps, key: ApiKey, export_id: uuid.UUID) -> ExportOut:
     """`GET /v1/exports/{id}`."""
-    with deps.pool.connection() as conn:
+
+    def load(conn: Conn) -> Export | None:
         row = get_export(conn, export_id=export_id)
         try:
             if row is not None:
@@ -157,6 +171,9 @@ def export(deps: ApiDeps, key: ApiKey, export_id: uuid.UUID) -> ExportOut:
             # Another key's export answers exactly like a missing one: naming its clip (or
             # answering differently at all) would confirm that the id exists.
             row = None
+        return row
+
+    row = deps.read(key, load)
     if row is None:
         raise NotFound(f"export {export_id} not found")
     return export_out(deps, row)
@@ -167,9 +184,12 @@ def exports_page(
 ) -> ExportPage:
     """`GET /v1/clips/{id}/exports`."""
     position = Cursor.decode(cursor) if cursor else None
-    with deps.pool.connection() as conn:
+
+    def load(conn: Conn) -> tuple[list[Export], Cursor | None]:
         owned_clip(conn, key, clip_id)
-        rows, nxt = list_exports(conn, clip_id=clip_id, limit=limit, cursor=position)
+        return list_exports(conn, clip_id=clip_id, limit=limit, cursor=position)
+
+    rows, nxt = deps.read(key, load)
     return ExportPage(
         items=[export_out(deps, e) for e in rows], next_cursor=nxt.encode() if nxt else None
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from clipforge.db.pool import Pool
@@ -88,8 +89,16 @@ def test_clips_replace_paginate_and_cascade(db: Pool) -> None:
         done = update_export(
             conn, export_id=export.id, status="ready", object_key="videos/x/e.mp4", duration_s=20.0
         )
-        assert done is not None and done.status == "ready"
+        assert done is not None and done.status == "ready" and done.layout == "auto"
         assert list_exports(conn, clip_id=clips[0].id, limit=10)[0] == [done]
+        split = create_export(
+            conn, clip_id=clips[1].id, aspect_ratio="9:16", caption_style="bold", layout="split"
+        )
+        assert get_export(conn, export_id=split.id) == split and split.layout == "split"
+        with pytest.raises(psycopg.errors.CheckViolation), conn.transaction():
+            create_export(
+                conn, clip_id=clips[1].id, aspect_ratio="9:16", caption_style="bold", layout="pip"
+            )  # type: ignore[arg-type]
         with pytest.raises(ValueError):
             update_export(conn, export_id=export.id, clip_id=clips[1].id)
         delete_video(conn, video_id=video.id)

@@ -1,0 +1,321 @@
+"""Speaker turns: the voice encoder, windows, clustering and per-word speaker ids, on real speech
+(espeak-ng fixtures transcribed by the bundled Whisper) and on hand-made inputs."""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from clipforge.errors import ValidationFailed
+from clipforge.media import decode_audio
+from clipforge.settings import Settings
+from models import registry
+from models.asr import AsrModel
+from models.caption import CueOptions, build_cues
+from models.caption_formats import SPEAKER_COLOURS, cue_options, speaker_colour, to_ass
+from models.highlight import HighlightResult, ScoredWindow
+from models.select import SelectOptions, select_clips
+from models.speakers import (
+    SAMPLE_RATE,
+    SpeakerEncoder,
+    SpeakerOptions,
+    SpeakerWindow,
+    assign_speakers,
+    cluster,
+    diarize,
+    mel_filters,
+    mel_spectrogram,
+    speech_windows,
+)
+from models.types import ModelInfo, Segment, Transcript, Word
+from tests.utils.turns import accuracy
+
+_MODEL = ModelInfo("test", "0", "")
+
+
+@cache
+def _encoder() -> SpeakerEncoder:
+    return SpeakerEncoder()
+
+
+def test_two_voices_get_their_own_speaker_ids(
+    asr_model: AsrModel, test_media: dict[str, Path]
+) -> None:
+    media = test_media["two_speakers"]
+    truth = json.loads(media.with_suffix(".truth.json").read_text())["utterances"]
+    audio = decode_audio(media)
+    started = time.perf_counter()
+    transcript = asr_model.transcribe_long(audio)
+    asr_s = time.perf_counter() - started
+    rss = psutil.Process().memory_info().rss
+    started = time.perf_counter()
+    encoder = SpeakerEncoder()
+    load_s = time.perf_counter() - started
+    loaded_rss = psutil.Process().memory_info().rss
+    started = time.perf_counter()
+    labelled = diarize(encoder, audio, transcript)
+    turns_s = time.perf_counter() - started
+    score = accuracy(labelled, truth)
+    print(
+        f"\ntwo_speakers ({len(audio) / SAMPLE_RATE:.1f} s, {len(labelled.words)} words): "
+        f"word speaker accuracy {score:.1%}; ASR {asr_s:.2f} s, speaker turns +{turns_s:.2f} s "
+        f"(+{turns_s / asr_s:.0%}), encoder load {load_s:.2f} s, weights "
+        f"{encoder.parameter_bytes / 2**20:.1f} MiB, RSS +{(loaded_rss - rss) / 2**20:.1f} MiB "
+        "(torch's runtime too when this process had not imported it yet)"
+    )
+    assert score >= 0.9
+    assert {w.speaker for w in labelled.words} == {0, 1}
+    assert labelled.words[0].speaker == 0  # ordered by first appearance
+    assert [w.text for w in labelled.words] == [w.text for w in transcript.words]
+
+
+def test_one_voice_gets_one_speaker_id(asr_model: AsrModel, test_media: dict[str, Path]) -> None:
+    audio = decode_audio(test_media["speech_short"])
+    transcript = asr_model.transcribe_long(audio)
+    labelled = diarize(_encoder(), audio, transcript)
+    assert len(labelled.words) > 20
+    assert {w.speaker for w in labelled.words} == {0}
+
+
+def test_encoder_weights_are_registered_and_load_offline() -> None:
+    info = registry.speaker_encoder_info()
+    assert info is not None and info == _encoder().info
+    path = registry.speaker_encoder_weights()
+    assert path.name == "pretrained.pt" and info.sha256 == registry.file_sha256(path)
+    assert info.version == f"resemblyzer-0.1.4+sha.{info.sha256[:12]}"
+    assert info in registry.build_registry(Settings()).all()
+    # A 0.3 s tone and a 4 s one both give one unit vector each.
+    t = np.arange(int(4 * SAMPLE_RATE)) / SAMPLE_RATE
+    tone = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    vectors = _encoder().embed(tone, [(0.0, 0.3), (0.0, 4.0)])
+    assert vectors.shape == (2, 256)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # Windows are clipped to the audio given; one left without audio is dropped, not embedded.
+    words = [Word(10.2, 11.0, "a"), Word(11.05, 11.9, "b"), Word(13.0, 13.0, "edge")]
+    windows = _encoder().windows(tone[: SAMPLE_RATE * 3], words, offset_s=10.0)
+    assert [(w.start, w.end) for w in windows] == [(10.2, 11.9)]
+
+
+def test_mel_input_has_librosa_layout() -> None:
+    # The encoder's input: librosa.feature.melspectrogram(sr=16000, n_fft=400, hop_length=160,
+    # n_mels=40) transposed (checked equal to librosa 0.11 to 1e-7 when written; librosa is not
+    # imported here: it JIT-compiles for a minute). Slaney filters: triangles of area 1 in mel.
+    filters = mel_filters()
+    assert filters.shape == (40, 201) and (filters >= 0).all()
+    assert (np.count_nonzero(filters, axis=1) >= 1).all()
+    # A 1 kHz tone (FFT bin 25) lands in the band that weighs bin 25 most, in every full frame.
+    n = SAMPLE_RATE + 37
+    tone = np.sin(2 * np.pi * 1000 * np.arange(n) / SAMPLE_RATE).astype(np.float32)
+    mel = mel_spectrogram(tone)
+    assert mel.shape == (1 + n // 160, 40)
+    assert (np.argmax(mel[2:-2], axis=1) == np.argmax(filters[:, 25])).all()
+    # Power: twice the amplitude, four times the energy.
+    assert np.allclose(mel_spectrogram(2 * tone), 4 * mel, rtol=1e-4)
+
+
+def _words(
+    times: list[tuple[float, float]], speakers: list[int | None] | None = None
+) -> list[Word]:
+    speakers = speakers or [None] * len(times)
+    return [Word(s, e, f"w{i}", 1.0, speakers[i]) for i, (s, e) in enumerate(times)]
+
+
+def test_windows_cut_at_pauses_and_split_long_speech() -> None:
+    options = SpeakerOptions(window_s=2.0, max_window_s=3.0, pause_s=0.3)
+    # 12 words of 0.4 s, 0.05 s apart (5.35 s without a pause), then a pause and two words.
+    times = [(i * 0.45, i * 0.45 + 0.4) for i in range(12)] + [(6.0, 6.4), (6.45, 6.8)]
+    spans = speech_windows(_words(times), options)
+    assert spans[-1] == (6.0, 6.8)  # the pause closed the run before it
+    assert len(spans) == 4
+    for start, end in spans:
+        assert end - start <= options.max_window_s
+    covered = [any(s <= a and b <= e for s, e in spans) for a, b in times]
+    assert all(covered)
+    assert speech_windows([], options) == []
+    with pytest.raises(ValidationFailed):
+        SpeakerOptions(window_s=4.0, max_window_s=3.0)
+
+
+def _voices(
+    rng: np.random.Generator, centres: np.ndarray, order: list[int], noise: float
+) -> np.ndarray:
+    vectors = centres[order] + noise * rng.standard_normal((len(order), centres.shape[1]))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_cluster_estimates_the_count_and_orders_labels_by_first_appearance() -> None:
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((4, 256))
+    options = SpeakerOptions()
+    order = [2, 2, 0, 0, 2, 1, 1, 0, 2, 1, 1, 0]
+    labels = cluster(_voices(rng, centres, order, 0.03), np.full(len(order), 2.0), options)
+    mapping = {o: int(lab) for o, lab in zip(order, labels, strict=True)}
+    assert len(set(mapping.values())) == 3  # three voices found, consistently labelled
+    assert [mapping[o] for o in order] == labels.tolist()
+    assert labels[0] == 0 and labels[2] == 1 and labels[5] == 2
+    one = cluster(_voices(rng, centres, [3] * 10, 0.03), np.full(10, 2.0), options)
+    assert one.tolist() == [0] * 10
+    # Bounded: eight voices but at most two speakers.
+    many = cluster(
+        _voices(rng, rng.standard_normal((8, 256)), list(range(8)) * 2, 0.01),
+        np.full(16, 2.0),
+        SpeakerOptions(max_speakers=2, min_speaker_s=0.1),
+    )
+    assert set(many.tolist()) <= {0, 1}
+    assert cluster(np.zeros((0, 256), np.float32), np.zeros(0), options).size == 0
+
+
+def test_short_runs_are_smoothed_and_small_clusters_merged() -> None:
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((2, 256))
+    # A 0.5 s window of voice 1 inside voice 0's turn: too short to be a turn of its own.
+    order = [0, 0, 1, 0, 0, 1, 1, 1]
+    vectors = _voices(rng, centres, order, 0.02)
+    durations = np.array([2.0, 2.0, 0.5, 2.0, 2.0, 2.0, 2.0, 2.0])
+    smoothed = cluster(vectors, durations, SpeakerOptions(min_turn_s=0.8))
+    assert smoothed.tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
+    raw = cluster(vectors, durations, SpeakerOptions(min_turn_s=0.1))
+    assert raw.tolist() == [0, 0, 1, 0, 0, 1, 1, 1]
+    # Voice 1 with one 2.5 s window: a speaker only if that is enough speech for one.
+    order = [0, 0, 0, 1, 0, 0]
+    vectors = _voices(rng, centres, order, 0.02)
+    durations = np.array([2.0, 2.0, 2.0, 2.5, 2.0, 2.0])
+    merged = cluster(vectors, durations, SpeakerOptions(min_speaker_s=3.0))
+    assert merged.tolist() == [0] * 6
+    kept = cluster(vectors, durations, SpeakerOptions(min_speaker_s=2.0))
+    assert kept.tolist() == [0, 0, 0, 1, 0, 0]
+
+
+def test_assign_speakers_labels_every_word_and_keeps_the_rest() -> None:
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((2, 256))
+    times = [(0.0, 0.5), (0.6, 1.9), (2.5, 3.0), (3.1, 4.4), (5.0, 6.2), (6.3, 7.9)]
+    words = _words(times)
+    transcript = Transcript("en", 8.0, (Segment(0.0, 7.9, "", tuple(words)),), _MODEL)
+    vectors = _voices(rng, centres, [1, 0, 1], 0.02)
+    windows = [
+        SpeakerWindow(2.5, 4.4, vectors[1]),  # any order
+        SpeakerWindow(0.0, 1.9, vectors[0]),
+        SpeakerWindow(5.0, 7.9, vectors[2]),
+    ]
+    out = assign_speakers(transcript, windows, SpeakerOptions(min_speaker_s=1.0))
+    assert [w.speaker for w in out.words] == [0, 0, 1, 1, 0, 0]
+    assert [(w.start, w.end, w.text) for w in out.words] == [
+        (w.start, w.end, w.text) for w in words
+    ]
+    assert assign_speakers(transcript, []) is transcript
+
+
+def test_speaker_ids_survive_the_json_layout_and_old_files_still_load() -> None:
+    words = (Word(0.0, 0.5, "Hi", 0.9, 1), Word(0.6, 1.0, "there.", 0.8))
+    transcript = Transcript("en", 1.0, (Segment(0.0, 1.0, "Hi there.", words),), _MODEL)
+    data = transcript.to_dict()
+    assert data["segments"][0]["words"][0]["speaker"] == 1
+    assert "speaker" not in data["segments"][0]["words"][1]  # unknown: layout as before
+    assert Transcript.from_dict(data) == transcript
+    old = json.loads(json.dumps(data))
+    del old["segments"][0]["words"][0]["speaker"]
+    assert Transcript.from_dict(old).words[0].speaker is None
+
+
+# -- captions coloured by speaker --------------------------------------------------------------
+
+
+def _dialogue() -> list[Word]:
+    """Two speakers taking turns without a pause long enough to split a cue on its own."""
+    text = "So what happened next? We drove home. Really? Yes, really."
+    speakers = [0, 0, 0, 0, 1, 1, 1, 0, 1, 1]
+    return [
+        Word(1.0 + i * 0.4, 1.0 + i * 0.4 + 0.35, token, 1.0, speakers[i])
+        for i, token in enumerate(text.split())
+    ]
+
+
+def test_speakers_style_colours_each_speaker_and_breaks_cues_at_turns() -> None:
+    words = _dialogue()
+    cues = build_cues(words, 0.0, 6.0, cue_options("speakers"))
+    assert len(cues) >= 4
+    for cue in cues:  # one voice per cue
+        assert len({w.speaker for w in cue.words}) == 1
+    ass = to_ass(cues, "speakers", "9:16")
+    events = [line for line in ass.splitlines() if line.startswith("Dialogue:")]
+    assert len(events) == len(cues)
+    for cue, event in zip(cues, events, strict=True):
+        colour = speaker_colour(int(cue.words[0].speaker or 0))
+        assert f"\\1c{colour}&" in event and f"\\2c{colour}&" in event
+    assert speaker_colour(0) != speaker_colour(1)
+    assert {speaker_colour(k) for k in range(8)} == set(SPEAKER_COLOURS)
+
+
+def test_other_styles_are_unchanged_by_speaker_ids() -> None:
+    with_ids = _dialogue()
+    without = [Word(w.start, w.end, w.text, w.probability) for w in with_ids]
+    for style in ("karaoke", "bold", "minimal"):
+        assert cue_options(style) == CueOptions()
+        cues_with = build_cues(with_ids, 0.0, 6.0, cue_options(style))
+        cues_without = build_cues(without, 0.0, 6.0, cue_options(style))
+        assert [c.lines for c in cues_with] == [c.lines for c in cues_without]
+        assert to_ass(cues_with, style) == to_ass(cues_without, style)
+        assert "\\1c" not in to_ass(cues_with, style)
+    # Asked for explicitly, any style colours by speaker, mid-cue where the speaker changes.
+    mixed = build_cues(with_ids, 0.0, 6.0)
+    coloured = to_ass(mixed, "karaoke", speaker_colours=True)
+    assert coloured.count(f"\\1c{speaker_colour(1)}&") >= 2
+    assert coloured.count(f"\\1c{speaker_colour(0)}&") >= 2
+
+
+# -- clip edges prefer speaker turns when scores tie --------------------------------------------
+
+
+def _paced(speakers: list[int | None]) -> tuple[Transcript, list[Word]]:
+    """80 words 0.35 s apart with equal 0.8 s pauses before words 4 and 6."""
+    words, t = [], 0.0
+    for i in range(80):
+        t += 0.8 if i in (4, 6) else 0.0
+        words.append(Word(t, t + 0.3, f"w{i}", 1.0, speakers[i]))
+        t += 0.35
+    return Transcript("en", t + 1, (Segment(0, t, "", tuple(words)),), _MODEL), words
+
+
+def _result(windows: list[tuple[float, float, float]]) -> HighlightResult:
+    scored = tuple(
+        ScoredWindow(start, end, "", score, {"hook": 0.5}, "reason", k)
+        for k, (start, end, score) in enumerate(windows)
+    )
+    return HighlightResult(scored, np.zeros((0, 4), np.float32), (), "test", (_MODEL,))
+
+
+def test_an_edge_between_equal_silences_goes_to_the_speaker_turn() -> None:
+    options = SelectOptions(min_duration_s=5)
+    # No speakers: of the two equal pauses around word 5, the earlier one (before word 4) wins.
+    plain, words = _paced([None] * 80)
+    window = [(words[5].start, words[60].end, 50.0)]
+    assert select_clips(_result(window), plain, options)[0].words[0] == words[4]
+    # Speaker 1 starts at word 6: the equally long pause before it is taken instead.
+    turns, words = _paced([0] * 6 + [1] * 74)
+    clip = select_clips(_result(window), turns, options)[0]
+    assert clip.words[0] == words[6] and clip.words[0].speaker == 1
+    # Speaker 1 starting at word 4 keeps the earlier pause.
+    turns, words = _paced([0] * 4 + [1] * 76)
+    assert select_clips(_result(window), turns, options)[0].words[0] == words[4]
+
+
+def test_equal_scores_prefer_the_window_that_starts_on_a_turn() -> None:
+    options = SelectOptions(top_k=1, min_duration_s=5)
+    speakers: list[int | None] = [0] * 30 + [1] * 50
+    transcript, words = _paced(speakers)
+    early = (words[10].start, words[28].end, 70.0)  # earlier, but not at a turn
+    at_turn = (words[30].start, words[60].end, 70.0)
+    assert select_clips(_result([early, at_turn]), transcript, options)[0].words[0] == words[30]
+    # A higher score still wins over a turn.
+    better = (early[0], early[1], 70.01)
+    assert select_clips(_result([better, at_turn]), transcript, options)[0].words[0] == words[10]
+    # Without speaker ids the earlier window wins the tie, as before.
+    plain, words = _paced([None] * 80)
+    assert select_clips(_result([early, at_turn]), plain, options)[0].words[0] == words[10]
