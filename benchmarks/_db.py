@@ -16,10 +16,10 @@ from clipforge.db.migrate import migrate
 
 
 @contextlib.contextmanager
-def scratch_database() -> Iterator[str]:
-    """Create, migrate and finally drop a database; yields its URL."""
+def scratch_database(admin_url: str | None = None) -> Iterator[str]:
+    """Create, migrate and finally drop a database (on `admin_url`'s server if given)."""
     with contextlib.ExitStack() as stack:
-        admin = os.environ.get("DATABASE_URL")
+        admin = admin_url or os.environ.get("DATABASE_URL")
         if not admin:
             import pgserver
 

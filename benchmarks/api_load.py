@@ -12,6 +12,13 @@ Modes: `serve`, `serve-haproxy`, `uvicorn` (one process), `uvicorn-w2` (two work
 Prometheus multiprocess mode, as `clipforge api --workers 2`), and `baseline`: one uvicorn
 process running another copy of the code (`--baseline-tree DIR`, e.g. an export of main made
 with `git archive`), so before/after figures come from one run under the same machine load.
+`uvicorn-replica`: the `uvicorn` mode with a streaming read replica (DATABASE_REPLICA_URL).
+Asking for it starts a private primary and a `pg_basebackup -R` replica of it
+(`tests/utils/pg_replica.py`) and runs every mode of the run on that primary, so
+`--modes uvicorn uvicorn-replica` prints list/detail p95 with and without the replica side by
+side, plus the reads each server sent to the replica (from its /metrics). On one machine the
+replica shares the cores with everything else: it shows the routing's cost, not the capacity a
+replica on its own machine adds.
 The load average is printed with the table: on a shared machine, compare only within a run.
 
 Usage: DATABASE_URL=... REDIS_URL=redis://127.0.0.1:6379/15 python -m benchmarks.api_load
@@ -128,7 +135,9 @@ def _server(
     mode: str, port: int, env: dict[str, str], baseline_tree: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     cwd = None
-    if mode in ("uvicorn", "uvicorn-w2", "baseline"):
+    if mode == "uvicorn-replica":
+        env = env | {"DATABASE_REPLICA_URL": env["CF_REPLICA_URL"]}
+    if mode in ("uvicorn", "uvicorn-w2", "baseline", "uvicorn-replica"):
         cmd = [
             sys.executable,
             "-m",
@@ -233,8 +242,22 @@ def main() -> None:
     if len(modes) < len(args.modes):
         print("haproxy not installed (apt-get install -y haproxy): skipping serve-haproxy")
     results: list[tuple[str, str, int, dict[str, float]]] = []
-    with scratch_database() as url, tempfile.TemporaryDirectory() as tmp:
+    routed: dict[str, dict[str, float]] = {}
+    with contextlib.ExitStack() as stack:
+        pair = None
+        if "uvicorn-replica" in modes:
+            from tests.utils.pg_replica import ReplicaPair
+
+            pair = ReplicaPair()
+            stack.callback(pair.close)
+        url = stack.enter_context(scratch_database(pair.primary_url if pair else None))
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
         token, ids = _seed(url, 30_000)
+        replica_url = ""
+        if pair is not None:
+            pair.wait_caught_up(timeout_s=120)
+            dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+            replica_url = psycopg.conninfo.make_conninfo(pair.replica_url, dbname=str(dbname))
         (Path(tmp) / "ids.txt").write_text("\n".join(ids) + "\n")
         script = Path(tmp) / "load.lua"
         script.write_text(_LUA)
@@ -246,6 +269,7 @@ def main() -> None:
             "LOG_LEVEL": "WARNING",
             "CF_TOKEN": token,
             "CF_IDS": str(Path(tmp) / "ids.txt"),
+            "CF_REPLICA_URL": replica_url,
             "HF_HUB_OFFLINE": "1",
         }
         flush = redis.Redis.from_url(redis_url)
@@ -265,7 +289,60 @@ def main() -> None:
                                 _wrk(port, scenario, conns, args.seconds, env, script),
                             )
                         )
+                routed[mode] = _routed_reads(port)
     _print_table(results)
+    _print_replica_comparison(results, routed)
+
+
+def _label(line: str, name: str) -> str:
+    return line.split(f'{name}="', 1)[1].split('"', 1)[0]
+
+
+def _routed_reads(port: int) -> dict[str, float]:
+    """From the server's /metrics: reads by target (a replica, or `primary:<reason>`) and
+    answers other than 2xx (`HTTP <status>`), to see where reads went and what the errors were.
+    """
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return {}
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        name = ""
+        if line.startswith("clipforge_db_reads_total{"):
+            name = _label(line, "target")
+            if name == "primary":
+                name += ":" + _label(line, "reason")
+        elif line.startswith("clipforge_http_requests_total{"):
+            status = _label(line, "status")
+            name = "" if status.startswith("2") else f"HTTP {status}"
+        if name:
+            totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def _print_replica_comparison(
+    results: list[tuple[str, str, int, dict[str, float]]], routed: dict[str, dict[str, float]]
+) -> None:
+    """List/detail p95 without and with the read replica, from the same run."""
+    p95 = {(m, sc, c): r["p95"] / 1000 for m, sc, c, r in results}
+    pairs = sorted(
+        (sc, c)
+        for m, sc, c in p95
+        if m == "uvicorn-replica" and sc in ("list", "detail_uncached", "detail_cached")
+    )
+    if not pairs:
+        return
+    print()
+    print("read replica, same run (p95 ms): scenario conns  primary-only  with-replica")
+    for sc, c in pairs:
+        without = p95.get(("uvicorn", sc, c))
+        shown = f"{without:12.1f}" if without is not None else f"{'-':>12s}"
+        print(f"  {sc:16s} {c:5d} {shown}  {p95[('uvicorn-replica', sc, c)]:12.1f}")
+    for mode, targets in routed.items():
+        if targets:
+            spread = ", ".join(f"{t}: {n:.0f}" for t, n in sorted(targets.items()))
+            print(f"{mode}: reads by target, non-2xx answers: {spread}")
 
 
 def _print_table(results: list[tuple[str, str, int, dict[str, float]]]) -> None:

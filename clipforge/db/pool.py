@@ -43,12 +43,15 @@ def create_pool(
     min_size: int | None = None,
     max_size: int | None = None,
     timeout_s: float | None = None,
+    wait: bool = True,
 ) -> Pool:
     """Open a pool against `database_url` and wait until its minimum connections exist.
 
     `database_url` is passed separately from settings because the embedded default resolves it
     at run time (see `clipforge.db.embedded`). `timeout_s` overrides DB_POOL_TIMEOUT_S as the
     checkout wait (the API passes its shorter API_DB_POOL_TIMEOUT_S to fail fast in an outage).
+    With `wait=False` the pool opens without waiting, so a server that is down does not stop
+    the process (read replicas: `clipforge.db.replicas` skips them until they answer).
     """
     timeout = settings.db_pool_timeout_s if timeout_s is None else timeout_s
     pool: Pool = ConnectionPool(
@@ -67,7 +70,7 @@ def create_pool(
         name=application_name,
         open=False,
     )
-    pool.open(wait=True, timeout=settings.db_pool_timeout_s)
+    pool.open(wait=wait, timeout=settings.db_pool_timeout_s)
     return pool
 
 

@@ -141,7 +141,8 @@ class PostgresServer:
     As root, Postgres runs as the unprivileged `pgserver` user, as `pgserver` itself does.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, initdb: bool = True) -> None:
+        """`initdb=False` leaves `pgdata` absent, for a data directory made another way."""
         import pgserver
         from pgserver.utils import ensure_user_exists
 
@@ -157,7 +158,8 @@ class PostgresServer:
             assert entry is not None
             self._user = "pgserver"
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "-N")
+        if initdb:
+            self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "-N")
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _run(self, exe: str, *args: str) -> None:

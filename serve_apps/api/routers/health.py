@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from clipforge.errors import NotFound
 from clipforge.metrics import DEPENDENCY_UP, render
 from clipforge.queue import export_queue_metrics
+from clipforge.redis_client import ping
 from serve_apps.api.deps import ApiDeps, Deps
 from serve_apps.api.errors import Unauthorized
 from serve_apps.api.protocol import Health, Readiness
@@ -57,7 +58,7 @@ def _db(deps: ApiDeps) -> str:
 def _redis(deps: ApiDeps) -> str:
     if deps.redis is None:
         return "disabled"
-    deps.redis.ping()
+    ping(deps.redis)  # every master of a cluster
     return "ok"
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from serve_apps.api.deps import AuthKey, Deps, IdempotencyKey
+from serve_apps.api.deps import ApiRoute, AuthKey, Deps, IdempotencyKey
 from serve_apps.api.idempotency import fingerprint, run_idempotent
 from serve_apps.api.protocol import (
     CURSOR_PATTERN,
@@ -20,7 +20,7 @@ from serve_apps.api.protocol import (
 from serve_apps.api.routers import ERRORS
 from serve_apps.api.services import jobs
 
-router = APIRouter(prefix="/v1", tags=["jobs"], responses=ERRORS)
+router = APIRouter(prefix="/v1", tags=["jobs"], responses=ERRORS, route_class=ApiRoute)
 
 JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Job id.")]
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from serve_apps.api.deps import AuthKey, Deps, IdempotencyKey
+from serve_apps.api.deps import ApiRoute, AuthKey, Deps, IdempotencyKey
 from serve_apps.api.idempotency import fingerprint, run_idempotent
 from serve_apps.api.protocol import (
     CURSOR_PATTERN,
@@ -23,7 +23,7 @@ from serve_apps.api.protocol import (
 from serve_apps.api.routers import ERRORS
 from serve_apps.api.services import results
 
-router = APIRouter(prefix="/v1", tags=["results"], responses=ERRORS)
+router = APIRouter(prefix="/v1", tags=["results"], responses=ERRORS, route_class=ApiRoute)
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
 PageCursor = Annotated[

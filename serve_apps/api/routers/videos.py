@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from serve_apps.api.deps import AuthKey, Deps, IdempotencyKey
+from serve_apps.api.deps import ApiRoute, AuthKey, Deps, IdempotencyKey
 from serve_apps.api.protocol import (
     CURSOR_PATTERN,
     NO_CONTROL_CHARS,
@@ -24,7 +24,7 @@ from serve_apps.api.routers import ERRORS
 from serve_apps.api.services import videos
 from serve_apps.api.uploads import check_media_type
 
-router = APIRouter(prefix="/v1/videos", tags=["videos"], responses=ERRORS)
+router = APIRouter(prefix="/v1/videos", tags=["videos"], responses=ERRORS, route_class=ApiRoute)
 
 _RAW_BODY = {
     "requestBody": {

@@ -37,8 +37,7 @@ def owned_job(conn: Conn, key: ApiKey, job_id: int) -> Job:
 
 def get(deps: ApiDeps, key: ApiKey, job_id: int) -> JobOut:
     """`GET /v1/jobs/{id}`."""
-    with deps.pool.connection() as conn:
-        return job_out(owned_job(conn, key, job_id))
+    return job_out(deps.read(key, lambda conn: owned_job(conn, key, job_id)))
 
 
 def redrive_owned(conn: Conn, key: ApiKey, job_id: int) -> JobOut:
@@ -76,8 +75,9 @@ def register_webhook(
 def webhooks_page(deps: ApiDeps, key: ApiKey, *, limit: int, cursor: str | None) -> WebhookPage:
     """`GET /v1/webhooks`."""
     position = Cursor.decode(cursor) if cursor else None
-    with deps.pool.connection() as conn:
-        rows, nxt = list_webhooks(conn, owner_key_id=key.id, limit=limit, cursor=position)
+    rows, nxt = deps.read(
+        key, lambda conn: list_webhooks(conn, owner_key_id=key.id, limit=limit, cursor=position)
+    )
     return WebhookPage(
         items=[webhook_out(h) for h in rows], next_cursor=nxt.encode() if nxt else None
     )

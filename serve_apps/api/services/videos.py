@@ -245,8 +245,7 @@ def owned_cached(deps: ApiDeps, key: ApiKey, video_id: uuid.UUID) -> dict[str, A
     """The key's video as cached JSON (for reads); 404 for missing and other keys' videos."""
 
     def load() -> dict[str, Any] | None:
-        with deps.pool.connection() as conn:
-            video = get_video(conn, video_id=video_id)
+        video = deps.read(key, lambda conn: get_video(conn, video_id=video_id), fills_cache=True)
         return video.to_json() if video else None
 
     data: dict[str, Any] | None = deps.cache.get_or_load(
@@ -278,10 +277,12 @@ def page(
 ) -> VideoPage:
     """`GET /v1/videos`: newest first, keyset-paginated."""
     position = Cursor.decode(cursor) if cursor else None
-    with deps.pool.connection() as conn:
-        rows, nxt = list_video_rows(
+    rows, nxt = deps.read(
+        key,
+        lambda conn: list_video_rows(
             conn, owner_key_id=key.id, limit=limit, cursor=position, status=status
-        )
+        ),
+    )
     return VideoPage(items=[video_out(v) for v in rows], next_cursor=nxt.encode() if nxt else None)
 
 
