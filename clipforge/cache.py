@@ -22,6 +22,11 @@ The API reads the cache keys of a request in the same Redis round trip as its ra
 own GET. Values are serialised with orjson (several times faster than `json` on these rows).
 Per-row version checks against Postgres were rejected: for a video row the check costs the
 same primary-key read the cache exists to avoid.
+
+On a Redis Cluster every key of one object carries the object's id as a hash tag
+(`cf:video:{<id>}`, `cf:clips:{<id>}`), so a request's read-ahead of several of them is one
+single-slot command, and the circuit breaker is per master: losing one master sends only the
+keys it served to Postgres, for `reset_after_s` at a time, while the others keep hitting.
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import orjson
-import redis
+from redis.exceptions import MaxConnectionsError
 
 from clipforge.metrics import CACHE_ERRORS, CACHE_INVALIDATIONS_PENDING, CACHE_REQUESTS
+from clipforge.redis_client import RedisClient, is_cluster, node_of, tag
 from clipforge.resilience import CircuitBreaker
 
 log = logging.getLogger(__name__)
@@ -66,6 +72,10 @@ TRANSIENT_STATUSES = frozenset(
 )
 
 _TOMBSTONE = b"\x00invalidated"
+# Read-ahead value meaning "the master holding this key just failed (or is being skipped)":
+# the request reads Postgres without asking Redis again, so a hung master costs a request one
+# socket timeout, not one per cached read. Never stored in Redis.
+UNREACHABLE = b"\x00unreachable"
 _TOMBSTONE_TTL_S = 5
 # Failed invalidations: retried every _RETRY_MIN_S, backing off to _RETRY_MAX_S; at most
 # _MAX_PENDING keys are kept (beyond that the oldest rely on their TTL alone).
@@ -114,7 +124,7 @@ class Cache:
 
     def __init__(
         self,
-        client: redis.Redis | None,
+        client: RedisClient | None,
         *,
         prefix: str = "cf:",
         transient_ttl_s: int = TRANSIENT_TTL_S,
@@ -122,7 +132,13 @@ class Cache:
         self._client = client
         self._prefix = prefix
         self._transient_ttl_s = transient_ttl_s
-        self._breaker = CircuitBreaker("redis-cache", failure_threshold=3, reset_after_s=5.0)
+        self._cluster = is_cluster(client)
+        # One breaker per master ("" for a single server). A pool with every connection busy
+        # is this process's load, not an outage: it degrades that call but trips nothing.
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._breakers_lock = threading.Lock()
+        if not self._cluster:
+            self._breaker("")  # one server: its breaker (and its gauge) exist from the start
         # Key -> sequence number of its latest failed invalidation. Insertion-ordered, so the
         # oldest key is dropped first when full; the number tells a retry whether a newer
         # failure of the same key came in while it was writing (then the key stays queued).
@@ -132,14 +148,26 @@ class Cache:
         self._retrier: threading.Thread | None = None
 
     def _key(self, namespace: str, key: str) -> str:
-        return f"{self._prefix}{namespace}:{key}"
+        return f"{self._prefix}{namespace}:{tag(key, cluster=self._cluster)}"
+
+    def _breaker(self, node: str) -> CircuitBreaker:
+        with self._breakers_lock:
+            breaker = self._breakers.get(node)
+            if breaker is None:
+                breaker = self._breakers[node] = CircuitBreaker(
+                    f"redis-cache:{node}" if node else "redis-cache",
+                    failure_threshold=3,
+                    reset_after_s=5.0,
+                    is_failure=lambda exc: not isinstance(exc, MaxConnectionsError),
+                )
+            return breaker
 
     def full_key(self, namespace: str, key: str) -> str:
         """The Redis key of (`namespace`, `key`), for reading it ahead (see `prefetched`)."""
         return self._key(namespace, key)
 
     @property
-    def client(self) -> redis.Redis | None:
+    def client(self) -> RedisClient | None:
         """The Redis client, or None when caching is off."""
         return self._client
 
@@ -147,24 +175,28 @@ class Cache:
         """The value read ahead for this request, if it was a hit; None otherwise (no I/O)."""
         ahead = _PREFETCHED.get()
         raw = ahead.get(self._key(namespace, key)) if ahead is not None else None
-        if raw is None or raw == _TOMBSTONE:
+        if raw is None or raw in (_TOMBSTONE, UNREACHABLE):
             return None
         CACHE_REQUESTS.labels(namespace=namespace, result="hit").inc()
         return orjson.loads(raw)
 
-    def _redis(self, op: str, fn: Callable[[redis.Redis], T]) -> T | None:
-        """Run a Redis call; on any Redis failure log, count and return None."""
+    def _redis(self, op: str, key: str, fn: Callable[[RedisClient], T]) -> T | None:
+        """Run a Redis call about `key`; on any Redis failure log, count and return None."""
+        return self._attempt(op, key, fn)[1]
+
+    def _attempt(self, op: str, key: str, fn: Callable[[RedisClient], T]) -> tuple[bool, T | None]:
+        """`_redis`, also saying whether Redis answered (False: failed, degraded)."""
         client = self._client
         if client is None:
-            return None
+            return False, None
         try:
-            return self._breaker.call(lambda: fn(client))
+            return True, self._breaker(node_of(client, key)).call(lambda: fn(client))
         except Exception as exc:  # redis errors, timeouts, CircuitOpen: all degrade the same way
             CACHE_ERRORS.labels(op=op).inc()
             log.warning(
                 "redis unavailable; using the database", extra={"op": op, "error": repr(exc)}
             )
-            return None
+            return False, None
 
     def get_or_load(
         self,
@@ -181,19 +213,23 @@ class Cache:
         full = self._key(namespace, key)
         ahead = _PREFETCHED.get()
         raw: bytes | str | None
+        answered = True
         if ahead is not None and full in ahead:
             raw = ahead[full]
+            if raw == UNREACHABLE:
+                answered, raw = False, None
         else:
-            raw = self._redis("get", lambda r: r.get(full))
+            answered, raw = self._attempt("get", full, lambda r: r.get(full))
         if raw is not None and raw != _TOMBSTONE:
             CACHE_REQUESTS.labels(namespace=namespace, result="hit").inc()
             return orjson.loads(raw)
         CACHE_REQUESTS.labels(namespace=namespace, result="miss").inc()
         value = loader()
-        if value is not None and raw is None:
+        # After a failed GET the SET would most likely wait out another timeout: skip it.
+        if value is not None and raw is None and answered:
             payload = dumps(value)
             ttl = min(ttl_s, self._transient_ttl_s) if is_transient(value) else ttl_s
-            self._redis("set", lambda r: r.set(full, payload, ex=ttl, nx=True))
+            self._redis("set", full, lambda r: r.set(full, payload, ex=ttl, nx=True))
         return value
 
     def invalidate(self, namespace: str, *keys: str) -> None:
@@ -205,8 +241,9 @@ class Cache:
         if not keys or self._client is None:
             return
         names = [self._key(namespace, k) for k in keys]
-        if not self._tombstone(names):
-            self._queue(names)
+        failed = self._tombstone(names)
+        if failed:
+            self._queue(failed)
 
     @property
     def pending_invalidations(self) -> int:
@@ -214,15 +251,24 @@ class Cache:
         with self._pending_lock:
             return len(self._pending)
 
-    def _tombstone(self, names: list[str]) -> bool:
-        def _write(r: redis.Redis) -> bool:
-            pipe = r.pipeline(transaction=False)
-            for name in names:
-                pipe.set(name, _TOMBSTONE, ex=_TOMBSTONE_TTL_S)
-            pipe.execute()
-            return True
+    def _tombstone(self, names: list[str]) -> list[str]:
+        """Write tombstones for `names`, one pipeline per master; the names that failed."""
+        by_node: dict[str, list[str]] = {}
+        for name in names:
+            by_node.setdefault(node_of(self._client, name), []).append(name)
+        failed: list[str] = []
+        for group in by_node.values():
 
-        return bool(self._redis("invalidate", _write))
+            def _write(r: RedisClient, group: list[str] = group) -> bool:
+                pipe = r.pipeline(transaction=False)
+                for name in group:
+                    pipe.set(name, _TOMBSTONE, ex=_TOMBSTONE_TTL_S)
+                pipe.execute()
+                return True
+
+            if not self._redis("invalidate", group[0], _write):
+                failed += group
+        return failed
 
     def _queue(self, names: list[str]) -> None:
         with self._pending_lock:
@@ -253,13 +299,16 @@ class Cache:
                 if not batch:
                     self._retrier = None
                     return
-            if self._tombstone(list(batch)):
+            failed = set(self._tombstone(list(batch)))
+            if len(failed) < len(batch):
                 with self._pending_lock:
-                    done = [n for n, seq in batch.items() if self._pending.get(n) == seq]
+                    done = [
+                        n
+                        for n, seq in batch.items()
+                        if n not in failed and self._pending.get(n) == seq
+                    ]
                     for name in done:
                         del self._pending[name]
                 CACHE_INVALIDATIONS_PENDING.dec(len(done))
                 log.info("queued cache invalidations delivered", extra={"keys": len(done)})
-                delay = _RETRY_MIN_S
-            else:
-                delay = min(_RETRY_MAX_S, delay * 2)
+            delay = _RETRY_MIN_S if not failed else min(_RETRY_MAX_S, delay * 2)

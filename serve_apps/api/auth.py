@@ -21,13 +21,12 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import redis
-import redis.asyncio
 from fastapi import Request
 
 from clipforge.cache import set_prefetched
 from clipforge.db.pool import AsyncPool, create_async_pool
 from clipforge.db.repo.api_keys import ApiKey, authenticate_async, hash_key, well_formed
+from clipforge.redis_client import AsyncRedisClient, RedisClient, create_async_redis
 from clipforge.settings import Settings
 from serve_apps.api.errors import Unauthorized
 
@@ -70,7 +69,7 @@ class KeyCache:
 @dataclass(slots=True)
 class _Loop:
     pool: AsyncPool | None = None
-    clients: dict[int, redis.asyncio.Redis] = field(default_factory=dict)
+    clients: dict[int, AsyncRedisClient] = field(default_factory=dict)
 
 
 class LoopResources:
@@ -108,20 +107,15 @@ class LoopResources:
                 await pool.close()
         return state.pool
 
-    def redis(self, sync_client: redis.Redis | None) -> redis.asyncio.Redis | None:
-        """An asyncio client to the same server, with the same timeouts, as `sync_client`."""
+    def redis(self, sync_client: RedisClient | None) -> AsyncRedisClient | None:
+        """An asyncio client to the same server or cluster, with the same timeouts, as
+        `sync_client`."""
         if sync_client is None:
             return None
         clients = self._current().clients
         client = clients.get(id(sync_client))
         if client is None:
-            kwargs = dict(sync_client.connection_pool.connection_kwargs)
-            pool = redis.asyncio.BlockingConnectionPool(
-                max_connections=self._settings.redis_max_connections,
-                timeout=self._settings.redis_socket_timeout_s,
-                **kwargs,
-            )
-            client = clients[id(sync_client)] = redis.asyncio.Redis(connection_pool=pool)
+            client = clients[id(sync_client)] = create_async_redis(self._settings, sync_client)
         return client
 
     async def aclose(self) -> None:

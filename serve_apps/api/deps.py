@@ -9,23 +9,28 @@ looked at, on the event loop, with the key from an in-process cache and one Redi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-import redis
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import Response
 
 from clipforge.cache import Cache
-from clipforge.db.pool import Pool, create_pool
+from clipforge.db.pool import Conn, Pool, create_pool
 from clipforge.db.pool_metrics import register_pool_metrics
+from clipforge.db.replicas import ReplicaRouter
 from clipforge.db.repo.api_keys import ApiKey
 from clipforge.fetch import Resolver, system_resolver
 from clipforge.ratelimit import RateLimiter
-from clipforge.redis_client import create_redis
+from clipforge.redis_client import RedisClient, create_redis
 from clipforge.settings import Settings
 from clipforge.storage import ObjectStore, create_store
 from serve_apps.api.auth import (
+    ASYNC_POOL_SIZE,
     KeyCache,
     LoopResources,
     cache_keys_for,
@@ -37,6 +42,12 @@ from serve_apps.api.backend import ModelBackend
 from serve_apps.api.errors import ModelsUnavailable, RateLimited, Unauthorized
 
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,200}$"
+# Replica reads that fill the shared Redis cache must be fresher than this. An invalidation
+# leaves a tombstone for `clipforge.cache._TOMBSTONE_TTL_S` (5 s) that blocks refills, so a
+# refill after it reads a replica holding every commit made more than this long ago: never
+# the state from before the write that invalidated it.
+CACHE_FILL_MAX_STALENESS_S = 4.0
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -55,21 +66,25 @@ class ApiDeps:
         auth_failures: rate limiter of failed authentications per client address.
         keys: active API keys seen in the last API_KEY_CACHE_TTL_S (rebuilt by `replace`).
         aio: asyncio Postgres pool and Redis clients, per event loop (rebuilt by `replace`).
+        reads: routes lag-tolerant reads to read replicas (primary-only without any).
     """
 
     settings: Settings
     pool: Pool
-    redis: redis.Redis | None
+    redis: RedisClient | None
     cache: Cache
     limiter: RateLimiter
     store: ObjectStore
     models: ModelBackend | None = None
     resolver: Resolver = system_resolver
     auth_failures: RateLimiter | None = None
+    reads: ReplicaRouter | None = None
     keys: KeyCache = field(init=False)
     aio: LoopResources = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.reads is None:
+            self.reads = ReplicaRouter(self.pool)
         self.keys = KeyCache(self.settings.api_key_cache_ttl_s)
         conninfo = self.pool.conninfo
         url = conninfo if isinstance(conninfo, str) else ""
@@ -97,6 +112,22 @@ class ApiDeps:
         )
         register_pool_metrics(pool)  # saturation on this process's /metrics
         client = create_redis(settings)
+        # API-key lookups (the asyncio pool) stay on the primary: a key created a moment ago
+        # must work and a revoked one stop, whatever a replica has replayed.
+        try:
+            reads = ReplicaRouter.open(
+                settings,
+                pool,
+                redis_client=client,
+                redis_prefix=redis_prefix,
+                application_name=application_name,
+                other_connections=ASYNC_POOL_SIZE,
+            )
+        except BaseException:
+            pool.close()
+            if client is not None:
+                client.close()
+            raise
         return cls(
             settings=settings,
             pool=pool,
@@ -116,10 +147,28 @@ class ApiDeps:
                 burst=settings.auth_failures_burst,
                 prefix=f"{redis_prefix}authfail:",
             ),
+            reads=reads,
         )
+
+    @property
+    def router(self) -> ReplicaRouter:
+        """The read router (always set after construction)."""
+        assert self.reads is not None
+        return self.reads
+
+    def read(self, key: ApiKey, fn: Callable[[Conn], T], *, fills_cache: bool = False) -> T:
+        """Run the read-only `fn(conn)` for `key` on a replica, or on the primary.
+
+        Only for reads that tolerate replica lag and are not part of a write; `key` sees its own
+        writes. `fills_cache`: the result is stored in the shared cache (see
+        `CACHE_FILL_MAX_STALENESS_S`).
+        """
+        bound = CACHE_FILL_MAX_STALENESS_S if fills_cache else None
+        return self.router.run(str(key.id), fn, max_staleness_s=bound)
 
     def close(self) -> None:
         """Release connections (the asyncio ones close with each app's lifespan)."""
+        self.router.close()
         self.pool.close()
         if self.redis is not None:
             self.redis.close()
@@ -134,6 +183,37 @@ async def get_deps(request: Request) -> ApiDeps:
 
 
 Deps = Annotated[ApiDeps, Depends(get_deps)]
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ApiRoute(APIRoute):
+    """Route class of the `/v1` routers: records each write for read-your-writes.
+
+    After a handler that may write returns (its transactions committed) and before the
+    response leaves, the caller's key gets a mark at the primary's WAL position
+    (`ReplicaRouter.record_write`), so its next read, on any API process, sees the write.
+    Done here rather than at each write so a new write route cannot forget it. Nothing
+    happens without read replicas.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The handler, wrapped to record the write when the method is not a safe one."""
+        handler = super().get_route_handler()
+        if not (self.methods or set()) - _SAFE_METHODS:
+            return handler
+
+        async def record_writes(request: Request) -> Response:
+            try:
+                return await handler(request)
+            finally:
+                key_id = getattr(request.state, "api_key_id", None)
+                router = request.app.state.deps.router
+                if key_id is not None and router.enabled:
+                    await run_in_threadpool(router.record_write, key_id)
+
+        return record_writes
+
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `clipforge keys create`.")
 
