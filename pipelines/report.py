@@ -6,6 +6,11 @@ server and no network. Clips, thumbnails, caption files and the source preview a
 relative path, except the captions shown on the videos: Chromium refuses `<track>` files from
 file:// pages ("file: URLs are treated as unique security origins"), so the WebVTT text is
 inlined as a data: URL. Everything taken from a transcript is HTML-escaped.
+
+The preview shows what the file shows: the clips have their captions burned in, so their
+WebVTT tracks start hidden (no `default`; Chromium would draw them over the burned ones) and a
+button per clip shows them. Cards speak the creator's words; the scorer's model name stays in
+`clips.json`.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from typing import Any
 from clipforge.storage.base import ObjectStore
 from models.caption import Cue
 from models.caption_formats import to_vtt
-from pipelines.report_assets import CSS, JS, SCORE_HELP, SUBSCORE_HELP
-from pipelines.report_svg import clock, is_ready, timeline_svg
+from pipelines.report_assets import CSS, JS, LAYOUT_WORDS, SCORE_HELP, SUBSCORE_HELP
+from pipelines.report_svg import clock, is_ready, timeline_html
+from pipelines.report_transcript import transcript_html
 
 esc = html.escape
 _DOWNLOADS = (
@@ -35,7 +41,7 @@ _DOWNLOADS = (
 
 
 def copy_source(
-    out_dir: Path, source: str, store: ObjectStore, original_key: str | None
+    out_dir: Path, source: str, store: ObjectStore | None = None, original_key: str | None = None
 ) -> str | None:
     """Put the source video into `out_dir` as `source.<ext>` for the report's preview player.
 
@@ -52,7 +58,7 @@ def copy_source(
         except OSError:
             shutil.copyfile(local, dest)
         return dest.name
-    if original_key:
+    if store is not None and original_key:
         dest = out_dir / f"source{PurePosixPath(original_key).suffix}"
         store.download_file(original_key, dest)
         return dest.name
@@ -69,8 +75,14 @@ def _track(files: Mapping[str, str], root: Path | None, lang: str) -> str:
         return ""
     path = root / rel if root is not None else None
     src = _vtt_data_url(path.read_text("utf-8")) if path is not None and path.is_file() else rel
+    return f'<track kind="captions" src="{esc(src)}" srclang="{esc(lang)}" label="Captions">'
+
+
+def _cc_button(video_id: str, what: str) -> str:
+    """The toggle that shows a video's caption track (the script keeps its state and text)."""
     return (
-        f'<track kind="captions" src="{esc(src)}" srclang="{esc(lang)}" label="Captions" default>'
+        f'<button type="button" class="cc" data-video="{video_id}" aria-pressed="false" '
+        f'data-what="{esc(what)}">Show {esc(what)}</button>'
     )
 
 
@@ -100,6 +112,14 @@ def _subscores(clip_id: str, values: Mapping[str, float]) -> str:
 def _media(clip: Mapping[str, Any], clip_id: str, root: Path | None, lang: str) -> str:
     files: Mapping[str, str] = clip.get("files") or {}
     if is_ready(clip):
+        track = _track(files, root, lang)
+        toggle = (
+            f'<p class="cc-row">{_cc_button(f"{clip_id}-video", "caption file")}'
+            '<span class="muted">captions are burned into the clip; this overlays the '
+            "separate .vtt file</span></p>"
+            if track
+            else ""
+        )
         poster = f' poster="{esc(files["thumbnail"])}"' if files.get("thumbnail") else ""
         links = "".join(
             f'<li><a href="{esc(files[key])}" download '
@@ -108,9 +128,10 @@ def _media(clip: Mapping[str, Any], clip_id: str, root: Path | None, lang: str) 
             if files.get(key)
         )
         return (
-            f'<video controls playsinline preload="metadata" src="{esc(files["mp4"])}"{poster} '
+            f'<video id="{clip_id}-video" controls playsinline preload="metadata" '
+            f'src="{esc(files["mp4"])}"{poster} '
             f'aria-label="Clip #{clip["rank"]}: {esc(clip.get("title") or "")}">'
-            f"{_track(files, root, lang)}</video>"
+            f"{track}</video>{toggle}"
             f'<ul class="downloads" aria-label="Downloads">{links}</ul>'
         )
     status = clip.get("export_status")
@@ -125,7 +146,7 @@ def _media(clip: Mapping[str, Any], clip_id: str, root: Path | None, lang: str) 
 def _card(clip: Mapping[str, Any], root: Path | None, lang: str) -> str:
     clip_id = f"clip-{clip['rank']}"
     start, end = float(clip["start"]), float(clip["end"])
-    model = " ".join(str(clip[k]) for k in ("model", "model_version") if clip.get(k))
+    framing = LAYOUT_WORDS.get(str(clip.get("layout") or ""))
     return (
         f'<article class="clip{"" if is_ready(clip) else " failed"}" id="{clip_id}" '
         f'aria-labelledby="{clip_id}-h"><h3 id="{clip_id}-h">#{clip["rank"]} '
@@ -137,22 +158,8 @@ def _card(clip: Mapping[str, Any], root: Path | None, lang: str) -> str:
         f"{_copy_row(clip_id, 'hook', clip.get('hook') or '')}"
         f"<p><strong>Why this clip:</strong> {esc(clip.get('reason') or '')}</p>"
         f"{_subscores(clip_id, clip.get('sub_scores') or {})}"
-        + (f'<p class="muted">Model: {esc(model)}</p>' if model else "")
+        + (f'<p class="muted">Framing: {esc(framing)}</p>' if framing else "")
         + "</article>"
-    )
-
-
-def _transcript(segments: Sequence[Mapping[str, Any]], source_video: str | None) -> str:
-    if not source_video:
-        return "".join(
-            f'<p><span class="t">{clock(s["start"])}</span>{esc(s["text"].strip())}</p>'
-            for s in segments
-        )
-    return "".join(
-        f'<button type="button" class="seg" data-start="{float(s["start"]):.3f}" '
-        f'data-end="{float(s["end"]):.3f}"><span class="t">{clock(s["start"])}</span>'
-        f"{esc(s['text'].strip())}</button>"
-        for s in segments
     )
 
 
@@ -169,7 +176,9 @@ def _source_player(segments: Sequence[Mapping[str, Any]], source_video: str, lan
     return (
         f'<div class="source"><video id="source-video" controls playsinline preload="metadata" '
         f'src="{esc(source_video)}" aria-label="Source video">{track}</video>'
-        '<p class="muted">Click a transcript line to play the source from there.</p></div>'
+        f'<p class="cc-row">{_cc_button("source-video", "transcript captions")}'
+        '<span class="muted">Click a transcript line to play the source from there.</span></p>'
+        "</div>"
     )
 
 
@@ -216,8 +225,9 @@ def render_report(
         f'<h1>ClipForge report</h1><p class="meta">Source: {esc(source)} · {clock(duration)} · '
         f"{len(clips)} clip{'' if len(clips) == 1 else 's'}</p>"
         '<div id="status" class="toast" role="status" aria-live="polite"></div>'
-        f'<h2>Highlight scores</h2><div class="scroller">{timeline_svg(duration, timeline, clips)}</div>'
+        f"<h2>Highlight scores</h2>{timeline_html(duration, timeline, clips)}"
         f"<h2>Clips</h2>{_help()}<div class='clips'>{cards}</div>"
-        f'<h2>Transcript</h2>{player}<div class="transcript">{_transcript(segments, source_video)}</div>'
+        f"<h2>Transcript</h2>{player}"
+        f'<div class="transcript">{transcript_html(segments, seek=bool(source_video))}</div>'
         f"</main><script>{JS}</script></body></html>"
     )

@@ -1,7 +1,10 @@
-"""The report's score timeline: an inline SVG with a time axis, a score axis and a legend.
+"""The report's score timeline: a score line, the chosen clips, a time axis and a legend.
 
-Inline (no script, no external file) so the report stays one self-contained page. The drawing
-is 960 units wide and scales to the page; the report wraps it in a scroller on narrow screens.
+The line is an inline SVG stretched to the plot (`preserveAspectRatio="none"`, strokes kept
+thin with `vector-effect`); the axis labels, legend and clip markers are HTML placed in percent
+of the plot. A scaled drawing would shrink its text to 4 px on a phone, and a fixed-width one
+would scroll sideways and hide late clips; this way the timeline fits any width with readable
+text and every clip marker inside it. No script, no external file: the report stays one page.
 """
 
 from __future__ import annotations
@@ -10,14 +13,15 @@ import html
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-_W, _H = 960, 230
-_LEFT, _RIGHT, _TOP, _BOTTOM = 40, 16, 34, 200  # plot area: x in [_LEFT, _W - _RIGHT]
 # Tick steps in seconds, smallest first; the first giving at most _MAX_TICKS ticks wins.
 _STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 _MAX_TICKS = 10
-CLIP_FILL = "#ffd54f"
-FAILED_FILL = "#bdbdbd"
-LINE = "#1565c0"
+# A marker label starting this close (percent of the width) after the previous one goes a row
+# lower, so the labels of neighbouring clips do not cover each other.
+_LABEL_GAP_PCT = 7.0
+_LABEL_ROWS = 3
+# Past this share of the width a marker's label is right-aligned to stay inside the plot.
+_RIGHT_ALIGN_PCT = 85.0
 
 
 def clock(seconds: float) -> str:
@@ -42,77 +46,77 @@ def is_ready(clip: Mapping[str, Any]) -> bool:
 
 
 def _legend() -> str:
-    items = (
-        f'<line x1="0" y1="-4" x2="18" y2="-4" stroke="{LINE}" stroke-width="2"/>'
-        '<text x="24" y="0">window score (0-100)</text>',
-        f'<rect x="190" y="-11" width="18" height="12" fill="{CLIP_FILL}" opacity="0.6"/>'
-        '<text x="214" y="0">chosen clip (#rank)</text>',
-        f'<rect x="370" y="-11" width="18" height="12" fill="{FAILED_FILL}" opacity="0.8"/>'
-        '<text x="394" y="0">clip whose export failed</text>',
-    )
     return (
-        f'<g class="legend" transform="translate({_LEFT},16)" font-size="12">{"".join(items)}</g>'
+        '<ul class="legend">'
+        '<li><i class="key key-line"></i>score of each moment (0-100)</li>'
+        '<li><i class="key key-clip"></i>chosen clip (#rank: tap to see it)</li>'
+        '<li><i class="key key-failed"></i>clip whose export failed</li></ul>'
     )
 
 
-def _axes(duration: float, x: Callable[[float], float], y: Callable[[float], float]) -> str:
-    parts = [
-        f'<line x1="{_LEFT}" y1="{_BOTTOM}" x2="{_W - _RIGHT}" y2="{_BOTTOM}" stroke="#555"/>',
-        f'<line x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT}" y2="{_BOTTOM}" stroke="#555"/>',
-    ]
-    for score in (0, 50, 100):
-        parts.append(
-            f'<line x1="{_LEFT - 4}" y1="{y(score):.1f}" x2="{_W - _RIGHT}" y2="{y(score):.1f}" '
-            f'stroke="#ddd"/><text x="{_LEFT - 6}" y="{y(score) + 4:.1f}" font-size="11" '
-            f'text-anchor="end">{score}</text>'
-        )
+def _ticks(duration: float, pct: Callable[[float], float]) -> str:
     step = tick_step(duration)
-    t = 0
+    spans, t = [], 0
     while t <= duration + 1e-6:
-        parts.append(
-            f'<line x1="{x(t):.1f}" y1="{_BOTTOM}" x2="{x(t):.1f}" y2="{_BOTTOM + 5}" '
-            f'stroke="#555"/><text class="tick" x="{x(t):.1f}" y="{_BOTTOM + 18}" '
-            f'font-size="11" text-anchor="middle">{clock(t)}</text>'
-        )
+        x = pct(t)
+        # The first label starts at the axis and one near the end ends there: none sticks out.
+        edge = " first" if t == 0 else " last" if x > 95 else ""
+        spans.append(f'<span class="tick{edge}" style="left:{x:.2f}%">{clock(t)}</span>')
         t += step
+    return f'<div class="ticks" aria-hidden="true">{"".join(spans)}</div>'
+
+
+def _markers(clips: Sequence[Mapping[str, Any]], pct: Callable[[float], float]) -> str:
+    parts, last_left, row = [], -100.0, -1
+    for clip in sorted(clips, key=lambda c: float(c["start"])):
+        left, right = pct(float(clip["start"])), pct(float(clip["end"]))
+        row = (row + 1) % _LABEL_ROWS if left - last_left < _LABEL_GAP_PCT else 0
+        last_left = left
+        classes = "marker" + ("" if is_ready(clip) else " failed")
+        classes += " end" if left > _RIGHT_ALIGN_PCT else ""
+        span = f"{clock(clip['start'])} to {clock(clip['end'])}"
+        parts.append(
+            f'<a class="{classes}" href="#clip-{clip["rank"]}" '
+            f'style="left:{left:.2f}%;width:{max(right - left, 0.0):.2f}%" '
+            f'aria-label="Clip #{clip["rank"]}, {span}" title="Clip #{clip["rank"]}: {span}">'
+            f'<span class="row{row}">#{clip["rank"]}</span></a>'
+        )
     return "".join(parts)
 
 
-def timeline_svg(
+def timeline_html(
     duration: float, timeline: Sequence[Sequence[float]], clips: Sequence[Mapping[str, Any]]
 ) -> str:
-    """Window scores over the video (line) with the clips shaded and numbered, plus axes and
-    a legend. `timeline` holds `[start, end, score]` per candidate window, in any order."""
+    """Window scores over the video (line) with the clips marked and numbered (each a link to
+    its card), plus axes and a legend. `timeline` holds `[start, end, score]` per candidate
+    window, in any order."""
     span = max(duration, 1e-6)
 
-    def x(t: float) -> float:
-        return _LEFT + (_W - _LEFT - _RIGHT) * min(max(t / span, 0.0), 1.0)
+    def pct(t: float) -> float:
+        return 100.0 * min(max(t / span, 0.0), 1.0)
 
-    def y(score: float) -> float:
-        return _BOTTOM - (_BOTTOM - _TOP) * min(max(score, 0.0), 100.0) / 100.0
-
-    label = f"Highlight score over the {clock(duration)} video, with {len(clips)} clips marked"
-    parts = [
-        f'<svg id="timeline" viewBox="0 0 {_W} {_H}" width="100%" role="img" '
-        f'aria-labelledby="timeline-title"><title id="timeline-title">{html.escape(label)}</title>',
-        _legend(),
-        _axes(duration, x, y),
-    ]
-    for clip in clips:
-        left, right = x(clip["start"]), x(clip["end"])
-        fill, opacity = (CLIP_FILL, 0.5) if is_ready(clip) else (FAILED_FILL, 0.7)
-        parts.append(
-            f'<rect x="{left:.1f}" y="{_TOP}" width="{max(right - left, 1):.1f}" '
-            f'height="{_BOTTOM - _TOP}" fill="{fill}" opacity="{opacity}">'
-            f"<title>clip #{clip['rank']}: {clock(clip['start'])} to {clock(clip['end'])}</title>"
-            f'</rect><text x="{left + 3:.1f}" y="{_TOP + 13}" font-size="12">#{clip["rank"]}</text>'
-        )
-    # Windows overlap; their midpoints in time order draw the score as one line.
+    # Windows overlap; their midpoints in time order draw the score as one line. The SVG is
+    # 1000 x 100 units: x in tenths of a percent, y = 100 - score.
     points = sorted(((s + e) / 2, score) for s, e, score in timeline)
-    if points:
-        coords = " ".join(f"{x(t):.1f},{y(score):.1f}" for t, score in points)
-        parts.append(
-            f'<polyline points="{coords}" fill="none" stroke="{LINE}" stroke-width="1.5"/>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    coords = " ".join(
+        f"{10 * pct(t):.1f},{100 - min(max(score, 0.0), 100.0):.1f}" for t, score in points
+    )
+    line = (
+        f'<polyline class="score" points="{coords}" vector-effect="non-scaling-stroke"/>'
+        if points
+        else ""
+    )
+    grid = "".join(
+        f'<line class="grid" x1="0" y1="{y}" x2="1000" y2="{y}" vector-effect="non-scaling-stroke"/>'
+        for y in (0, 50, 100)
+    )
+    label = f"Highlight score over the {clock(duration)} video, with {len(clips)} clips marked"
+    yaxis = "".join(f'<span style="top:{100 - s}%">{s}</span>' for s in (100, 50, 0))
+    return (
+        f'<div id="timeline" class="tl" role="group" aria-label="{html.escape(label)}">'
+        f"{_legend()}"
+        f'<div class="tl-body"><div class="yaxis" aria-hidden="true">{yaxis}</div>'
+        '<div class="plot"><svg viewBox="0 0 1000 100" preserveAspectRatio="none" '
+        f'aria-hidden="true" focusable="false">{grid}{line}</svg>'
+        f"{_markers(clips, pct)}</div>{_ticks(duration, pct)}</div></div>"
+    )

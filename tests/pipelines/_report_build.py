@@ -1,6 +1,10 @@
-"""A real report folder without the whole pipeline: clips cut from the speech_short test video
+"""A real report folder without the whole pipeline: clips cut from the two_speakers test video
 with ffmpeg (H.264 + AAC, as the export stage renders them), caption files from our writers,
 titles and reasons from our title and reason code, and the page from `render_report`.
+
+The transcript comes from the video's truth file (who says what, when): each utterance is a
+segment whose words share its time evenly and carry its speaker id, and two utterances are
+merged into one segment, as ASR does across a quick turn.
 
 The full `clipforge process` run is covered by test_process.py; this keeps the browser tests to
 seconds on a 2-core machine.
@@ -31,6 +35,35 @@ def _ffmpeg(*args: str) -> None:
     subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *args], check=True, timeout=120)
 
 
+#: What clips.json records about the scorer; the page must not show it.
+MODEL, MODEL_VERSION = "clipforge-highlight", "highlight-7f3c2a19"
+
+
+def _words(utterance: dict[str, Any]) -> list[dict[str, Any]]:
+    texts = utterance["text"].split()
+    start, end = float(utterance["start"]), float(utterance["end"])
+    step = (end - start) / len(texts)
+    return [
+        {"start": start + i * step, "end": start + (i + 1) * step, "text": " " + text,
+         "probability": 1.0, "speaker": utterance["speaker"]}
+        for i, text in enumerate(texts)
+    ]  # fmt: skip
+
+
+def _segments(utterances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    segments = [
+        {"start": u["start"], "end": u["end"], "text": " " + u["text"], "words": _words(u)}
+        for u in utterances
+    ]
+    first, second = segments[-3], segments.pop(-2)  # a segment that spans a turn
+    first.update(
+        end=second["end"],
+        text=first["text"] + second["text"],
+        words=first["words"] + second["words"],
+    )
+    return segments
+
+
 def _clip(media: Path, out: Path, rank: int, cue: dict[str, Any]) -> dict[str, Any]:
     start, end = float(cue["start"]) - 0.3, float(cue["end"]) + 0.3
     rel = {ext: f"clips/{rank:02d}.{ext}" for ext in ("mp4", "srt", "vtt", "ass")}
@@ -43,7 +76,7 @@ def _clip(media: Path, out: Path, rank: int, cue: dict[str, Any]) -> dict[str, A
     cues = [Cue(0.3, end - start - 0.3, (cue["text"],))]
     (out / rel["srt"]).write_text(to_srt(cues))
     (out / rel["vtt"]).write_text(to_vtt(cues))
-    (out / rel["ass"]).write_text(to_ass(cues, resolution=(320, 240)))
+    (out / rel["ass"]).write_text(to_ass(cues, resolution=(960, 540)))
     values = {"hook": 0.8 - 0.2 * rank, "payoff": 0.55, "standalone": 1.0, "flow": 0.3}
     row = {"words_per_s": 2.5, "opens_question": 0.0, "opens_number": 0.0}
     return {
@@ -55,10 +88,11 @@ def _clip(media: Path, out: Path, rank: int, cue: dict[str, Any]) -> dict[str, A
         "reason": explain(values, row),
         "title": tidy(cue["text"], 40),
         "hook": tidy(cue["text"], 100, keep_question=True),
-        "model": "clipforge-highlight",
-        "model_version": "test",
+        "model": MODEL,
+        "model_version": MODEL_VERSION,
         "export_status": "ready",
         "export_error": None,
+        "layout": "auto",
         "files": rel,
     }
 
@@ -69,15 +103,17 @@ def build_report(media: Path, out: Path) -> dict[str, Any]:
     Two clips render; a third is listed as failed. Returns the clip docs, the transcript and the
     report path.
     """
-    sentences: list[dict[str, Any]] = json.loads(media.with_suffix(".json").read_text())
+    truth = json.loads(media.with_suffix(".truth.json").read_text())
+    sentences: list[dict[str, Any]] = truth["utterances"]
     (out / "clips").mkdir(parents=True, exist_ok=True)
     clips = [_clip(media, out, rank, sentences[rank]) for rank in (1, 2)]
     clips.append(
         {
             **clips[-1],
             "rank": 3,
-            "start": float(sentences[3]["start"]),
-            "end": float(sentences[3]["end"]),
+            # the video's last seconds: its marker sits at the timeline's right edge
+            "start": float(sentences[-1]["start"]),
+            "end": float(sentences[-1]["end"]),
             "title": HOSTILE_TITLE,
             "export_status": "failed",
             "export_error": EXPORT_ERROR,
@@ -87,10 +123,7 @@ def build_report(media: Path, out: Path) -> dict[str, Any]:
     transcript = {
         "language": "en",
         "duration": probe(media).duration_s,
-        "segments": [
-            {"start": s["start"], "end": s["end"], "text": " " + s["text"], "words": []}
-            for s in sentences
-        ],
+        "segments": _segments(sentences),
     }
     timeline = [[s["start"], s["end"], 20.0 + 10 * (i % 5)] for i, s in enumerate(sentences)]
     source_video = copy_source(out, str(media), LocalStore(out.parent / "store"), None)
@@ -105,3 +138,28 @@ def build_report(media: Path, out: Path) -> dict[str, Any]:
     report = out / "report.html"
     report.write_text(page, encoding="utf-8")
     return {"clips": clips, "transcript": transcript, "report": report}
+
+
+def seek_by_transcript(report: Path, chromium: str, line: int) -> tuple[float, float]:
+    """Open `report` in `chromium`, click transcript line `line` and wait for the source
+    preview to get there. Returns the line's start and the preview's time (seconds)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(report.as_uri())
+            seg = page.locator("button.seg").nth(line)
+            target = float(seg.get_attribute("data-start") or "nan")
+            page.locator("#source-video").evaluate("v => { v.muted = true; }")
+            seg.click()
+            page.wait_for_function(
+                "t => Math.abs(document.getElementById('source-video').currentTime - t) < 1.5",
+                arg=target,
+                timeout=15_000,
+            )
+            now = float(page.locator("#source-video").evaluate("v => v.currentTime"))
+        finally:
+            browser.close()
+    return target, now

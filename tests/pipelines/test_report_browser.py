@@ -1,9 +1,11 @@
 """report.html in a real browser: Debian's chromium driven by Playwright, from a file:// URL.
 
 The page is built from real artifacts (H.264/AAC clips cut by ffmpeg, caption files from our
-writers) so the checks cover what a user gets: the clips and the source preview play (Debian's
-chromium ships the proprietary codecs), captions load, links point at files that exist, the
-transcript seeks, and every control can be reached and named.
+writers, the two_speakers video's turns) so the checks cover what a user gets: the clips and the
+source preview play (Debian's chromium ships the proprietary codecs), the preview shows only the
+burned captions until the caption file is switched on, links point at files that exist, the
+timeline fits a phone, the transcript names its speakers and seeks, cards show no model names,
+and every control can be reached and named.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from tests.pipelines._report_build import build_report
+from tests.pipelines._report_build import MODEL, MODEL_VERSION, build_report
 
 CHROMIUM = shutil.which("chromium")
 if CHROMIUM is None:
@@ -29,7 +31,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright  
 @pytest.fixture(scope="module")
 def report(test_media: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A report folder built once for the module."""
-    return build_report(test_media["speech_short"], tmp_path_factory.mktemp("report") / "out")
+    return build_report(test_media["two_speakers"], tmp_path_factory.mktemp("report") / "out")
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +115,7 @@ def test_every_link_resolves_to_an_existing_file(
     page: tuple[Page, list[str]], report: dict[str, Any]
 ) -> None:
     p, _ = page
-    hrefs: list[str] = p.eval_on_selector_all("a[href]", "els => els.map(a => a.href)")
+    hrefs: list[str] = p.eval_on_selector_all("a[download]", "els => els.map(a => a.href)")
     assert len(hrefs) == 2 * 5  # two rendered clips, five files each
     sources: list[str] = p.eval_on_selector_all(
         "video[src]", "els => els.map(v => v.currentSrc || v.src)"
@@ -124,17 +126,134 @@ def test_every_link_resolves_to_an_existing_file(
         path = Path(unquote(parsed.path))
         assert path.is_file() and path.stat().st_size > 0, url
         assert report["report"].parent in path.parents  # relative, inside the out folder
+    markers: list[str] = p.eval_on_selector_all(
+        "a.marker", "els => els.map(a => a.getAttribute('href'))"
+    )
+    assert sorted(markers) == [f"#clip-{c['rank']}" for c in report["clips"]]
+    assert all(p.locator(m).count() == 1 for m in markers)  # each marker leads to its card
 
 
 def test_timeline_is_drawn_with_a_time_axis_and_legend(page: tuple[Page, list[str]]) -> None:
     p, _ = page
-    box = p.locator("svg#timeline").bounding_box()
+    box = p.locator("#timeline .plot").bounding_box()
     assert box is not None and box["width"] > 100 and box["height"] > 20
-    ticks = p.locator("svg#timeline text.tick").all_text_contents()
+    line = p.locator("#timeline polyline.score").bounding_box()
+    assert line is not None and line["width"] > box["width"] / 2  # the score line is drawn
+    ticks = p.locator("#timeline .tick").all_text_contents()
     assert ticks[0] == "0:00" and len(ticks) >= 3
     assert all(re.fullmatch(r"\d+:\d\d", t) for t in ticks)
-    legend = p.locator("svg#timeline .legend").text_content() or ""
-    assert "window score" in legend and "chosen clip" in legend
+    legend = p.locator("#timeline .legend").text_content() or ""
+    assert "score of each moment" in legend and "chosen clip" in legend
+
+
+_BOX = (
+    "(el) => { const r = el.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; }"
+)
+
+
+def test_timeline_fits_a_phone_with_every_clip_marker_in_view(
+    page: tuple[Page, list[str]], report: dict[str, Any]
+) -> None:
+    p, _ = page
+    p.set_viewport_size({"width": 375, "height": 812})
+    p.wait_for_timeout(100)
+    timeline = p.locator("#timeline")
+    assert timeline.evaluate("el => el.scrollWidth <= el.clientWidth")  # nothing scrolls sideways
+    assert p.evaluate("document.documentElement.scrollWidth") <= 375
+    markers = p.locator("#timeline a.marker")
+    assert markers.count() == len(report["clips"])
+    labels = []
+    for i in range(markers.count()):
+        for box in (markers.nth(i).evaluate(_BOX), markers.nth(i).locator("span").evaluate(_BOX)):
+            left, right, top, bottom = box
+            assert 0 <= left < right <= 375 and bottom > top, (i, box)
+        labels.append(markers.nth(i).locator("span").evaluate(_BOX))
+        assert markers.nth(i).locator("span").is_visible()
+    # neighbouring clips' labels do not cover each other
+    for a, b in ((a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]):
+        assert a[1] <= b[0] or b[1] <= a[0] or a[3] <= b[2] or b[3] <= a[2], (a, b)
+    the_end = markers.nth(markers.count() - 1).evaluate(_BOX)
+    assert the_end[1] > 300  # the last clip, at the video's end, is drawn at the right edge
+    for tick in p.locator("#timeline .tick").all():
+        if tick.is_visible():
+            left, right, _, _ = tick.evaluate(_BOX)
+            assert left >= 0 and right <= 375
+
+
+def test_preview_shows_one_caption_layer_until_the_toggle(page: tuple[Page, list[str]]) -> None:
+    p, errors = page
+    assert p.locator("track[default]").count() == 0
+    modes = p.evaluate(
+        "() => [...document.querySelectorAll('video')].map("
+        "(v) => [...v.textTracks].map((t) => t.mode))"
+    )
+    assert len(modes) == 3 and all(m == ["hidden"] for m in modes), modes  # loaded, not drawn
+    toggle = p.locator("button.cc[data-video='clip-1-video']")
+    assert toggle.is_visible() and toggle.get_attribute("aria-pressed") == "false"
+    toggle.click()
+    assert toggle.get_attribute("aria-pressed") == "true" and toggle.inner_text().startswith("Hide")
+    video = p.locator("#clip-1-video")
+    video.evaluate("v => { v.currentTime = 1.0; }")
+    p.wait_for_function(
+        "() => { const t = document.getElementById('clip-1-video').textTracks[0];"
+        " return t.mode === 'showing' && t.activeCues && t.activeCues.length > 0; }"
+    )
+    others = p.evaluate(
+        "() => [...document.querySelectorAll('video:not(#clip-1-video)')].map("
+        "(v) => v.textTracks[0].mode)"
+    )
+    assert others == ["hidden", "hidden"]  # one clip's switch, not the page's
+    toggle.click()
+    assert video.evaluate("v => v.textTracks[0].mode") == "hidden"
+    assert toggle.get_attribute("aria-pressed") == "false"
+    assert errors == []
+
+
+def test_transcript_names_the_speaker_at_each_turn(
+    page: tuple[Page, list[str]], report: dict[str, Any]
+) -> None:
+    p, _ = page
+    lines = p.locator(".transcript button.seg")
+    starts = [
+        float(lines.nth(i).get_attribute("data-start") or "nan") for i in range(lines.count())
+    ]
+    words = [w for s in report["transcript"]["segments"] for w in s["words"]]
+    turns = [w for i, w in enumerate(words) if i == 0 or w["speaker"] != words[i - 1]["speaker"]]
+    # one line per turn, the segment that spans a turn cut in two at the turn's first word
+    assert starts == [round(t["start"], 3) for t in turns]
+    labels = p.locator(".transcript .spk")
+    assert labels.all_inner_texts() == [f"Speaker {t['speaker'] + 1}:" for t in turns]
+    assert len(set(labels.all_inner_texts())) == 2
+    assert all(labels.nth(i).is_visible() for i in range(labels.count()))
+    assert lines.nth(1).inner_text().startswith("0:06 Speaker 2: I grew up")
+    colours = {labels.nth(i).evaluate("el => getComputedStyle(el).borderLeftColor") for i in (0, 1)}
+    assert len(colours) == 2  # each speaker's own colour
+
+
+def test_cards_use_words_not_model_names(
+    page: tuple[Page, list[str]], report: dict[str, Any]
+) -> None:
+    p, _ = page
+    shown = p.evaluate("document.body.innerText")
+    assert MODEL not in shown and MODEL_VERSION not in shown
+    assert all(c["model"] == MODEL for c in report["clips"])  # clips.json keeps it
+    card = p.locator("#clip-1").inner_text()
+    assert "Framing: follows whoever is speaking" in card
+
+
+def test_clip_posters_are_the_clip_thumbnails(
+    page: tuple[Page, list[str]], report: dict[str, Any]
+) -> None:
+    p, _ = page
+    for clip in (c for c in report["clips"] if c["export_status"] == "ready"):
+        video = p.locator(f"#clip-{clip['rank']}-video")
+        assert video.get_attribute("poster") == clip["files"]["thumbnail"]
+        size = video.evaluate(
+            """(v) => new Promise((ok) => { const img = new Image();
+              img.onload = () => ok([img.naturalWidth, img.naturalHeight]);
+              img.onerror = () => ok([0, 0]); img.src = v.poster; })"""
+        )
+        assert size[0] > 0 and size[1] > 0, clip["files"]["thumbnail"]
 
 
 def test_clicking_a_transcript_line_seeks_the_source(page: tuple[Page, list[str]]) -> None:
