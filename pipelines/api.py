@@ -416,13 +416,22 @@ def _write_docs(
     clips: list[dict[str, Any]],
     timeline: list[list[float]],
 ) -> None:
-    from pipelines.report import render_report
+    from pipelines.report import copy_source, render_report
 
     doc = transcript.to_dict()
     (out / "transcript.json").write_text(json.dumps(doc, indent=2))
     (out / "clips.json").write_text(json.dumps(clips, indent=2))
+    # As `clipforge process` does: the source beside the report, so its transcript can seek.
+    source_video = copy_source(out, source)
     (out / "report.html").write_text(
-        render_report(source=source, transcript=doc, clips=clips, timeline=timeline, root=out)
+        render_report(
+            source=source,
+            transcript=doc,
+            clips=clips,
+            timeline=timeline,
+            root=out,
+            source_video=source_video,
+        )
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -24,6 +25,7 @@ from models.text_encoder import load_text_encoder
 from pipelines.api import HighlightClip
 from pipelines.config import load_pipeline_config
 from tests.models._fixtures import hook_transcript
+from tests.pipelines._report_build import seek_by_transcript
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -142,3 +144,11 @@ def test_process_local_renders_clips_without_postgres_or_ray(
     transcript = json.loads((out / "transcript.json").read_text())
     assert transcript["segments"][0]["text"].lower().startswith("welcome to the show")
     assert (out / "report.html").stat().st_size > 0
+    # The source sits beside the report, as `clipforge process` puts it, and the transcript seeks it.
+    assert (out / "source.mp4").read_bytes() == test_media["speech_short"].read_bytes()
+    assert 'id="source-video"' in (out / "report.html").read_text()
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("no chromium binary for the seek check (apt-get install chromium)")
+    target, now = seek_by_transcript(out / "report.html", chromium, line=2)
+    assert target > 5 and abs(now - target) < 1.5
