@@ -9,6 +9,7 @@ empty tables.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import os
 import uuid
@@ -187,5 +188,10 @@ def media_script() -> ModuleType:
 @pytest.fixture(scope="session")
 def test_media(media_script: ModuleType) -> dict[str, Path]:
     """Name -> path of every test medium (built once per machine under .cache/test-media)."""
-    built: dict[str, Path] = media_script.build_all()
+    # Under pytest-xdist every worker asks at once: one builds, the others wait and reuse.
+    lock_path = Path(media_script.default_out_dir()) / ".build.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        built: dict[str, Path] = media_script.build_all()
     return built

@@ -7,10 +7,8 @@ Ray, and `test_cli.py` runs `clipforge api` as a process.
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,8 +21,6 @@ from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
 from tests.serve_apps.helpers import S3_FIELDS
 from tests.utils.factories import make_key
-
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_test_media.py"
 
 
 @pytest.fixture(scope="session")
@@ -77,14 +73,3 @@ def other(db: Pool) -> tuple[ApiKey, dict[str, str]]:
     """A second key, to show isolation between keys."""
     key, raw = make_key(db, "other")
     return key, {"Authorization": f"Bearer {raw}"}
-
-
-@pytest.fixture(scope="session")
-def test_media() -> dict[str, Path]:
-    """Fixture media built by scripts/make_test_media.py (cached under .cache/test-media)."""
-    spec = importlib.util.spec_from_file_location("make_test_media", _SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    built: dict[str, Path] = module.build_all()
-    return built
