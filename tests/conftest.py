@@ -26,6 +26,40 @@ from clipforge.db.pool import Pool, create_pool
 from clipforge.settings import Settings, load_settings
 from tests.utils.servers import nanio_server, redis_server
 
+# Files whose tests take minutes (Ray actors, whole pipeline runs, clusters, notebooks), heaviest
+# first, from `pytest --durations` on the 2-core machine. They are collected first so that the
+# two pytest-xdist workers (.ci/run, `--dist loadfile`) start on them and end on the short files
+# together, instead of one worker finishing a long file alone at the end.
+_HEAVY_FILES = (
+    "tests/pipelines/test_two_node_cluster.py",
+    "tests/notebooks/test_notebooks.py",
+    "tests/pipelines/test_worker.py",
+    "tests/pipelines/test_engine.py",
+    "tests/serve_apps/test_serve_app.py",
+    "tests/pipelines/test_process.py",
+    "tests/pipelines/test_backfill_runs.py",
+    "tests/serve_apps/test_serve_cli.py",
+    "tests/pipelines/test_restore_drill.py",
+    "tests/pipelines/test_process_terminal.py",
+    "tests/pipelines/test_backfill.py",
+    "tests/pipelines/test_end_to_end.py",
+    "tests/pipelines/test_observability.py",
+    "tests/models/test_asr.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Heavy files first (in the order above), the rest in collection order."""
+    rank = {name: i for i, name in enumerate(_HEAVY_FILES)}
+    root = Path(__file__).resolve().parents[1]
+
+    def key(item: pytest.Item) -> int:
+        rel = item.path.resolve().relative_to(root).as_posix()
+        return rank.get(rel, len(rank))
+
+    items.sort(key=key)  # stable: the order inside a file is kept
+
+
 _S3_KEY = "clipforge-test"
 _S3_SECRET = "clipforge-test-secret"
 

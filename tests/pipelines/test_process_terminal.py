@@ -169,7 +169,9 @@ def test_user_errors_end_at_once_with_one_line(
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
-    assert elapsed < 2.0, f"{case} took {elapsed:.2f} s"
+    # Well under the seconds that starting Postgres and Ray take (the check below is the proof
+    # that nothing started); the margin absorbs a loaded CI host.
+    assert elapsed < 5.0, f"{case} took {elapsed:.2f} s"
     assert not (short_tmp / "data" / "pgdata").exists()  # refused before anything started
 
 
