@@ -66,7 +66,7 @@ class AutoExportConfig(_Section):
     enabled: bool = False
     top_n: int = Field(3, ge=1)
     aspect_ratio: AspectRatio = "9:16"
-    caption_style: CaptionStyle = "karaoke"
+    caption_style: CaptionStyle = "auto"
     layout: Layout = "auto"  # who the crop follows (clipforge.types.Layout)
 
 
@@ -95,7 +95,8 @@ class ExportConfig(_Section):
     actors: int = Field(1, ge=1)
     num_cpus: float = Field(1, gt=0)
     claim_batch_size: int = Field(2, ge=1, le=100)
-    short_side: int = Field(720, ge=144, le=2160)
+    # Output presets (pipelines/render.py PRESETS) have a 1080 short side; less for drafts.
+    short_side: int = Field(1080, ge=144, le=2160)
     crf: int = Field(23, ge=0, le=51)
     preset: str = "veryfast"
     loudness_lufs: float = Field(-16, le=-5, ge=-40)
