@@ -73,6 +73,7 @@ def render_clip_files(
         ass_path=dest / f"{stem}.ass",
         crf=config.crf,
         preset=config.preset,
+        x264_params=config.x264_params,
         loudness_lufs=config.loudness_lufs,
         layout=layout,
         face_tracking=config.face_tracking,

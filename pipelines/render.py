@@ -62,7 +62,7 @@ class RenderSpec:
         short_side: pixels of the output's shorter side (even); the preset's 1080 by default,
             less for drafts.
         ass_path: ASS captions to burn in (times relative to the clip start), or None.
-        crf / preset: x264 quality and speed.
+        crf / preset / x264_params: x264 quality, speed and extra options ("" for none).
         loudness_lufs: integrated loudness target (EBU R128).
         layout: `auto`, `speaker`, `split` or `center` (pipelines/reframe.py says what each does).
         face_tracking: False renders the motion-following crop of earlier versions (exactly), for
@@ -75,7 +75,8 @@ class RenderSpec:
     short_side: int = PRESET_SHORT_SIDE
     ass_path: Path | None = None
     crf: int = 23
-    preset: str = "veryfast"
+    preset: str = "ultrafast"  # with x264_params, the shipped export config's
+    x264_params: str = "cabac=1:deblock=0,0"
     loudness_lufs: float = -16.0
     layout: str = "auto"
     face_tracking: bool = True
@@ -239,6 +240,7 @@ def render_clip(
         spec.preset,
         "-crf",
         str(spec.crf),
+        *(("-x264-params", spec.x264_params) if spec.x264_params else ()),
         # A keyframe every KEYFRAME_S: the poster-frame choice decodes keyframes only
         # (pipelines/poster.py), and players seek faster.
         "-force_key_frames",
