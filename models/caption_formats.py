@@ -359,10 +359,11 @@ def _emphasis_events(cue: Cue, style: AssStyle, lead: str) -> list[tuple[float, 
 
 def font_size(style: AssStyle, width: int, height: int, longest: int) -> int:
     """Font size in play-resolution pixels: big enough to read, small enough that the longest
-    line fits in 92% of the width (about 0.55 em per character for a sans-serif font)."""
-    wanted = (
-        height * style.height_ratio if style.height_ratio else min(width, height) * style.size_ratio
-    )
+    line fits in 92% of the width (about 0.55 em per character for a sans-serif font).
+    Height-sized styles keep their size: a cue too wide for it is shrunk alone (`_fit_tag`)."""
+    if style.height_ratio:
+        return round(height * style.height_ratio)
+    wanted = min(width, height) * style.size_ratio
     return round(min(wanted, width * 0.92 / (0.55 * max(longest, 1))))
 
 

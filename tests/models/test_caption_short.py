@@ -191,3 +191,17 @@ def test_broadcast_styles_keep_their_two_line_cues() -> None:
         cues = build_cues(words, 0.0, words[-1].end + 1.0, cue_options(style))
         assert max(len(c.words) for c in cues) > 4  # subtitle-sized cues
         assert "Dialogue:" in to_ass(cues, style, "16:9")
+
+
+def test_a_long_word_shrinks_only_its_own_cue() -> None:
+    words = [
+        Word(0.0, 0.4, "Hello."),
+        Word(1.0, 1.8, "Incomprehensibilities"),
+        Word(2.5, 2.9, "Bye."),
+    ]
+    cues = build_cues(words, 0.0, 3.5, cue_options("shorts"))
+    ass = to_ass(cues, "shorts", "9:16")
+    size = int(re.search(r"^Style: shorts,[^,]+,(\d+),", ass, re.M).group(1))  # type: ignore[union-attr]
+    assert size == round(0.065 * 1920)
+    shrunk = [line for line in ass.splitlines() if "\\fs" in line]
+    assert len(shrunk) == 1 and "Incomprehensibilities" in shrunk[0]
