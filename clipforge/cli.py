@@ -200,7 +200,7 @@ def process(
     source: Annotated[str, typer.Argument(help="Video file path or http(s) URL.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("clipforge-out"),
     aspect: Annotated[AspectRatio, typer.Option(help="Clip aspect ratio.")] = "9:16",
-    style: Annotated[CaptionStyle, typer.Option(help="Caption style.")] = "karaoke",
+    style: Annotated[CaptionStyle, typer.Option(help="Caption style.")] = "auto",
     top_k: Annotated[int, typer.Option(min=1, max=20, help="Number of clips.")] = 3,
     layout: Annotated[
         Layout,

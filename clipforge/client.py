@@ -200,8 +200,10 @@ class Client:
     def create_export(
         self,
         clip_id: Id,
-        aspect_ratio: Literal["9:16", "1:1", "16:9"] = "9:16",
-        caption_style: Literal["karaoke", "bold", "minimal", "speakers"] = "karaoke",
+        aspect_ratio: Literal["9:16", "4:5", "1:1", "16:9"] = "9:16",
+        caption_style: Literal[
+            "auto", "shorts", "karaoke", "bold", "minimal", "speakers", "subtitle"
+        ] = "auto",
         idempotency_key: str | None = None,
         layout: Literal["auto", "speaker", "split", "center"] = "auto",
     ) -> ExportCreated:

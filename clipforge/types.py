@@ -15,9 +15,14 @@ from typing import Any, Literal, get_args
 
 # One definition of the output shapes and caption styles for the CLI, the config, the models and
 # the API, so a new choice is added in one place.
-AspectRatio = Literal["9:16", "1:1", "16:9"]
-# `speakers` colours each word by its speaker (models/caption_formats.py).
-CaptionStyle = Literal["karaoke", "bold", "minimal", "speakers"]
+# Each renders at its preset size (pipelines/render.py PRESETS): 1080x1920, 1080x1350, 1080x1080,
+# 1920x1080.
+AspectRatio = Literal["9:16", "4:5", "1:1", "16:9"]
+# `auto` is `shorts` for the short-form shapes (9:16, 4:5, 1:1) and `karaoke` for 16:9;
+# `shorts`: 1-4 large words per cue, the spoken word highlighted; `karaoke`, `bold`, `minimal`:
+# two-line cues; `subtitle`: plain broadcast subtitles; `speakers` colours each word by its
+# speaker (models/caption_formats.py).
+CaptionStyle = Literal["auto", "shorts", "karaoke", "bold", "minimal", "speakers", "subtitle"]
 ASPECT_RATIOS: tuple[str, ...] = get_args(AspectRatio)
 CAPTION_STYLES: tuple[str, ...] = get_args(CaptionStyle)
 # Who the crop follows (pipelines/reframe.py): `auto` (the active speaker, two stacked crops when

@@ -6,6 +6,10 @@ room (a cue is held into the following silence, never over the next cue), and no
 the clip's edges. Cues break at sentence ends and pauses first, so each reads as a phrase.
 Times are relative to the clip start. Writers and parsers live in `caption_formats`, titles in
 `caption_titles`.
+
+Short-form cues (`CueOptions.max_words` > 0, the `shorts` style): 1-4 words per cue, broken at
+phrase edges (`caption_phrases`), each cue shown from its first word until the next cue starts
+(or briefly past its last word where a long pause follows), so the captions follow the voice.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from clipforge.errors import ValidationFailed
-from models.highlight_windows import ends_sentence
+from models.caption_phrases import ends_sentence, phrase_groups
 from models.types import Word
 
 
@@ -33,6 +37,9 @@ class CueOptions:
         speaker_breaks: a change of speaker (`Word.speaker`) always starts a new cue, and short
             cues are never merged across one, so each cue is one voice (the `speakers` style
             colours cues by speaker; off by default so other styles' cues stay as they were).
+        max_words: above 0, short-form cues of 1..max_words words broken at phrase edges
+            (`caption_phrases`; `pause_s` is then the pause that breaks a phrase, and the
+            reading-speed and minimum-duration rules do not apply: cues follow the voice).
     """
 
     max_chars_per_line: int = 42
@@ -43,6 +50,7 @@ class CueOptions:
     pause_s: float = 1.0
     min_sentence_chars: int = 12
     speaker_breaks: bool = False
+    max_words: int = 0
 
     def __post_init__(self) -> None:
         if self.max_chars_per_line < 8 or self.max_lines < 1:
@@ -51,6 +59,16 @@ class CueOptions:
             raise ValidationFailed("cue durations must satisfy 0 < min < max")
         if self.max_cps <= 0 or self.pause_s <= 0:
             raise ValidationFailed("max_cps and pause_s must be positive")
+        if self.max_words < 0:
+            raise ValidationFailed("max_words must be >= 0")
+
+
+#: Short-form cues (the `shorts` style): up to four words; lines of at most 12 characters, which
+#: fit the width of a 9:16 frame at that style's font (6.5% of the height, so capitals stand
+#: over 4% of it); a ~250 ms pause is a phrase edge.
+SHORT_FORM = CueOptions(max_chars_per_line=12, max_words=4, pause_s=0.25)
+#: A short-form cue stays up to this long after its last word when the next one is far off.
+SHORT_HOLD_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +228,44 @@ def build_cues(
     """
     opts = options or CueOptions()
     inside = _clip_words(words, clip_start, clip_end)
-    pieces = [p for w in inside for p in _split_long(w, opts.max_chars_per_line)]
+    # Short-form lines are short (12 characters), but a longer word keeps a line of its own
+    # (the ASS writer shrinks that cue to fit); only run-ons past two lines' worth are cut.
+    longest = opts.max_chars_per_line * (2 if opts.max_words else 1)
+    pieces = [p for w in inside for p in _split_long(w, longest)]
     if not pieces:
         return ()
+    if opts.max_words:
+        groups = phrase_groups(
+            pieces,
+            max_words=opts.max_words,
+            pause_s=opts.pause_s,
+            speaker_breaks=opts.speaker_breaks,
+        )
+        return tuple(_time_short(groups, clip_end - clip_start, opts))
     return tuple(_merge_short(_group(pieces, opts), clip_end - clip_start, opts))
+
+
+def _time_short(groups: Sequence[Sequence[Word]], length: float, opts: CueOptions) -> list[Cue]:
+    """Short-form cues: on screen from the first word until the next cue starts, or
+    `SHORT_HOLD_S` past the last word where the next one is further off (no empty flashes
+    between close phrases, no caption left up through a long pause)."""
+    cues: list[Cue] = []
+    for i, group in enumerate(groups):
+        start, last_end = group[0].start, group[-1].end
+        following = groups[i + 1][0].start if i + 1 < len(groups) else length
+        end = min(following, last_end + SHORT_HOLD_S, length)
+        tokens = [w.text for w in group]
+        lines = wrap_lines(tokens, opts.max_chars_per_line, opts.max_lines) or _two_lines(tokens)
+        cues.append(Cue(start, max(end, start), lines, tuple(group)))
+    return cues
+
+
+def _two_lines(tokens: Sequence[str]) -> tuple[str, ...]:
+    """Words that do not fit two lines of the limit (a long word): the two most even lines."""
+    if len(tokens) < 2:
+        return (" ".join(tokens),)
+    k = min(
+        range(1, len(tokens)),
+        key=lambda k: max(len(" ".join(tokens[:k])), len(" ".join(tokens[k:]))),
+    )
+    return " ".join(tokens[:k]), " ".join(tokens[k:])

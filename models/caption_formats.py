@@ -5,6 +5,16 @@ burned captions use it: word-by-word highlighting through `\\k` tags (each word 
 the secondary to the primary colour when it is spoken) and a few named styles, laid out for the
 clip's play resolution (9:16, 1:1, 16:9). SRT and VTT are the sidecar formats players load.
 
+Short-form: the `shorts` style (what `auto` means for 9:16, 4:5 and 1:1) shows short-form cues
+(`models.caption.SHORT_FORM`: 1-4 words) in a large bold font sized to the frame height (6.5%
+of it: capital letters stand over 4% of the height), and highlights the word being spoken: one event per word, the same text
+with that word in the highlight colour, so the layout never moves. `subtitle` is plain broadcast
+subtitles (two lines, no highlighting).
+
+Placement: `to_ass(..., avoid=...)` takes vertical spans of the frame (shares of its height: the
+faces the reframing tracks, `pipelines.reframe.ReframePlan.face_spans`) and moves the caption
+block to the nearest position in the lower band, else the upper band, that stays clear of them.
+
 Colour by speaker: the `speakers` style (or `to_ass(..., speaker_colours=True)` with any style)
 shows each speaker's words in that speaker's colour (`SPEAKER_COLOURS`, by `Word.speaker`), and
 its cues break at every change of speaker (`cue_options`), so each cue is one voice.
@@ -18,14 +28,24 @@ from dataclasses import dataclass, replace
 
 from clipforge.errors import ValidationFailed
 from clipforge.types import AspectRatio
-from models.caption import Cue, CueOptions
+from models.caption import SHORT_FORM, Cue, CueOptions
 
 Aspect = AspectRatio
 RESOLUTIONS: dict[str, tuple[int, int]] = {
     "9:16": (1080, 1920),
+    "4:5": (1080, 1350),
     "1:1": (1080, 1080),
     "16:9": (1920, 1080),
 }
+#: Aspects whose `auto` caption style is `shorts` (16:9 keeps the two-line `karaoke` look).
+SHORT_FORM_ASPECTS = frozenset({"9:16", "4:5", "1:1"})
+#: Safe bands of short-form players: their buttons and text cover about the bottom 12% and the
+#: top 10% of the frame, so captions stay between.
+MIN_BOTTOM_MARGIN = 0.12
+MIN_TOP_MARGIN = 0.10
+#: Clearance kept between a caption block and a face span (share of the height).
+FACE_PAD = 0.02
+_LINE_HEIGHT = 1.2  # a line of text takes about 1.2 font sizes (ascent, descent, spacing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +62,10 @@ class AssStyle:
         outline: outline width in pixels at the play resolution.
         shadow: shadow depth.
         margin_ratio: bottom margin as a share of the frame height.
+        height_ratio: above 0, the font size as a share of the frame height instead (short-form
+            text is sized to the tall frame, not its width).
+        highlight: when set, the colour of the word being spoken (one event per word).
+        karaoke: `\\k` word timing when the cue has word times (`to_ass(karaoke=...)`).
     """
 
     font: str
@@ -53,9 +77,40 @@ class AssStyle:
     outline: float
     shadow: float
     margin_ratio: float
+    height_ratio: float = 0.0
+    highlight: str = ""
+    karaoke: bool = True
 
 
 STYLES: dict[str, AssStyle] = {
+    # Short-form: white bold words, the spoken one gold, above the players' bottom controls.
+    "shorts": AssStyle(
+        "Arial",
+        0.0,
+        True,
+        "&H00FFFFFF",
+        "&H00FFFFFF",
+        "&H00000000",
+        6,
+        2,
+        0.25,
+        height_ratio=0.065,
+        highlight="&H0000D7FF",
+        karaoke=False,
+    ),
+    # Broadcast subtitles: two plain lines near the bottom edge.
+    "subtitle": AssStyle(
+        "Arial",
+        0.055,
+        False,
+        "&H00FFFFFF",
+        "&H00FFFFFF",
+        "&H00000000",
+        2.5,
+        1,
+        0.06,
+        karaoke=False,
+    ),
     "bold": AssStyle("Arial", 0.075, True, "&H00FFFFFF", "&H00FFFFFF", "&H00000000", 5, 0, 0.18),
     "minimal": AssStyle(
         "Arial", 0.05, False, "&H00FFFFFF", "&H00C0C0C0", "&H80000000", 1.5, 0, 0.08
@@ -190,9 +245,24 @@ def _ass_escape(text: str) -> str:
     return text.replace("\\", "\u29f5").replace("{", "(").replace("}", ")")
 
 
-def cue_options(style: str, base: CueOptions | None = None) -> CueOptions:
-    """Cue layout for a caption style: speaker styles break cues at speaker changes."""
-    base = base or CueOptions()
+def resolve_style(style: str, aspect: str | tuple[int, int] = "9:16") -> str:
+    """The style `auto` stands for: `shorts` for short-form frames (9:16, 4:5, 1:1, or any
+    size no wider than tall), `karaoke` for 16:9; other styles are themselves."""
+    if style != "auto":
+        return style
+    if isinstance(aspect, str):
+        return "shorts" if aspect in SHORT_FORM_ASPECTS else "karaoke"
+    return "shorts" if aspect[0] <= aspect[1] else "karaoke"
+
+
+def cue_options(
+    style: str, base: CueOptions | None = None, *, aspect: str | tuple[int, int] = "9:16"
+) -> CueOptions:
+    """Cue layout for a caption style: short-form cues for `shorts`, speaker styles break cues
+    at speaker changes."""
+    style = resolve_style(style, aspect)
+    if base is None:
+        base = SHORT_FORM if style == "shorts" else CueOptions()
     return replace(base, speaker_breaks=True) if style in SPEAKER_STYLES else base
 
 
@@ -247,18 +317,97 @@ def _karaoke_text(cue: Cue) -> str:
     return "".join(parts)
 
 
-def _ass_header(style_name: str, style: AssStyle, width: int, height: int, longest: int) -> str:
-    # Big enough to read, small enough that the longest line fits in 92% of the width
-    # (about 0.55 em per character for a sans-serif font).
-    size = round(
-        min(min(width, height) * style.size_ratio, width * 0.92 / (0.55 * max(longest, 1)))
+def _em_width(line: str) -> float:
+    """Rough width of a line in em of a bold sans-serif font (Arial or its DejaVu fallback)."""
+    wide, narrow = "MWmw@", "iIljtfr'.,:;!|() "
+    return sum(
+        0.95 if c in wide else 0.36 if c in narrow else 0.74 if c.isupper() or c.isdigit() else 0.62
+        for c in line
     )
-    margin = round(height * style.margin_ratio)
+
+
+def _fit_tag(cue: Cue, size: int, width: int) -> str:
+    """An `\\fs` override shrinking a cue whose widest line would not fit in 92% of the width
+    at `size` (a long word on its own line); "" when it fits."""
+    widest = max((_em_width(line) for line in cue.lines), default=0.0) * size
+    if widest <= 0.92 * width:
+        return ""
+    return f"{{\\fs{int(size * 0.92 * width / widest)}}}"
+
+
+def _emphasis_events(cue: Cue, style: AssStyle, lead: str) -> list[tuple[float, float, str]]:
+    """One (start, end, text) per word: the whole cue with that word in the highlight colour,
+    shown from the word's start (the cue's start for the first) until the next word starts.
+    `lead` (a size override, or "") starts every event's text."""
+    top_words = len(cue.lines[0].split()) if len(cue.lines) > 1 else len(cue.words)
+    events = []
+    for k, word in enumerate(cue.words):
+        begin = cue.start if k == 0 else word.start
+        stop = cue.words[k + 1].start if k + 1 < len(cue.words) else cue.end
+        if _ms(stop) // 10 <= _ms(begin) // 10:
+            continue  # shorter than the centisecond ASS counts in
+        parts = [lead]
+        for i, other in enumerate(cue.words):
+            parts.append("\\N" if i == top_words else (" " if i else ""))
+            text = _ass_escape(other.text)
+            # \\r resets to the style, so the size override is repeated after it.
+            lit = f"{{\\1c{style.highlight}&}}{text}{{\\r}}{lead}"
+            parts.append(lit if i == k else text)
+        events.append((begin, stop, "".join(parts)))
+    return events
+
+
+def font_size(style: AssStyle, width: int, height: int, longest: int) -> int:
+    """Font size in play-resolution pixels: big enough to read, small enough that the longest
+    line fits in 92% of the width (about 0.55 em per character for a sans-serif font).
+    Height-sized styles keep their size: a cue too wide for it is shrunk alone (`_fit_tag`)."""
+    if style.height_ratio:
+        return round(height * style.height_ratio)
+    wanted = min(width, height) * style.size_ratio
+    return round(min(wanted, width * 0.92 / (0.55 * max(longest, 1))))
+
+
+def place(
+    style: AssStyle, height: int, block: float, avoid: Sequence[tuple[float, float]] = ()
+) -> tuple[int, int]:
+    """ASS (alignment, vertical margin in pixels) of a caption block `block` pixels tall.
+
+    The style's own bottom margin is preferred; where that block would cover a span of `avoid`
+    (top, bottom shares of the height, padded by FACE_PAD), the nearest clear position in the
+    lower half is taken, then the highest clear one in the upper half; if none is clear, the
+    one covering the least of the spans."""
+    share = block / height
+    spans = [(top - FACE_PAD, bottom + FACE_PAD) for top, bottom in avoid]
+
+    def covered(top: float) -> float:
+        return sum(max(0.0, min(top + share, b) - max(top, a)) for a, b in spans)
+
+    preferred = max(MIN_BOTTOM_MARGIN, style.margin_ratio)
+    steps = [i / 100 for i in range(0, 51)]
+    lower = sorted(
+        (1 - m - share for m in steps if m >= MIN_BOTTOM_MARGIN and 1 - m - share >= 0.5),
+        key=lambda top: abs(top - (1 - preferred - share)),
+    )
+    upper = [m for m in steps if m >= MIN_TOP_MARGIN and m + share <= 0.5]
+    candidates = [(2, top) for top in lower] + [(8, top) for top in upper]
+    if not candidates:
+        return 2, round(height * preferred)
+    alignment, top = min(candidates, key=lambda c: (covered(c[1]) > 0, covered(c[1])))
+    if alignment == 8:
+        return 8, round(top * height)
+    return 2, round((1 - top - share) * height)
+
+
+def _ass_header(
+    style_name: str, style: AssStyle, width: int, height: int, size: int, placement: tuple[int, int]
+) -> str:
+    alignment, margin = placement
     bold = -1 if style.bold else 0
     fields = (
         f"{style_name},{style.font},{size},{style.primary},{style.secondary},"
         f"{style.outline_colour},&H00000000,{bold},0,0,0,100,100,0,0,1,"
-        f"{style.outline:g},{style.shadow:g},2,{round(width * 0.04)},{round(width * 0.04)},{margin},1"
+        f"{style.outline:g},{style.shadow:g},{alignment},{round(width * 0.04)},"
+        f"{round(width * 0.04)},{margin},1"
     )
     return (
         "[Script Info]\nScriptType: v4.00+\n"
@@ -279,28 +428,37 @@ def to_ass(
     resolution: Aspect | tuple[int, int] = "9:16",
     karaoke: bool = True,
     speaker_colours: bool | None = None,
+    avoid: Sequence[tuple[float, float]] = (),
 ) -> str:
-    """ASS script for burning in. `style` is a key of `STYLES`; `resolution` an aspect name or
-    (width, height). With `karaoke`, cues that carry word times get `\\k` highlighting.
-    `speaker_colours` (default: on for `SPEAKER_STYLES`) colours each word by its speaker;
-    cues without word times, or words without a speaker, keep the style's colours."""
+    """ASS script for burning in. `style` is a key of `STYLES` or `auto` (`resolve_style`);
+    `resolution` an aspect name or (width, height). With `karaoke`, cues that carry word times
+    get `\\k` highlighting (styles with a `highlight` colour highlight the spoken word
+    instead). `speaker_colours` (default: on for `SPEAKER_STYLES`) colours each word by its
+    speaker; cues without word times, or words without a speaker, keep the style's colours.
+    `avoid`: vertical spans (top, bottom shares of the height) the captions keep out of."""
+    style = resolve_style(style, resolution)
     if style not in STYLES:
         raise ValidationFailed(f"unknown caption style {style!r}; choose from {sorted(STYLES)}")
+    look = STYLES[style]
     width, height = RESOLUTIONS[resolution] if isinstance(resolution, str) else resolution
     if width <= 0 or height <= 0:
         raise ValidationFailed("play resolution must be positive")
     longest = max((len(line) for c in cues for line in c.lines), default=1)
+    size = font_size(look, width, height, longest)
+    lines = max((len(c.lines) for c in cues), default=1)
+    placement = place(look, height, lines * size * _LINE_HEIGHT + 2 * look.outline, avoid)
     colours = style in SPEAKER_STYLES if speaker_colours is None else speaker_colours
-    events = []
+    events: list[tuple[float, float, str]] = []
     for cue in cues:
         if colours and cue.words and any(w.speaker is not None for w in cue.words):
-            text = _speaker_text(cue, STYLES[style], karaoke)
-        elif karaoke and cue.words:
-            text = _karaoke_text(cue)
+            events.append((cue.start, cue.end, _speaker_text(cue, look, karaoke and look.karaoke)))
+        elif look.highlight and karaoke and cue.words:
+            events.extend(_emphasis_events(cue, look, _fit_tag(cue, size, width)))
+        elif karaoke and look.karaoke and cue.words:
+            events.append((cue.start, cue.end, _karaoke_text(cue)))
         else:
-            text = "\\N".join(_ass_escape(line) for line in cue.lines)
-        events.append(
-            f"Dialogue: 0,{_ass_time(cue.start)},{_ass_time(cue.end)},{style},,0,0,0,,{text}"
-        )
-    body = "\n".join(events)
-    return _ass_header(style, STYLES[style], width, height, longest) + body + ("\n" if body else "")
+            events.append((cue.start, cue.end, "\\N".join(_ass_escape(line) for line in cue.lines)))
+    body = "\n".join(
+        f"Dialogue: 0,{_ass_time(a)},{_ass_time(b)},{style},,0,0,0,,{text}" for a, b, text in events
+    )
+    return _ass_header(style, look, width, height, size, placement) + body + ("\n" if body else "")

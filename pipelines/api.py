@@ -279,21 +279,23 @@ def captions(
     transcript: Transcript | Sequence[Word],
     clip: HighlightClip | tuple[float, float],
     *,
-    style: CaptionStyle = "karaoke",
+    style: CaptionStyle = "auto",
     aspect: AspectRatio = "9:16",
 ) -> Captions:
     """SRT, WebVTT and ASS captions of one clip (a `HighlightClip` or `(start, end)` seconds).
 
-    Cues follow the subtitle rules of `models.caption` (two lines of 42 characters, 0.8-6 s on
-    screen, reading speed); `style` is `karaoke`, `bold`, `minimal` (the ASS look) or
-    `speakers` (each speaker's words in their own colour, one speaker per cue).
+    `style` `auto` (the default) is `shorts` for 9:16, 4:5 and 1:1 (1-4 large words per cue,
+    the spoken word highlighted) and `karaoke` for 16:9. `karaoke`, `bold`, `minimal` and
+    `subtitle` follow the subtitle rules of `models.caption` (two lines of 42 characters,
+    0.8-6 s on screen, reading speed); `speakers` colours each speaker's words, one speaker per
+    cue.
     """
     from models.caption import build_cues
     from models.caption_formats import cue_options, to_ass, to_srt, to_vtt
 
     words = transcript.words if isinstance(transcript, Transcript) else transcript
     start, end = (clip.start, clip.end) if isinstance(clip, HighlightClip) else clip
-    cues = build_cues(words, start, end, cue_options(style))
+    cues = build_cues(words, start, end, cue_options(style, aspect=aspect))
     return Captions(
         cues=cues, srt=to_srt(cues), vtt=to_vtt(cues), ass=to_ass(cues, style, resolution=aspect)
     )
@@ -304,7 +306,7 @@ def process(
     out_dir: str | Path,
     *,
     aspect: AspectRatio = "9:16",
-    style: CaptionStyle = "karaoke",
+    style: CaptionStyle = "auto",
     top_k: int = 3,
     layout: Layout = "auto",
     local: bool = False,

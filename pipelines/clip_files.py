@@ -15,9 +15,9 @@ from clipforge.errors import MediaError
 from clipforge.media import probe
 from clipforge.types import Word
 from models.caption import build_cues
-from models.caption_formats import cue_options, to_ass, to_srt, to_vtt
+from models.caption_formats import cue_options, resolve_style, to_ass, to_srt, to_vtt
 from pipelines.config import ExportConfig
-from pipelines.render import RenderSpec, crop_size, output_size, render_clip, thumbnail
+from pipelines.render import RenderSpec, output_size, plan_clip, poster_frame, render_clip
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,36 +52,44 @@ def render_clip_files(
 ) -> ClipFiles:
     """Render `start_s`..`end_s` of `src` into `dest/<stem>.{mp4,jpg,srt,vtt,ass}`.
 
-    `layout` says who the crop follows (clipforge.types.Layout); the words (source times, with
-    speaker ids when turns were computed) tell the reframing who speaks when.
+    The MP4 has the aspect's preset size (pipelines/render.py PRESETS; `config.short_side`
+    below 1080 for drafts); `caption_style` `auto` is `shorts` for short-form aspects. `layout`
+    says who the crop follows (clipforge.types.Layout); the words (source times, with speaker
+    ids when turns were computed) tell the reframing who speaks when, and the captions keep out
+    of the faces it tracks. The JPEG is the poster frame (pipelines/poster.py).
     """
-    cues = build_cues(words, start_s, end_s, cue_options(caption_style))
     info = probe(src)
     if info.width is None or info.height is None:
         raise MediaError("the source has no video stream to export")
-    # Never upscale: the output's short side is at most the crop's short side.
-    short_side = min(config.short_side, min(crop_size(info.width, info.height, aspect_ratio)))
-    dest.mkdir(parents=True, exist_ok=True)
-    ass = dest / f"{stem}.ass"
-    ass.write_text(
-        to_ass(cues, style=caption_style, resolution=output_size(aspect_ratio, short_side))
-    )
+    # The preset's size whatever the source's (render.output_size): a small source is scaled up.
+    out_size = output_size(aspect_ratio, config.short_side)
+    style = resolve_style(caption_style, aspect_ratio)
+    cues = build_cues(words, start_s, end_s, cue_options(style))
     spec = RenderSpec(
         start_s=start_s,
         end_s=end_s,
         aspect_ratio=aspect_ratio,
-        short_side=short_side,
-        ass_path=ass,
+        short_side=config.short_side,
+        ass_path=dest / f"{stem}.ass",
         crf=config.crf,
         preset=config.preset,
+        x264_params=config.x264_params,
         loudness_lufs=config.loudness_lufs,
         layout=layout,
         face_tracking=config.face_tracking,
     )
     size = (info.width, info.height)
-    clip = render_clip(src, dest / f"{stem}.mp4", spec, src_size=size, words=words)
+    # Planned before the captions are written: they keep out of the faces the crop follows.
+    plan = None
+    if spec.face_tracking or spec.layout == "center":
+        plan = plan_clip(src, spec, src_size=size, words=words)
+    dest.mkdir(parents=True, exist_ok=True)
+    ass = dest / f"{stem}.ass"
+    avoid = plan.face_spans if plan is not None else ()
+    ass.write_text(to_ass(cues, style=style, resolution=out_size, avoid=avoid))
+    clip = render_clip(src, dest / f"{stem}.mp4", spec, src_size=size, words=words, plan=plan)
     rendered = probe(clip)
-    thumb = thumbnail(clip, dest / f"{stem}.jpg", at_s=min(1.0, rendered.duration_s / 2))
+    thumb = poster_frame(clip, dest / f"{stem}.jpg")
     srt, vtt = dest / f"{stem}.srt", dest / f"{stem}.vtt"
     srt.write_text(to_srt(cues))
     vtt.write_text(to_vtt(cues))

@@ -55,7 +55,7 @@ class ProcessOptions:
     """
 
     aspect_ratio: AspectRatio = "9:16"
-    caption_style: CaptionStyle = "karaoke"
+    caption_style: CaptionStyle = "auto"
     top_k: int = 3
     config_path: Path | None = None
     keep: bool = False

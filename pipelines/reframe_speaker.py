@@ -157,10 +157,13 @@ def _lips_and_voice(activity: FloatArray, energy: FloatArray, sigma: float) -> F
     if weight.size != activity.shape[1]:
         weight = np.ones(activity.shape[1])
     out = np.full(activity.shape, np.nan)
+    n = activity.shape[1]
     for i, row in enumerate(activity):
         valid = ~np.isnan(row)
-        num = np.convolve(np.where(valid, row, 0.0) * weight, kernel, mode="same")
-        den = np.convolve(valid * weight, kernel, mode="same")
+        # The centred n values of the full convolution: mode="same" returns the kernel's length
+        # when the kernel is the longer (a clip of under ~4 s), which broke short clips.
+        num = np.convolve(np.where(valid, row, 0.0) * weight, kernel)[radius : radius + n]
+        den = np.convolve(valid * weight, kernel)[radius : radius + n]
         with np.errstate(invalid="ignore", divide="ignore"):
             out[i] = np.where(den > 1e-3, num / den, np.nan)
     return out

@@ -7,6 +7,12 @@ change is measured on small grey frames at 2 fps, smoothed, and turned into a pi
 That is the path with `face_tracking=False`; with face tracking (the default) the window follows
 faces and the active speaker, in the layout asked for (pipelines/reframe.py), and falls back to
 motion, then the centre, where no face is seen.
+
+Output size: every export renders at its aspect's preset (`PRESETS`: what Shorts, Reels, TikTok
+and YouTube expect) whatever the source size, so a 640x360 source gives 1080x1920 9:16 clips; a
+smaller crop is scaled up with lanczos. `short_side` below the preset's (a config option for
+drafts) shrinks the output keeping the aspect. The crop is cut in source pixels first and scaled
+once after, so only the window is scaled; captions are laid out in the output's pixels.
 """
 
 from __future__ import annotations
@@ -22,9 +28,25 @@ import numpy as np
 from clipforge.errors import MediaError
 from clipforge.media import ffmpeg_exe
 from clipforge.observability.tracing import span
-from pipelines.reframe import ReframePlan, check_layout, plan_reframe, video_filter
+from pipelines.poster import KEYFRAME_S, choose_poster
+from pipelines.reframe import (
+    SCALE_FLAGS,
+    ReframePlan,
+    check_layout,
+    plan_reframe,
+    video_filter,
+)
 
-_ASPECTS = {"9:16": (9, 16), "1:1": (1, 1), "16:9": (16, 9)}
+_ASPECTS = {"9:16": (9, 16), "4:5": (4, 5), "1:1": (1, 1), "16:9": (16, 9)}
+#: Output size of each aspect: the upload size the short-form platforms and YouTube expect.
+PRESETS: dict[str, tuple[int, int]] = {
+    "9:16": (1080, 1920),
+    "4:5": (1080, 1350),
+    "1:1": (1080, 1080),
+    "16:9": (1920, 1080),
+}
+#: The presets' shorter side: `short_side` at this value (the default) renders the full preset.
+PRESET_SHORT_SIDE = 1080
 _TRACK_FPS = 2.0
 _TRACK_WIDTH = 96
 _TRACK_HEIGHT = 64  # aspect distortion does not matter for a horizontal motion centre
@@ -36,10 +58,11 @@ class RenderSpec:
 
     Attributes:
         start_s / end_s: clip bounds in the source.
-        aspect_ratio: `9:16`, `1:1` or `16:9`.
-        short_side: pixels of the output's shorter side (even).
+        aspect_ratio: `9:16`, `4:5`, `1:1` or `16:9`.
+        short_side: pixels of the output's shorter side (even); the preset's 1080 by default,
+            less for drafts.
         ass_path: ASS captions to burn in (times relative to the clip start), or None.
-        crf / preset: x264 quality and speed.
+        crf / preset / x264_params: x264 quality, speed and extra options ("" for none).
         loudness_lufs: integrated loudness target (EBU R128).
         layout: `auto`, `speaker`, `split` or `center` (pipelines/reframe.py says what each does).
         face_tracking: False renders the motion-following crop of earlier versions (exactly), for
@@ -49,10 +72,11 @@ class RenderSpec:
     start_s: float
     end_s: float
     aspect_ratio: str
-    short_side: int = 720
+    short_side: int = PRESET_SHORT_SIDE
     ass_path: Path | None = None
     crf: int = 23
-    preset: str = "veryfast"
+    preset: str = "ultrafast"  # with x264_params, the shipped export config's
+    x264_params: str = "cabac=1:deblock=0,0"
     loudness_lufs: float = -16.0
     layout: str = "auto"
     face_tracking: bool = True
@@ -61,13 +85,12 @@ class RenderSpec:
         check_layout(self.layout)
 
 
-def output_size(aspect_ratio: str, short_side: int) -> tuple[int, int]:
-    """Output width and height (even numbers, as H.264 requires)."""
-    aw, ah = _ASPECTS[aspect_ratio]
-    side = short_side - short_side % 2
-    if aw <= ah:
-        return side, round(side * ah / aw / 2) * 2
-    return round(side * aw / ah / 2) * 2, side
+def output_size(aspect_ratio: str, short_side: int = PRESET_SHORT_SIDE) -> tuple[int, int]:
+    """Output width and height: the preset's size scaled to `short_side` (even numbers, as
+    H.264 requires). Independent of the source: small sources are scaled up."""
+    preset_w, preset_h = PRESETS[aspect_ratio]
+    scale = short_side / min(preset_w, preset_h)
+    return max(2, round(preset_w * scale / 2) * 2), max(2, round(preset_h * scale / 2) * 2)
 
 
 def crop_size(src_w: int, src_h: int, aspect_ratio: str) -> tuple[int, int]:
@@ -184,7 +207,10 @@ def render_clip(
     else:
         x_expr = crop_x_expression(motion_centres(src, spec.start_s, duration), src_w, crop_w)
         y = (src_h - crop_h) // 2
-        video = f"crop={crop_w}:{crop_h}:'{x_expr}':{y},scale={out_w}:{out_h},setsar=1"
+        video = (
+            f"crop={crop_w}:{crop_h}:'{x_expr}':{y},"
+            f"scale={out_w}:{out_h}:flags={SCALE_FLAGS},setsar=1"
+        )
     if spec.ass_path is not None:
         video += f",ass=filename={spec.ass_path}"
     audio = f"loudnorm=I={spec.loudness_lufs}:TP=-1.5:LRA=11,aresample=48000"
@@ -214,6 +240,11 @@ def render_clip(
         spec.preset,
         "-crf",
         str(spec.crf),
+        *(("-x264-params", spec.x264_params) if spec.x264_params else ()),
+        # A keyframe every KEYFRAME_S: the poster-frame choice decodes keyframes only
+        # (pipelines/poster.py), and players seek faster.
+        "-force_key_frames",
+        f"expr:gte(t,n_forced*{KEYFRAME_S:g})",
         "-pix_fmt",
         "yuv420p",
         "-c:a",
@@ -228,8 +259,14 @@ def render_clip(
     return dest
 
 
+def poster_frame(clip: Path, dest: Path) -> Path:
+    """The clip's poster JPEG: a sharp frame with an open-eyed face, else its peak
+    (pipelines/poster.py)."""
+    return thumbnail(clip, dest, choose_poster(clip).t)
+
+
 def thumbnail(clip: Path, dest: Path, at_s: float) -> Path:
-    """A JPEG frame of the rendered clip."""
+    """A JPEG frame of the rendered clip at `at_s`."""
     _run(
         [
             ffmpeg_exe(),

@@ -215,7 +215,7 @@ class CreateExportRequest(_Request):
     """Render a clip."""
 
     aspect_ratio: AspectRatio = Field(default="9:16", description="Output frame shape.")
-    caption_style: CaptionStyle = Field(default="karaoke", description="Burned caption look.")
+    caption_style: CaptionStyle = Field(default="auto", description="Burned caption look.")
     layout: Layout = Field(
         default="auto",
         description="Who the crop follows: `auto` (the active speaker; two stacked crops when "

@@ -127,8 +127,8 @@ def _cli(*args: str, tmp: Path) -> tuple[subprocess.CompletedProcess[str], float
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("bad_style", "'nonsense' is not one of 'karaoke', 'bold', 'minimal'"),
-        ("bad_aspect", "'4:3' is not one of '9:16', '1:1', '16:9'"),
+        ("bad_style", "'nonsense' is not one of 'auto', 'shorts', 'karaoke', 'bold'"),
+        ("bad_aspect", "'4:3' is not one of '9:16', '4:5', '1:1', '16:9'"),
         ("bad_layout", "'pip' is not one of 'auto', 'speaker', 'split', 'center'"),
         ("bad_top_k", "--top-k"),
         ("unwritable_out", "cannot write to output folder"),
@@ -178,7 +178,7 @@ def test_user_errors_end_at_once_with_one_line(
 def test_help_lists_the_choices(short_tmp: Path) -> None:
     result, _ = _cli("process", "--help", tmp=short_tmp)
     assert result.returncode == 0
-    assert "9:16|1:1|16:9" in result.stdout and "karaoke|bold|minimal" in result.stdout
+    assert "9:16|4:5|1:1|16:9" in result.stdout and "karaoke|bold|minimal" in result.stdout
 
 
 def test_sigterm_mid_run_stops_what_it_started(

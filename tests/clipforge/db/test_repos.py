@@ -104,3 +104,14 @@ def test_clips_replace_paginate_and_cascade(db: Pool) -> None:
         delete_video(conn, video_id=video.id)
         assert get_clip(conn, clip_id=clips[0].id) is None
         assert get_export(conn, export_id=export.id) is None
+
+
+def test_exports_take_the_4_5_preset_and_refuse_unknown_aspects(db: Pool) -> None:
+    video = make_video(db)
+    with db.connection() as conn:
+        clip = replace_clips(conn, video_id=video.id, clips=[_clip(1, 30.0)])[0]
+        portrait = create_export(conn, clip_id=clip.id, aspect_ratio="4:5", caption_style="auto")
+        assert get_export(conn, export_id=portrait.id) == portrait
+        assert portrait.aspect_ratio == "4:5"
+        with pytest.raises(psycopg.errors.CheckViolation), conn.transaction():
+            create_export(conn, clip_id=clip.id, aspect_ratio="4:3", caption_style="auto")  # type: ignore[arg-type]
