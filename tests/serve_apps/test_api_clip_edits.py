@@ -9,11 +9,15 @@ words, 0.2 s of padding into the silence, half of it at most).
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
+import httpx
+import pytest
 from fastapi.testclient import TestClient
 from pytest import approx
 
+from clipforge.client import Client
+from clipforge.client_errors import InvalidRequest, NotFound
 from clipforge.db.pool import Pool
 from clipforge.db.repo.api_keys import ApiKey
 from clipforge.db.repo.clips import NewClip, list_all_clips, replace_clips
@@ -71,7 +75,7 @@ def _error(response: Any) -> dict[str, Any]:
     return body
 
 
-def test_bounds_snap_to_word_edges_and_silences(client: TestClient, owner: Auth, db: Pool):
+def test_bounds_snap_to_word_edges_and_silences(client: TestClient, owner: Auth, db: Pool) -> None:
     key, auth = owner
     video, clip_id = _ready_video(db, key)
     listed = client.get(f"/v1/videos/{video.id}/clips", headers=auth).json()["items"]
@@ -102,7 +106,7 @@ def test_bounds_snap_to_word_edges_and_silences(client: TestClient, owner: Auth,
 
 def test_bounds_outside_the_video_or_without_words_are_422(
     client: TestClient, owner: Auth, db: Pool
-):
+) -> None:
     key, auth = owner
     video, clip_id = _ready_video(db, key)
     path = f"/v1/clips/{clip_id}"
@@ -130,7 +134,7 @@ def test_bounds_outside_the_video_or_without_words_are_422(
 
 def test_another_keys_clip_is_404_like_an_unknown_one(
     client: TestClient, owner: Auth, other: Auth, db: Pool
-):
+) -> None:
     key, _ = owner
     video, clip_id = _ready_video(db, key)
     unknown = uuid.uuid4()
@@ -155,7 +159,9 @@ def test_another_keys_clip_is_404_like_an_unknown_one(
     assert (clip.start_s, clip.edited) == (0.8, False)
 
 
-def test_writes_replay_with_the_same_idempotency_key(client: TestClient, owner: Auth, db: Pool):
+def test_writes_replay_with_the_same_idempotency_key(
+    client: TestClient, owner: Auth, db: Pool
+) -> None:
     key, auth = owner
     video, clip_id = _ready_video(db, key)
     path = f"/v1/clips/{clip_id}"
@@ -182,7 +188,7 @@ def test_writes_replay_with_the_same_idempotency_key(client: TestClient, owner: 
         assert len(list_all_clips(conn, video_id=video.id)) == 2  # one clip made, not two
 
 
-def test_a_clip_made_from_a_chosen_span(client: TestClient, owner: Auth, db: Pool):
+def test_a_clip_made_from_a_chosen_span(client: TestClient, owner: Auth, db: Pool) -> None:
     key, auth = owner
     video, _ = _ready_video(db, key)
     # 12-21 s: silence, then "So" (20.0-20.3) and "anyway." (20.4-20.7).
@@ -206,7 +212,7 @@ def test_a_clip_made_from_a_chosen_span(client: TestClient, owner: Auth, db: Poo
     assert client.post("/v1/clips", json=body, headers=auth).status_code == 409
 
 
-def test_caption_corrections_are_an_overlay(client: TestClient, owner: Auth, db: Pool):
+def test_caption_corrections_are_an_overlay(client: TestClient, owner: Auth, db: Pool) -> None:
     key, auth = owner
     video, clip_id = _ready_video(db, key)
     path = f"/v1/clips/{clip_id}/words"
@@ -237,7 +243,7 @@ def test_caption_corrections_are_an_overlay(client: TestClient, owner: Auth, db:
     assert not any(w["corrected"] for w in cleared["words"])
 
 
-def test_a_detect_rerun_keeps_edited_clips(client: TestClient, owner: Auth, db: Pool):
+def test_a_detect_rerun_keeps_edited_clips(client: TestClient, owner: Auth, db: Pool) -> None:
     key, auth = owner
     video, clip_id = _ready_video(db, key)
     assert client.patch(f"/v1/clips/{clip_id}", json={"end_s": 10.1}, headers=auth).is_success
@@ -257,3 +263,26 @@ def test_a_detect_rerun_keeps_edited_clips(client: TestClient, owner: Auth, db: 
     with db.connection() as conn:
         replaced = replace_clips(conn, video_id=video.id, clips=new, keep_edited=False)
     assert [(c.start_s, c.edited) for c in replaced] == [(4.0, False), (19.0, False), (0.0, False)]
+
+
+def test_typed_client_and_openapi_schema(client: TestClient, owner: Auth, db: Pool) -> None:
+    key, auth = owner
+    video, clip_id = _ready_video(db, key)
+    raw = auth["Authorization"].removeprefix("Bearer ")
+    with Client("http://testserver", raw, http=cast(httpx.Client, client)) as api:
+        edited = api.edit_clip(clip_id, start_s=4.6, idempotency_key="client-edit")
+        assert edited.start_s == approx(3.8) and edited.edited and edited.original_start_s == 0.8
+        assert api.get_clip(clip_id) == edited
+        fixed = api.correct_words(clip_id, {_index("tools."): "Tools!"})
+        assert [w.text for w in fixed.words if w.corrected] == ["Tools!"]
+        assert api.get_clip_words(clip_id) == fixed
+        made = api.create_clip(video.id, 19.0, 22.0, title="So anyway")
+        assert made.origin == "user" and made.title == "So anyway" and made.rank == 2
+        with pytest.raises(InvalidRequest):
+            api.edit_clip(clip_id, end_s=DURATION_S + 1)
+        with pytest.raises(NotFound):
+            api.get_clip(uuid.uuid4())
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"post"} <= set(paths["/v1/clips"])
+    assert {"get", "patch"} <= set(paths["/v1/clips/{clip_id}"])
+    assert {"get", "put"} <= set(paths["/v1/clips/{clip_id}/words"])
