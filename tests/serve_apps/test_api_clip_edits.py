@@ -8,6 +8,7 @@ words, 0.2 s of padding into the silence, half of it at most).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any, cast
 
@@ -20,7 +21,13 @@ from clipforge.client import Client
 from clipforge.client_errors import InvalidRequest, NotFound
 from clipforge.db.pool import Pool
 from clipforge.db.repo.api_keys import ApiKey
-from clipforge.db.repo.clips import NewClip, list_all_clips, replace_clips
+from clipforge.db.repo.clips import (
+    NewClip,
+    list_all_clips,
+    lock_clip,
+    mark_edited,
+    replace_clips,
+)
 from clipforge.db.repo.transcripts import replace_transcript
 from clipforge.db.repo.videos import Video, update_video
 from clipforge.types import ModelInfo, Segment, Transcript, Word
@@ -286,3 +293,45 @@ def test_typed_client_and_openapi_schema(client: TestClient, owner: Auth, db: Po
     assert {"post"} <= set(paths["/v1/clips"])
     assert {"get", "patch"} <= set(paths["/v1/clips/{clip_id}"])
     assert {"get", "put"} <= set(paths["/v1/clips/{clip_id}/words"])
+
+
+def test_an_edit_racing_a_detect_commit_is_kept_or_a_clean_404(
+    client: TestClient, owner: Auth, db: Pool
+) -> None:
+    key, auth = owner
+    video, clip_id = _ready_video(db, key)
+    fix = {"words": [{"index": 0, "text": "Hello"}]}
+    answers: list[int] = []
+
+    def put_words() -> None:
+        answers.append(client.put(f"/v1/clips/{clip_id}/words", json=fix, headers=auth).status_code)
+
+    # Detection replaces the (unedited) clip and commits while the edit waits for it.
+    with db.connection() as conn, conn.transaction():
+        replace_clips(conn, video_id=video.id, clips=[_clip(1, 19.0, 21.0)])
+        racing = threading.Thread(target=put_words)
+        racing.start()
+        racing.join(timeout=1.0)
+        assert racing.is_alive()  # blocked on the clip row, not answered yet
+    racing.join(timeout=30)
+    assert answers == [404]  # the clip is gone: not found, never a 500
+
+    # An edit that holds the clip first: detection waits, then keeps the edited clip.
+    (current,) = client.get(f"/v1/videos/{video.id}/clips", headers=auth).json()["items"]
+    with db.connection() as edit, edit.transaction():
+        assert lock_clip(edit, clip_id=uuid.UUID(current["id"])) is not None
+        mark_edited(edit, clip_id=uuid.UUID(current["id"]))
+
+        def detect() -> None:
+            with db.connection() as conn, conn.transaction():
+                replace_clips(conn, video_id=video.id, clips=[_clip(1, 1.0, 2.0, 99.0)])
+
+        rerun = threading.Thread(target=detect)
+        rerun.start()
+        rerun.join(timeout=1.0)
+        assert rerun.is_alive()
+    rerun.join(timeout=30)
+    with db.connection() as conn:
+        after = list_all_clips(conn, video_id=video.id)
+    assert [(str(c.id), c.edited) for c in after if c.edited] == [(current["id"], True)]
+    assert len(after) == 2

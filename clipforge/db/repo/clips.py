@@ -176,6 +176,13 @@ def get_clips(conn: Conn, *, clip_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, C
     return {r["id"]: Clip(**r) for r in rows}
 
 
+def lock_clip(conn: Conn, *, clip_id: uuid.UUID) -> Clip | None:
+    """The clip, locked until the transaction ends (an edit in progress). A detect commit
+    replacing the video's clips waits for it, then sees the clip `edited` and keeps it."""
+    row = conn.execute("SELECT * FROM clips WHERE id = %s FOR UPDATE", (clip_id,)).fetchone()
+    return Clip(**row) if row else None
+
+
 def set_clip_bounds(conn: Conn, *, clip_id: uuid.UUID, start_s: float, end_s: float) -> Clip | None:
     """Move an existing clip's bounds: it becomes `edited`, and detection's first bounds are
     kept in `original_*_s` (a clip edited again keeps the first ones)."""

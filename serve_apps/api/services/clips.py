@@ -19,7 +19,13 @@ from clipforge.clip_edits import span_indices
 from clipforge.db.pool import Conn
 from clipforge.db.repo.api_keys import ApiKey
 from clipforge.db.repo.clip_words import get_word_edits, replace_word_edits
-from clipforge.db.repo.clips import Clip, create_user_clip, mark_edited, set_clip_bounds
+from clipforge.db.repo.clips import (
+    Clip,
+    create_user_clip,
+    lock_clip,
+    mark_edited,
+    set_clip_bounds,
+)
 from clipforge.db.repo.transcripts import get_transcript
 from clipforge.db.repo.videos import Video, get_video
 from clipforge.errors import Conflict, NotFound, ValidationFailed
@@ -58,14 +64,13 @@ def edit(
     """`PATCH /v1/clips/{id}`: snap the asked bounds and store them; the clip is `edited`."""
 
     def action(conn: Conn) -> ClipOut:
-        clip = owned_clip(conn, key, clip_id)
+        clip = _owned_for_edit(conn, key, clip_id)
         start = body.start_s if body.start_s is not None else clip.start_s
         end = body.end_s if body.end_s is not None else clip.end_s
         video, transcript = _video_and_transcript(conn, key, clip.video_id)
         snapped_start, snapped_end = _snap(video, transcript, start, end)
         row = set_clip_bounds(conn, clip_id=clip.id, start_s=snapped_start, end_s=snapped_end)
-        if row is None:  # deleted with its video since we read it
-            raise NotFound(f"clip {clip_id} not found")
+        assert row is not None  # locked by this transaction
         return clip_out(row)
 
     return _write(deps, key, idem, f"clips.edit:{clip_id}", body, 200, action)
@@ -105,7 +110,7 @@ def put_words(
     """`PUT /v1/clips/{id}/words`: replace the clip's caption corrections."""
 
     def action(conn: Conn) -> ClipWords:
-        clip = owned_clip(conn, key, clip_id)
+        clip = _owned_for_edit(conn, key, clip_id)
         _, transcript = _video_and_transcript(conn, key, clip.video_id)
         heard = transcript.words
         inside = set(span_indices(heard, clip.start_s, clip.end_s))
@@ -148,6 +153,15 @@ def _write(
     for video_id in video_ids:  # empty for a replay: nothing changed
         deps.cache.invalidate(CLIPS_NS, str(video_id))
     return response
+
+
+def _owned_for_edit(conn: Conn, key: ApiKey, clip_id: uuid.UUID) -> Clip:
+    # Locked, so a detect commit that replaces the video's clips meanwhile waits and then keeps
+    # this one (edited by then) instead of deleting it under the edit.
+    clip = lock_clip(conn, clip_id=clip_id)
+    if clip is None or get_video(conn, video_id=clip.video_id, owner_key_id=key.id) is None:
+        raise NotFound(f"clip {clip_id} not found")  # same answer as `owned_clip`
+    return clip
 
 
 def _video_and_transcript(conn: Conn, key: ApiKey, video_id: uuid.UUID) -> tuple[Video, Transcript]:
