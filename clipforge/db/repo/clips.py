@@ -134,7 +134,9 @@ def _overlaps(start_s: float, end_s: float, clip: Clip) -> bool:
 def _lock_video(conn: Conn, video_id: uuid.UUID) -> None:
     # Serialises every writer of a video's clips (detect commits, API edits): ranks are numbered
     # from what is stored, and two writers numbering at once would collide on (video_id, rank).
-    conn.execute("SELECT 1 FROM videos WHERE id = %s FOR UPDATE", (video_id,))
+    # NO KEY UPDATE, the lock an UPDATE of the row takes: rows that reference the video (jobs,
+    # clips) can still be inserted meanwhile.
+    conn.execute("SELECT 1 FROM videos WHERE id = %s FOR NO KEY UPDATE", (video_id,))
 
 
 def list_all_clips(conn: Conn, *, video_id: uuid.UUID) -> list[Clip]:
@@ -179,7 +181,8 @@ def get_clips(conn: Conn, *, clip_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, C
 def lock_clip(conn: Conn, *, clip_id: uuid.UUID) -> Clip | None:
     """The clip, locked until the transaction ends (an edit in progress). A detect commit
     replacing the video's clips waits for it, then sees the clip `edited` and keeps it."""
-    row = conn.execute("SELECT * FROM clips WHERE id = %s FOR UPDATE", (clip_id,)).fetchone()
+    # Conflicts with a DELETE of the row, not with inserting exports that reference it.
+    row = conn.execute("SELECT * FROM clips WHERE id = %s FOR NO KEY UPDATE", (clip_id,)).fetchone()
     return Clip(**row) if row else None
 
 
