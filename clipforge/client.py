@@ -6,6 +6,8 @@
         video = api.upload_video("talk.mp4", title="talk").video
         video = api.wait_for_video(video.id)        # raises VideoFailed with the reason
         clips = list(api.list_clips(video.id))      # follows keyset cursors
+        clip = api.edit_clip(clips[0].id, start_s=12.0)    # snapped to a word edge
+        api.correct_words(clip.id, {api.get_clip_words(clip.id).words[0].index: "Hello"})
         export = api.wait_for_export(api.create_export(clips[0].id).export.id)
         api.download(export.url, "clip.mp4")
 
@@ -37,6 +39,7 @@ from clipforge.client_errors import (
 from clipforge.client_models import (
     ClipOut,
     ClipPage,
+    ClipWords,
     ExportCreated,
     ExportOut,
     TranscriptOut,
@@ -196,6 +199,51 @@ class Client:
         """Every clip of the video, in creation order (sort by `rank` for best first)."""
         for page in self.clip_pages(video_id, limit=limit):
             yield from page.items
+
+    def get_clip(self, clip_id: Id) -> ClipOut:
+        """One clip."""
+        return self._call(ClipOut, "GET", f"/v1/clips/{clip_id}")
+
+    def edit_clip(
+        self,
+        clip_id: Id,
+        *,
+        start_s: float | None = None,
+        end_s: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> ClipOut:
+        """Move a clip's start and/or end (seconds in the video); the answer holds the bounds
+        snapped to word edges and silences. The clip becomes `edited`."""
+        body = {k: v for k, v in (("start_s", start_s), ("end_s", end_s)) if v is not None}
+        path = f"/v1/clips/{clip_id}"
+        return self._call(ClipOut, "PATCH", path, json=body, idem=idempotency_key)
+
+    def create_clip(
+        self,
+        video_id: Id,
+        start_s: float,
+        end_s: float,
+        *,
+        title: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ClipOut:
+        """Make a clip of a chosen span of a ready video (snapped like `edit_clip`)."""
+        body: dict[str, Any] = {"video_id": str(video_id), "start_s": start_s, "end_s": end_s}
+        body |= {"title": title} if title else {}
+        return self._call(ClipOut, "POST", "/v1/clips", json=body, idem=idempotency_key)
+
+    def get_clip_words(self, clip_id: Id) -> ClipWords:
+        """The clip's words as its captions show them (`index` names a word in corrections)."""
+        return self._call(ClipWords, "GET", f"/v1/clips/{clip_id}/words")
+
+    def correct_words(
+        self, clip_id: Id, corrections: dict[int, str], *, idempotency_key: str | None = None
+    ) -> ClipWords:
+        """Set the clip's caption corrections (word index -> text), replacing earlier ones;
+        timings stay. Exports made after this show the corrected text."""
+        body = {"words": [{"index": i, "text": t} for i, t in sorted(corrections.items())]}
+        path = f"/v1/clips/{clip_id}/words"
+        return self._call(ClipWords, "PUT", path, json=body, idem=idempotency_key)
 
     def create_export(
         self,

@@ -120,6 +120,32 @@ class ClipOut(_Model):
     model_name: str
     model_version: str
     created_at: datetime
+    edited: bool = False  # a person moved its bounds, corrected its words or made it
+    origin: str = "detect"  # who chose the span: detect or user
+    original_start_s: float | None = None  # detection's bounds, once a person moved them
+    original_end_s: float | None = None
+
+
+class ClipWordOut(_Model):
+    """A word of a clip as its captions show it; `heard` is the transcript's text."""
+
+    index: int  # position in the video's transcript: name it in a correction
+    start: float
+    end: float
+    text: str
+    heard: str
+    corrected: bool = False
+    speaker: int | None = None
+
+
+class ClipWords(_Model):
+    """The words inside a clip's bounds, with its caption corrections."""
+
+    clip_id: uuid.UUID
+    video_id: uuid.UUID
+    start_s: float
+    end_s: float
+    words: list[ClipWordOut]
 
 
 class ClipPage(_Model):

@@ -302,3 +302,37 @@ def _clip(
         scorer_version=result.config_version,
         models=result.models,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SnappedSpan:
+    """A span a person chose, cut the way detection cuts its clips.
+
+    Attributes:
+        start / end: the clip's times, in the silence before the first and after the last word.
+        first / last: indices of its first and last word in the transcript's words.
+    """
+
+    start: float
+    end: float
+    first: int
+    last: int
+
+
+def snap_span(
+    transcript: Transcript, start: float, end: float, options: SelectOptions | None = None
+) -> SnappedSpan | None:
+    """Snap a chosen [start, end] with detection's rules (`_Snapper`): the words whose middle
+    lies inside, edges moved to a nearby silence (a speaker turn on ties), padded into it.
+
+    No duration limits: a person may want a clip shorter or longer than detection makes.
+    None when no word's middle lies in the span. Raises `ValidationFailed` like `select_clips`.
+    """
+    opts = options or SelectOptions()
+    snapper = _Snapper(validated_words(transcript), transcript.duration, opts)
+    span = snapper.word_range(start, end)
+    if span is None:
+        return None
+    first, last = snapper.snap(*span)
+    clip_start, clip_end = snapper.bounds(first, last)
+    return SnappedSpan(clip_start, clip_end, first, last)

@@ -205,7 +205,11 @@ class DetectStage:
 
         def write(conn: Conn) -> None:
             video_id = video_of(job)
-            stored = clips_repo.replace_clips(conn, video_id=video_id, clips=output["clips"])
+            # Clips a person edited stay, unless the job says to replace them too.
+            keep = not job.payload.get("replace_edited", False)
+            stored = clips_repo.replace_clips(
+                conn, video_id=video_id, clips=output["clips"], keep_edited=keep
+            )
             self.lifecycle.mark_ready(conn, job)
             merge_video_metadata(
                 conn,

@@ -12,7 +12,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from clipforge.clip_edits import clip_words
 from clipforge.db.pool import Conn
+from clipforge.db.repo.clip_words import get_word_edits
 from clipforge.db.repo.clips import get_clips
 from clipforge.db.repo.exports import get_exports, set_exports_status, update_export
 from clipforge.db.repo.transcripts import get_transcripts
@@ -110,6 +112,7 @@ class ExportStage:
         video_ids = list({c.video_id for c in clips.values()})
         videos = get_videos(conn, video_ids=video_ids)
         transcripts = get_transcripts(conn, video_ids=video_ids)
+        edits = get_word_edits(conn, clip_ids=list(clips))  # caption corrections
         rows: dict[int, Row] = {}
         for job_id, export_id in wanted.items():
             export = exports.get(export_id)
@@ -118,7 +121,7 @@ class ExportStage:
             transcript = transcripts.get(clip.video_id) if clip else None
             if export is None or clip is None or video is None or transcript is None:
                 continue
-            words = [w for w in transcript.words if w.end > clip.start_s and w.start < clip.end_s]
+            words = clip_words(transcript.words, clip.start_s, clip.end_s, edits.get(clip.id, {}))
             rows[job_id] = {
                 "job_id": job_id,
                 "export_id": str(export.id),

@@ -201,8 +201,23 @@ class ClipOut(BaseModel):
     title: str = Field(description="Suggested title.")
     hook: str = Field(description="Suggested opening line.")
     model_name: str = Field(description="Scorer model name.")
-    model_version: str = Field(description="Scorer model version.")
-    created_at: datetime = Field(description="When detection made it.")
+    model_version: str = Field(description="Scorer model version (`user` for made clips).")
+    created_at: datetime = Field(description="When detection (or a person) made it.")
+    # Defaults: clip lists cached before clip edits existed lack these fields.
+    edited: bool = Field(
+        default=False,
+        description="A person moved its bounds, corrected its words or made it; detection "
+        "re-runs keep edited clips.",
+    )
+    origin: Literal["detect", "user"] = Field(
+        default="detect", description="Who chose the span: detection or a person."
+    )
+    original_start_s: float | None = Field(
+        default=None, description="Detection's start, once a person moved the bounds."
+    )
+    original_end_s: float | None = Field(
+        default=None, description="Detection's end, once a person moved the bounds."
+    )
 
 
 class ClipPage(Page):

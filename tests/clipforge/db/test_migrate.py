@@ -22,6 +22,7 @@ _TABLES = {
     "transcript_segments",
     "transcript_words",
     "clips",
+    "clip_word_edits",
     "exports",
     "webhooks",
     "webhook_deliveries",
