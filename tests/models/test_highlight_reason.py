@@ -4,8 +4,11 @@ scorer writes on the planted fixture checked against the window's own sub-scores
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from models.clip_finder import strong_first
 from models.highlight_reason import (
     NO_SIGNAL,
     PHRASES,
@@ -14,6 +17,8 @@ from models.highlight_reason import (
     has_strong_signal,
     reason_subscores,
 )
+from models.select import SelectOptions, select_clips
+from tests.models._fixtures import hook_transcript
 from tests.models.test_highlight import full_result
 
 _WEAK = {"hook": 0.1, "payoff": 0.2, "flow": 0.05, "standalone": 0.4, "speech_rate": 0.3}
@@ -71,3 +76,20 @@ def test_every_reason_on_the_planted_fixture_has_its_subscore_above_threshold() 
             assert window.subscores[name] >= THRESHOLDS[name], (name, window)
             named += 1
     assert named > len(result.windows)  # most windows have at least one real reason
+
+
+def test_a_clip_without_a_strong_signal_only_fills_the_top_k_and_says_so() -> None:
+    transcript = hook_transcript()
+    clips = select_clips(full_result(), transcript, SelectOptions(top_k=3))
+    assert len(clips) == 3 and all(has_strong_signal(c.subscores) for c in clips[:1])
+    # Make the best clip weak: it must drop behind the strong ones and say why it is there.
+    weak_first = [replace(clips[0], subscores={n: 0.1 for n in clips[0].subscores}), *clips[1:]]
+    ordered = strong_first(weak_first, top_k=3)
+    assert [c.rank for c in ordered] == [1, 2, 3]
+    assert ordered[-1].start == clips[0].start
+    strong = sum(has_strong_signal(c.subscores) for c in weak_first)
+    assert ordered[-1].reason == (
+        f"{NO_SIGNAL}: kept only because {strong} of the top 3 clips stand out; "
+        "not exported automatically"
+    )
+    assert all(c.reason != ordered[-1].reason for c in ordered[:strong])
