@@ -136,21 +136,28 @@ def content_features(
     blended with its best sentence (a clip is remembered for its best line, but a good line
     buried in a minute of menu reading does not make a good clip)."""
     words = np.array([float(max(s.n_words, 1)) for s in sentences])
-    prefix_w = np.concatenate([[0.0], np.cumsum(words)])
-    prefix_v = np.concatenate([[0.0], np.cumsum(words * cues.value)])
     first = np.array([w.first for w in windows], dtype=np.intp)
     last = np.array([w.last for w in windows], dtype=np.intp)
-    mean = (prefix_v[last + 1] - prefix_v[first]) / (prefix_w[last + 1] - prefix_w[first])
-    best = np.array([cues.value[w.first : w.last + 1].max() for w in windows])
-    procedural = np.array(
-        [
-            float(
-                np.average(
-                    cues.procedural[w.first : w.last + 1], weights=words[w.first : w.last + 1]
-                )
-            )
-            for w in windows
-        ]
-    )
+    total = _window_sum(words, first, last)
+    mean = _window_sum(words * cues.value, first, last) / total
+    procedural = _window_sum(words * cues.procedural, first, last) / total
+    best = _window_max(cues.value, first, last)
     content = np.clip(0.75 * mean + 0.25 * best, 0.0, 1.0)
     return {"content": content}, {"content_best": best, "procedural_rate": procedural}
+
+
+def _window_sum(values: Array, first: npt.NDArray[np.intp], last: npt.NDArray[np.intp]) -> Array:
+    prefix = np.concatenate([[0.0], np.cumsum(values)])
+    return np.asarray(prefix[last + 1] - prefix[first], dtype=np.float64)
+
+
+def _window_max(values: Array, first: npt.NDArray[np.intp], last: npt.NDArray[np.intp]) -> Array:
+    """Max of `values[first:last + 1]` per window, grown one sentence at a time: windows span
+    at most a few dozen sentences, so this is a few dozen vector operations, not a loop over
+    thousands of windows."""
+    best = values[first].copy()
+    span = last - first
+    for step in range(1, int(span.max(initial=0)) + 1):
+        inside = span >= step
+        best[inside] = np.maximum(best[inside], values[first[inside] + step])
+    return best
