@@ -16,7 +16,7 @@ scores. Run `python scripts/real_speech.py` for the table in docs/evaluation.md.
 
 Nothing is downloaded at run time except the pyannote.audio wheel, fetched once with pip
 (`pip download --no-deps`, the ordinary client) into the cache; the Debian packages are
-installed by `scripts/bootstrap.sh`.
+installed by CI's bootstrap (`apt-get install asterisk-core-sounds-en-wav codec2-examples`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Moment picking on real recordings (scripts/real_speech.py): the new scorer puts what an editor
 would pick above phone-system prompts and callsigns, spreads its scores, and its clips' titles,
 hooks and reasons hold on real ASR output. Needs the Debian packages asterisk-core-sounds-en-wav
-and codec2-examples (installed by scripts/bootstrap.sh); the first run transcribes the mix once
-(about a minute), later runs read the cached transcript."""
+and codec2-examples (CI's bootstrap installs them; without them the tests skip, naming the
+package). The first run transcribes the mix once (about a minute), later runs read the cache."""
 
 from __future__ import annotations
 
