@@ -1,10 +1,17 @@
 """A title and a hook line for each clip.
 
-Extractive by default: the title is the clip's most central sentence (closest to the mean of its
-sentence embeddings), the hook is the first sentence that opens strongly (resembles a hook
-exemplar, asks a question or states a number). Extractive lines are the speaker's own words, so
-they cannot invent facts. A seq2seq model from a local folder (`Settings.title_model_dir`) can
-write the title instead; its output falls back to the extractive title when it comes out empty.
+Extractive by default: both are the clip's own sentences, so they cannot invent facts. A sentence
+qualifies only if, once tidied, it stands alone (`stands_alone`): at least three words, no
+leading conjunction or filler ("and", "but", "so", "because", "or", "oh", "um", ...), no trailing
+ellipsis and no last word that leaves the phrase hanging ("the", "of", "to", ...). Sentences are
+split at terminal punctuation but never after an abbreviation such as "Mr." or "Dr.". The title
+is the qualifying sentence closest to the mean of the clip's sentence embeddings (its most
+central statement), preferring one that fits the length limit whole; the hook is the first
+qualifying sentence that opens strongly (resembles a hook exemplar, asks a question or states a
+number). A sentence longer than the limit is cut at a clause boundary, else after a whole word,
+never with an ellipsis. When no sentence qualifies, consecutive sentences are joined until the
+phrase does. A seq2seq model from a local folder (`Settings.title_model_dir`) can write the
+title instead; its output falls back to the extractive title unless it stands alone.
 """
 
 from __future__ import annotations
@@ -25,7 +32,12 @@ from models.registry import TITLE_MODEL_NAME, model_info
 from models.text_encoder import TextEncoder
 from models.types import ModelInfo, Word
 
-_FILLER_OPENERS = frozenset({"so", "and", "but", "um", "uh", "yeah", "okay", "ok", "well", "like"})
+_FILLER_TEXT = (
+    "so and but or because nor yet then also plus um uh yeah okay ok well like oh ah anyway"
+)
+_FILLER_OPENERS = frozenset(_FILLER_TEXT.split())
+#: Fewest words of a title or hook: one or two words are a label, not a phrase.
+MIN_WORDS = 3
 _HAS_NUMBER = re.compile(r"\d")
 # Where a clause ends inside a sentence: punctuation then a space, or a free-standing dash.
 _CLAUSE_END = re.compile(r"[,;:\u2013\u2014](?=\s)|\s[-\u2013\u2014]\s")
@@ -96,9 +108,10 @@ def shorten(text: str, limit: int) -> str:
     """`text` if it fits in `limit` characters, else a prefix that ends where a phrase or word does.
 
     A clause boundary (comma, semicolon, colon, dash) that keeps at least half the limit wins:
-    the prefix is a whole phrase, so it needs no ellipsis. Otherwise the cut goes after the last
-    whole word that fits beside the ellipsis, minus trailing function words ("the", "of", ...)
-    that would leave the phrase hanging. Only a single word longer than the limit is cut inside.
+    the prefix is a whole phrase. Otherwise the cut goes after the last whole word that fits,
+    minus trailing function words ("the", "of", ...) that would leave the phrase hanging. No
+    ellipsis is added: a title reads as a phrase, not as a teaser of one. Only a single word
+    longer than the limit is cut inside.
     """
     text = text.strip()
     if len(text) <= limit:
@@ -112,19 +125,29 @@ def shorten(text: str, limit: int) -> str:
         return text[: clauses[-1]].rstrip()
     kept: list[str] = []
     for token in text.split():
-        if len(" ".join([*kept, token])) > limit - 1:
+        if len(" ".join([*kept, token])) > limit:
             break
         kept.append(token)
     while len(kept) > 1 and kept[-1].strip(",;:").lower() in _HANGING:
         kept.pop()
-    cut = " ".join(kept).rstrip(",;:-\u2013\u2014 ") or text[: limit - 1]
-    return cut + "\u2026"
+    return " ".join(kept).rstrip(",;:-\u2013\u2014 ") or text[:limit]
+
+
+def stands_alone(text: str) -> bool:
+    """Whether `text` reads as a complete phrase: at least `MIN_WORDS` words, no leading
+    conjunction or filler, no ellipsis at the end and no hanging last word."""
+    words = text.split()
+    if len(words) < MIN_WORDS or text.rstrip().endswith(("\u2026", "...")):
+        return False
+    first = words[0].strip(",.;:!?\"'").lower()
+    last = words[-1].strip(",.;:!?\"'").lower()
+    return first not in _FILLER_OPENERS and last not in _HANGING
 
 
 def tidy(sentence: str, limit: int, keep_question: bool = False) -> str:
     """Drop filler openers and closing punctuation, capitalise, shorten to `limit` (`shorten`)."""
     tokens = sentence.split()
-    while len(tokens) > 1 and tokens[0].strip(",.").lower() in _FILLER_OPENERS:
+    while len(tokens) > 1 and tokens[0].strip(",.;:!?").lower() in _FILLER_OPENERS:
         tokens.pop(0)
     text = " ".join(tokens).strip()
     question = text.endswith("?")
@@ -169,20 +192,44 @@ class ExtractiveTitler:
     def _one(self, sentences: list[str], emb: np.ndarray[Any, Any]) -> ClipTitle:
         weights = np.array([len(s.split()) for s in sentences], dtype=np.float64)
         centroid = (emb * weights[:, None]).sum(axis=0)
-        central = int(np.argmax(emb @ centroid))
+        centrality = emb @ centroid
         strength = (emb @ self._hook_emb.T).max(axis=1)
+        opts = self.options
+        titles = [tidy(s, opts.max_title_chars) for s in sentences]
+        hooks = [tidy(s, opts.max_hook_chars, keep_question=True) for s in sentences]
+        fits = [len(tidy(s, 10_000)) <= opts.max_title_chars for s in sentences]
+        usable = [i for i, t in enumerate(titles) if stands_alone(t)]
+        # A sentence that fits whole beats a cut one; then the most central.
+        best = max(usable, key=lambda i: (fits[i], centrality[i]), default=None)
         strong = [
             i
             for i, s in enumerate(sentences)
-            if strength[i] >= self.options.hook_similarity or "?" in s or _HAS_NUMBER.search(s)
+            if stands_alone(hooks[i])
+            and (strength[i] >= opts.hook_similarity or "?" in s or _HAS_NUMBER.search(s))
         ]
-        hook = sentences[strong[0] if strong else 0]
+        hook_usable = [i for i, h in enumerate(hooks) if stands_alone(h)]
+        # Earliest first, but a sentence that fits whole beats one that has to be cut.
+        fits_hook = [len(tidy(s, 10_000)) <= opts.max_hook_chars for s in sentences]
+        order = sorted(strong or hook_usable, key=lambda i: (not fits_hook[i], i))
+        hook = order[0] if order else None
         return ClipTitle(
-            title=tidy(sentences[central], self.options.max_title_chars),
-            hook=tidy(hook, self.options.max_hook_chars, keep_question=True),
+            title=titles[best] if best is not None else _joined(sentences, opts.max_title_chars),
+            hook=hooks[hook] if hook is not None else _joined(sentences, opts.max_hook_chars),
             method="extractive",
             models=(self.encoder.info,),
         )
+
+
+def _joined(sentences: Sequence[str], limit: int) -> str:
+    """Consecutive sentences joined (from each start) until the phrase stands alone; the whole
+    clip text as a last resort (a clip of one short utterance)."""
+    for start in range(len(sentences)):
+        text = ""
+        for sentence in sentences[start:]:
+            text = tidy(f"{text} {sentence.rstrip('.!?')}".strip(), limit)
+            if stands_alone(text):
+                return text
+    return tidy(" ".join(sentences), limit)
 
 
 class Seq2SeqTitler:
@@ -221,7 +268,7 @@ class Seq2SeqTitler:
         out: list[ClipTitle] = []
         for extractive, text in zip(base, texts, strict=True):
             title = tidy(" ".join(str(text).split()), self.options.max_title_chars)
-            if title:
+            if stands_alone(title):
                 models = (*extractive.models, self.info)
                 out.append(ClipTitle(title, extractive.hook, "seq2seq", models))
             else:

@@ -8,7 +8,8 @@ Plain Python: no Ray, no database, no object store (media is a local file).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clipforge.media import decode_audio, sample_frames
@@ -16,6 +17,7 @@ from clipforge.settings import Settings
 from models.caption_titles import ClipTitle, ExtractiveTitler, Seq2SeqTitler, load_titler
 from models.highlight import HighlightResult, HighlightScorer
 from models.highlight_config import ScorerConfig
+from models.highlight_reason import has_strong_signal, weak_clip_reason
 from models.select import Clip, SelectOptions, select_clips
 from models.text_encoder import load_text_encoder
 from models.types import Transcript
@@ -66,6 +68,22 @@ class Detection:
         return points[::step]
 
 
+def strong_first(clips: Sequence[Clip], top_k: int) -> tuple[Clip, ...]:
+    """The chosen clips with those that have a strong signal first (ranks renumbered); a clip
+    without one is kept only to fill the top K, and its reason says so.
+
+    Selection takes windows by score, so a weak clip is only there when fewer than K strong
+    ones were found; it stays visible (the user asked for K) but is not exported automatically.
+    """
+    strong = [c for c in clips if has_strong_signal(c.subscores)]
+    weak = [
+        replace(c, reason=weak_clip_reason(len(strong), top_k))
+        for c in clips
+        if not has_strong_signal(c.subscores)
+    ]
+    return tuple(replace(c, rank=i + 1) for i, c in enumerate([*strong, *weak]))
+
+
 class ClipFinder:
     """Loaded encoder, scorer and titler; load once per process, call `find` per video."""
 
@@ -95,6 +113,8 @@ class ClipFinder:
     def find(self, transcript: Transcript, media: Path | None = None) -> Detection:
         """Score, select the top-K non-overlapping clips and title them."""
         result = self.score(transcript, media)
-        chosen = select_clips(result, transcript, self.select_options)
+        chosen = strong_first(
+            select_clips(result, transcript, self.select_options), self.options.top_k
+        )
         titles = self.titler.titles([c.words for c in chosen]) if chosen else ()
         return Detection(clips=chosen, titles=titles, result=result)

@@ -1,7 +1,7 @@
 """Highlight scoring: rank sentence-aligned candidate windows of a transcript.
 
 The score (0..100) is the weighted mean of named sub-scores in 0..1 from the text
-(`highlight_text`), word timings, the audio (`highlight_audio`) and sampled frames
+(`highlight_text`; `highlight_content` for quotable vs procedural speech), word timings, the audio (`highlight_audio`) and sampled frames
 (`highlight_visual`); audio and frames are optional and their weights drop out when absent.
 All windows share one encoder pass over the transcript's sentences plus the exemplars.
 Results are rounded (score to 0.01, sub-scores to 1e-4) so reruns compare equal.
@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from models.highlight_audio import audio_features, audio_timeline
 from models.highlight_config import SUBSCORES, ScorerConfig
+from models.highlight_content import content_cues, content_features
 from models.highlight_reason import explain
 from models.highlight_text import sentence_cues, text_features, timing_features, window_embeddings
 from models.highlight_visual import FrameLike, visual_features, visual_timeline
@@ -85,6 +86,8 @@ class HighlightScorer:
         self.config = config or ScorerConfig()
         self._hook_emb = encoder.encode(self.config.hook_exemplars)
         self._payoff_emb = encoder.encode(self.config.payoff_exemplars)
+        self._quotable_emb = encoder.encode(self.config.quotable_exemplars)
+        self._procedural_emb = encoder.encode(self.config.procedural_exemplars)
 
     def score(
         self,
@@ -118,7 +121,13 @@ class HighlightScorer:
         sentence_emb = self.encoder.encode([s.text for s in sentences])
         cues = sentence_cues(sentences, sentence_emb, self._hook_emb, self._payoff_emb)
         subscores, details = text_features(windows, sentences, cues, cfg)
-        for extra in (timing_features(windows, words, sentences, cfg), *media):
+        content = content_cues(sentences, sentence_emb, self._quotable_emb, self._procedural_emb)
+        extras = (
+            content_features(windows, sentences, content),
+            timing_features(windows, words, sentences, cfg),
+            *media,
+        )
+        for extra in extras:
             subscores.update(extra[0])
             details.update(extra[1])
         scores = _combine(subscores, cfg)
@@ -147,10 +156,23 @@ class HighlightScorer:
 
 
 def _combine(subscores: Mapping[str, Array], config: ScorerConfig) -> Array:
-    names = [n for n in SUBSCORES if n in subscores and config.weight(n) > 0]
+    gated = config.content_gate and config.weight("content") > 0
+    names = [
+        n
+        for n in SUBSCORES
+        if n in subscores and config.weight(n) > 0 and not (gated and n == "content")
+    ]
+    if not names:  # only content has a weight
+        return np.asarray(100.0 * subscores["content"], dtype=np.float64)
     weights = np.array([config.weight(n) for n in names])
     stacked = np.stack([subscores[n] for n in names], axis=1)
-    return np.asarray(100.0 * (stacked @ weights) / weights.sum(), dtype=np.float64)
+    rest = (stacked @ weights) / weights.sum()
+    if not gated:
+        return np.asarray(100.0 * rest, dtype=np.float64)
+    # A mean of many weak cues hugs the middle (25-40 on real speech); gating by content
+    # spreads scores and keeps procedural speech low whatever its pace or loudness.
+    share = config.rest_share
+    return np.asarray(100.0 * subscores["content"] * (1 - share + share * rest), dtype=np.float64)
 
 
 def _build(

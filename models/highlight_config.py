@@ -16,7 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from clipforge.errors import ConfigError
 
 #: Sub-scores from the words alone; always available.
-TEXT_SUBSCORES = ("hook", "payoff", "standalone", "emotion", "question", "numbers")
+TEXT_SUBSCORES = (
+    "content",
+    "hook",
+    "payoff",
+    "standalone",
+    "emotion",
+    "question",
+    "numbers",
+)
 #: Sub-scores from word timings; always available.
 TIMING_SUBSCORES = ("speech_rate", "flow")
 #: Sub-scores from the audio samples; only when audio is given.
@@ -26,6 +34,10 @@ VISUAL_SUBSCORES = ("scene_cuts", "motion")
 SUBSCORES = TEXT_SUBSCORES + TIMING_SUBSCORES + AUDIO_SUBSCORES + VISUAL_SUBSCORES
 
 _DEFAULT_WEIGHTS = {
+    # Content (quotable vs procedural, `highlight_content`) weighs about as much as all the
+    # other signals together: it is what an editor picks on; the rest break ties among the
+    # quotable windows and lift a moment the room reacted to.
+    "content": 10.0,
     "hook": 3.0,
     "payoff": 1.0,
     "standalone": 1.5,
@@ -58,6 +70,33 @@ _PAYOFF_EXEMPLARS = (
     "And that changed everything for us.",
     "The answer turned out to be surprisingly simple.",
     "So if you remember one thing, remember this.",
+)
+
+# Prototypes of the two kinds of speech the content sub-score separates. Written for this
+# purpose (none is taken from the evaluation recordings, so the evaluation stays honest).
+_QUOTABLE_EXEMPLARS = (
+    "The biggest lesson I learned is that nobody cares about your plan until it works.",
+    "Honestly, I think most advice about this is wrong.",
+    "We almost gave up, and then everything changed in one afternoon.",
+    "If you remember one thing today, remember that small habits beat big goals.",
+    "I never expected that the hardest part would be saying no.",
+    "The truth is, failure taught me more than any success did.",
+    "That was the moment I realised we had been asking the wrong question.",
+    "People think it is about talent, but it is really about patience.",
+    "My grandmother used to say that you cannot borrow courage.",
+    "It sounds crazy, but the simplest idea turned out to be the right one.",
+)
+_PROCEDURAL_EXEMPLARS = (
+    "To hear your messages, press one. To change your settings, press two.",
+    "Please enter your account number followed by the pound key.",
+    "Your call is important to us. Please stay on the line.",
+    "For sales, dial extension four. For an operator, press zero.",
+    "Please leave a message after the tone.",
+    "Select the file menu, then click save and choose a folder.",
+    "Testing, one, two, three, four, five.",
+    "This recording is provided for informational purposes only and may be monitored.",
+    "The next item on the list is item number seven, followed by item number eight.",
+    "Thank you for calling. All of our agents are currently busy.",
 )
 
 _DANGLING_OPENERS = (
@@ -96,6 +135,8 @@ class ScorerConfig(BaseModel):
             sub-scores available for the input (audio and frames are optional).
         hook_exemplars: sentences a strong opening resembles.
         payoff_exemplars: sentences a satisfying ending resembles.
+        quotable_exemplars: quotable statements (claim, advice, story turn, punchline).
+        procedural_exemplars: procedural speech (menus, prompts, instructions, lists).
         dangling_openers: first words that point back to earlier context.
         similarity_range: cosine similarities mapped linearly onto 0..1 for hook/payoff.
         speech_rate_range: words per second mapped onto 0..1.
@@ -103,22 +144,31 @@ class ScorerConfig(BaseModel):
         burst_flatness: spectral flatness above which a loud frame is noise-like (laughter,
             applause) rather than voiced speech.
         scene_cut_threshold: colour-histogram distance (0..1) above which two frames are a cut.
+        content_gate: when on (and `content` has a weight), the score is `content` times
+            `(1 - rest_share) + rest_share * rest`, where `rest` is the weighted mean of the other
+            sub-scores: procedural speech stays low however fast or loud it is, and the other
+            signals order the quotable windows. Off: `content` is one term of the weighted mean.
+        rest_share: how much of the score the other sub-scores decide under the gate (0..1).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    version: str = Field(default="highlight-v1", min_length=1)
+    version: str = Field(default="highlight-v3", min_length=1)
     min_window_s: float = Field(default=15.0, gt=0)
     max_window_s: float = Field(default=60.0, gt=0)
     weights: dict[str, float] = Field(default_factory=lambda: dict(_DEFAULT_WEIGHTS))
     hook_exemplars: tuple[str, ...] = _HOOK_EXEMPLARS
     payoff_exemplars: tuple[str, ...] = _PAYOFF_EXEMPLARS
+    quotable_exemplars: tuple[str, ...] = _QUOTABLE_EXEMPLARS
+    procedural_exemplars: tuple[str, ...] = _PROCEDURAL_EXEMPLARS
     dangling_openers: tuple[str, ...] = _DANGLING_OPENERS
     similarity_range: tuple[float, float] = (0.15, 0.6)
     speech_rate_range: tuple[float, float] = (1.8, 3.6)
     pause_s: float = Field(default=0.7, gt=0)
     burst_flatness: float = Field(default=0.3, gt=0, lt=1)
     scene_cut_threshold: float = Field(default=0.4, gt=0, lt=1)
+    content_gate: bool = True
+    rest_share: float = Field(default=0.5, ge=0, le=1)
 
     @model_validator(mode="after")
     def _check(self) -> ScorerConfig:
@@ -129,8 +179,14 @@ class ScorerConfig(BaseModel):
             raise ValueError(f"unknown sub-scores in weights: {unknown}; known: {list(SUBSCORES)}")
         if any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
             raise ValueError("weights must be >= 0 with a positive sum")
-        if not self.hook_exemplars or not self.payoff_exemplars:
-            raise ValueError("hook_exemplars and payoff_exemplars must not be empty")
+        exemplars = (
+            self.hook_exemplars,
+            self.payoff_exemplars,
+            self.quotable_exemplars,
+            self.procedural_exemplars,
+        )
+        if not all(exemplars):
+            raise ValueError("exemplar lists must not be empty")
         for low, high in (self.similarity_range, self.speech_rate_range):
             if low >= high:
                 raise ValueError("ranges must be (low, high) with low < high")

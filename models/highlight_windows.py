@@ -17,6 +17,12 @@ from clipforge.errors import ValidationFailed
 from models.types import Transcript, Word
 
 _TERMINAL = (".", "?", "!", "…")
+# Titles and honorifics end in a full stop without ending the sentence ("Mr. Smith", "Dr. Lee").
+# "etc." and "No." are left out: both often do end a sentence.
+_ABBREVIATIONS_TEXT = (
+    "mr. mrs. ms. dr. prof. st. jr. sr. vs. mt. gen. col. capt. sgt. lt. rev. e.g. i.e."
+)
+_ABBREVIATIONS = frozenset(_ABBREVIATIONS_TEXT.split())
 _CLOSERS = "\"')]}\u00bb\u201d\u2019"
 # Tolerance for float noise in word times that were rounded by the ASR or a JSON round trip.
 _EPS = 1e-6
@@ -88,8 +94,13 @@ def validated_words(transcript: Transcript) -> tuple[Word, ...]:
 
 
 def ends_sentence(text: str) -> bool:
-    """Whether `text` ends with terminal punctuation (closing quotes ignored)."""
-    return text.rstrip(_CLOSERS).endswith(_TERMINAL)
+    """Whether `text` ends with terminal punctuation (closing quotes ignored) that is not the
+    full stop of an abbreviation such as "Mr." or "Dr."."""
+    stripped = text.rstrip(_CLOSERS)
+    if not stripped.endswith(_TERMINAL):
+        return False
+    last = stripped.split()[-1].lower() if stripped.split() else ""
+    return last not in _ABBREVIATIONS
 
 
 def split_sentences(transcript: Transcript, max_s: float) -> tuple[Sentence, ...]:

@@ -61,7 +61,8 @@ class TranscribeConfig(_Section):
 
 
 class AutoExportConfig(_Section):
-    """Exports enqueued automatically when detection finishes."""
+    """Exports enqueued automatically when detection finishes: the `top_n` best clips that have
+    a strong signal (`models.highlight_reason.has_strong_signal`); weak clips are never exported."""
 
     enabled: bool = False
     top_n: int = Field(3, ge=1)

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 #: What the 0-100 score means, shown above the clips.
 SCORE_HELP = (
-    "Each clip's score (0-100) is the weighted mean of the sub-scores below, each 0-1 and shown "
-    "here as 0-100: 100 would mean every signal at its strongest, 0 none of them. The opening "
-    "hook weighs most. Scores rank the moments of this one video against each other; they do "
+    "Each clip's score (0-100) is the weighted mean of the other sub-scores (each 0-1, shown "
+    "here as 0-100), averaged half and half with a full mark and then multiplied by Content: "
+    "procedural speech such as menus stays low however lively, and the other signals order "
+    "the quotable moments. Scores rank the moments of this one video against each other; they do "
     "not predict views and do not compare across videos. Sub-scores missing for a clip were not "
     "available for this input (no audio track, no frames)."
 )
 
 #: Every sub-score the scorer can produce, in the scorer's order, with what a high value means.
 SUBSCORE_HELP: dict[str, tuple[str, str]] = {
+    "content": ("Content", "a quotable statement (claim, advice, story, punchline), not a menu"),
     "hook": ("Hook", "the opening sounds like a strong hook, asks a question or states a number"),
     "payoff": ("Payoff", "the end lands a conclusion or punchline"),
     "standalone": ("Stands alone", "makes sense without what came before or after"),

@@ -29,6 +29,7 @@ from clipforge.types import Transcript
 from models.clip_finder import Detection
 from models.highlight import HighlightResult
 from models.highlight_config import ScorerConfig
+from models.highlight_reason import has_strong_signal
 from pipelines.actors import ActorSet, Report, StageActor, Telemetry, threads_per_actor
 from pipelines.config import DetectConfig
 from pipelines.lifecycle import Lifecycle, video_of
@@ -139,9 +140,11 @@ class DetectActor(StageActor):
         return clips, found.timeline(_MAX_TIMELINE_POINTS)  # bounded size in the video row
 
     def _select(self, transcript: Transcript, result: HighlightResult) -> Detection:
+        from models.clip_finder import strong_first
         from models.select import select_clips
 
-        chosen = select_clips(result, transcript, self.finder.select_options)
+        picked = select_clips(result, transcript, self.finder.select_options)
+        chosen = strong_first(picked, self.config.top_k)
         titles = self.finder.titler.titles([c.words for c in chosen]) if chosen else ()
         return Detection(clips=tuple(chosen), titles=tuple(titles), result=result)
 
@@ -221,7 +224,9 @@ class DetectStage:
             )
             if not auto.enabled:
                 return
-            for clip in stored[: auto.top_n]:
+            # A clip without a strong signal only fills the top K; it is never auto-exported.
+            exportable = [c for c in stored if has_strong_signal(c.sub_scores)]
+            for clip in exportable[: auto.top_n]:
                 export = create_export(
                     conn,
                     clip_id=clip.id,

@@ -43,6 +43,7 @@ def test_planted_hook_ranks_first_from_text_alone() -> None:
     assert best.start == pytest.approx(hook_start)
     assert best.end <= hook_end + 10
     assert set(best.subscores) == {
+        "content",
         "hook",
         "payoff",
         "standalone",
@@ -53,11 +54,11 @@ def test_planted_hook_ranks_first_from_text_alone() -> None:
         "flow",
     }
     assert best.subscores["hook"] > 0.8 and best.subscores["question"] == 1.0
-    assert best.reason.startswith("strong hook: question + number")
+    assert best.reason.startswith("strong hook phrasing; opens with a question")
     # The best window without any hook sentence is far behind.
     filler = [w for w in result.windows if w.end < hook_start or w.start > hook_end]
     assert filler and best.score - max(w.score for w in filler) > 25
-    assert result.config_version == "highlight-v1"
+    assert result.config_version == "highlight-v3"
     assert result.models[-1] == encoder().info
 
 

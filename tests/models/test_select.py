@@ -42,7 +42,7 @@ def test_clips_are_non_overlapping_within_limits_and_cut_between_words() -> None
     for clip in clips:
         assert options.min_duration_s <= clip.duration <= options.max_duration_s
         _check_word_edges(clip, transcript.words, options.pad_s)
-        assert clip.scorer_version == "highlight-v1" and clip.models == result().models
+        assert clip.scorer_version == "highlight-v3" and clip.models == result().models
         assert clip.reason and clip.subscores
 
 

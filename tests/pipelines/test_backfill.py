@@ -36,7 +36,7 @@ def test_backfill_rescored_interrupted_and_resumed(
     videos = [upload_video(db, pipeline_settings, test_media["speech_short"]) for _ in range(2)]
     worker.run(until_idle=True)
     before = _clips(db)
-    assert {row[5] for row in before} == {"highlight-v1"} and len({row[0] for row in before}) == 2
+    assert {row[5] for row in before} == {"highlight-v3"} and len({row[0] for row in before}) == 2
 
     tuned = ScorerConfig(
         version="highlight-v2", weights={"hook": 3.0, "payoff": 1.0, "question": 1.0}
@@ -60,7 +60,7 @@ def test_backfill_rescored_interrupted_and_resumed(
     assert [(p.selected, p.succeeded, p.failed) for p in first] == [(1, 1, 0)]
     assert sorted(row[5] for row in _clips(db)).count("highlight-v2") >= 1
     assert {row[5] for row in _clips(db) if row[0] == videos[1].id} <= {
-        "highlight-v1",
+        "highlight-v3",
         "highlight-v2",
     }
 
