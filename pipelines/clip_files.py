@@ -16,6 +16,7 @@ from clipforge.media import probe
 from clipforge.types import Word
 from models.caption import build_cues
 from models.caption_formats import cue_options, to_ass, to_srt, to_vtt
+from pipelines.clip_end import fade_out_at
 from pipelines.config import ExportConfig
 from pipelines.render import RenderSpec, crop_size, output_size, render_clip, thumbnail
 
@@ -77,6 +78,7 @@ def render_clip_files(
         loudness_lufs=config.loudness_lufs,
         layout=layout,
         face_tracking=config.face_tracking,
+        fade_out_s=fade_out_at(src, end_s),
     )
     size = (info.width, info.height)
     clip = render_clip(src, dest / f"{stem}.mp4", spec, src_size=size, words=words)
