@@ -42,6 +42,7 @@ from pipelines.config import TranscribeConfig
 from pipelines.lifecycle import Lifecycle, video_of
 from pipelines.rows import Row, error_row
 from pipelines.stages.audio import ChunkStream
+from pipelines.transcribe_progress import ProgressWriter, post
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ class AsrActor(StageActor):
             target=_produce, args=(rows, self._audio_of, options, chunks), daemon=True
         ).start()
         transcriber = _Transcriber(self.model, self.config.asr_batch_size, self.speakers)
+        transcriber.boards = {(int(r["job_id"]), int(r["part"])): r.get("board") for r in rows}
         results = transcriber.run(chunks)
         out = [results.get((int(r["job_id"]), int(r["part"])), _missing(r)) for r in rows]
         return out, self.report()
@@ -143,6 +145,9 @@ class _Transcriber:
         self.windows: dict[_Part, list[SpeakerWindow] | None] = {}
         self.speaker_s = 0.0
         self.failed: dict[_Part, Exception] = {}
+        # Where each part's progress goes (pipelines/transcribe_progress.py), and how far it is.
+        self.boards: dict[_Part, Any] = {}
+        self.seconds: dict[_Part, float] = {}
 
     def run(self, items: queue.Queue[_Item]) -> dict[_Part, Row]:
         out: dict[_Part, Row] = {}
@@ -183,8 +188,11 @@ class _Transcriber:
             for key, _ in batch:
                 self.failed.setdefault(key, exc)
             return
-        for (key, _), result in zip(batch, results, strict=True):
+        for (key, chunk), result in zip(batch, results, strict=True):
             self.done.setdefault(key, []).append(result)
+            self.seconds[key] = self.seconds.get(key, 0.0) + chunk.keep_end_s - chunk.keep_start_s
+        for key in dict.fromkeys(key for key, _ in batch):
+            post(self.boards.get(key), key[0], key[1], self.seconds[key])
         if self.speakers is not None:
             self._embed(batch, results)
 
@@ -277,6 +285,7 @@ class TranscribeStage:
         self.runners = config.asr_actors
         self.count = config.asr_actors
         self.segment_s = config.segment_s
+        self.progress = ProgressWriter(lifecycle.pool)
         self.actors = ActorSet(
             self.name,
             AsrActor,
@@ -304,7 +313,16 @@ class TranscribeStage:
     def execute(self, inputs: Mapping[int, Row]) -> dict[int, Row | Exception]:
         """Spread the videos' parts over the ASR actors (longest first onto the least loaded)
         and merge each job's parts."""
-        parts = [p for row in inputs.values() for p in split_parts(row, self.segment_s)]
+        totals = {j: float(r["duration_s"]) for j, r in inputs.items() if r["duration_s"] > 0}
+        with self.progress.watch(totals) as board:
+            return self._execute(inputs, board)
+
+    def _execute(self, inputs: Mapping[int, Row], board: Any) -> dict[int, Row | Exception]:
+        parts = [
+            p | {"board": board}
+            for row in inputs.values()
+            for p in split_parts(row, self.segment_s)
+        ]
         groups: list[list[Row]] = [[] for _ in range(self.count)]
         loads = [0.0] * self.count
         for part in sorted(parts, key=lambda p: -_part_seconds(p)):
