@@ -7,7 +7,7 @@ polls the video's jobs (one small query every half second). A stage is running w
 `running` and done when it succeeded; a failed or dead job shows its reason. Transcription shows
 seconds of media transcribed (`jobs.progress`, written by the transcribe stage while it runs);
 the other stages count their jobs (clips rendered of clips found). A finished line's bar is full
-and drawn in the "finished" colour.
+and green (a basic ANSI colour, so it stays green on a 16-colour terminal).
 """
 
 from __future__ import annotations
@@ -52,7 +52,11 @@ class RunProgress:
         self._progress = Progress(
             # Fixed columns keep their width; only the note gives way (ellipsis) on a narrow screen.
             TextColumn("{task.description}", table_column=Column(min_width=12, no_wrap=True)),
-            BarColumn(bar_width=24),
+            # Basic ANSI colours: rich's default RGB styles turn into the same grey on a
+            # 16-colour terminal, where a finished bar then looked empty.
+            BarColumn(
+                bar_width=24, style="bright_black", complete_style="cyan", finished_style="green"
+            ),
             TextColumn("{task.fields[amount]}", table_column=Column(min_width=9, no_wrap=True)),
             TimeElapsedColumn(),
             TextColumn(
@@ -155,7 +159,8 @@ class RunProgress:
             note = "done" if finished else "waiting"
         if counts.total_s:  # seconds of media
             done_s = counts.total_s if finished and not bad else counts.done_s or 0.0
-            completed, total = done_s, counts.total_s
+            # Whole tenths: rich's bar rounds a float fraction such as 25.9/25.9 down a half.
+            completed, total = round(done_s * 10), round(counts.total_s * 10)
             amount = f"{clock(done_s)}/{clock(counts.total_s)}"
         else:
             completed, total = counts.finished, counts.total
