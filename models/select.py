@@ -177,6 +177,9 @@ class _Snapper:
         self.options = options
         self.audio, self.sample_rate = audio, sample_rate
         self.edges = sentence_edges(words)
+        starts, ends = self.edges or ([], [])
+        self.sentence_starts = [i for i, start in enumerate(starts) if start]
+        self.sentence_ends = [i for i, end in enumerate(ends) if end]
         self.duration = max(duration, words[-1].end)
         self.mids = [(w.start + w.end) / 2 for w in words]
         self.before = [_gap_before(words, i) for i in range(len(words))]
@@ -233,13 +236,12 @@ class _Snapper:
         )
         following = self.words[b + 1].start if b + 1 < len(self.words) else self.duration
         # The pause may not take a clip past the longest allowed.
-        limit = min(following, (quiet_start or start) + self.options.max_duration_s)
+        first = quiet_start if quiet_start is not None else start
+        limit = min(following, first + self.options.max_duration_s)
         quiet_end = quiet_after(
             self.audio, sr, self.words[b].end, limit, search_s=search, keep_s=pad
         )
-        return quiet_start if quiet_start is not None else start, (
-            quiet_end if quiet_end is not None else end
-        )
+        return first, quiet_end if quiet_end is not None else end
 
     def _padded(self, a: int, b: int) -> tuple[float, float]:
         pad = self.options.pad_s
@@ -256,23 +258,24 @@ class _Snapper:
         """
         if self.edges is None:
             return None
-        starts, ends = self.edges
+        starts, ends = self.sentence_starts, self.sentence_ends  # word indices, in order
         lo, hi = self.options.min_duration_s, self.options.max_duration_s
-        for first in (i for i in range(a, -1, -1) if starts[i]):
-            shortest = next(i for i in range(first, len(ends)) if ends[i])
-            if self._length(first, shortest) > hi:
+        for s in range(bisect.bisect_right(starts, a) - 1, -1, -1):
+            first = starts[s]
+            own = bisect.bisect_left(ends, first)  # the end of the sentence `first` starts
+            if self._length(first, ends[own]) > hi:
                 return None  # earlier starts are only longer
-            later = [i for i in range(max(b, first), len(ends)) if ends[i]]
-            earlier = [i for i in range(min(b, len(ends)) - 1, first - 1, -1) if ends[i]]
-            for last in later[:1] + earlier:  # the sentence's end, else end earlier
-                if lo <= self._length(first, last) <= hi:
-                    return first, last
-            for last in later[1:]:  # too short: take in the following sentences
-                length = self._length(first, last)
+            at_b = bisect.bisect_left(ends, b)  # the end of the sentence word b is in
+            # The sentence's own end, else end earlier (never before `first`'s sentence).
+            for k in [at_b, *range(at_b - 1, own - 1, -1)]:
+                if lo <= self._length(first, ends[k]) <= hi:
+                    return first, ends[k]
+            for k in range(at_b + 1, len(ends)):  # too short: take in the following sentences
+                length = self._length(first, ends[k])
                 if length > hi:
                     break
                 if length >= lo:
-                    return first, last
+                    return first, ends[k]
         return None
 
     def fit(self, a: int, b: int) -> tuple[int, int] | None:

@@ -65,6 +65,7 @@ class RunProgress:
             ),
             console=self._console,
             transient=False,
+            refresh_per_second=2,  # the jobs are polled twice a second: faster redraws show nothing new
             # Python's own stdout/stderr stay on the log file (clipforge/terminal.py): rich's
             # default would print every library warning and log line above the bars.
             redirect_stdout=False,

@@ -12,6 +12,9 @@ Speaker turns (`models.speakers`) ride on the same batches: after each ASR call 
 the batch's words in ~2 s windows of its chunks' audio (already in memory, one window at a time),
 and the driver clusters a whole job's windows when it merges the parts, since the parts of a
 long video come from several actors. Every stored word then carries its `speaker`.
+
+After each batch an actor also posts each part's seconds transcribed to a progress board, which
+the driver copies to the job rows while the call runs (`pipelines/transcribe_progress.py`).
 """
 
 from __future__ import annotations
@@ -87,8 +90,8 @@ class AsrActor(StageActor):
         threading.Thread(
             target=_produce, args=(rows, self._audio_of, options, chunks), daemon=True
         ).start()
-        transcriber = _Transcriber(self.model, self.config.asr_batch_size, self.speakers)
-        transcriber.boards = {(int(r["job_id"]), int(r["part"])): r.get("board") for r in rows}
+        boards = {(int(r["job_id"]), int(r["part"])): r.get("board") for r in rows}
+        transcriber = _Transcriber(self.model, self.config.asr_batch_size, self.speakers, boards)
         results = transcriber.run(chunks)
         out = [results.get((int(r["job_id"]), int(r["part"])), _missing(r)) for r in rows]
         return out, self.report()
@@ -135,7 +138,13 @@ class _Transcriber:
     """Consumer side: batches chunks (across videos of one language), results per part; with a
     speaker encoder, also each part's embedded speech windows."""
 
-    def __init__(self, model: Any, batch_size: int, speakers: Any = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        batch_size: int,
+        speakers: Any = None,
+        boards: Mapping[_Part, Any] | None = None,
+    ) -> None:
         self.model = model
         self.batch_size = batch_size
         self.speakers = speakers
@@ -146,7 +155,7 @@ class _Transcriber:
         self.speaker_s = 0.0
         self.failed: dict[_Part, Exception] = {}
         # Where each part's progress goes (pipelines/transcribe_progress.py), and how far it is.
-        self.boards: dict[_Part, Any] = {}
+        self.boards = dict(boards or {})
         self.seconds: dict[_Part, float] = {}
 
     def run(self, items: queue.Queue[_Item]) -> dict[_Part, Row]:
