@@ -13,6 +13,7 @@ and green (a basic ANSI colour, so it stays green on a 16-colour terminal).
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -76,7 +77,17 @@ class RunProgress:
         self._lock = threading.Lock()
 
     def __enter__(self) -> RunProgress:
-        self._progress.start()
+        # The redraw thread starts here and inherits this thread's signal mask: with SIGTERM,
+        # SIGHUP and SIGINT blocked in it, they always go to a thread that has them unblocked.
+        # Otherwise a signal during ray.init (which blocks them in the main thread only, see
+        # pipelines.process.local_ray) lands in the redraw thread under Ray's C++ handler, which
+        # aborts the process instead of unwinding it.
+        stop = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        try:
+            self._progress.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return self
 
     def __exit__(

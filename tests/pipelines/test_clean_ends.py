@@ -27,6 +27,7 @@ from pipelines.clip_end import fade_out_at
 from pipelines.clip_files import render_clip_files
 from pipelines.config import ExportConfig
 
+pytestmark = pytest.mark.slow  # ASR and a render: ~40 s for the module
 _RATE = 16_000
 _SENTENCES = [
     "Welcome back to the show about small boats and the open sea.",

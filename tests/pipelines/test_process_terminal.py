@@ -221,6 +221,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, str]]:
     return found
 
 
+@pytest.mark.slow  # a whole run (~100 s at load 30)
 def test_a_used_out_folder_is_refused_unless_overwrite_clears_it(
     test_media: dict[str, Path], short_tmp: Path
 ) -> None:
