@@ -244,7 +244,7 @@ def test_a_used_out_folder_is_refused_unless_overwrite_clears_it(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "another run's outputs" in lines[0] and "--overwrite" in lines[0]
-    assert elapsed < 2.0
+    assert elapsed < 5.0  # main's bound for a user error (2 s failed at load 30-60)
     assert _snapshot(out) == before  # nothing in the folder changed, the folder itself neither
 
     (short_tmp / "home").mkdir()
