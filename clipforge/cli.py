@@ -213,6 +213,10 @@ def process(
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the video's media and rows in DATA_DIR.")
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace another run's outputs in --out (removed first)."),
+    ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Ray's and ffmpeg's output too.")
     ] = False,
@@ -222,8 +226,9 @@ def process(
 
     settings = _settings()
     try:  # user errors end here, in well under a second, before anything starts
-        check_source(source, settings)
-        out_dir = check_out_dir(out)
+        checked = check_source(source, settings)
+        local = Path(checked.location) if checked.kind == "file" else None
+        out_dir = check_out_dir(out, overwrite=overwrite, source=local)
     except ClipForgeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -265,16 +270,24 @@ def _run_process(
     """Run the pipeline with framework output in `log_path`; (exit code, last line to print)."""
     import logging
 
-    from clipforge.db.embedded import stop_embedded
+    from clipforge.db.embedded import embedded_running, stop_embedded
     from clipforge.terminal import framework_output_to
+    from pipelines.progress import RunProgress
 
     _stop_on_signals()
     with framework_output_to(log_path, enabled=not verbose) as terminal:
         print(f"clipforge: {source} -> {out_dir}/  (log: {log_path})", file=terminal)
+        display = RunProgress(terminal)
         try:
-            from pipelines.process import process_video
+            with display:
+                # Importing the pipeline (Ray, torch) takes seconds: it is part of start-up.
+                display.begin("start-up", "loading ClipForge")
+                from pipelines.process import process_video
 
-            result = process_video(source, out_dir, settings, options, progress=terminal)
+                result = process_video(source, out_dir, settings, options, progress=display)
+                if embedded_running():
+                    with display.step("stop Postgres", "the embedded database"):
+                        stop_embedded()
         except ClipForgeError as exc:
             logging.getLogger("clipforge.cli").error("process failed: %s", exc)
             return 1, f"error: {_first_line(str(exc))} (details in {log_path})"
@@ -284,7 +297,7 @@ def _run_process(
             logging.getLogger("clipforge.cli").exception("process failed")
             return 1, f"error: unexpected {type(exc).__name__}: {exc} (details in {log_path})"
         finally:
-            stop_embedded()  # stop what we started; the data stays for a later run
+            stop_embedded()  # stop what we started (if not yet); the data stays for a later run
     clips = result["clips"]
     for clip in clips:
         where = clip["files"].get("mp4") or "not rendered: " + _first_line(

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from clipforge.media import decode_audio, sample_frames
 from clipforge.settings import Settings
 from models.caption_titles import ClipTitle, ExtractiveTitler, Seq2SeqTitler, load_titler
@@ -104,17 +107,23 @@ class ClipFinder:
 
     def score(self, transcript: Transcript, media: Path | None = None) -> HighlightResult:
         """Score every candidate window; with `media`, audio and frame sub-scores count too."""
+        return self._score(transcript, media)[0]
+
+    def _score(
+        self, transcript: Transcript, media: Path | None
+    ) -> tuple[HighlightResult, npt.NDArray[np.float32] | None]:
         if media is None:
-            return self.scorer.score(transcript)
+            return self.scorer.score(transcript), None
         audio = decode_audio(media)
         frames = list(sample_frames(media, self.options.frames_fps, self.options.frames_width))
-        return self.scorer.score(transcript, audio=audio, frames=frames)
+        return self.scorer.score(transcript, audio=audio, frames=frames), audio
 
     def find(self, transcript: Transcript, media: Path | None = None) -> Detection:
-        """Score, select the top-K non-overlapping clips and title them."""
-        result = self.score(transcript, media)
+        """Score, select the top-K non-overlapping clips (edges in the audio's pauses, with
+        `media`), strong ones first, and title them."""
+        result, audio = self._score(transcript, media)
         chosen = strong_first(
-            select_clips(result, transcript, self.select_options), self.options.top_k
+            select_clips(result, transcript, self.select_options, audio=audio), self.options.top_k
         )
         titles = self.titler.titles([c.words for c in chosen]) if chosen else ()
         return Detection(clips=chosen, titles=titles, result=result)

@@ -10,6 +10,13 @@ Speaker turns break ties: among windows of equal score, those whose edges fall o
 speaker (`Word.speaker`) go first, and an edge that could move to several equally long silences
 (within `turn_tie_s`) takes one at a change of speaker, so a clip starts and ends with a voice
 rather than in the middle of an exchange. Without speaker ids nothing changes.
+
+Clean ends (`models.clean_ends`): where the transcript has sentence punctuation, a clip starts on
+a sentence start and ends on a sentence end. A window whose last sentence goes on past its end is
+extended to that sentence's end when the clip stays within `max_duration_s`, and otherwise ends at
+the previous sentence end. Windows that cannot be placed so are taken only when no window can (a
+clip cut mid-sentence beats no clip). With the audio track, an edge then moves into the pause
+after the last word (before the first), measured in dBFS, instead of a fixed padding.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from clipforge.errors import ValidationFailed
+from models.clean_ends import quiet_after, quiet_before, sentence_edges
 from models.highlight import HighlightResult, ScoredWindow
 from models.highlight_windows import ends_sentence, validated_words
 from models.types import ModelInfo, Transcript, Word
@@ -45,6 +54,8 @@ class SelectOptions:
             a chosen clip are dropped (catches the same passage with a sentence more or less).
         turn_tie_s: silences within this many seconds of the best one count as equally good
             edges, and among them an edge at a change of speaker wins.
+        quiet_search_s: with audio, how far past the last word's end (before the first word's
+            start) a pause is looked for.
     """
 
     top_k: int = 5
@@ -57,14 +68,18 @@ class SelectOptions:
     duplicate_similarity: float = 0.92
     duplicate_overlap: float = 0.8
     turn_tie_s: float = 0.05
+    quiet_search_s: float = 0.5
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ValidationFailed("top_k must be >= 1")
         if not 0 < self.min_duration_s < self.max_duration_s:
             raise ValidationFailed("durations must satisfy 0 < min_duration_s < max_duration_s")
-        if min(self.min_gap_s, self.silence_s, self.pad_s, self.search_words, self.turn_tie_s) < 0:
-            raise ValidationFailed("gaps, padding, search_words and turn_tie_s must be >= 0")
+        lows = (self.min_gap_s, self.silence_s, self.pad_s, self.search_words, self.turn_tie_s)
+        if min(*lows, self.quiet_search_s) < 0:
+            raise ValidationFailed(
+                "gaps, padding, search_words, turn_tie_s and quiet_search_s must be >= 0"
+            )
         if not (0 < self.duplicate_similarity <= 1 and 0 < self.duplicate_overlap <= 1):
             raise ValidationFailed("duplicate_similarity and duplicate_overlap must be in (0, 1]")
 
@@ -150,9 +165,21 @@ def speaker_turns(words: Sequence[Word]) -> list[bool]:
 class _Snapper:
     """Word-edge arithmetic over one transcript's words (validated, in time order)."""
 
-    def __init__(self, words: Sequence[Word], duration: float, options: SelectOptions) -> None:
+    def __init__(
+        self,
+        words: Sequence[Word],
+        duration: float,
+        options: SelectOptions,
+        audio: npt.NDArray[np.floating] | None = None,
+        sample_rate: int = 16_000,
+    ) -> None:
         self.words = words
         self.options = options
+        self.audio, self.sample_rate = audio, sample_rate
+        self.edges = sentence_edges(words)
+        starts, ends = self.edges or ([], [])
+        self.sentence_starts = [i for i, start in enumerate(starts) if start]
+        self.sentence_ends = [i for i, end in enumerate(ends) if end]
         self.duration = max(duration, words[-1].end)
         self.mids = [(w.start + w.end) / 2 for w in words]
         self.before = [_gap_before(words, i) for i in range(len(words))]
@@ -197,11 +224,59 @@ class _Snapper:
 
     def bounds(self, a: int, b: int) -> tuple[float, float]:
         """Clip times for words a..b, padded into the surrounding silence (half of it at most,
-        so the neighbouring clip can pad too)."""
+        so the neighbouring clip can pad too); with audio, inside the pauses it measures."""
+        start, end = self._padded(a, b)
+        if self.audio is None:
+            return start, end
+        pad = self.options.pad_s
+        search, sr = self.options.quiet_search_s, self.sample_rate
+        previous = self.words[a - 1].end if a > 0 else 0.0
+        quiet_start = quiet_before(
+            self.audio, sr, self.words[a].start, previous, search_s=search, keep_s=pad
+        )
+        following = self.words[b + 1].start if b + 1 < len(self.words) else self.duration
+        # The pause may not take a clip past the longest allowed.
+        first = quiet_start if quiet_start is not None else start
+        limit = min(following, first + self.options.max_duration_s)
+        quiet_end = quiet_after(
+            self.audio, sr, self.words[b].end, limit, search_s=search, keep_s=pad
+        )
+        return first, quiet_end if quiet_end is not None else end
+
+    def _padded(self, a: int, b: int) -> tuple[float, float]:
         pad = self.options.pad_s
         start = self.words[a].start - min(pad, max(self.before[a], 0.0) / 2)
         end = self.words[b].end + min(pad, max(self.after[b], 0.0) / 2)
         return max(0.0, start), min(self.duration, end)
+
+    def fit_sentences(self, a: int, b: int) -> tuple[int, int] | None:
+        """a..b moved to sentence edges within the duration limits, or None.
+
+        The start goes back to its sentence's start and the end on to the end of the sentence
+        word b belongs to. When that is too long, the end goes back to an earlier sentence end;
+        when too short, on to a later one; failing both, the start goes back a sentence.
+        """
+        if self.edges is None:
+            return None
+        starts, ends = self.sentence_starts, self.sentence_ends  # word indices, in order
+        lo, hi = self.options.min_duration_s, self.options.max_duration_s
+        for s in range(bisect.bisect_right(starts, a) - 1, -1, -1):
+            first = starts[s]
+            own = bisect.bisect_left(ends, first)  # the end of the sentence `first` starts
+            if self._length(first, ends[own]) > hi:
+                return None  # earlier starts are only longer
+            at_b = bisect.bisect_left(ends, b)  # the end of the sentence word b is in
+            # The sentence's own end, else end earlier (never before `first`'s sentence).
+            for k in [at_b, *range(at_b - 1, own - 1, -1)]:
+                if lo <= self._length(first, ends[k]) <= hi:
+                    return first, ends[k]
+            for k in range(at_b + 1, len(ends)):  # too short: take in the following sentences
+                length = self._length(first, ends[k])
+                if length > hi:
+                    break
+                if length >= lo:
+                    return first, ends[k]
+        return None
 
     def fit(self, a: int, b: int) -> tuple[int, int] | None:
         """Shrink or grow a..b to meet the duration limits, preferring sentence ends."""
@@ -217,20 +292,28 @@ class _Snapper:
         return (a, b) if lo <= self._length(a, b) <= hi else None
 
     def _length(self, a: int, b: int) -> float:
-        start, end = self.bounds(a, b)
+        # Padded word edges, not the measured pauses: placing a window tries many edges, and
+        # a pause moves an edge by a fraction of a second (never past max_duration_s).
+        start, end = self._padded(a, b)
         return end - start
 
 
 def select_clips(
-    result: HighlightResult, transcript: Transcript, options: SelectOptions | None = None
+    result: HighlightResult,
+    transcript: Transcript,
+    options: SelectOptions | None = None,
+    *,
+    audio: npt.NDArray[np.floating] | None = None,
+    sample_rate: int = 16_000,
 ) -> tuple[Clip, ...]:
     """Choose up to `top_k` clips from scored windows, best first.
 
+    With `audio` (the video's mono track, float samples), clip edges lie in measured pauses.
     Raises `ValidationFailed` when the transcript's words are empty or out of order.
     """
     opts = options or SelectOptions()
     words = validated_words(transcript)
-    snapper = _Snapper(words, transcript.duration, opts)
+    snapper = _Snapper(words, transcript.duration, opts, audio, sample_rate)
     chosen: list[tuple[ScoredWindow, int, int]] = []
     spans: list[tuple[float, float]] = []
     # Equal scores: windows whose edges fall on speaker turns first, then the usual time order.
@@ -238,29 +321,36 @@ def select_clips(
         result.windows,
         key=lambda w: (-w.score, -snapper.turn_edges(w.start, w.end), w.start, w.end),
     )
-    for window in windows:
-        if len(chosen) == opts.top_k:
+    # Sentence-clean placements first; cut anywhere only when none can be placed cleanly.
+    passes = (True, False) if snapper.edges is not None else (False,)
+    for clean in passes:
+        for window in windows:
+            if len(chosen) == opts.top_k:
+                break
+            picked = _place(window, snapper, clean=clean)
+            if picked is None:
+                continue
+            start, end = snapper.bounds(*picked)
+            if any(start < e + opts.min_gap_s and s < end + opts.min_gap_s for s, e in spans):
+                continue
+            if _is_duplicate(result, window, [c[0] for c in chosen], opts):
+                continue
+            chosen.append((window, *picked))
+            spans.append((start, end))
+        if chosen:
             break
-        picked = _place(window, snapper)
-        if picked is None:
-            continue
-        start, end = snapper.bounds(*picked)
-        if any(start < e + opts.min_gap_s and s < end + opts.min_gap_s for s, e in spans):
-            continue
-        if _is_duplicate(result, window, [c[0] for c in chosen], opts):
-            continue
-        chosen.append((window, *picked))
-        spans.append((start, end))
     return tuple(
         _clip(rank, window, a, b, snapper, result)
         for rank, (window, a, b) in enumerate(chosen, start=1)
     )
 
 
-def _place(window: ScoredWindow, snapper: _Snapper) -> tuple[int, int] | None:
+def _place(window: ScoredWindow, snapper: _Snapper, *, clean: bool) -> tuple[int, int] | None:
     span = snapper.word_range(window.start, window.end)
     if span is None:
         return None
+    if clean:
+        return snapper.fit_sentences(*span)
     return snapper.fit(*snapper.snap(*span))
 
 

@@ -312,9 +312,11 @@ def process(
     local: bool = False,
     settings: Settings | None = None,
     config_path: Path | None = None,
+    overwrite: bool = False,
 ) -> ProcessResult:
     """One video to captioned clips in `out_dir` (transcript.json, clips.json, report.html,
-    clips/NN.mp4 with .jpg/.srt/.vtt/.ass), like `clipforge process`.
+    clips/NN.mp4 with .jpg/.srt/.vtt/.ass), like `clipforge process`: a folder holding another
+    run's outputs is refused unless `overwrite`, which removes them first.
 
     `layout` says who the crop follows: `auto` (the active speaker; two stacked crops when two
     people alternate quickly), `speaker`, `split` or `center`; without a face the crop follows
@@ -327,7 +329,13 @@ def process(
     """
     if not local:
         return _process_full(
-            str(source), Path(out_dir), (aspect, style, layout), top_k, settings, config_path
+            str(source),
+            Path(out_dir),
+            (aspect, style, layout),
+            top_k,
+            settings,
+            config_path,
+            overwrite=overwrite,
         )
     settings, config = _setup(settings, config_path)
     # The same checks as `clipforge process`, so a bad input fails before any model loads.
@@ -335,7 +343,8 @@ def process(
     checked = check_source(str(source), settings)
     if checked.kind != "file":
         raise ValidationFailed("process(local=True) takes a local file; use local=False for URLs")
-    src, out = Path(checked.location), check_out_dir(Path(out_dir))
+    src = Path(checked.location)
+    out = check_out_dir(Path(out_dir), overwrite=overwrite, source=src)
     auto = config.detect.auto_export.model_copy(
         update={"aspect_ratio": aspect, "caption_style": style, "top_n": top_k, "layout": layout}
     )
@@ -444,6 +453,8 @@ def _process_full(
     top_k: int,
     settings: Settings | None,
     config_path: Path | None,
+    *,
+    overwrite: bool,
 ) -> ProcessResult:
     from pipelines.process import ProcessOptions, process_video
 
@@ -454,6 +465,7 @@ def _process_full(
         top_k=top_k,
         config_path=config_path,
         layout=layout,
+        overwrite=overwrite,
     )
     result = process_video(source, out, settings or get_settings(), options)
     transcript = Transcript.from_dict(json.loads((out / "transcript.json").read_text()))

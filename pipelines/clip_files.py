@@ -16,6 +16,7 @@ from clipforge.media import probe
 from clipforge.types import Word
 from models.caption import build_cues
 from models.caption_formats import cue_options, resolve_style, to_ass, to_srt, to_vtt
+from pipelines.clip_end import fade_out_at
 from pipelines.config import ExportConfig
 from pipelines.render import RenderSpec, output_size, plan_clip, poster_frame, render_clip
 
@@ -77,6 +78,7 @@ def render_clip_files(
         loudness_lufs=config.loudness_lufs,
         layout=layout,
         face_tracking=config.face_tracking,
+        fade_out_s=fade_out_at(src, end_s),
     )
     size = (info.width, info.height)
     # Planned before the captions are written: they keep out of the faces the crop follows.

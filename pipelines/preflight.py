@@ -8,6 +8,7 @@ Ray and the embedded Postgres have started. Nothing here imports Ray or touches 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +48,52 @@ def check_options(
         raise ValidationFailed("the number of clips must be between 1 and 20")
 
 
-def check_out_dir(out_dir: Path) -> Path:
-    """Create `out_dir` if needed and prove it writable by writing a file there."""
+# What a run writes into its output folder (besides `clipforge.log`, which only grows, and
+# `source.*`). A folder holding any of them belongs to another run.
+RUN_OUTPUTS = ("clips.json", "transcript.json", "report.html", "clips")
+
+
+def earlier_outputs(out_dir: Path) -> list[str]:
+    """Names of another run's outputs in `out_dir` (`clips/` with its slash)."""
+    found = [name for name in RUN_OUTPUTS if (out_dir / name).exists()]
+    return [f"{name}/" if (out_dir / name).is_dir() else name for name in found]
+
+
+def clear_outputs(out_dir: Path, *, keep: Path | None = None) -> None:
+    """Remove another run's outputs from `out_dir`: the run outputs and `source.*` (the
+    preview copy of the source), never `keep` (the source itself, if it lies there)."""
+    doomed = [out_dir / name for name in RUN_OUTPUTS] + sorted(out_dir.glob("source.*"))
+    for path in doomed:
+        if keep is not None and path.exists() and path.resolve() == keep.resolve():
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def check_out_dir(out_dir: Path, *, overwrite: bool = False, source: Path | None = None) -> Path:
+    """Create `out_dir` if needed and prove it writable by writing a file there.
+
+    A folder that holds another run's outputs is refused, before anything in it is touched,
+    unless `overwrite`: then those outputs are removed (but not `source`, the input file).
+    """
     path = out_dir.expanduser()
     if path.exists() and not path.is_dir():
         raise ValidationFailed(f"output folder {out_dir} exists and is not a folder")
+    if path.is_dir() and (found := earlier_outputs(path)):
+        if not overwrite:
+            raise ValidationFailed(
+                f"output folder {out_dir} holds another run's outputs ({', '.join(found)}); "
+                "pass --overwrite (overwrite=True in Python) to replace them, or choose "
+                "another --out"
+            )
+        try:
+            clear_outputs(path, keep=source)
+        except OSError as exc:
+            raise ValidationFailed(
+                f"cannot clear the old outputs in {out_dir}: {exc.strerror or exc}"
+            ) from None
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".clipforge-write-test-"):

@@ -35,7 +35,7 @@ from clipforge.storage.keys import upload_key, video_prefix
 from clipforge.types import AspectRatio, CaptionStyle, Layout
 from pipelines.config import PipelineConfig, load_pipeline_config
 from pipelines.preflight import CheckedSource, check_options, check_out_dir, check_source
-from pipelines.progress import StageProgress
+from pipelines.progress import RunProgress
 from pipelines.report import copy_source, render_report
 from pipelines.worker import PipelineWorker
 
@@ -52,6 +52,7 @@ class ProcessOptions:
         config_path: pipeline config (default configs/pipeline.yaml).
         keep: keep the video's rows and media in the data folder after the run (by default a
             one-off run leaves only its output folder behind).
+        overwrite: replace another run's outputs in the output folder (refused otherwise).
     """
 
     aspect_ratio: AspectRatio = "9:16"
@@ -60,6 +61,7 @@ class ProcessOptions:
     config_path: Path | None = None
     keep: bool = False
     layout: Layout = "auto"
+    overwrite: bool = False
 
 
 @contextlib.contextmanager
@@ -110,12 +112,13 @@ def process_video(
     settings: Settings,
     options: ProcessOptions | None = None,
     *,
-    progress: TextIO | None = None,
+    progress: TextIO | RunProgress | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline on `source` and write transcript, clips and report to `out_dir`.
 
-    Bad options or input raise `ClipForgeError` before anything starts. With `progress`, the
-    stages are shown on that stream as they run.
+    Bad options or input raise `ClipForgeError` before anything starts. With `progress` (a
+    terminal stream, or the caller's open `RunProgress`), start-up, the stages, the outputs and
+    the shutdown are shown as they run.
     """
     opts = options or ProcessOptions()
     check_options(
@@ -125,23 +128,60 @@ def process_video(
         layout=opts.layout,
     )
     checked = check_source(source, settings)
-    out = check_out_dir(out_dir)
+    local = Path(checked.location) if checked.kind == "file" else None
+    out = check_out_dir(out_dir, overwrite=opts.overwrite, source=local)
     config = _config(load_pipeline_config(opts.config_path), opts)
-    url = resolve_database_url(settings)
-    migrate(url)
-    with (
-        local_ray(),
-        create_pool(settings, url, application_name="clipforge-process", max_size=4) as pool,
-    ):
-        staged = _on_cluster(settings, checked)
-        video_id = _enqueue(pool, settings, checked, stage_file=staged)
-        shown = StageProgress(pool, video_id, progress) if progress else contextlib.nullcontext()
+    with _display(progress) as display:
+        return _process(source, checked, out, settings, opts, config, display)
+
+
+@contextlib.contextmanager
+def _display(progress: TextIO | RunProgress | None) -> Iterator[RunProgress | None]:
+    """The caller's display, or one on the stream given (closed at the end), or none."""
+    if progress is None or isinstance(progress, RunProgress):
+        yield progress
+        return
+    with RunProgress(progress) as display:
+        yield display
+
+
+def _step(display: RunProgress | None, label: str, note: str) -> Any:
+    return display.step(label, note) if display else contextlib.nullcontext(lambda _: None)
+
+
+def _process(
+    source: str,
+    checked: CheckedSource,
+    out: Path,
+    settings: Settings,
+    opts: ProcessOptions,
+    config: PipelineConfig,
+    display: RunProgress | None,
+) -> dict[str, Any]:
+    with contextlib.ExitStack() as stack:
+        with _step(display, "start-up", "starting Postgres") as say:
+            url = resolve_database_url(settings)
+            migrate(url)
+            say("starting Ray")
+            stack.enter_context(local_ray())
+            pool = stack.enter_context(
+                create_pool(settings, url, application_name="clipforge-process", max_size=4)
+            )
+            staged = _on_cluster(settings, checked)
+            video_id = _enqueue(pool, settings, checked, stage_file=staged)
+            say("starting the stage actors")
+            worker = PipelineWorker(settings, config, pool, database_url=url)
+            worker.start()  # models go on loading in the actors while the first stages run
+        shown = display.stages(pool, video_id) if display else contextlib.nullcontext()
         # Closing the worker releases its stage actors before outputs are copied.
-        with shown, PipelineWorker(settings, config, pool, database_url=url) as worker:
+        with shown, worker:
             _run_until_finished(worker, pool, video_id)
-        result = _write_outputs(pool, settings, video_id, out, source)
-        if not opts.keep:
-            _forget(pool, settings, video_id)
+        with _step(display, "write outputs", "clips, transcript, report"):
+            result = _write_outputs(pool, settings, video_id, out, source)
+            if not opts.keep:
+                _forget(pool, settings, video_id)
+        with _step(display, "shut down", "stopping Ray"):
+            stack.close()
         return result
 
 

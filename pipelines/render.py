@@ -67,6 +67,8 @@ class RenderSpec:
         layout: `auto`, `speaker`, `split` or `center` (pipelines/reframe.py says what each does).
         face_tracking: False renders the motion-following crop of earlier versions (exactly), for
             comparison and as an escape hatch; `center` is a fixed centre crop either way.
+        fade_out_s: audio fade at the end (pipelines/clip_end.py: where the clip does not end on
+            a pause); 0 for none.
     """
 
     start_s: float
@@ -80,6 +82,7 @@ class RenderSpec:
     loudness_lufs: float = -16.0
     layout: str = "auto"
     face_tracking: bool = True
+    fade_out_s: float = 0.0
 
     def __post_init__(self) -> None:
         check_layout(self.layout)
@@ -214,6 +217,9 @@ def render_clip(
     if spec.ass_path is not None:
         video += f",ass=filename={spec.ass_path}"
     audio = f"loudnorm=I={spec.loudness_lufs}:TP=-1.5:LRA=11,aresample=48000"
+    if spec.fade_out_s > 0:
+        fade = min(spec.fade_out_s, duration)
+        audio += f",afade=t=out:st={duration - fade:.3f}:d={fade:.3f}"
     cmd = [
         ffmpeg_exe(),
         "-nostdin",

@@ -53,6 +53,11 @@ def resolve_database_url(settings: Settings) -> str:
     return str(_servers[key].get_uri())
 
 
+def embedded_running() -> bool:
+    """Whether this process started an embedded Postgres that is still up."""
+    return bool(_servers)
+
+
 def stop_embedded() -> None:
     """Stop the embedded servers this process started, unless another live process uses them."""
     import psutil

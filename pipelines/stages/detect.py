@@ -14,6 +14,10 @@ import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
 
 from clipforge.db.pool import Conn
 from clipforge.db.repo import clips as clips_repo
@@ -35,6 +39,9 @@ from pipelines.config import DetectConfig
 from pipelines.lifecycle import Lifecycle, video_of
 from pipelines.rows import Row, error_row
 from pipelines.stages.audio import read_track
+
+if TYPE_CHECKING:
+    from models.select import Clip
 
 _MAX_TIMELINE_POINTS = 500
 
@@ -115,8 +122,9 @@ class DetectActor(StageActor):
             fps = min(self.config.frames_fps, self.config.max_frames / max(transcript.duration, 1))
             frames = sample_frames(original, fps, self.config.frames_width)
             result = self.finder.scorer.score(transcript, audio=audio, frames=list(frames))
+        chosen = self._select(transcript, result, audio)  # edges in the track's pauses
         del audio  # the longest array of the call; free it before titling
-        found = self._select(transcript, result)
+        found = self._title(chosen, result)
         if not found.clips:
             raise MediaError(
                 f"no clip of {self.config.min_clip_s:.0f}-{self.config.max_clip_s:.0f} s found in "
@@ -139,12 +147,16 @@ class DetectActor(StageActor):
         ]
         return clips, found.timeline(_MAX_TIMELINE_POINTS)  # bounded size in the video row
 
-    def _select(self, transcript: Transcript, result: HighlightResult) -> Detection:
+    def _select(
+        self, transcript: Transcript, result: HighlightResult, audio: npt.NDArray[np.float32]
+    ) -> tuple[Clip, ...]:
         from models.clip_finder import strong_first
         from models.select import select_clips
 
-        picked = select_clips(result, transcript, self.finder.select_options)
-        chosen = strong_first(picked, self.config.top_k)
+        picked = select_clips(result, transcript, self.finder.select_options, audio=audio)
+        return strong_first(picked, self.config.top_k)
+
+    def _title(self, chosen: tuple[Clip, ...], result: HighlightResult) -> Detection:
         titles = self.finder.titler.titles([c.words for c in chosen]) if chosen else ()
         return Detection(clips=tuple(chosen), titles=tuple(titles), result=result)
 

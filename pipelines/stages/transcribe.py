@@ -12,6 +12,9 @@ Speaker turns (`models.speakers`) ride on the same batches: after each ASR call 
 the batch's words in ~2 s windows of its chunks' audio (already in memory, one window at a time),
 and the driver clusters a whole job's windows when it merges the parts, since the parts of a
 long video come from several actors. Every stored word then carries its `speaker`.
+
+After each batch an actor also posts each part's seconds transcribed to a progress board, which
+the driver copies to the job rows while the call runs (`pipelines/transcribe_progress.py`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from pipelines.config import TranscribeConfig
 from pipelines.lifecycle import Lifecycle, video_of
 from pipelines.rows import Row, error_row
 from pipelines.stages.audio import ChunkStream
+from pipelines.transcribe_progress import ProgressWriter, post
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +90,8 @@ class AsrActor(StageActor):
         threading.Thread(
             target=_produce, args=(rows, self._audio_of, options, chunks), daemon=True
         ).start()
-        transcriber = _Transcriber(self.model, self.config.asr_batch_size, self.speakers)
+        boards = {(int(r["job_id"]), int(r["part"])): r.get("board") for r in rows}
+        transcriber = _Transcriber(self.model, self.config.asr_batch_size, self.speakers, boards)
         results = transcriber.run(chunks)
         out = [results.get((int(r["job_id"]), int(r["part"])), _missing(r)) for r in rows]
         return out, self.report()
@@ -133,7 +138,13 @@ class _Transcriber:
     """Consumer side: batches chunks (across videos of one language), results per part; with a
     speaker encoder, also each part's embedded speech windows."""
 
-    def __init__(self, model: Any, batch_size: int, speakers: Any = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        batch_size: int,
+        speakers: Any = None,
+        boards: Mapping[_Part, Any] | None = None,
+    ) -> None:
         self.model = model
         self.batch_size = batch_size
         self.speakers = speakers
@@ -143,6 +154,9 @@ class _Transcriber:
         self.windows: dict[_Part, list[SpeakerWindow] | None] = {}
         self.speaker_s = 0.0
         self.failed: dict[_Part, Exception] = {}
+        # Where each part's progress goes (pipelines/transcribe_progress.py), and how far it is.
+        self.boards = dict(boards or {})
+        self.seconds: dict[_Part, float] = {}
 
     def run(self, items: queue.Queue[_Item]) -> dict[_Part, Row]:
         out: dict[_Part, Row] = {}
@@ -183,8 +197,11 @@ class _Transcriber:
             for key, _ in batch:
                 self.failed.setdefault(key, exc)
             return
-        for (key, _), result in zip(batch, results, strict=True):
+        for (key, chunk), result in zip(batch, results, strict=True):
             self.done.setdefault(key, []).append(result)
+            self.seconds[key] = self.seconds.get(key, 0.0) + chunk.keep_end_s - chunk.keep_start_s
+        for key in dict.fromkeys(key for key, _ in batch):
+            post(self.boards.get(key), key[0], key[1], self.seconds[key])
         if self.speakers is not None:
             self._embed(batch, results)
 
@@ -277,6 +294,7 @@ class TranscribeStage:
         self.runners = config.asr_actors
         self.count = config.asr_actors
         self.segment_s = config.segment_s
+        self.progress = ProgressWriter(lifecycle.pool)
         self.actors = ActorSet(
             self.name,
             AsrActor,
@@ -304,7 +322,16 @@ class TranscribeStage:
     def execute(self, inputs: Mapping[int, Row]) -> dict[int, Row | Exception]:
         """Spread the videos' parts over the ASR actors (longest first onto the least loaded)
         and merge each job's parts."""
-        parts = [p for row in inputs.values() for p in split_parts(row, self.segment_s)]
+        totals = {j: float(r["duration_s"]) for j, r in inputs.items() if r["duration_s"] > 0}
+        with self.progress.watch(totals) as board:
+            return self._execute(inputs, board)
+
+    def _execute(self, inputs: Mapping[int, Row], board: Any) -> dict[int, Row | Exception]:
+        parts = [
+            p | {"board": board}
+            for row in inputs.values()
+            for p in split_parts(row, self.segment_s)
+        ]
         groups: list[list[Row]] = [[] for _ in range(self.count)]
         loads = [0.0] * self.count
         for part in sorted(parts, key=lambda p: -_part_seconds(p)):

@@ -8,8 +8,10 @@ person sees, not the progress display's redraws.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -210,3 +212,111 @@ def test_sigterm_mid_run_stops_what_it_started(
     while _ours_running(short_tmp) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _ours_running(short_tmp) == []
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, str]]:
+    """Every path under `folder` (the folder itself too) with its mtime and content hash."""
+    found = {".": (folder.stat().st_mtime_ns, "")}
+    for path in sorted(folder.rglob("*")):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        found[str(path.relative_to(folder))] = (path.stat().st_mtime_ns, digest)
+    return found
+
+
+@pytest.mark.slow  # a whole run (~100 s at load 30)
+def test_a_used_out_folder_is_refused_unless_overwrite_clears_it(
+    test_media: dict[str, Path], short_tmp: Path
+) -> None:
+    # The outputs another run left (two clips), and a file of the user's own.
+    out = short_tmp / "out"
+    (out / "clips").mkdir(parents=True)
+    for ext in ("mp4", "jpg", "srt", "vtt", "ass"):
+        for rank in (1, 2):
+            (out / "clips" / f"0{rank}.{ext}").write_bytes(f"old {rank} {ext}".encode())
+    old_clips = [{"rank": r, "files": {"mp4": f"clips/0{r}.mp4"}} for r in (1, 2)]
+    (out / "clips.json").write_text(json.dumps(old_clips))
+    (out / "transcript.json").write_text("{}")
+    (out / "report.html").write_text("<html>old</html>")
+    (out / "notes.txt").write_text("mine")
+    before = _snapshot(out)
+    time.sleep(0.05)  # a write now would show in the mtimes
+    source = str(test_media["speech_short"])
+    result, elapsed = _cli("process", source, "--out", str(out), "--top-k", "1", tmp=short_tmp)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "another run's outputs" in lines[0] and "--overwrite" in lines[0]
+    assert elapsed < 5.0  # main's bound for a user error (2 s failed at load 30-60)
+    assert _snapshot(out) == before  # nothing in the folder changed, the folder itself neither
+
+    (short_tmp / "home").mkdir()
+    run = subprocess.run(
+        [str(_REPO / ".venv/bin/clipforge"), "process", source, "--out", str(out),
+         "--top-k", "1", "--overwrite"],
+        env=_person_env(short_tmp), cwd=_REPO, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=_LIMIT_S,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr + (out / "clipforge.log").read_text()[-3000:]
+    clips = json.loads((out / "clips.json").read_text())
+    assert len(clips) == 1
+    assert sorted(p.name for p in (out / "clips").iterdir()) == sorted(
+        Path(rel).name for rel in clips[0]["files"].values()
+    )  # the old second clip is gone
+    assert (out / "clips" / "01.mp4").read_bytes()[4:8] == b"ftyp"
+    assert (out / "notes.txt").read_text() == "mine"  # only run outputs are cleared
+    assert "old" not in (out / "report.html").read_text()[:100]
+
+
+_AMOUNT = re.compile(r"transcribe\s+[━╸╺╾╼─ ]*\s*(\d+:\d\d)/(\d+:\d\d)\s+\S+\s+(\w+)")
+_ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _seconds(clock: str) -> int:
+    minutes, seconds = clock.split(":")
+    return int(minutes) * 60 + int(seconds)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2 * _LIMIT_S + 60)
+def test_the_transcribe_bar_advances_through_a_ten_minute_video(
+    test_media: dict[str, Path], short_tmp: Path
+) -> None:
+    """Seconds of media transcribed, read from the job row while the job runs; every step of
+    the run (start-up and shutdown too) has its own line, and finished bars are full."""
+    out = short_tmp / "out"
+    (short_tmp / "home").mkdir()
+    cmd = shlex.join(
+        [str(_REPO / ".venv/bin/clipforge"), "process", str(test_media["speech_long"]),
+         "--out", str(out), "--top-k", "1"]
+    )  # fmt: skip
+    run = subprocess.run(
+        ["script", "-qec", cmd, "/dev/null"],
+        env=_person_env(short_tmp),
+        cwd=_REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=2 * _LIMIT_S,
+    )
+    final = pyte.Screen(120, 300)  # fed once: pyte takes a while over minutes of redraws
+    pyte.ByteStream(final).feed(run.stdout)
+    screen = [line.rstrip() for line in final.display if line.strip()]
+    shown = "\n".join(screen)
+    assert run.returncode == 0, shown + (out / "clipforge.log").read_text()[-3000:]
+    # Every redraw of the transcribe line while its job ran: the seconds done kept growing.
+    text = _ANSI.sub(b"", run.stdout).decode("utf-8", "replace")
+    seen = [(_seconds(d), _seconds(t), note) for d, t, note in _AMOUNT.findall(text)]
+    total = seen[-1][1]
+    assert 590 <= total <= 620, seen[-1]
+    running = sorted({done for done, _, note in seen if note == "running" and 0 < done < total})
+    assert len(running) > 2, running  # it advanced more than twice before the end
+    print(f"transcribe seconds shown while running: {running} of {total}")
+    assert seen[-1][0] == total and seen[-1][2] == "done"
+    for label in ("start-up", "import", "transcribe", "find clips", "render clips",
+                  "write outputs", "shut down", "stop Postgres"):  # fmt: skip
+        assert any(line.startswith(label) and line.endswith("done") for line in screen), shown
+    # Finished bars are full, in the finished colour (green).
+    for row in final.buffer.values():
+        line = "".join(row[x].data for x in range(120))
+        if line.startswith(("transcribe", "render clips")):
+            bar = [row[x] for x in range(120) if row[x].data in "━╸╺"]
+            assert len(bar) == 24 and {c.fg for c in bar} == {"green"}, line
