@@ -1,7 +1,7 @@
 """Typed application builder: `serve run configs/serve.yaml` validates `args` against
 `ClipForgeAppArgs` before anything is deployed.
 
-Per-deployment resources, replica counts and autoscaling, and the `@serve.batch` settings
+Per-deployment resources, replica counts and autoscaling, and the batching settings
 (through `user_config`, changeable in place) all come from these arguments. With
 `min_replicas == max_replicas` a deployment has a fixed size; otherwise it autoscales on
 ongoing requests per replica.
@@ -49,13 +49,19 @@ class ModelArgs(_Args):
         default=5, ge=0, description="Load must last this long to scale up."
     )
     downscale_delay_s: float = Field(default=120, ge=0, description="Idle this long to scale down.")
-    look_back_period_s: float = Field(default=10, gt=0, description="Window of the load average.")
+    # Ray warns (and will refuse) a window not longer than its 10 s metrics interval.
+    look_back_period_s: float = Field(
+        default=30, gt=10, description="Window of the load average (over 10 s)."
+    )
     max_ongoing_requests: int = Field(
         default=32, ge=1, description="Requests a replica holds at once (>= max_batch_size)."
     )
     max_batch_size: int = Field(default=8, ge=1, le=256, description="Requests per batch.")
     batch_wait_timeout_s: float = Field(
-        default=0.02, ge=0, le=5, description="Longest wait for a batch to fill."
+        default=0.02,
+        ge=0,
+        le=5,
+        description="Latency budget: longest a request waits for companions.",
     )
 
     @model_validator(mode="after")
