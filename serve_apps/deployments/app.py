@@ -40,6 +40,14 @@ class ModelArgs(_Args):
         default=0.5, gt=0, le=64, description="CPUs per replica (fractional ok)."
     )
     num_gpus: float = Field(default=0, ge=0, le=8, description="GPUs per replica.")
+    num_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Math threads per replica (torch, CTranslate2); default num_cpus rounded "
+        "down, at least 1. More lets a replica use its node's idle cores; a fractional "
+        "num_cpus (small machines, fitted configs) otherwise leaves it one thread.",
+    )
     min_replicas: int = Field(default=1, ge=0, le=100, description="Fewest replicas.")
     max_replicas: int = Field(default=1, ge=1, le=100, description="Most replicas.")
     target_ongoing_requests: float = Field(
@@ -135,7 +143,9 @@ class ClipForgeAppArgs(_Args):
 def _model(deployment: Deployment, args: ModelArgs, settings: dict[str, Any]) -> Application | None:
     if not args.enabled:
         return None
-    return deployment.options(**args.options()).bind(settings, args.num_cpus)
+    # The replicas size their math thread pools from this second argument (`thread_count`).
+    threads = float(args.num_threads) if args.num_threads else args.num_cpus
+    return deployment.options(**args.options()).bind(settings, threads)
 
 
 def build_app(args: ClipForgeAppArgs) -> Application:

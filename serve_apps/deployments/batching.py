@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -69,6 +70,7 @@ class BatchStats:
     batches: int = 0
     requests: int = 0
     largest: int = 0
+    busy_s: float = 0.0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -79,18 +81,27 @@ class BatchStats:
             tag_keys=("deployment",),
         )
 
-    def record(self, size: int) -> None:
-        """Count one executed batch of `size` requests."""
+    def record(self, size: int, seconds: float = 0.0) -> None:
+        """Count one executed batch of `size` requests that ran for `seconds`."""
         with self._lock:
             self.batches += 1
             self.requests += size
             self.largest = max(self.largest, size)
+            self.busy_s += seconds
         self._histogram.observe(size, tags={"deployment": self.deployment})
 
     def snapshot(self) -> dict[str, int]:
-        """Batches, requests and the largest batch so far."""
+        """Batches, requests, the largest batch and milliseconds spent in batches so far, and
+        the replica's pid (a caller polling several replicas through a handle tells them
+        apart by it)."""
         with self._lock:
-            return {"batches": self.batches, "requests": self.requests, "largest": self.largest}
+            return {
+                "batches": self.batches,
+                "requests": self.requests,
+                "largest": self.largest,
+                "busy_ms": round(self.busy_s * 1000),
+                "pid": os.getpid(),
+            }
 
 
 @dataclass
@@ -174,7 +185,7 @@ class Batcher(Generic[In, Out]):
         return batch
 
     async def _execute(self, batch: list[_Pending[In, Out]]) -> None:
-        self.stats.record(len(batch))
+        started = time.perf_counter()
         try:
             results = await self.run([p.item for p in batch])
             if len(results) != len(batch):
@@ -184,6 +195,8 @@ class Batcher(Generic[In, Out]):
                 if not pending.future.done():
                     pending.future.set_exception(exc)
             return
+        finally:
+            self.stats.record(len(batch), time.perf_counter() - started)
         for pending, result in zip(batch, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(result)
