@@ -2,19 +2,19 @@
 
 Uses only public Serve APIs: each application's builder is called with its validated args and
 run with `serve.run`. The config's `http_options` (request timeout, keep-alive, root path)
-apply to the proxy; host and port come from the command line. Its `logging_config` (global and
-per application) applies too; configs/serve.yaml turns Serve's access log off, because the
-app writes one line per request itself (with the request id), so each request is logged once. Replicas are Ray workers
-of this machine and inherit this process's environment, so the embedded defaults (a pgserver
-Postgres URL resolved here) reach them as DATABASE_URL.
+apply to the proxy; host and port come from the command line. Its `logging_config` (global
+and per application) applies too: configs/serve.yaml turns Serve's access log off because the
+app writes one line per request itself (with the request id), so each request is logged once.
+Replicas are Ray workers of this machine and inherit this process's environment, so the
+embedded defaults (a pgserver Postgres URL resolved here) reach them as DATABASE_URL.
 
-Without RAY_ADDRESS a new local Ray is started (never one that happens to run on the machine,
+Without RAY_ADDRESS a new local Ray is started: never one that happens to run on the machine,
 and, as for `clipforge process`, without token authentication unless RAY_AUTH_MODE says
-otherwise: it lives only for the command, so `ray status` / `serve status` attach without a
-token), the default config is scaled to its CPUs and autoscaling is capped at the replicas its
-nodes can place. Before anything deploys, every application is
-checked against the cluster's nodes (`fitting`): one that could never be scheduled is refused
-at once with what is missing, instead of Serve waiting for it forever.
+otherwise (it lives only for the command, so `ray status` / `serve status` attach without a
+token). The default config is scaled to its CPUs with room to scale, and autoscaling is capped
+at the replicas its nodes can place. Before anything deploys, every application is checked
+against the cluster's nodes (`fitting`): one that could never be scheduled is refused at once
+with what is missing, instead of Serve waiting for it forever.
 """
 
 from __future__ import annotations
