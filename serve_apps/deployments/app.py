@@ -1,7 +1,7 @@
 """Typed application builder: `serve run configs/serve.yaml` validates `args` against
 `ClipForgeAppArgs` before anything is deployed.
 
-Per-deployment resources, replica counts and autoscaling, and the `@serve.batch` settings
+Per-deployment resources, replica counts and autoscaling, and the batching settings
 (through `user_config`, changeable in place) all come from these arguments. With
 `min_replicas == max_replicas` a deployment has a fixed size; otherwise it autoscales on
 ongoing requests per replica.
@@ -40,6 +40,14 @@ class ModelArgs(_Args):
         default=0.5, gt=0, le=64, description="CPUs per replica (fractional ok)."
     )
     num_gpus: float = Field(default=0, ge=0, le=8, description="GPUs per replica.")
+    num_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Math threads per replica (torch, CTranslate2); default num_cpus rounded "
+        "down, at least 1. More lets a replica use its node's idle cores; a fractional "
+        "num_cpus (small machines, fitted configs) otherwise leaves it one thread.",
+    )
     min_replicas: int = Field(default=1, ge=0, le=100, description="Fewest replicas.")
     max_replicas: int = Field(default=1, ge=1, le=100, description="Most replicas.")
     target_ongoing_requests: float = Field(
@@ -49,13 +57,19 @@ class ModelArgs(_Args):
         default=5, ge=0, description="Load must last this long to scale up."
     )
     downscale_delay_s: float = Field(default=120, ge=0, description="Idle this long to scale down.")
-    look_back_period_s: float = Field(default=10, gt=0, description="Window of the load average.")
+    # Ray warns (and will refuse) a window not longer than its 10 s metrics interval.
+    look_back_period_s: float = Field(
+        default=30, gt=10, description="Window of the load average (over 10 s)."
+    )
     max_ongoing_requests: int = Field(
         default=32, ge=1, description="Requests a replica holds at once (>= max_batch_size)."
     )
     max_batch_size: int = Field(default=8, ge=1, le=256, description="Requests per batch.")
     batch_wait_timeout_s: float = Field(
-        default=0.02, ge=0, le=5, description="Longest wait for a batch to fill."
+        default=0.02,
+        ge=0,
+        le=5,
+        description="Latency budget: longest a request waits for companions.",
     )
 
     @model_validator(mode="after")
@@ -129,7 +143,9 @@ class ClipForgeAppArgs(_Args):
 def _model(deployment: Deployment, args: ModelArgs, settings: dict[str, Any]) -> Application | None:
     if not args.enabled:
         return None
-    return deployment.options(**args.options()).bind(settings, args.num_cpus)
+    # The replicas size their math thread pools from this second argument (`thread_count`).
+    threads = float(args.num_threads) if args.num_threads else args.num_cpus
+    return deployment.options(**args.options()).bind(settings, threads)
 
 
 def build_app(args: ClipForgeAppArgs) -> Application:

@@ -1,4 +1,4 @@
-"""Online speech recognition: `models.asr.AsrModel` behind `@serve.batch`.
+"""Online speech recognition: `models.asr.AsrModel` behind a `Batcher` (see batching.py).
 
 Each request's audio is cut at silences into chunks; the chunks of every request in a batch
 go through one batched faster-whisper call and are merged back per request. Requests in
@@ -15,7 +15,7 @@ import numpy as np
 from ray import serve
 
 from clipforge.types import Transcript
-from serve_apps.deployments.batching import BatchStats, apply_batch_config, thread_count
+from serve_apps.deployments.batching import Batcher, BatchStats, thread_count
 
 AsrItem = tuple[np.ndarray, str | None]
 
@@ -42,20 +42,18 @@ class AsrDeployment:
             )
         )
         self.stats_ = BatchStats("asr")
+        self.batcher: Batcher[AsrItem, Transcript] = Batcher(self.transcribe_batch, self.stats_)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply `max_batch_size` / `batch_wait_timeout_s` from the deployment's user_config."""
-        apply_batch_config(self.transcribe_batch, user_config)
+        self.batcher.configure(user_config)
 
     async def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
         """Transcribe 16 kHz mono float32 audio (batched with concurrent requests)."""
-        result: Transcript = await self.transcribe_batch((audio, language))
-        return result
+        return await self.batcher.submit((audio, language))
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def transcribe_batch(self, items: list[AsrItem]) -> list[Transcript]:
         """One batched recogniser pass over the chunks of all `items`."""
-        self.stats_.record(len(items))
         # CPU-bound: run off the event loop so the replica keeps answering health checks.
         return await asyncio.to_thread(self._run, items)
 

@@ -7,13 +7,18 @@ replicas of autoscaled deployments) against the nodes' CPUs and GPUs first:
 
 * a config that fits runs as written;
 * the default config on a Ray that `clipforge serve` started itself is scaled down: every
-  deployment's `num_cpus` is multiplied by the same factor, so the replicas fill the machine
-  (configs/serve.yaml asks for 2.25 CPUs, a small machine has 2);
+  deployment's `num_cpus` is multiplied by the same factor, so that the starting replicas plus
+  one more of each autoscaled deployment fit (configs/serve.yaml starts with 2.25 CPUs and
+  asks for 4 with that headroom; a small machine has 2). Scaled to fill the machine instead,
+  the replicas the autoscaler adds under load could never be placed;
 * anything else that does not fit (an explicit config, a shared cluster, GPUs that are not
   there) is refused with the deployments and the resources that are missing.
 
 Capacity is the nodes' total, not what is free now: a busy cluster frees up, a missing GPU does
-not appear. Replicas that autoscaling adds later are not checked here.
+not appear. On a Ray that cannot add nodes (the one `clipforge serve` starts), `cap_replicas`
+lowers each autoscaled deployment's `max_replicas` until all of them at their maximum fit, so
+every replica the autoscaler asks for can be placed; a cluster with a node autoscaler
+(KubeRay) keeps the config's maximums, since pending replicas make it add nodes.
 """
 
 from __future__ import annotations
@@ -83,16 +88,22 @@ def _start_replicas(args: ModelArgs) -> int:
     return max(1, args.min_replicas)
 
 
-def demands(args: ClipForgeAppArgs) -> list[Demand]:
-    """The replicas each deployment of `args` starts with (disabled models need none)."""
+def _models(args: ClipForgeAppArgs) -> list[tuple[str, ModelArgs]]:
+    """The enabled model deployments, by `args` section."""
+    found = [("asr", args.asr), ("highlight", args.highlight), ("caption", args.caption)]
+    return [(section, model) for section, model in found if model.enabled]
+
+
+def demands(
+    args: ClipForgeAppArgs, *, headroom: int = 0, replicas: Mapping[str, int] | None = None
+) -> list[Demand]:
+    """The replicas each deployment of `args` starts with (disabled models need none), plus
+    up to `headroom` more of each autoscaled one; `replicas` overrides the count by section."""
     found = [Demand("ingress", args.ingress.num_replicas, args.ingress.num_cpus)]
-    for section, model in (
-        ("asr", args.asr),
-        ("highlight", args.highlight),
-        ("caption", args.caption),
-    ):
-        if model.enabled:
-            found.append(Demand(section, _start_replicas(model), model.num_cpus, model.num_gpus))
+    for section, model in _models(args):
+        count = min(_start_replicas(model) + headroom, model.max_replicas)
+        count = (replicas or {}).get(section, count)
+        found.append(Demand(section, count, model.num_cpus, model.num_gpus))
     return found
 
 
@@ -211,6 +222,11 @@ def fit(args: ClipForgeAppArgs, nodes: Sequence[Node], *, may_scale: bool) -> Fi
         ServeConfigDoesNotFit: naming every deployment and resource that is short.
     """
     wanted = demands(args)
+    if may_scale:
+        factor = cpu_scale(demands(args, headroom=1), nodes)
+        scaled = scale_cpus(args, factor)
+        if factor < 1.0 and not problems(demands(scaled, headroom=1), nodes):
+            return Fitted(scaled, factor)
     if not problems(wanted, nodes):
         return Fitted(args)
     factor = cpu_scale(wanted, nodes)
@@ -222,3 +238,34 @@ def fit(args: ClipForgeAppArgs, nodes: Sequence[Node], *, may_scale: bool) -> Fi
     raise ServeConfigDoesNotFit(
         "the Serve config does not fit this Ray cluster: " + "; ".join(problems(wanted, nodes))
     )
+
+
+def cap_replicas(
+    args: ClipForgeAppArgs, nodes: Sequence[Node]
+) -> tuple[ClipForgeAppArgs, dict[str, tuple[int, int]]]:
+    """`args` with autoscaled `max_replicas` lowered until every deployment at its maximum
+    can be placed on `nodes` together, and `{section: (asked, capped)}` for those lowered.
+
+    The deployment with the most replicas above its start (on a tie, the larger one) gives up
+    one replica at a time, so the room left is shared out evenly. Starting replicas are never taken away (if
+    they do not fit, `fit` says so).
+    """
+    start = {section: _start_replicas(model) for section, model in _models(args)}
+    most = {section: model.max_replicas for section, model in _models(args)}
+    cpus = {section: model.num_cpus for section, model in _models(args)}
+    while _pack(demands(args, replicas=most), nodes) is not None:
+        above = [section for section in most if most[section] > start[section]]
+        if not above:
+            break
+        largest = max(above, key=lambda section: (most[section] - start[section], cpus[section]))
+        most[largest] -= 1
+    capped = {
+        section: (getattr(args, section).max_replicas, most[section])
+        for section in most
+        if most[section] < getattr(args, section).max_replicas
+    }
+    update: dict[str, Any] = {
+        section: getattr(args, section).model_copy(update={"max_replicas": placed})
+        for section, (_, placed) in capped.items()
+    }
+    return args.model_copy(update=update), capped

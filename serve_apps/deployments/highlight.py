@@ -1,4 +1,4 @@
-"""Online highlight scoring: `models.highlight.HighlightScorer` behind `@serve.batch`.
+"""Online highlight scoring: `models.highlight.HighlightScorer` behind a `Batcher`.
 
 The windows of every request in a batch are laid out one after another on a synthetic
 timeline (each window its own segment, separated by a pause) and scored as explicit spans in
@@ -10,14 +10,17 @@ Windows without timings are timed at a neutral speaking rate.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import serve
 
 from clipforge.types import ModelInfo, Segment, Transcript, Word
 from serve_apps.api.protocol import ModelRef
 from serve_apps.api.protocol_models import HighlightsRequest, HighlightsResponse, ScoredWindowOut
-from serve_apps.deployments.batching import BatchStats, apply_batch_config, thread_count
+from serve_apps.deployments.batching import Batcher, BatchStats, thread_count
+
+if TYPE_CHECKING:
+    from models.highlight import HighlightScorer
 
 NEUTRAL_WORDS_PER_S = 2.5
 _GAP_S = 2.0
@@ -51,6 +54,35 @@ def layout(
     return Transcript("en", t, tuple(segments), _TEXT_INPUT), spans, owners
 
 
+def score_requests(
+    scorer: HighlightScorer, requests: list[HighlightsRequest]
+) -> list[HighlightsResponse]:
+    """Every window of every request in one `score()` pass; one response per request."""
+    transcript, spans, owners = layout(requests)
+    result = scorer.score(transcript, spans=spans)
+    per_request: list[list[ScoredWindowOut]] = [[] for _ in requests]
+    for scored in result.windows:
+        r, w = owners[scored.index]
+        per_request[r].append(
+            ScoredWindowOut(
+                index=w,
+                score=scored.score,
+                sub_scores=dict(scored.subscores),
+                reason=scored.reason,
+            )
+        )
+    encoder = scorer.encoder.info
+    models = [ModelRef(name=encoder.name, version=encoder.version)]
+    return [
+        HighlightsResponse(
+            windows=sorted(windows, key=lambda s: s.index),
+            config_version=result.config_version,
+            models=models,
+        )
+        for windows in per_request
+    ]
+
+
 @serve.deployment(name="HighlightScorer", ray_actor_options={"num_cpus": 0.25})
 class HighlightDeployment:
     """One text encoder and scorer per replica."""
@@ -68,46 +100,21 @@ class HighlightDeployment:
         encoder = load_text_encoder(loaded, options)
         self.scorer = HighlightScorer(encoder)
         self.stats_ = BatchStats("highlight")
+        self.batcher: Batcher[HighlightsRequest, HighlightsResponse] = Batcher(
+            self.score_batch, self.stats_
+        )
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply `max_batch_size` / `batch_wait_timeout_s` from the deployment's user_config."""
-        apply_batch_config(self.score_batch, user_config)
+        self.batcher.configure(user_config)
 
     async def score(self, request: HighlightsRequest) -> HighlightsResponse:
         """Score one request's windows (batched with concurrent requests)."""
-        result: HighlightsResponse = await self.score_batch(request)
-        return result
+        return await self.batcher.submit(request)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
     async def score_batch(self, requests: list[HighlightsRequest]) -> list[HighlightsResponse]:
         """Score every window of every request in one pass."""
-        self.stats_.record(len(requests))
-        return await asyncio.to_thread(self._run, requests)
-
-    def _run(self, requests: list[HighlightsRequest]) -> list[HighlightsResponse]:
-        transcript, spans, owners = layout(requests)
-        result = self.scorer.score(transcript, spans=spans)
-        per_request: list[list[ScoredWindowOut]] = [[] for _ in requests]
-        for scored in result.windows:
-            r, w = owners[scored.index]
-            per_request[r].append(
-                ScoredWindowOut(
-                    index=w,
-                    score=scored.score,
-                    sub_scores=dict(scored.subscores),
-                    reason=scored.reason,
-                )
-            )
-        encoder = self.scorer.encoder.info
-        models = [ModelRef(name=encoder.name, version=encoder.version)]
-        return [
-            HighlightsResponse(
-                windows=sorted(windows, key=lambda s: s.index),
-                config_version=result.config_version,
-                models=models,
-            )
-            for windows in per_request
-        ]
+        return await asyncio.to_thread(score_requests, self.scorer, requests)
 
     def stats(self) -> dict[str, int]:
         """Batch sizes seen by this replica."""

@@ -12,6 +12,7 @@ from serve_apps.deployments.fitting import (
     Demand,
     Node,
     ServeConfigDoesNotFit,
+    cap_replicas,
     demands,
     fit,
     nodes_from_ray,
@@ -45,23 +46,42 @@ def test_demands_count_the_replicas_each_deployment_starts_with():
     ]
 
 
-def test_default_config_needs_more_than_two_cpus_and_is_scaled_to_fit():
+def test_default_config_is_scaled_to_leave_room_for_one_more_replica_of_each_model():
     args = _default_args()
     assert sum(d.replicas * d.num_cpus for d in demands(args)) == pytest.approx(2.25)
+    # One more ASR (1), highlight (0.5) and caption (0.25) replica: 4 CPUs.
+    assert sum(d.replicas * d.num_cpus for d in demands(args, headroom=1)) == pytest.approx(4)
     with pytest.raises(ServeConfigDoesNotFit):
         fit(args, TWO_CPUS, may_scale=False)
 
     fitted = fit(args, TWO_CPUS, may_scale=True)
 
-    assert fitted.factor == pytest.approx(2 / 2.25)
+    assert fitted.factor == pytest.approx(0.5)
     scaled = _cpus(fitted.args)
-    # Same proportions, rounded down to Ray's 1/10000 unit, so the sum stays within 2 CPUs.
-    assert scaled == {"ingress": 0.4444, "asr": 0.8888, "highlight": 0.4444, "caption": 0.2222}
-    assert sum(scaled.values()) <= 2
-    assert problems(demands(fitted.args), TWO_CPUS) == []
+    # Same proportions, rounded down to Ray's 1/10000 unit.
+    assert scaled == {"ingress": 0.25, "asr": 0.5, "highlight": 0.25, "caption": 0.125}
+    assert problems(demands(fitted.args, headroom=1), TWO_CPUS) == []
     # Everything but the CPUs is untouched.
     assert fitted.args.asr.max_replicas == args.asr.max_replicas
     assert fitted.args.highlight.max_batch_size == args.highlight.max_batch_size
+    # A machine that holds the start but not the headroom is scaled as well.
+    assert fit(args, [Node(cpus=3)], may_scale=True).factor == pytest.approx(0.75)
+
+
+def test_max_replicas_are_capped_at_what_the_nodes_can_place_shared_out_evenly():
+    fitted = fit(_default_args(), TWO_CPUS, may_scale=True).args
+    capped, changes = cap_replicas(fitted, TWO_CPUS)
+
+    assert changes == {"asr": (4, 2), "highlight": (4, 2)}
+    maxes = {"asr": 2, "highlight": 2, "caption": 2}
+    assert {s: getattr(capped, s).max_replicas for s in maxes} == maxes
+    # Every deployment at its maximum, all at once, fits: the autoscaler can place them.
+    assert problems(demands(capped, replicas=maxes), TWO_CPUS) == []
+    assert problems(demands(capped, replicas=maxes | {"asr": 3}), TWO_CPUS) != []
+    # Plenty of room: nothing to cap. Starting replicas are never taken away.
+    assert cap_replicas(fitted, [Node(cpus=8)]) == (fitted, {})
+    tight = ClipForgeAppArgs(asr=ModelArgs(num_cpus=1, min_replicas=2, max_replicas=4))
+    assert cap_replicas(tight, [Node(cpus=1)])[0].asr.max_replicas == 2
 
 
 def test_a_config_that_fits_is_left_alone():

@@ -57,7 +57,7 @@ def serve_url(ray_local: None, api_settings: Settings) -> Iterator[str]:
             max_replicas=2,
             target_ongoing_requests=1,
             upscale_delay_s=0,
-            look_back_period_s=1,
+            look_back_period_s=11,  # Ray's metrics interval is 10 s
             max_ongoing_requests=4,
             max_batch_size=4,
             batch_wait_timeout_s=0.05,
@@ -154,6 +154,39 @@ def test_model_endpoints_answer_and_batch(serve_url: str, owner: Auth, test_medi
     assert " ".join(line for cue in body["cues"] for line in cue["lines"]).startswith(
         "Why do most people"
     )
+
+
+async def _closed_loop(
+    url: str, path: str, body: dict, headers: dict[str, str], *, clients: int, each: int
+) -> list[int]:
+    """`clients` clients arriving 20 ms apart, each sending `each` requests one after another."""
+
+    async def client(http: httpx.AsyncClient, c: int) -> list[int]:
+        await asyncio.sleep(c * 0.02)
+        return [
+            (await http.post(path, json=body, headers=headers)).status_code for _ in range(each)
+        ]
+
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+        answers = await asyncio.gather(*(client(http, c) for c in range(clients)))
+    return [status for statuses in answers for status in statuses]
+
+
+def test_batches_grow_with_the_backlog(serve_url: str, owner: Auth):
+    _, auth = owner
+    body = {"windows": [{"text": "What if everything you know about sleep is wrong?"}] * 3}
+    before = _stats("HighlightScorer")
+    statuses = asyncio.run(
+        _closed_loop(serve_url, "/v1/models/highlights", body, auth, clients=12, each=3)
+    )
+    after = _stats("HighlightScorer")
+    assert statuses == [200] * 36
+    batches = after["batches"] - before["batches"]
+    assert after["requests"] - before["requests"] == 36
+    # 12 clients waiting on one replica (max batch 8): a batch takes everything that queued
+    # while the previous one ran (Ray's @serve.batch closed batches a fixed wait after their
+    # first request, so they stayed small under a backlog).
+    assert 36 / batches >= 4, (batches, after)
 
 
 def test_upload_worker_and_export_end_to_end(
