@@ -168,7 +168,9 @@ def build_dataset(
     ds = ds.map_batches(
         partial(load_inputs, database_url=database_url),
         batch_size=size,
-        num_cpus=0.05,  # a few queries: not worth a CPU the actors could use
+        # A few queries, mostly waiting. Zero CPUs: a detect pool that fills the node would
+        # otherwise leave no room to schedule its own input tasks, and the Dataset would hang.
+        num_cpus=0,
     )
     # Threads per actor: the node's cores split over the most actors the pool may have.
     detect = config.detect.model_copy(update={"actors": config.backfill.max_actors})
