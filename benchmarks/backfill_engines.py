@@ -8,7 +8,9 @@ synthesized transcript, clips of an older scorer), in a scratch database on DATA
 server (or an embedded one) with media in a local folder. Every engine's time is cold: actor
 processes, model loads and the Postgres writes are inside it. The Ray Data pool and the queue
 worker get the same number of detect actors (`--actors`, CPUs split evenly); the loop runs one
-`DetectActor` in this process with every core. Prints one JSON line per engine.
+`DetectActor` in this process with every core. Prints one JSON line per engine: the whole
+time, the time to the first committed result (actor start and model loads), and the rate after
+it (warm). The queue engine works in pages of 10 videos, each waited for before the next.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from benchmarks._db import scratch_database
@@ -44,6 +47,7 @@ def _loop(
     config: PipelineConfig,
     scorer: ScorerConfig,
     ids: list[uuid.UUID],
+    mark: Callable[[int], None],
 ) -> int:
     """The plain baseline: one detector, one video after another, one transaction each."""
     detector = DetectActor(settings, config.detect.model_copy(update={"actors": 1}), scorer)
@@ -65,7 +69,12 @@ def _loop(
         with pool.connection() as conn, conn.transaction():
             clips_repo.replace_clips(conn, video_id=video_id, clips=out["clips"])
         done += 1
+        mark(1)
     return done
+
+
+def _mark(marks: list[tuple[float, int]], videos: int) -> None:
+    marks.append((time.monotonic(), videos))
 
 
 def _runner(
@@ -77,14 +86,17 @@ def _runner(
     request: BackfillRequest,
     ids: list[uuid.UUID],
     url: str,
-) -> Callable[[], int]:
-    """The engine's run: it returns how many videos ended re-scored."""
+) -> Callable[[Callable[[int], None]], int]:
+    """The engine's run: it calls `mark(n)` when n more videos are committed and returns how
+    many videos ended re-scored."""
     if engine == "loop":
-        return lambda: _loop(settings, pool, config, scorer, ids)
+        return lambda mark: _loop(settings, pool, config, scorer, ids, mark)
     backfill = run_data_backfill if engine == "data" else run_backfill
 
-    def run() -> int:
-        backfill(settings, pool, config, request, database_url=url)
+    def run(mark: Callable[[int], None]) -> int:
+        backfill(
+            settings, pool, config, request, database_url=url, report=lambda p: mark(p.selected)
+        )
         return summarize(pool, request.key(), 0).succeeded
 
     return run
@@ -124,13 +136,17 @@ def main() -> None:
                 path = Path(tmp) / f"{engine}.yaml"
                 scorer.save(path)
                 request = BackfillRequest(
-                    stage="detect", scorer_config=path, run_id=engine, page_size=50
+                    stage="detect", scorer_config=path, run_id=engine, page_size=10
                 )
                 run = _runner(engine, settings, pool, config, scorer, request, ids, url)
+                marks: list[tuple[float, int]] = []
                 load = os.getloadavg()[0]
                 started = time.monotonic()
-                done = run()
+                done = run(partial(_mark, marks))
                 seconds = time.monotonic() - started
+                # Past the first committed result the engines are warm (actors up, models in).
+                first_at, first_n = marks[0] if marks else (started, 0)
+                warm_rate = (done - first_n) / max(time.monotonic() - first_at, 1e-9)
                 print(
                     json.dumps(
                         {
@@ -138,6 +154,8 @@ def main() -> None:
                             "videos": done,
                             "seconds": round(seconds, 1),
                             "videos_per_s": round(done / seconds, 2),
+                            "first_result_s": round(first_at - started, 1),
+                            "warm_videos_per_s": round(warm_rate, 2),
                             "load_before": round(load, 1),
                             "load_after": round(os.getloadavg()[0], 1),
                         }

@@ -318,6 +318,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="detect: also re-score videos with exports, deleting those exports (rows and files)",
     )
     args = parser.parse_args(argv)
+    engine = args.engine if args.engine != "auto" else engine_for(args.stage)
+    if engine == "data" and args.stage != "detect":
+        parser.error("--engine data runs the detect stage only")
     logging.basicConfig(level=logging.INFO)
     request = BackfillRequest(
         stage=args.stage,
@@ -334,9 +337,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     url = require_database_url(settings, who="backfill")
     migrate(url)
     config = load_pipeline_config(args.config)
-    engine = args.engine if args.engine != "auto" else engine_for(request.stage)
-    if engine == "data" and request.stage != "detect":
-        parser.error("--engine data runs the detect stage only")
     run: Callable[..., list[Progress]] = run_backfill
     if engine == "data":
         from pipelines.data_backfill import run_data_backfill  # it builds on this module

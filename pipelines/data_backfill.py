@@ -111,25 +111,31 @@ class DetectBatch:
         for i, video_id in enumerate(batch["video_id"]):
             clips, timeline, error = "[]", "[]", str(batch["error"][i])
             if not error:
-                row = {
-                    "job_id": i,
-                    "original_key": str(batch["original_key"][i]),
-                    "audio_key": audio_key(uuid.UUID(str(video_id))),
-                    "duration_s": float(batch["duration_s"][i]),
-                    "transcript": Transcript.from_dict(json.loads(str(batch["transcript"][i]))),
-                }
-                result, _ = self.actor.detect(row)  # catches the video's own failure
-                failure = failure_of(result)
-                if failure is not None:
-                    error = failure.describe() if hasattr(failure, "describe") else str(failure)
-                else:
-                    clips = json.dumps([dataclasses.asdict(c) for c in result["clips"]])
-                    timeline = json.dumps(result["timeline"])
+                clips, timeline, error = self._detect(batch, i)
             out["video_id"].append(str(video_id))
             out["clips"].append(clips)
             out["timeline"].append(timeline)
             out["error"].append(error)
         return _columns(out)
+
+    def _detect(self, batch: Batch, i: int) -> tuple[str, str, str]:
+        """(clips, timeline, "") of row `i`, or ("[]", "[]", why it failed)."""
+        try:
+            transcript = Transcript.from_dict(json.loads(str(batch["transcript"][i])))
+        except (ValueError, KeyError, TypeError) as exc:
+            return "[]", "[]", f"the stored transcript cannot be read: {exc}"
+        row = {
+            "job_id": i,
+            "original_key": str(batch["original_key"][i]),
+            "audio_key": audio_key(uuid.UUID(str(batch["video_id"][i]))),
+            "duration_s": float(batch["duration_s"][i]),
+            "transcript": transcript,
+        }
+        result, _ = self.actor.detect(row)  # turns the video's own failure into an error row
+        if (failure := failure_of(result)) is not None:
+            return "[]", "[]", failure.describe()
+        clips = json.dumps([dataclasses.asdict(c) for c in result["clips"]])
+        return clips, json.dumps(result["timeline"]), ""
 
 
 def pending_videos(

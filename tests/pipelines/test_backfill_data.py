@@ -22,7 +22,7 @@ from clipforge.storage.keys import audio_key
 from models.highlight_config import ScorerConfig
 from pipelines.backfill import PREFIX, BackfillRequest, summarize
 from pipelines.config import PipelineConfig
-from pipelines.data_backfill import commit_batch, run_data_backfill
+from pipelines.data_backfill import commit_batch, pending_videos, run_data_backfill
 from pipelines.stages.detect import scorer_digest
 from tests.notebooks.conftest import s3_env
 
@@ -110,13 +110,13 @@ def test_poison_row_fails_its_video_only_and_retried_blocks_write_nothing_twice(
     assert commit_batch(db, request, "P", target, again) == (1, 0, [])
     assert _clips(db)[good[0]] == clips[good[0]]  # same clip ids: nothing rewritten
 
-    # Re-run: the good videos are at the target and skipped; the poison row is tried again.
-    rerun = run_data_backfill(pipeline_settings, db, config, request, database_url=database_url)
-    assert [(p.selected, p.succeeded, p.failed) for p in rerun] == [(1, 0, 1)]
+    # Resuming: the good videos are at the target and left out; the poison row is selected
+    # again, and a second failure is counted on its one record.
+    assert pending_videos(db, request, V2, run="P") == [poison]
+    failed_again = {**again, "video_id": np.array([str(poison)]), "error": np.array(["corrupt"])}
+    assert commit_batch(db, request, "P", target, failed_again) == (0, 1, [])
     assert _jobs(db, "P")[poison] == ("failed", 2)
-    assert {v: c for v, c in _clips(db).items() if v != poison} == {
-        v: c for v, c in clips.items() if v != poison
-    }
+    assert _clips(db) == clips
 
 
 def test_driver_killed_mid_run_is_resumed_without_duplicates(
