@@ -181,3 +181,18 @@ def test_driver_killed_mid_run_is_resumed_without_duplicates(
         run_data_backfill(pipeline_settings, db, config, request, database_url=database_url) == []
     )
     print(json.dumps({"committed_before_kill": len(committed)}))
+
+
+def test_clipforge_backfill_passes_its_options_to_the_driver() -> None:
+    # A user error is caught before any database, Ray or model is touched.
+    clipforge = str(Path(sys.executable).with_name("clipforge"))
+    done = subprocess.run(
+        [clipforge, "backfill", "--stage", "import", "--engine", "data"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--engine data runs the detect stage only" in done.stderr.splitlines()[-1]
