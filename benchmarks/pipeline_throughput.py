@@ -1,6 +1,6 @@
-"""Minutes of video processed per minute of wall time: the queue worker on Ray Data versus a plain
-sequential script (faster-whisper + the same scoring + ffmpeg, one video after another), in the
-same run on the same machine; then the seconds to export one 45 s 9:16 clip with captions.
+"""Minutes of video processed per minute of wall time: the queue worker on warm Ray actors versus
+a plain sequential script (faster-whisper + the same scoring + ffmpeg, one video after another),
+in the same run on the same machine; then the seconds to export one 45 s 9:16 clip with captions.
 
     python -m benchmarks.pipeline_throughput [--video speech_short|speech_long|long-2h] [--count 4]
     python -m benchmarks.pipeline_throughput --export-bench [--reps 3]

@@ -103,7 +103,7 @@ def worker(
         bool, typer.Option("--until-idle", help="Exit when no job is runnable.")
     ] = False,
 ) -> None:
-    """Run the queue worker: claims stage jobs and runs them on Ray Data until SIGTERM."""
+    """Run the queue worker: claims stage jobs and runs them on warm Ray actors until SIGTERM."""
     from clipforge.logging import configure_logging
     from pipelines.main import run_worker  # the CLI is the composition root; core never imports it
 
@@ -112,6 +112,50 @@ def worker(
     run_worker(
         settings, config_path=config, metrics_port=metrics_port or None, until_idle=until_idle
     )
+
+
+@app.command(
+    "backfill",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def backfill(ctx: typer.Context) -> None:
+    """Re-run a stage over stored videos (`python -m pipelines.backfill`, here as the driver;
+    RAY_ADDRESS selects the cluster). `clipforge backfill --help` lists its options."""
+    from pipelines.backfill import main as backfill_main
+
+    backfill_main(ctx.args)
+
+
+dataset_app = typer.Typer(help="Training and evaluation data.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("export")
+def dataset_export(
+    out: Annotated[str, typer.Option(help="Output folder (or s3:// URI) for the Parquet files.")],
+    since: Annotated[
+        str | None, typer.Option(help="Only videos created at or after this ISO time.")
+    ] = None,
+) -> None:
+    """Write one Parquet row per clip and per scored window of every ready video (Ray Data)."""
+    from datetime import datetime
+
+    from clipforge.db.migrate import migrate
+    from clipforge.db.pool import create_pool
+    from pipelines.dataset_export import export_dataset
+
+    settings = _settings()
+    url = _database_url(settings)
+    migrate(url)
+    with create_pool(settings, url, application_name="clipforge-dataset") as pool:
+        videos = export_dataset(
+            pool,
+            out,
+            database_url=url,
+            since=datetime.fromisoformat(since) if since else None,
+        )
+    typer.echo(f"exported {videos} video(s) to {out}")
 
 
 webhooks_app = typer.Typer(help="Webhook deliveries.", no_args_is_help=True)

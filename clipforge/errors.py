@@ -105,7 +105,7 @@ def _rebuild_dependency_error(
 def dependency_in_description(description: str) -> str | None:
     """The dependency named by a `DependencyUnavailable.describe()` string, else None.
 
-    For failures that crossed a process boundary as text, e.g. a Ray Data error row.
+    For failures that crossed a process boundary as text, e.g. a stage actor's error row.
     """
     match = _DESCRIBED.match(description)
     return match.group(2) if match else None

@@ -1,9 +1,10 @@
 """Prometheus metrics of the API and worker processes.
 
 Processes we start ourselves (uvicorn API, queue worker driver) export these through
-prometheus-client. Code running inside Ray actors (Serve replicas, Ray Data actors) must use
-`ray.util.metrics` instead, because Ray only exports metrics recorded through its own API from
-its workers; `ray_counter` / `ray_histogram` give those the same names.
+prometheus-client. Code running inside Ray actors (Serve replicas, stage actors, a Ray Data
+backfill's workers) must use `ray.util.metrics` instead, because Ray only exports metrics
+recorded through its own API from its workers; `ray_counter` / `ray_histogram` give those the
+same names.
 
 Several uvicorn workers per API instance share one port, so a scrape reaches one worker at a
 time: with PROMETHEUS_MULTIPROC_DIR set (`clipforge api --workers N` sets it) every process

@@ -197,7 +197,7 @@ def dependency_of(exc: BaseException) -> str | None:
     Recognises `DependencyUnavailable` (and `CircuitOpen`), the libraries' own connection
     errors (psycopg, psycopg_pool, redis, botocore, builtin connection errors and timeouts),
     the same behind `raise ... from` chains and inside Ray's `RayTaskError` (its `.cause`), and
-    `DependencyUnavailable.describe()` text carried by errors rebuilt from Ray Data error rows.
+    `DependencyUnavailable.describe()` text carried by errors rebuilt from stage actors' error rows.
     Our own typed errors are taken at their word: a `TransientError` raised for a failing
     source URL says the input's server failed, so its causes are not searched.
     """

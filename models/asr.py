@@ -84,7 +84,7 @@ def _resolve_device(device: Device) -> Literal["cpu", "cuda"]:
 
 
 class AsrModel:
-    """A loaded Whisper model; load once per process (Serve replica or Ray Data actor)."""
+    """A loaded Whisper model; load once per process (Serve replica or stage actor)."""
 
     def __init__(self, config: AsrConfig | None = None) -> None:
         """Load the weights named by `config` (default: tiny.en, int8 on CPU)."""

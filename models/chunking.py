@@ -53,7 +53,7 @@ class ChunkOptions:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class AudioChunk:
-    """A piece of audio to transcribe on its own (a Ray Data row: plain fields only).
+    """A piece of audio to transcribe on its own (a row sent to an ASR actor: plain fields only).
 
     Attributes:
         index: position of the chunk in the source, from 0.

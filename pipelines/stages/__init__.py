@@ -1,1 +1,2 @@
-"""Stage functions and callable classes run by Ray Data (no database access in here)."""
+"""The pipeline stages: each stage's driver side and its warm Ray actor class (actors never
+access the database; the driver loads inputs and commits outputs)."""

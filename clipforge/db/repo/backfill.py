@@ -1,10 +1,14 @@
-"""Queries of backfill runs: the keyset-paged selection of videos and a page's job outcomes."""
+"""Queries of backfill runs: the keyset-paged selection of videos, a page's job outcomes, and the
+run records the Ray Data engine writes (one `jobs` row per run and video, as the queue engine
+keeps, so both engines resume, count and summarise a run the same way)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+
+from psycopg.types.json import Jsonb
 
 from clipforge.db.pool import Conn
 
@@ -87,3 +91,55 @@ def run_finished(conn: Conn, *, run: str) -> bool:
         (run,),
     ).fetchone()
     return bool(row and row["done"])
+
+
+def record_backfill_outcome(
+    conn: Conn,
+    *,
+    run: str,
+    kind: str,
+    video_id: uuid.UUID,
+    idempotency_key: str,
+    payload: dict[str, object],
+    error: str | None,
+) -> bool:
+    """Record one video's outcome in run `run` (a finished `jobs` row, never claimable).
+
+    Returns False, and changes nothing, when the run already succeeded for this video: a
+    retried Ray Data block or a second driver of the same run must not write its outputs
+    again. The row stays locked until the caller's transaction ends, so two drivers of one
+    run never both see "not yet succeeded" and both write. Call it before the outputs, in
+    their transaction.
+    """
+    row = conn.execute(
+        """INSERT INTO jobs (kind, payload, video_id, idempotency_key, state, attempts, run_id,
+                             last_error, started_at, finished_at)
+           VALUES (%(kind)s, %(payload)s, %(video)s, %(key)s, %(state)s, 1, %(run)s, %(error)s,
+                   now(), now())
+           ON CONFLICT (idempotency_key) DO UPDATE
+               SET state = EXCLUDED.state, attempts = jobs.attempts + 1,
+                   last_error = COALESCE(EXCLUDED.last_error, jobs.last_error),
+                   lease_owner = NULL, lease_expires_at = NULL,
+                   finished_at = now(), updated_at = now()
+               WHERE jobs.state <> 'succeeded'
+           RETURNING id""",
+        {
+            "kind": kind,
+            "payload": Jsonb(payload),
+            "video": video_id,
+            "key": idempotency_key,
+            "state": "failed" if error else "succeeded",
+            "run": run,
+            "error": error,
+        },
+    ).fetchone()
+    return row is not None
+
+
+def succeeded_videos(conn: Conn, *, run: str, kind: str) -> set[uuid.UUID]:
+    """Videos whose job of `kind` in run `run` succeeded (a resumed run skips them)."""
+    rows = conn.execute(
+        "SELECT video_id FROM jobs WHERE run_id = %s AND kind = %s AND state = 'succeeded'",
+        (run, kind),
+    ).fetchall()
+    return {r["video_id"] for r in rows if r["video_id"] is not None}

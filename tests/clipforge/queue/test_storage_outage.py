@@ -147,7 +147,7 @@ def test_jobs_wait_out_an_s3_outage_without_spending_attempts(
 
 
 def test_outage_classification_survives_ray_style_error_rows() -> None:
-    """An error flattened to a row (as Ray Data stages return them) is still an outage."""
+    """An error flattened to a row (as stage actors return them) is still an outage."""
     store_error = failure_fields(_s3_down())
     assert store_error["dependency"] == "s3" and store_error["retryable"] is True
     rebuilt = failure_from_fields(store_error)
