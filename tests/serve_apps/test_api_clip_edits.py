@@ -21,6 +21,7 @@ from clipforge.client import Client
 from clipforge.client_errors import InvalidRequest, NotFound
 from clipforge.db.pool import Pool
 from clipforge.db.repo.api_keys import ApiKey
+from clipforge.db.repo.backfill import select_backfill_page
 from clipforge.db.repo.clips import (
     NewClip,
     list_all_clips,
@@ -270,6 +271,24 @@ def test_a_detect_rerun_keeps_edited_clips(client: TestClient, owner: Auth, db: 
     with db.connection() as conn:
         replaced = replace_clips(conn, video_id=video.id, clips=new, keep_edited=False)
     assert [(c.start_s, c.edited) for c in replaced] == [(4.0, False), (19.0, False), (0.0, False)]
+
+
+def test_an_edited_clip_does_not_make_its_video_stale_for_backfills(
+    client: TestClient, owner: Auth, db: Pool
+) -> None:
+    key, auth = owner
+    video, clip_id = _ready_video(db, key)  # its one clip was scored by "v1"
+    with db.connection() as conn:
+        stale = select_backfill_page(
+            conn, since=None, video_ids=[video.id], after=None, stale_version="v2", limit=10
+        )
+    assert [i for _, i in stale] == [video.id]
+    assert client.patch(f"/v1/clips/{clip_id}", json={"end_s": 10.1}, headers=auth).is_success
+    with db.connection() as conn:  # a person's clip keeps "v1": re-selecting it would never end
+        stale = select_backfill_page(
+            conn, since=None, video_ids=[video.id], after=None, stale_version="v2", limit=10
+        )
+    assert stale == []
 
 
 def test_typed_client_and_openapi_schema(client: TestClient, owner: Auth, db: Pool) -> None:

@@ -28,7 +28,8 @@ def select_backfill_page(
 
     With `stale_version`, only videos without clips or with a clip whose scorer version (the
     part of `model_version` before the first "+") differs from it, or (with `stale_digest`)
-    whose scorer config hash (the part after the last "+") differs from that. `exported`
+    whose scorer config hash (the part after the last "+") differs from that; clips a person
+    edited or made keep their version and never make a video stale. `exported`
     False keeps out videos with exports (re-detecting would delete them), True selects only
     those, None ignores exports.
     """
@@ -39,7 +40,7 @@ def select_backfill_page(
              AND (cardinality(%(ids)s::uuid[]) = 0 OR v.id = ANY(%(ids)s::uuid[]))
              AND (%(t)s::timestamptz IS NULL OR (v.created_at, v.id) > (%(t)s::timestamptz, %(i)s::uuid))
              AND (%(version)s::text IS NULL OR EXISTS (
-                    SELECT 1 FROM clips c WHERE c.video_id = v.id
+                    SELECT 1 FROM clips c WHERE c.video_id = v.id AND NOT c.edited
                     AND (split_part(c.model_version, '+', 1) <> %(version)s::text
                          OR (%(digest)s::text IS NOT NULL
                              AND substring(c.model_version FROM '[^+]*$') <> %(digest)s::text)))
