@@ -31,20 +31,25 @@ from tests.utils.servers import nanio_server, redis_server
 # two pytest-xdist workers (.ci/run, `--dist loadfile`) start on them and end on the short files
 # together, instead of one worker finishing a long file alone at the end.
 _HEAVY_FILES = (
+    "tests/pipelines/test_process_terminal.py",
     "tests/pipelines/test_two_node_cluster.py",
     "tests/notebooks/test_notebooks.py",
     "tests/pipelines/test_worker.py",
     "tests/pipelines/test_engine.py",
     "tests/serve_apps/test_serve_app.py",
+    "tests/serve_apps/test_serve_cli.py",
+    "tests/pipelines/test_backfill_data.py",
     "tests/pipelines/test_process.py",
     "tests/pipelines/test_backfill_runs.py",
-    "tests/serve_apps/test_serve_cli.py",
     "tests/pipelines/test_restore_drill.py",
-    "tests/pipelines/test_process_terminal.py",
+    "tests/models/test_highlight_real_speech.py",
+    "tests/serve_apps/test_api_clip_edits_render.py",
     "tests/pipelines/test_backfill.py",
     "tests/pipelines/test_end_to_end.py",
     "tests/pipelines/test_observability.py",
     "tests/models/test_asr.py",
+    "tests/models/test_highlight_content.py",
+    "tests/pipelines/test_clean_ends.py",
 )
 
 
