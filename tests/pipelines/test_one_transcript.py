@@ -60,7 +60,7 @@ def _serve(media: Path) -> Transcript:
     """The Serve path's code in this process: the ingress's upload decoding and the ASR
     deployment's batched call (Serve itself only routes to it; tests/serve_apps run it live)."""
     audio = decode_upload(media.read_bytes(), max_seconds=120)
-    deployment = AsrDeployment.func_or_class({})
+    deployment = AsrDeployment.func_or_class({})  # type: ignore[attr-defined]
     # The body of its `@serve.batch` method (the batching queue needs a live replica).
     result: Transcript = deployment._run([(audio, None)])[0]
     return result
