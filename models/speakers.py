@@ -2,40 +2,41 @@
 
 Captions, clip boundaries and the active-speaker crop all want to know who is talking. Steps:
 
-1. Windows: a transcript's words are grouped into windows of about 1.5-3 s of speech, cut at
-   pauses first (turns change at pauses), so a turn change inside a long ASR segment falls
-   between two windows rather than inside one.
+1. Windows: 0.8 s of audio every 0.2 s wherever a word is being said (word spans widened by
+   0.1 s), so a turn of 0.4 s still holds a couple of windows of its own. (The first version
+   embedded ~2 s windows cut at pauses: on a real telephone call with 0.4-4 s turns most
+   windows held both voices, and one speaker was found for two.)
 2. Embeddings: each window becomes a 256-d unit d-vector from Resemblyzer's GE2E voice encoder
    (3-layer LSTM; weights `pretrained.pt` ship inside the `resemblyzer` wheel, Apache-2.0). The
    package's Python code is not imported: its `webrtcvad` dependency imports `pkg_resources`,
    which current setuptools no longer ships, so `import resemblyzer` fails. The network is
    rebuilt here and fed the same 40-band mel power spectrogram that librosa computes (numpy
-   here; tests compare the two), so only the weight file is used.
-3. Clustering: average-linkage agglomerative clustering on cosine distance, cut at a distance
-   threshold, so the number of speakers is estimated (bounded by `max_speakers`). Clusters with
-   too little speech, or whose centroids are as alike as one voice's, are merged, every window
-   then takes its
-   nearest centroid, and runs of windows shorter than `min_turn_s` take their neighbours'
-   label. Labels are 0, 1, ... in order of first appearance.
+   here; tests compare the two), so only the weight file is used. The mel spectrogram is
+   computed once per chunk and the windows are slices of it, run through the LSTM at their
+   own length (no zero padding, which the LSTM would hear as silence at the end).
+3. Clustering (`models.speaker_clusters`): windows averaged into 1.6 s segments, counted by
+   spectral clustering with the eigengap, small or look-alike clusters merged, then a Viterbi
+   pass over the windows with a cost per change of speaker. A word takes the label most of its
+   windows carry. Labels are 0, 1, ... in order of first appearance.
 
-The pipeline embeds windows inside the ASR actor, chunk by chunk (bounded memory: one window's
-audio at a time), and clusters a whole video's windows on the driver (`assign_speakers`), since
-a long video's parts are transcribed by several actors. Plain Python: no Ray, no FastAPI.
+The pipeline embeds windows inside the ASR actor, chunk by chunk, and clusters a whole video's
+windows on the driver (`assign_speakers`), since a long video's parts are transcribed by several
+actors. Plain Python: no Ray, no FastAPI.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.cluster.hierarchy import fcluster, linkage
 
 from clipforge.errors import ConfigError, ValidationFailed
 from models import registry
+from models.speaker_clusters import ClusterOptions, label_windows, unit
 from models.types import ModelInfo, Segment, Transcript, Word
 
 SAMPLE_RATE = 16_000
@@ -49,57 +50,39 @@ _HOP = 160
 _N_MELS = 40
 _PARTIAL = 160
 _PARTIAL_STEP = 80  # partials overlap by half, as in resemblyzer's `embed_utterance`
+_FRAME_S = _HOP / SAMPLE_RATE
 _TARGET_DBFS = -30.0
 _INT16_MAX = 2**15 - 1
-_MIN_WINDOW_S = 0.1
 
 Array = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
 class SpeakerOptions:
-    """How windows are cut and clustered.
+    """Where windows are embedded and how they are grouped.
 
     Attributes:
-        window_s: a window is closed once it reaches this much speech.
-        max_window_s: no window is longer (a word that would make it longer starts the next).
-        pause_s: a gap between words at least this long always closes a window.
-        threshold: average cosine distance (1 - similarity) between two clusters' windows
-            below which they merge. Measured with this encoder on ~2 s windows: the last merge
-            of one espeak-ng voice over 10 minutes (speech_long) was at 0.33, the merge of two
-            voices (two_speakers) at 0.50.
-        merge_similarity: clusters whose centroids are at least this similar (cosine) are
-            one speaker. Measured: the two halves of one voice, 0.83; two voices, 0.60.
-        max_speakers: at most this many speakers (the cut is lowered to fit).
-        min_speaker_s: a cluster with less speech than this is merged into its nearest one.
-        anchor_s: only windows at least this long shape the clusters (shorter ones are noisy
-            and are assigned to the nearest centroid afterwards).
-        min_turn_s: a run of one label shorter than this, between windows of other labels,
-            takes the label of its longer neighbour.
-        max_cluster_windows: at most this many windows are clustered (evenly spread over the
-            video); the rest take the nearest centroid, so memory stays bounded however long.
+        window_s: length of one embedded window.
+        hop_s: time between two windows' starts.
+        pad_s: a word's span is widened by this on each side to count as speech.
+        clusters: how windows are grouped into speakers (`models.speaker_clusters`).
     """
 
-    window_s: float = 2.0
-    max_window_s: float = 3.0
-    pause_s: float = 0.3
-    threshold: float = 0.4
-    merge_similarity: float = 0.75
-    max_speakers: int = 8
-    min_speaker_s: float = 3.0
-    anchor_s: float = 1.0
-    min_turn_s: float = 0.8
-    max_cluster_windows: int = 2000
+    window_s: float = 0.8
+    hop_s: float = 0.2
+    long_window_s: float = 1.6
+    pad_s: float = 0.1
+    clusters: ClusterOptions = field(default_factory=ClusterOptions)
 
     def __post_init__(self) -> None:
-        if not 0 < self.window_s <= self.max_window_s:
-            raise ValidationFailed("speaker windows must satisfy 0 < window_s <= max_window_s")
-        if not 0 < self.threshold < 2 or self.max_speakers < 1:
-            raise ValidationFailed("threshold must be in (0, 2) and max_speakers >= 1")
-        if not -1 <= self.merge_similarity <= 1:
-            raise ValidationFailed("merge_similarity must be in [-1, 1]")
-        if self.max_cluster_windows < 2:
-            raise ValidationFailed("max_cluster_windows must be >= 2")
+        if not 0 < self.hop_s <= self.window_s < self.long_window_s:
+            raise ValidationFailed("speaker windows need 0 < hop_s <= window_s < long_window_s")
+        if self.clusters.long_hop_s < self.hop_s:
+            raise ValidationFailed("clusters.long_hop_s must be at least hop_s")
+
+    def scales(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(window, hop) in seconds of the short and the long windows."""
+        return (self.window_s, self.hop_s), (self.long_window_s, self.clusters.long_hop_s)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -268,7 +251,7 @@ class SpeakerEncoder:
             [self._forward(partials[i : i + step]) for i in range(0, len(partials), step)]
         )
         np.add.at(out, np.asarray(owner), embeds)
-        return _unit(out)
+        return unit(out)
 
     def _forward(self, mels: Sequence[Array]) -> Array:
         import torch
@@ -292,134 +275,27 @@ class SpeakerEncoder:
         offset_s: float = 0.0,
         options: SpeakerOptions | None = None,
     ) -> list[SpeakerWindow]:
-        """Embedded speech windows over `words` (absolute times; `audio[0]` is at `offset_s`).
-
-        Windows are clipped to the audio, and those left with under 0.1 s of it dropped (a word
-        clamped to a chunk's edge can have no length): their words take the nearest window's
-        speaker in `assign_speakers`.
-        """
-        audio_end = offset_s + len(audio) / SAMPLE_RATE
-        spans = [
-            (max(start, offset_s), min(end, audio_end))
-            for start, end in speech_windows(words, options or SpeakerOptions())
-            if min(end, audio_end) - max(start, offset_s) >= _MIN_WINDOW_S
-        ]
-        embeds = self.embed(audio, spans, offset_s=offset_s)
-        return [SpeakerWindow(s, e, embeds[k]) for k, (s, e) in enumerate(spans)]
-
-
-def _unit(vectors: Array) -> Array:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit: Array = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
-    return unit
-
-
-def speech_windows(words: Sequence[Word], options: SpeakerOptions) -> list[tuple[float, float]]:
-    """(start, end) windows over consecutive words: a pause of `pause_s` always ends one, and
-    one is closed once it holds `window_s` (never more than `max_window_s`, unless one word is
-    longer). Every word lies in exactly one window."""
-    spans: list[tuple[float, float]] = []
-    start = end = 0.0
-    for i, word in enumerate(words):
-        if i == 0:
-            start, end = word.start, word.end
-            continue
-        paused = word.start - end >= options.pause_s
-        full = end - start >= options.window_s or word.end - start > options.max_window_s
-        if paused or full:
-            spans.append((start, end))
-            start = word.start
-        end = max(end, word.end)
-    if words:
-        spans.append((start, end))
-    return spans
-
-
-def cluster(
-    embeddings: Array, durations: npt.NDArray[np.float64], options: SpeakerOptions
-) -> npt.NDArray[np.int64]:
-    """A speaker label per window, 0.. in order of first appearance (windows in time order)."""
-    n = len(embeddings)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    anchors = np.flatnonzero(durations >= options.anchor_s)
-    if len(anchors) < 2:  # too little speech to tell voices apart: one speaker
-        return np.zeros(n, dtype=np.int64)
-    if len(anchors) > options.max_cluster_windows:
-        anchors = anchors[np.linspace(0, len(anchors) - 1, options.max_cluster_windows).astype(int)]
-    tree = linkage(embeddings[anchors].astype(np.float64), method="average", metric="cosine")
-    groups = fcluster(tree, t=options.threshold, criterion="distance")
-    if groups.max() > options.max_speakers:
-        groups = fcluster(tree, t=options.max_speakers, criterion="maxclust")
-    centroids = _centroids(embeddings[anchors], groups, durations[anchors], options)
-    labels = np.argmax(embeddings @ centroids.T, axis=1)
-    return _first_appearance(_smooth(labels, durations, options.min_turn_s))
-
-
-def _centroids(
-    embeddings: Array,
-    groups: npt.NDArray[np.int32],
-    durations: npt.NDArray[np.float64],
-    options: SpeakerOptions,
-) -> Array:
-    """Unit centroids of the groups, after merging (one pair at a time) the group with under
-    `min_speaker_s` of speech into its nearest, then any two whose centroids are at least
-    `merge_similarity` alike, the most alike first."""
-    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-    while len(members) > 1:
-        centroids = _unit(np.stack([embeddings[m].sum(axis=0) for m in members]))
-        similar = centroids @ centroids.T
-        np.fill_diagonal(similar, -np.inf)
-        speech = [float(durations[m].sum()) for m in members]
-        small = int(np.argmin(speech))
-        if speech[small] < options.min_speaker_s:
-            pair = (small, int(np.argmax(similar[small])))
-        else:
-            flat = int(np.argmax(similar))
-            pair = (flat // len(members), flat % len(members))
-            if similar[pair] < options.merge_similarity:
-                return centroids
-        keep, drop = min(pair), max(pair)
-        members[keep] = np.concatenate([members[keep], members.pop(drop)])
-    return _unit(np.stack([embeddings[m].sum(axis=0) for m in members]))
-
-
-def _smooth(
-    labels: npt.NDArray[np.int64], durations: npt.NDArray[np.float64], min_turn_s: float
-) -> npt.NDArray[np.int64]:
-    """Give runs of one label shorter than `min_turn_s` their longer neighbour's label (the
-    shortest run first), so a noisy window never makes a one-word turn."""
-    runs: list[tuple[int, int, int, float]] = []  # (label, first, last, seconds)
-    for i, label in enumerate(labels.tolist()):
-        if runs and runs[-1][0] == label:
-            lab, first, _, seconds = runs[-1]
-            runs[-1] = (lab, first, i, seconds + float(durations[i]))
-        else:
-            runs.append((label, i, i, float(durations[i])))
-    while len(runs) > 1:
-        k = min(range(len(runs)), key=lambda j: runs[j][3])
-        if runs[k][3] >= min_turn_s:
-            break
-        j = max((m for m in (k - 1, k + 1) if 0 <= m < len(runs)), key=lambda m: runs[m][3])
-        lo, hi = min(j, k), max(j, k)
-        merged = (runs[j][0], runs[lo][1], runs[hi][2], runs[lo][3] + runs[hi][3])
-        runs[lo : hi + 1] = [merged]
-        # The neighbour on the other side may now carry the same label: join it too.
-        for a in (lo - 1, lo):
-            if a >= 0 and a + 1 < len(runs) and runs[a][0] == runs[a + 1][0]:
-                x, y = runs[a], runs[a + 1]
-                runs[a : a + 2] = [(x[0], x[1], y[2], x[3] + y[3])]
-    out = labels.copy()
-    for label, first, last, _ in runs:
-        out[first : last + 1] = label
-    return out
-
-
-def _first_appearance(labels: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    order: dict[int, int] = {}
-    for label in labels.tolist():
-        order.setdefault(label, len(order))
-    return np.array([order[label] for label in labels.tolist()], dtype=np.int64)
+        """Embedded windows over the speech of `words` (absolute times; `audio[0]` is at
+        `offset_s`): one every `hop_s` whose centre lies in a word's widened span."""
+        opts = options or SpeakerOptions()
+        mel = mel_spectrogram(_normalise_volume(np.asarray(audio, dtype=np.float32)))
+        speech = np.zeros(len(mel), dtype=bool)
+        for word in words:
+            lo = max(0, round((word.start - opts.pad_s - offset_s) / _FRAME_S))
+            speech[lo : max(lo, round((word.end + opts.pad_s - offset_s) / _FRAME_S))] = True
+        out: list[SpeakerWindow] = []
+        for window_s, hop_s in opts.scales():
+            size, hop = round(window_s / _FRAME_S), round(hop_s / _FRAME_S)
+            starts = [s for s in range(0, len(mel) - size + 1, hop) if speech[s + size // 2]]
+            mels = [mel[s : s + size] for s in starts]
+            embeds = [
+                self._forward(mels[i : i + self.batch]) for i in range(0, len(mels), self.batch)
+            ]
+            out += [
+                SpeakerWindow(offset_s + s * _FRAME_S, offset_s + (s + size) * _FRAME_S, e)
+                for s, e in zip(starts, (e for block in embeds for e in block), strict=True)
+            ]
+        return out
 
 
 def assign_speakers(
@@ -429,22 +305,35 @@ def assign_speakers(
 ) -> Transcript:
     """`transcript` with every word's `speaker` set from clustered `windows` (any order).
 
-    A word takes the label of the window holding its midpoint (else the nearest window). No
-    windows leaves the transcript unchanged.
+    A word takes the label most windows centred inside it carry (the nearest window's when none
+    is). No windows leaves the transcript unchanged.
     """
     if not windows or not transcript.words:
         return transcript
+    opts = options or SpeakerOptions()
     ordered = sorted(windows, key=lambda w: (w.start, w.end))
-    embeddings = np.stack([w.embedding for w in ordered]).astype(np.float32)
-    durations = np.array([w.duration for w in ordered], dtype=np.float64)
-    labels = cluster(embeddings, durations, options or SpeakerOptions())
-    starts = np.array([w.start for w in ordered])
-    ends = np.array([w.end for w in ordered])
+    # The two scales are told apart by length (between the short and the long window's).
+    cut = (opts.window_s + opts.long_window_s) / 2
+    short = [w for w in ordered if w.duration < cut]
+    long = [w for w in ordered if w.duration >= cut]
+    if not short:
+        return transcript
+    centres = np.array([(w.start + w.end) / 2 for w in short], dtype=np.float64)
+    labels = label_windows(
+        unit(np.stack([w.embedding for w in short]).astype(np.float32)),
+        centres,
+        unit(np.stack([w.embedding for w in long]).astype(np.float32))
+        if long
+        else np.zeros((0, EMBEDDING_DIM), np.float32),
+        np.array([(w.start + w.end) / 2 for w in long], dtype=np.float64),
+        opts.clusters,
+    )
 
     def label_of(word: Word) -> int:
-        mid = (word.start + word.end) / 2
-        distance = np.maximum(starts - mid, 0.0) + np.maximum(mid - ends, 0.0)
-        return int(labels[int(np.argmin(distance))])
+        inside = labels[(centres >= word.start) & (centres <= word.end)]
+        if len(inside):
+            return int(np.bincount(inside).argmax())
+        return int(labels[int(np.argmin(np.abs(centres - (word.start + word.end) / 2)))])
 
     segments = tuple(
         Segment(s.start, s.end, s.text, tuple(replace(w, speaker=label_of(w)) for w in s.words))

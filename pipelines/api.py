@@ -7,8 +7,8 @@ is used, the same way the CLI composes the pipeline inside its commands. This mo
 `pipelines` because it is allowed to import both `models` and `pipelines`.
 
 Each function is the code path the pipeline stages run, minus Ray, the queue and the object
-store: ASR is `AsrModel.transcribe_long` (the split -> batched ASR -> merge the transcribe stage
-spreads over actors), clip finding is `models.clip_finder.ClipFinder` (what the detect stage
+store: ASR is `models.transcription.transcribe_chunks` over the track and chunks the transcribe
+stage reads (the same words, timings and speaker ids as the worker and Serve), clip finding is `models.clip_finder.ClipFinder` (what the detect stage
 holds), rendering is `pipelines.clip_files.render_clip_files` (what the export stage runs).
 Loaded models are kept per process, so the second call is fast. Nothing here needs Postgres,
 Redis or Ray except `process(..., local=False)`, which runs the full pipeline.
@@ -17,6 +17,7 @@ Redis or Ray except `process(..., local=False)`, which runs the full pipeline.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clipforge.errors import MediaError, ValidationFailed
-from clipforge.media import decode_audio
 from clipforge.settings import Settings, get_settings
 from clipforge.types import AspectRatio, CaptionStyle, Layout, Transcript, Word
 from pipelines.config import PipelineConfig, load_pipeline_config
@@ -201,16 +201,24 @@ def transcribe(
     `transcribe.speaker_turns` is off. Raises `MediaError` when the file has no usable audio.
     """
     from models.asr import AsrConfig
-    from models.speakers import diarize
+    from models.chunking import ChunkOptions
+    from models.transcription import transcribe_chunks
+    from pipelines.stages.audio import ChunkStream, extract_audio_track
 
     settings, config = _setup(settings, config_path)
     asr = replace(AsrConfig.from_settings(settings), batch_size=config.transcribe.asr_batch_size)
-    audio = decode_audio(Path(path))
-    transcript = _asr_model(asr).transcribe_long(audio, language=language)
+    model = _asr_model(asr)
+    encoder = _speaker_encoder() if config.transcribe.speaker_turns else None
+    with tempfile.TemporaryDirectory(prefix="cf-transcribe-") as folder:
+        # The worker's samples and chunks: the track import stores, cut as its actors cut it.
+        track = extract_audio_track(Path(path), Path(folder) / "track.flac")
+        stream = ChunkStream(track, ChunkOptions(max_chunk_s=config.transcribe.max_chunk_s))
+        chunks = list(stream)
+    transcript = transcribe_chunks(
+        model, encoder, chunks, duration_s=stream.end_s, language=language
+    )
     if not transcript.words:
         raise MediaError("no speech detected in the audio track")
-    if config.transcribe.speaker_turns:
-        transcript = diarize(_speaker_encoder(), audio, transcript)
     return transcript
 
 

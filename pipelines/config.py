@@ -56,7 +56,7 @@ class TranscribeConfig(_Section):
     max_chunk_s: float = Field(30, gt=1, le=30)
     claim_batch_size: int = Field(8, ge=1, le=100)
     segment_s: float = Field(600, ge=60)
-    # speaker turns (models/speakers.py): a voice embedding per ~2 s of speech in the ASR actor
+    # speaker turns (models/speakers.py): voice embeddings every 0.2 s of speech in the ASR actor
     speaker_turns: bool = True
 
 

@@ -13,7 +13,6 @@ the rest for the next window. Keep spans still tile the whole track, so merging 
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +20,9 @@ import av
 import numpy as np
 
 from clipforge.errors import MediaError
-from clipforge.media import ffmpeg_exe, iter_audio
+from clipforge.media import iter_audio
 from clipforge.media.container import decode_frames, open_input
+from clipforge.media.track import extract_track
 from clipforge.observability.tracing import span
 from models.chunking import SAMPLE_RATE, AudioChunk, ChunkOptions, split_chunks
 
@@ -36,33 +36,10 @@ _QUIET_FRAMES = 10  # the quiet moment is the lowest 300 ms average
 
 
 def extract_audio_track(src: Path, dest: Path) -> Path:
-    """Write the first audio stream of `src` as 16 kHz mono FLAC to `dest` (streamed by ffmpeg)."""
-    cmd = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-v",
-        "error",
-        "-y",
-        "-i",
-        str(src),
-        "-map",
-        "0:a:0",
-        "-ac",
-        "1",
-        "-ar",
-        str(SAMPLE_RATE),
-        "-c:a",
-        "flac",
-        "-compression_level",
-        "1",  # speed over size: the track is an intermediate
-        str(dest),
-    ]
+    """Write the first audio stream of `src` as 16 kHz mono FLAC to `dest` (streamed by ffmpeg;
+    `clipforge.media.track`, the decoding every transcription path shares)."""
     with span("ffmpeg", {"ffmpeg.step": "audio_track"}):
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise MediaError(f"could not extract the audio track: {done.stderr.strip()[-500:]}")
-    return dest
+        return extract_track(src, dest)
 
 
 def _native(stream: av.AudioStream | None) -> bool:

@@ -9,7 +9,8 @@ stays flat however long the video, and short videos of one claim share batches. 
 merges each job's chunk results into one transcript and stores it with the job.
 
 Speaker turns (`models.speakers`) ride on the same batches: after each ASR call the actor embeds
-the batch's words in ~2 s windows of its chunks' audio (already in memory, one window at a time),
+the batch's words in short and long windows of its chunks' audio (`models.transcription`, the
+rule `clipforge.transcribe()` and Serve follow too),
 and the driver clusters a whole job's windows when it merges the parts, since the parts of a
 long video come from several actors. Every stored word then carries its `speaker`.
 
@@ -40,6 +41,7 @@ from clipforge.storage.keys import audio_key
 from clipforge.types import Transcript
 from models.chunking import AudioChunk, ChunkOptions, ChunkResult, merge_chunks
 from models.speakers import SpeakerWindow, assign_speakers
+from models.transcription import chunk_windows
 from pipelines.actors import ActorSet, Report, StageActor, Telemetry, threads_per_actor
 from pipelines.config import TranscribeConfig
 from pipelines.lifecycle import Lifecycle, video_of
@@ -215,13 +217,8 @@ class _Transcriber:
             windows = self.windows.setdefault(key, [])
             if windows is None:  # an earlier chunk of this part failed
                 continue
-            kept = [
-                w
-                for w in result.words
-                if result.keep_start_s <= (w.start + w.end) / 2 < result.keep_end_s
-            ]
             try:
-                windows += self.speakers.windows(chunk.audio, kept, offset_s=chunk.offset_s)
+                windows += chunk_windows(self.speakers, chunk, result)
             except Exception:
                 log.exception("speaker embeddings failed for job %s part %s", *key)
                 self.windows[key] = None

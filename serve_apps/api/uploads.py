@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from clipforge.errors import ValidationFailed
-from clipforge.media import decode_audio
+from clipforge.media.track import decode_track
 from serve_apps.api.errors import UnsupportedMedia
 
 _MEDIA_TYPES = ("video/", "audio/", "application/octet-stream")
@@ -63,7 +63,7 @@ def decode_upload(body: bytes, *, max_seconds: float) -> np.ndarray:
     with tempfile.TemporaryDirectory(prefix="cf-asr-") as folder:
         path = Path(folder) / "upload"
         path.write_bytes(body)
-        audio = decode_audio(path)
+        audio = decode_track(path)  # the samples import's track holds: one transcript
     if len(audio) / 16000 > max_seconds:
         raise ValidationFailed(
             f"audio is {len(audio) / 16000:.1f}s; the online endpoint takes at most "

@@ -1,8 +1,12 @@
-"""Online speech recognition: `models.asr.AsrModel` behind a `Batcher` (see batching.py).
+"""Online speech recognition: `models.asr.AsrModel` behind a `Batcher` (see batching.py), with
+speaker turns.
 
-Each request's audio is cut at silences into chunks; the chunks of every request in a batch
-go through one batched faster-whisper call and are merged back per request. Requests in
-different languages (multilingual weights) are batched per language.
+Each request's audio (decoded by the ingress through `clipforge.media.track`, as import does) is
+cut at silences into chunks; the chunks of every request in a batch go through one batched
+faster-whisper call and are merged back per request, and every word gets its speaker id from
+the voice encoder, by the same rule as `clipforge.transcribe()` and the worker
+(`models.transcription`). Requests in different languages (multilingual weights) are batched
+per language; the language is detected on a request's first chunk unless given.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class AsrDeployment:
         from clipforge.observability.setup import init_observability
         from clipforge.settings import load_settings
         from models.asr import AsrConfig, AsrModel
+        from models.speakers import SpeakerEncoder
 
         loaded = load_settings(**settings)
         init_observability(loaded, "serve-asr")
@@ -41,6 +46,7 @@ class AsrDeployment:
                 cpu_threads=thread_count(num_cpus),
             )
         )
+        self.speakers = SpeakerEncoder()
         self.stats_ = BatchStats("asr")
         self.batcher: Batcher[AsrItem, Transcript] = Batcher(self.transcribe_batch, self.stats_)
 
@@ -58,18 +64,28 @@ class AsrDeployment:
         return await asyncio.to_thread(self._run, items)
 
     def _run(self, items: list[AsrItem]) -> list[Transcript]:
+        from models.speakers import assign_speakers
+        from models.transcription import chunk_windows
+
         model = self.model
-        by_language: dict[str | None, list[int]] = defaultdict(list)
-        for i, (audio, language) in enumerate(items):
-            lang = language or (model.detect_language(audio)[0] if model.is_multilingual else None)
-            by_language[lang].append(i)
+        cut = [model.split_chunks(audio) for audio, _ in items]
+        by_language: dict[str, list[int]] = defaultdict(list)
+        for i, (_, language) in enumerate(items):
+            if language is None:
+                first = cut[i][0].audio if cut[i] else items[i][0]
+                language = model.detect_language(first)[0]
+            by_language[language].append(i)
         out: list[Transcript | None] = [None] * len(items)
         for language, members in by_language.items():
-            chunks = [(i, c) for i in members for c in model.split_chunks(items[i][0])]
+            chunks = [(i, c) for i in members for c in cut[i]]
             results = model.transcribe_chunks([c for _, c in chunks], language=language)
             for i in members:
-                mine = [r for (owner, _), r in zip(chunks, results, strict=True) if owner == i]
-                out[i] = model.merge_chunks(mine, duration_s=len(items[i][0]) / 16000)
+                mine = [(c, r) for (owner, c), r in zip(chunks, results, strict=True) if owner == i]
+                transcript = model.merge_chunks(
+                    [r for _, r in mine], duration_s=len(items[i][0]) / 16000
+                )
+                windows = [w for c, r in mine for w in chunk_windows(self.speakers, c, r)]
+                out[i] = assign_speakers(transcript, windows)
         return [t for t in out if t is not None]
 
     def stats(self) -> dict[str, int]:

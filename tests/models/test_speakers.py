@@ -21,17 +21,21 @@ from models.caption import CueOptions, build_cues
 from models.caption_formats import SPEAKER_COLOURS, cue_options, speaker_colour, to_ass
 from models.highlight import HighlightResult, ScoredWindow
 from models.select import SelectOptions, select_clips
+from models.speaker_clusters import (
+    ClusterOptions,
+    centroids_after_guards,
+    spectral_count,
+    viterbi,
+)
 from models.speakers import (
     SAMPLE_RATE,
     SpeakerEncoder,
     SpeakerOptions,
     SpeakerWindow,
     assign_speakers,
-    cluster,
     diarize,
     mel_filters,
     mel_spectrogram,
-    speech_windows,
 )
 from models.types import ModelInfo, Segment, Transcript, Word
 from tests.utils.turns import accuracy
@@ -96,10 +100,13 @@ def test_encoder_weights_are_registered_and_load_offline() -> None:
     vectors = _encoder().embed(tone, [(0.0, 0.3), (0.0, 4.0)])
     assert vectors.shape == (2, 256)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    # Windows are clipped to the audio given; one left without audio is dropped, not embedded.
+    # Windows lie inside the audio given, centred on (widened) words, at both scales.
     words = [Word(10.2, 11.0, "a"), Word(11.05, 11.9, "b"), Word(13.0, 13.0, "edge")]
     windows = _encoder().windows(tone[: SAMPLE_RATE * 3], words, offset_s=10.0)
-    assert [(w.start, w.end) for w in windows] == [(10.2, 11.9)]
+    assert {round(w.duration, 2) for w in windows} == {0.8, 1.6}
+    assert all(w.start >= 10.0 and w.end <= 13.0 for w in windows)
+    assert all(10.1 <= (w.start + w.end) / 2 <= 12.0 for w in windows)
+    assert sum(round(w.duration, 2) == 0.8 for w in windows) == 8  # centres 10.4, 10.6 .. 11.8
 
 
 def test_mel_input_has_librosa_layout() -> None:
@@ -126,22 +133,6 @@ def _words(
     return [Word(s, e, f"w{i}", 1.0, speakers[i]) for i, (s, e) in enumerate(times)]
 
 
-def test_windows_cut_at_pauses_and_split_long_speech() -> None:
-    options = SpeakerOptions(window_s=2.0, max_window_s=3.0, pause_s=0.3)
-    # 12 words of 0.4 s, 0.05 s apart (5.35 s without a pause), then a pause and two words.
-    times = [(i * 0.45, i * 0.45 + 0.4) for i in range(12)] + [(6.0, 6.4), (6.45, 6.8)]
-    spans = speech_windows(_words(times), options)
-    assert spans[-1] == (6.0, 6.8)  # the pause closed the run before it
-    assert len(spans) == 4
-    for start, end in spans:
-        assert end - start <= options.max_window_s
-    covered = [any(s <= a and b <= e for s, e in spans) for a, b in times]
-    assert all(covered)
-    assert speech_windows([], options) == []
-    with pytest.raises(ValidationFailed):
-        SpeakerOptions(window_s=4.0, max_window_s=3.0)
-
-
 def _voices(
     rng: np.random.Generator, centres: np.ndarray, order: list[int], noise: float
 ) -> np.ndarray:
@@ -149,63 +140,63 @@ def _voices(
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_cluster_estimates_the_count_and_orders_labels_by_first_appearance() -> None:
+def test_spectral_count_finds_the_number_of_voices_and_one_for_one() -> None:
     rng = np.random.default_rng(7)
     centres = rng.standard_normal((4, 256))
-    options = SpeakerOptions()
-    order = [2, 2, 0, 0, 2, 1, 1, 0, 2, 1, 1, 0]
-    labels = cluster(_voices(rng, centres, order, 0.03), np.full(len(order), 2.0), options)
-    mapping = {o: int(lab) for o, lab in zip(order, labels, strict=True)}
-    assert len(set(mapping.values())) == 3  # three voices found, consistently labelled
-    assert [mapping[o] for o in order] == labels.tolist()
-    assert labels[0] == 0 and labels[2] == 1 and labels[5] == 2
-    one = cluster(_voices(rng, centres, [3] * 10, 0.03), np.full(10, 2.0), options)
-    assert one.tolist() == [0] * 10
-    # Bounded: eight voices but at most two speakers.
-    many = cluster(
-        _voices(rng, rng.standard_normal((8, 256)), list(range(8)) * 2, 0.01),
-        np.full(16, 2.0),
-        SpeakerOptions(max_speakers=2, min_speaker_s=0.1),
-    )
-    assert set(many.tolist()) <= {0, 1}
-    assert cluster(np.zeros((0, 256), np.float32), np.zeros(0), options).size == 0
+    for count in (2, 3, 4):
+        order = [k % count for k in range(12 * count)]
+        labels = spectral_count(_voices(rng, centres, order, 0.05), 8, 0.07)
+        pairs = set(zip(order, labels.tolist(), strict=True))
+        assert len(pairs) == count and len({lab for _, lab in pairs}) == count
+    # One voice: no eigengap stands out, one label.
+    one = spectral_count(_voices(rng, centres, [3] * 40, 0.05), 8, 0.07)
+    assert one.tolist() == [0] * 40
+    assert spectral_count(_voices(rng, centres, [0, 1, 0, 1], 0.01), 1, 0.07).tolist() == [0] * 4
 
 
-def test_short_runs_are_smoothed_and_small_clusters_merged() -> None:
+def test_guards_merge_small_and_look_alike_clusters() -> None:
     rng = np.random.default_rng(3)
     centres = rng.standard_normal((2, 256))
-    # A 0.5 s window of voice 1 inside voice 0's turn: too short to be a turn of its own.
-    order = [0, 0, 1, 0, 0, 1, 1, 1]
-    vectors = _voices(rng, centres, order, 0.02)
-    durations = np.array([2.0, 2.0, 0.5, 2.0, 2.0, 2.0, 2.0, 2.0])
-    smoothed = cluster(vectors, durations, SpeakerOptions(min_turn_s=0.8))
-    assert smoothed.tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
-    raw = cluster(vectors, durations, SpeakerOptions(min_turn_s=0.1))
-    assert raw.tolist() == [0, 0, 1, 0, 0, 1, 1, 1]
-    # Voice 1 with one 2.5 s window: a speaker only if that is enough speech for one.
-    order = [0, 0, 0, 1, 0, 0]
-    vectors = _voices(rng, centres, order, 0.02)
-    durations = np.array([2.0, 2.0, 2.0, 2.5, 2.0, 2.0])
-    merged = cluster(vectors, durations, SpeakerOptions(min_speaker_s=3.0))
-    assert merged.tolist() == [0] * 6
-    kept = cluster(vectors, durations, SpeakerOptions(min_speaker_s=2.0))
-    assert kept.tolist() == [0, 0, 0, 1, 0, 0]
+    vectors = _voices(rng, centres, [0] * 10 + [1] * 3, 0.02)
+    labels = np.array([0] * 10 + [1] * 3)
+    # Voice 1 holds 3 x 0.4 s = 1.2 s: a speaker only if that is enough speech for one.
+    assert len(centroids_after_guards(vectors, labels, 0.4, ClusterOptions())) == 1
+    kept = centroids_after_guards(vectors, labels, 0.4, ClusterOptions(min_speaker_s=1.0))
+    assert len(kept) == 2
+    # Two halves of one voice split apart are merged back.
+    same = _voices(rng, centres, [0] * 20, 0.02)
+    halves = np.array([0] * 10 + [1] * 10)
+    assert len(centroids_after_guards(same, halves, 0.4, ClusterOptions())) == 1
+    with pytest.raises(ValidationFailed):
+        SpeakerOptions(window_s=2.0, long_window_s=1.6)
+
+
+def test_viterbi_does_not_flip_on_a_window_of_crosstalk() -> None:
+    # Speaker 0 for 10 windows with one window where speaker 1 scores a little higher (overlap),
+    # then speaker 1 for 10 windows.
+    scores = np.array([[0.8, 0.7]] * 10 + [[0.7, 0.8]] * 10, dtype=np.float64)
+    scores[4] = [0.72, 0.78]
+    path = viterbi(scores, 0.15)
+    assert path.tolist() == [0] * 10 + [1] * 10
+    assert viterbi(scores, 0.0)[4] == 1  # without the cost the label would flip and back
+    assert viterbi(np.zeros((0, 2)), 0.15).size == 0
 
 
 def test_assign_speakers_labels_every_word_and_keeps_the_rest() -> None:
     rng = np.random.default_rng(1)
     centres = rng.standard_normal((2, 256))
-    times = [(0.0, 0.5), (0.6, 1.9), (2.5, 3.0), (3.1, 4.4), (5.0, 6.2), (6.3, 7.9)]
-    words = _words(times)
-    transcript = Transcript("en", 8.0, (Segment(0.0, 7.9, "", tuple(words)),), _MODEL)
-    vectors = _voices(rng, centres, [1, 0, 1], 0.02)
-    windows = [
-        SpeakerWindow(2.5, 4.4, vectors[1]),  # any order
-        SpeakerWindow(0.0, 1.9, vectors[0]),
-        SpeakerWindow(5.0, 7.9, vectors[2]),
-    ]
-    out = assign_speakers(transcript, windows, SpeakerOptions(min_speaker_s=1.0))
-    assert [w.speaker for w in out.words] == [0, 0, 1, 1, 0, 0]
+    # Voice 0 speaks 0-4 s, voice 1 4-8 s, voice 0 again 8-12 s: one word a second.
+    words = _words([(t + 0.1, t + 0.9) for t in range(12)])
+    transcript = Transcript("en", 12.0, (Segment(0.1, 11.9, "", tuple(words)),), _MODEL)
+    windows = []
+    for scale, hop in ((0.8, 0.2), (1.6, 0.4)):
+        for start in np.arange(0.0, 12.0 - scale + 1e-9, hop):
+            voice = 1 if 4.0 <= start + scale / 2 < 8.0 else 0
+            windows.append(
+                SpeakerWindow(start, start + scale, _voices(rng, centres, [voice], 0.3)[0])
+            )
+    out = assign_speakers(transcript, windows[::-1])  # any order
+    assert [w.speaker for w in out.words] == [0] * 4 + [1] * 4 + [0] * 4
     assert [(w.start, w.end, w.text) for w in out.words] == [
         (w.start, w.end, w.text) for w in words
     ]

@@ -114,6 +114,9 @@ def test_model_endpoints_answer_and_batch(serve_url: str, owner: Auth, test_medi
         )
         assert asr.status_code == 200, asr.text
         assert "welcome to the show" in asr.json()["text"].lower()
+        # Speaker turns ride along: every word carries an id (one voice here).
+        spoken = [w for s in asr.json()["segments"] for w in s["words"]]
+        assert spoken and {w["speaker"] for w in spoken} == {0}
         junk = http.post(
             "/v1/models/asr", content=b"junk" * 100, headers=auth | {"Content-Type": "audio/mp4"}
         )

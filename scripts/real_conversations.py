@@ -1,0 +1,235 @@
+"""Build the real-voice speaker-turn evaluation set into .cache/real-turns (no synthesized voice).
+
+Sources (docs/speech-evaluation.md has the licences):
+
+- `call_2p`: the 30 s two-person telephone call shipped as `pyannote/audio/sample/sample.wav`
+  inside the MIT-licensed `pyannote-audio` wheel (fetched with `pip download --no-deps`, sha256
+  checked; nothing of pyannote is installed or imported). Reference turns: `CALL_TURNS` below,
+  written from the wheel's own human transcript (`sample.stm`) with the overlap at 18.05 s kept.
+- `splice_3p` / `splice_4p`: real single-speaker recordings of different people spliced into
+  conversations with short turns (0.7-3.5 s), 0.15-0.4 s gaps and one 0.3 s overlap: Allison
+  Smith (Debian `asterisk-core-sounds-en-wav`, CC-BY-SA-3.0), June Wallack (Canadian French,
+  `asterisk-core-sounds-fr-wav`, CC-BY-SA-3.0) and the two callers of `call_2p`, cut at their
+  transcript's utterance times. No such conversation is installable, so these are built; their
+  reference turns and word onsets are the splice points (exact by construction, independent of
+  any ASR or aligner).
+
+All recordings are telephone band (8 kHz originals) and written as 16 kHz mono WAV with a
+`NAME.truth.json` beside: speakers, turns `[start, end, speaker]` and word onsets `[time, text]`.
+
+Usage: python scripts/real_conversations.py [--out .cache/real-turns]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import wave
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+SAMPLE_RATE = 16_000
+WHEEL = "pyannote-audio==4.0.7"
+WHEEL_FILE = "pyannote_audio-4.0.7-py3-none-any.whl"
+WHEEL_SHA256 = "852ea15c4d85bc34773e618267603ffca6a521669a74d33742692cc67fc700d6"
+SAMPLE_SHA256 = "c319b4abca767b124e41432d364fd7df006cb26bb79d09326c487d606a134e6e"
+ASTERISK = Path("/usr/share/asterisk/sounds")
+DEBIAN_PACKAGES = ("asterisk-core-sounds-en-wav", "asterisk-core-sounds-fr-wav")
+
+Audio = npt.NDArray[np.float32]
+
+#: The call's turns: (start, end, speaker, first words). Speaker 0 is Diane, 1 is Sheila.
+CALL_TURNS: tuple[tuple[float, float, int, str], ...] = (
+    (6.68, 7.16, 0, "Hello?"),
+    (7.634, 8.155, 1, "Hello?"),
+    (8.436, 9.798, 0, "Oh, hello. I didn't know you were there."),
+    (9.838, 10.78, 1, "Neither did I."),
+    (10.78, 14.184, 0, "Okay, then I thought you know, I heard a beep. This is Diane"),
+    (14.444, 17.769, 1, "And I'm Sheila in Texas, originally from Chicago."),
+    (17.789, 21.475, 0, "Oh, I'm originally from Chicago also. I'm in New Jersey now"),
+    (21.935, 28.425, 1, "Well, there isn't that much difference. At least you know"),
+    (28.445, 29.987, 0, "Oh, I don't hear that in New Jersey now."),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One utterance of a splice: who, from where, and the gap before it (negative: overlap)."""
+
+    speaker: int
+    source: str  # "en:NAME", "fr:NAME" (asterisk prompt) or "call:START-END"
+    gap_s: float
+    text: str
+
+
+_SPLICE_3P = (
+    Piece(0, "en:auth-thankyou", 0.0, "Thank you."),
+    Piece(1, "call:9.838-10.78", 0.25, "Neither did I."),
+    Piece(2, "call:8.436-9.798", 0.3, "Oh, hello. I didn't know you were there."),
+    Piece(0, "en:call-forwarding", 0.2, "Call forwarding."),
+    Piece(1, "call:14.444-17.769", 0.35, "And I'm Sheila in Texas, originally from Chicago."),
+    Piece(2, "call:10.78-12.54", 0.2, "Okay, then I thought you know, I heard a beep."),
+    Piece(0, "en:conf-muted", 0.3, "You are now muted."),
+    Piece(1, "call:21.935-23.978", -0.3, "Well, there isn't that much difference."),
+    Piece(0, "en:cancelled", 0.25, "Cancelled."),
+    Piece(2, "call:12.542-14.184", 0.15, "This is Diane in New Jersey."),
+    Piece(1, "call:24.058-28.425", 0.4, "At least you know, they all call me a Yankee down here"),
+    Piece(0, "en:all-circuits-busy-now", 0.2, "All circuits are busy now."),
+    Piece(2, "call:28.445-29.987", 0.3, "Oh, I don't hear that in New Jersey now."),
+    Piece(0, "en:conf-hasleft", 0.25, "has left the conference."),
+)
+
+_SPLICE_4P = (
+    Piece(0, "en:call-waiting", 0.0, "Call waiting."),
+    Piece(3, "fr:agent-loginok", 0.3, ""),
+    Piece(1, "call:9.838-10.78", 0.2, "Neither did I."),
+    Piece(2, "call:8.436-9.798", 0.3, "Oh, hello. I didn't know you were there."),
+    Piece(3, "fr:call-fwd-on-busy", 0.25, ""),
+    Piece(0, "en:conf-locked", 0.2, "This conference is locked."),
+    Piece(1, "call:14.444-17.769", 0.3, "And I'm Sheila in Texas, originally from Chicago."),
+    Piece(2, "call:10.78-12.54", -0.3, "Okay, then I thought you know, I heard a beep."),
+    Piece(3, "fr:conf-lockednow", 0.3, ""),
+    Piece(0, "en:agent-loggedoff", 0.25, "Agent logged off."),
+    Piece(1, "call:21.935-23.978", 0.2, "Well, there isn't that much difference."),
+    Piece(2, "call:12.542-14.184", 0.3, "This is Diane in New Jersey."),
+    Piece(3, "fr:conf-full", 0.2, ""),
+    Piece(0, "en:conf-unmuted", 0.35, "You are now unmuted."),
+    Piece(2, "call:28.445-29.987", 0.25, "Oh, I don't hear that in New Jersey now."),
+    Piece(1, "call:24.058-28.425", 0.3, "At least you know, they all call me a Yankee down here"),
+)
+
+SPLICES = {"splice_3p": _SPLICE_3P, "splice_4p": _SPLICE_4P}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fetch_call(cache: Path) -> Path:
+    """The call's WAV, extracted from the pinned wheel (downloaded once, sha256 checked)."""
+    wav = cache / "sources" / "pyannote-sample.wav"
+    if wav.exists() and _sha256(wav) == SAMPLE_SHA256:
+        return wav
+    wheels = cache / "sources" / "wheels"
+    wheel = wheels / WHEEL_FILE
+    if not wheel.exists():
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
+        subprocess.run([*pip, "-d", str(wheels), WHEEL], check=True, capture_output=True)
+    if _sha256(wheel) != WHEEL_SHA256:
+        raise SystemExit(f"{wheel} does not have the pinned sha256")
+    with zipfile.ZipFile(wheel) as archive:
+        wav.write_bytes(archive.read("pyannote/audio/sample/sample.wav"))
+    if _sha256(wav) != SAMPLE_SHA256:
+        raise SystemExit("sample.wav inside the wheel does not have the pinned sha256")
+    return wav
+
+
+def read_wav(path: Path) -> Audio:
+    """16-bit mono WAV as float32 at 16 kHz (8 kHz telephone prompts upsampled linearly)."""
+    with wave.open(str(path)) as handle:
+        rate = handle.getframerate()
+        data = np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2")
+    audio = data.astype(np.float32) / 32768.0
+    if rate == SAMPLE_RATE:
+        return audio
+    times = np.arange(round(len(audio) * SAMPLE_RATE / rate)) / SAMPLE_RATE
+    upsampled: Audio = np.interp(times, np.arange(len(audio)) / rate, audio).astype(np.float32)
+    return upsampled
+
+
+def trim(audio: Audio, *, floor_db: float = -30.0) -> Audio:
+    """Drop leading and trailing frames (10 ms) quieter than `floor_db` below the loudest one,
+    so a piece's speech starts at its splice point."""
+    frames = len(audio) // 160
+    rms = np.sqrt(np.mean(audio[: frames * 160].reshape(frames, 160) ** 2, axis=1) + 1e-12)
+    loud = np.flatnonzero(20 * np.log10(rms / rms.max()) > floor_db)
+    return audio[loud[0] * 160 : (loud[-1] + 1) * 160]
+
+
+def _piece_audio(piece: Piece, call: Audio) -> Audio:
+    kind, name = piece.source.split(":", 1)
+    if kind == "call":
+        start, end = (float(x) for x in name.split("-"))
+        return trim(call[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)])
+    folder = {"en": "en_US_f_Allison", "fr": "fr_CA_f_June"}[kind]
+    return trim(read_wav(ASTERISK / folder / f"{name}.wav"))
+
+
+def splice(pieces: tuple[Piece, ...], call: Audio) -> tuple[Audio, dict[str, object]]:
+    """The spliced conversation (0.5 s lead-in and tail) and its truth."""
+    parts = [_piece_audio(p, call) for p in pieces]
+    at = 0.5
+    placed: list[tuple[int, Audio]] = []
+    turns: list[list[float]] = []
+    onsets: list[list[object]] = []
+    for piece, audio in zip(pieces, parts, strict=True):
+        at = at + piece.gap_s if placed else at
+        begin = round(at * SAMPLE_RATE)
+        placed.append((begin, audio))
+        turns.append([round(at, 3), round(at + len(audio) / SAMPLE_RATE, 3), piece.speaker])
+        if piece.text:
+            onsets.append([round(at, 3), piece.text.split()[0]])
+        at += len(audio) / SAMPLE_RATE
+    out = np.zeros(round((at + 0.5) * SAMPLE_RATE), dtype=np.float32)
+    for begin, audio in placed:
+        out[begin : begin + len(audio)] += audio
+    truth = {
+        "speakers": len({p.speaker for p in pieces}),
+        "turns": turns,
+        "onsets": onsets,
+        "sources": sorted({p.source for p in pieces}),
+    }
+    return out, truth
+
+
+def write_wav(path: Path, audio: Audio) -> None:
+    """16 kHz mono 16-bit WAV."""
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(SAMPLE_RATE)
+        handle.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def build(out: Path) -> dict[str, Path]:
+    """Write every recording and its truth under `out`; returns name -> WAV path."""
+    missing = [p for p in ("en_US_f_Allison", "fr_CA_f_June") if not (ASTERISK / p).is_dir()]
+    if missing:
+        raise SystemExit(f"install the Debian packages {' '.join(DEBIAN_PACKAGES)} first")
+    out.mkdir(parents=True, exist_ok=True)
+    call_wav = fetch_call(out)
+    call = read_wav(call_wav)
+    built = {"call_2p": out / "call_2p.wav"}
+    write_wav(built["call_2p"], call)
+    call_truth = {
+        "speakers": 2,
+        "turns": [[s, e, k] for s, e, k, _ in CALL_TURNS],
+        "onsets": [[s, text.split()[0]] for s, _, _, text in CALL_TURNS],
+        "sources": [f"{WHEEL}:pyannote/audio/sample/sample.wav"],
+    }
+    (out / "call_2p.truth.json").write_text(json.dumps(call_truth, indent=1))
+    for name, pieces in SPLICES.items():
+        audio, truth = splice(pieces, call)
+        built[name] = out / f"{name}.wav"
+        write_wav(built[name], audio)
+        (out / f"{name}.truth.json").write_text(json.dumps(truth, indent=1))
+    return built
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(".cache/real-turns"))
+    for name, path in build(parser.parse_args().out).items():
+        print(name, path)
+
+
+if __name__ == "__main__":
+    main()
