@@ -14,19 +14,18 @@ transcribed once with the project's ASR (cached), and graded with the hand-writt
 reports precision@3 and NDCG@3 of their top non-overlapping windows, and the spread of window
 scores. Run `python scripts/real_speech.py` for the table in docs/evaluation.md.
 
-Nothing is downloaded at run time except the pyannote.audio wheel, fetched once with pip
-(`pip download --no-deps`, the ordinary client) into the cache; the Debian packages are
+Nothing is downloaded at run time except the pinned pyannote-audio wheel, fetched once with pip
+(`pip download --no-deps`, the ordinary client) into the cache and sha256-checked
+(`scripts/real_conversations.py`, shared with the speaker-turn set); the Debian packages are
 installed by CI's bootstrap (`apt-get install asterisk-core-sounds-en-wav codec2-examples`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import itertools
 import json
-import subprocess
-import sys
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +45,6 @@ SAMPLE_RATE = 16_000
 GAP_S = 1.0
 ASTERISK = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 CODEC2 = Path("/usr/share/codec2/wav")
-PYANNOTE_WHEEL = "pyannote.audio==3.3.2"
-PYANNOTE_SAMPLE = "pyannote/audio/sample/sample.wav"
 
 
 class MissingSource(RuntimeError):
@@ -70,19 +67,16 @@ class Piece:
 
 
 def _pyannote_sample() -> Path:
-    target = CACHE / "pyannote-sample.wav"
-    if target.exists():
-        return target
-    wheels = CACHE / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    found = sorted(wheels.glob("pyannote_audio-*.whl"))
-    if not found:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels)]
-        subprocess.run([*cmd, PYANNOTE_WHEEL], check=True)
-        found = sorted(wheels.glob("pyannote_audio-*.whl"))
-    with zipfile.ZipFile(found[-1]) as wheel:
-        target.write_bytes(wheel.read(PYANNOTE_SAMPLE))
-    return target
+    # The same pinned wheel and sha256-checked sample as the speaker-turn set
+    # (scripts/real_conversations.py), so one download serves both evaluations.
+    spec = importlib.util.spec_from_file_location(
+        "real_conversations", Path(__file__).with_name("real_conversations.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path: Path = module.fetch_call(ROOT / ".cache" / "real-turns")
+    return path
 
 
 def _source(name: str, spec: Mapping[str, object]) -> Path:
