@@ -9,15 +9,11 @@ an API client's own clip, a backfill), and the same rule applies to all of them.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-import numpy as np
-
-from clipforge.media import ffmpeg_exe
+from clipforge.media.track import SAMPLE_RATE, decode_span
 from models.clean_ends import FADE_OUT_S, MIN_QUIET_S, fade_out_for
 
-_RATE = 16_000
 _TAIL_S = 2 * MIN_QUIET_S
 
 
@@ -30,29 +26,7 @@ def fade_out_at(src: Path, end_s: float) -> float:
     start = max(0.0, end_s - _TAIL_S)
     if end_s - start < MIN_QUIET_S:
         return FADE_OUT_S
-    cmd = [
-        ffmpeg_exe(),
-        "-nostdin",
-        "-v",
-        "error",
-        "-ss",
-        f"{start:.3f}",
-        "-i",
-        str(src),
-        "-t",
-        f"{end_s - start:.3f}",
-        "-map",
-        "0:a:0",
-        "-ac",
-        "1",
-        "-ar",
-        str(_RATE),
-        "-f",
-        "f32le",
-        "-",
-    ]
-    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-    tail = np.frombuffer(done.stdout, dtype=np.float32)
-    if done.returncode != 0 or len(tail) < MIN_QUIET_S * _RATE:
+    tail = decode_span(src, start, end_s - start)
+    if tail is None or len(tail) < MIN_QUIET_S * SAMPLE_RATE:
         return FADE_OUT_S
-    return fade_out_for(tail, _RATE)
+    return fade_out_for(tail, SAMPLE_RATE)

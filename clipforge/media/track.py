@@ -49,7 +49,9 @@ def extract_track(src: Path, dest: Path) -> Path:
         "1",  # speed over size: the track is an intermediate
         str(dest),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise MediaError(f"could not extract the audio track: {done.stderr.strip()[-500:]}")
     return dest
@@ -60,3 +62,33 @@ def decode_track(src: Path) -> np.ndarray:
     resolution), for sources held in memory whole (the online endpoint's uploads)."""
     with tempfile.TemporaryDirectory(prefix="cf-track-") as folder:
         return decode_audio(extract_track(src, Path(folder) / "track.flac"))
+
+
+def decode_span(src: Path, start_s: float, duration_s: float) -> np.ndarray | None:
+    """`duration_s` of `src`'s first audio stream from `start_s`, as 16 kHz mono float32 (the
+    same conversion as the track), or None where ffmpeg cannot read it (no audio stream)."""
+    cmd = [
+        ffmpeg_exe(),
+        "-nostdin",
+        "-v",
+        "error",
+        "-ss",
+        f"{start_s:.3f}",
+        "-i",
+        str(src),
+        "-t",
+        f"{duration_s:.3f}",
+        "-map",
+        "0:a:0",
+        "-ac",
+        "1",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-f",
+        "f32le",
+        "-",
+    ]
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    if done.returncode != 0:
+        return None
+    return np.frombuffer(done.stdout, dtype=np.float32)
