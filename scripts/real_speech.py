@@ -26,6 +26,7 @@ import dataclasses
 import importlib.util
 import itertools
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +75,9 @@ def _pyannote_sample() -> Path:
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    path: Path = module.fetch_call(ROOT / ".cache" / "real-turns")
+    sys.modules.setdefault(spec.name, module)  # its dataclasses look their module up there
+    spec.loader.exec_module(sys.modules[spec.name])
+    path: Path = sys.modules[spec.name].fetch_call(ROOT / ".cache" / "real-turns")
     return path
 
 
