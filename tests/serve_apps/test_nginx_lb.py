@@ -163,7 +163,12 @@ def test_balancer_survives_an_instance_stopping_mid_load(
     for t in threads:
         t.join(timeout=20)
     assert before > 20 and len(statuses) > before + 20, (before, len(statuses))
-    assert not failures, failures[:3]
+    # A request the killed instance had not started answering is retried by nginx. One whose
+    # headers nginx had already passed on cannot be retried by any proxy: the client sees a body
+    # cut short (rare: the kill has to land between uvicorn's two writes). Anything else, an
+    # error status or a refused connection, is a failure of the balancer.
+    cut_short = [f for f in failures if "without sending complete message body" in f]
+    assert len(cut_short) <= 2 and len(cut_short) == len(failures), failures[:3]
     assert set(statuses) == {200}, sorted(set(statuses))
 
     with httpx.Client(verify=False, timeout=10) as client:
