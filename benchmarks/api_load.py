@@ -6,7 +6,7 @@ only): `health`; `list` (20 newest videos of a key); `detail_cached` (10 videos 
 over, served from Redis); `detail_uncached` (every request a different video, Redis emptied
 first, so each is a Postgres read plus a cache fill); `create` (a URL import: row + job).
 The load generator is wrk (`apt-get install -y wrk`) with a Lua script that reports p50/p95/p99.
-Servers run one at a time; wrk shares the machine's cores with them, as in the DESIGN.md figures.
+Servers run one at a time; wrk shares the machine's cores with them, as in the figures of docs/capacity.md.
 
 Modes: `serve`, `serve-haproxy`, `uvicorn` (one process), `uvicorn-w2` (two worker processes,
 Prometheus multiprocess mode, as `clipforge api --workers 2`), and `baseline`: one uvicorn

@@ -1,4 +1,4 @@
-"""Durable job queue on Postgres (see DESIGN.md, "Durable job queue")."""
+"""Durable job queue on Postgres (docs/architecture.md, "The job queue")."""
 
 from clipforge.queue.backoff import Backoff
 from clipforge.queue.jobs import (

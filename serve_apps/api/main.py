@@ -1,7 +1,7 @@
 """Standalone entry point: `uvicorn --factory serve_apps.api.main:create_app_from_env`.
 
 This is what `clipforge api` runs: the same app as the Serve ingress, without the Serve proxy
-in front (several times the request rate on the same cores; see DESIGN.md). Model endpoints
+in front (several times the request rate on the same cores; docs/capacity.md). Model endpoints
 answer 503 here; they live on the Serve deployments.
 """
 
