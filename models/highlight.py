@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from models.highlight_audio import audio_features, audio_timeline
 from models.highlight_config import SUBSCORES, ScorerConfig
-from models.highlight_content import content_cues, content_features
+from models.highlight_content import content_cues, content_features, edge_procedural
 from models.highlight_reason import explain
 from models.highlight_text import sentence_cues, text_features, timing_features, window_embeddings
 from models.highlight_visual import FrameLike, visual_features, visual_timeline
@@ -68,6 +68,8 @@ class HighlightResult:
         sentences: the sentences windows were built from.
         config_version: `ScorerConfig.version` that produced the scores.
         models: the models that produced the scores.
+        procedural: per sentence, True for procedural speech (a menu item, a prompt) that an
+            editor would cut from a clip's edge; empty when the content signal did not run.
     """
 
     windows: tuple[ScoredWindow, ...]
@@ -75,6 +77,7 @@ class HighlightResult:
     sentences: tuple[Sentence, ...]
     config_version: str
     models: tuple[ModelInfo, ...]
+    procedural: tuple[bool, ...] = ()
 
 
 class HighlightScorer:
@@ -133,7 +136,8 @@ class HighlightScorer:
         scores = _combine(subscores, cfg)
         embeddings = window_embeddings(windows, sentence_emb, cues.words)
         scored = _build(windows, sentences, scores, subscores, details)
-        return HighlightResult(scored, embeddings, sentences, cfg.version, models)
+        procedural = tuple(bool(x) for x in edge_procedural(content))
+        return HighlightResult(scored, embeddings, sentences, cfg.version, models, procedural)
 
     def _audio(
         self,

@@ -56,6 +56,10 @@ class SelectOptions:
             edges, and among them an edge at a change of speaker wins.
         quiet_search_s: with audio, how far past the last word's end (before the first word's
             start) a pause is looked for.
+        min_trimmed_s: a clip may drop procedural sentences (a menu item, a prompt) from its
+            edges, and so end up shorter than `min_duration_s`, down to this length (or
+            `min_duration_s`, if shorter): a short line between two prompts is better cut alone
+            than with a prompt around it.
     """
 
     top_k: int = 5
@@ -69,12 +73,15 @@ class SelectOptions:
     duplicate_overlap: float = 0.8
     turn_tie_s: float = 0.05
     quiet_search_s: float = 0.5
+    min_trimmed_s: float = 8.0
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ValidationFailed("top_k must be >= 1")
         if not 0 < self.min_duration_s < self.max_duration_s:
             raise ValidationFailed("durations must satisfy 0 < min_duration_s < max_duration_s")
+        if self.min_trimmed_s <= 0:
+            raise ValidationFailed("min_trimmed_s must be > 0")
         lows = (self.min_gap_s, self.silence_s, self.pad_s, self.search_words, self.turn_tie_s)
         if min(*lows, self.quiet_search_s) < 0:
             raise ValidationFailed(
@@ -330,6 +337,8 @@ def select_clips(
             picked = _place(window, snapper, clean=clean)
             if picked is None:
                 continue
+            floor = min(opts.min_trimmed_s, opts.min_duration_s)
+            picked = _trim_procedural(*picked, snapper, result, floor)
             start, end = snapper.bounds(*picked)
             if any(start < e + opts.min_gap_s and s < end + opts.min_gap_s for s, e in spans):
                 continue
@@ -352,6 +361,32 @@ def _place(window: ScoredWindow, snapper: _Snapper, *, clean: bool) -> tuple[int
     if clean:
         return snapper.fit_sentences(*span)
     return snapper.fit(*snapper.snap(*span))
+
+
+def _trim_procedural(
+    a: int, b: int, snapper: _Snapper, result: HighlightResult, min_s: float
+) -> tuple[int, int]:
+    """Words a..b without the procedural sentences at either edge, as long as `min_s` is left.
+
+    A window is at least `min_duration_s` long, so a short line between two prompts comes with
+    a prompt around it ("You can press the pound key... Ask not what your country can do for
+    you"). An editor cuts the prompt; so does this, one whole sentence at a time."""
+    if not result.procedural:
+        return a, b
+    inside = [
+        (s.first_word, s.first_word + s.n_words - 1)
+        for s, cut in zip(result.sentences, result.procedural, strict=True)
+        if cut and a <= s.first_word and s.first_word + s.n_words - 1 <= b
+    ]
+    for first, last in inside:  # leading prompts, in order
+        if first != a or last >= b or snapper._length(last + 1, b) < min_s:
+            break
+        a = last + 1
+    for first, last in reversed(inside):  # trailing prompts, from the end
+        if last != b or first <= a or snapper._length(a, first - 1) < min_s:
+            break
+        b = first - 1
+    return a, b
 
 
 def _overlap(a: str, b: str) -> float:
