@@ -28,6 +28,8 @@ _NUMBER_TEXT = (
     "half double triple"
 )
 _NUMBER_WORDS = frozenset(_NUMBER_TEXT.split())
+_DIGIT_TEXT = "zero one two three four five six seven eight nine"
+_COUNT_DIGITS = frozenset(_DIGIT_TEXT.split())
 # Words that carry emotional intensity or strong sentiment either way. Small on purpose: every
 # entry is a signal a viewer would notice, and the list is easy to audit.
 _EMOTION_TEXT = (
@@ -66,8 +68,36 @@ def _scale(values: Array, low: float, high: float) -> Array:
     return np.clip((values - low) / (high - low), 0.0, 1.0)
 
 
+# After these words a number names a key, a line or a code, not a quantity ("press 1", "dial
+# 600", "extension 1234").
+_ID_TEXT = "press dial extension password option channel code pin"
+_ID_CONTEXT = frozenset(_ID_TEXT.split())
+
+
+def _is_number(token: str) -> bool:
+    return token.isdigit() or token in _NUMBER_WORDS or token in ("$", "%")
+
+
 def _count_numbers(tokens: list[str]) -> int:
-    return sum(1 for t in tokens if any(c.isdigit() for c in t) or t in _NUMBER_WORDS or t in "$%")
+    """Numbers that state a quantity. Identifiers are not concrete numbers: callsigns and model
+    names that mix letters and digits ("w5abc", "ts2000"), digits keyed after "press"/"dial",
+    and runs of three or more single digits read one by one ("1 2 3 4", "one two three")."""
+    count = 0
+    run: list[str] = []
+    for i, token in enumerate([*tokens, ""]):
+        single = (token.isdigit() and len(token) == 1) or token in _COUNT_DIGITS
+        if single:
+            run.append(token)
+            continue
+        if run:
+            keyed = i > len(run) and tokens[i - len(run) - 1] in _ID_CONTEXT
+            if len(run) < 3 and not keyed:  # "one" alone is a pronoun as often as a number
+                count += sum(1 for t in run if t.isdigit() or t in _NUMBER_WORDS)
+            run = []
+        if token and _is_number(token):
+            keyed = i > 0 and tokens[i - 1] in _ID_CONTEXT
+            count += 0 if keyed else 1
+    return count
 
 
 def sentence_cues(

@@ -166,3 +166,19 @@ def test_weights_change_the_ranking_and_version_is_recorded() -> None:
     assert result.windows[0].subscores["motion"] == max(
         w.subscores["motion"] for w in result.windows
     )
+
+
+def test_identifiers_are_not_concrete_numbers() -> None:
+    from models.highlight_text import _TOKEN, _count_numbers
+
+    def count(text: str) -> int:
+        return _count_numbers(_TOKEN.findall(text.lower()))
+
+    assert count("We raised 3 million dollars in 2 years, about 40 percent more.") == 5
+    assert count("It runs at about 2,500 bits per second on five watts.") == 3
+    # Keys, extensions, codes read digit by digit, callsigns and model names.
+    assert count("To check voicemail dial extension 8500, or press 1.") == 0
+    assert count("If you dial 1 2 3 4 you can ring the console.") == 0
+    assert count("Testing one two three four five.") == 0
+    assert count("This is W5ABC on a Kenwood TS2000.") == 0
+    assert count("One of us had never tried it.") == 0
