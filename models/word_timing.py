@@ -7,13 +7,17 @@ shows those boundaries plainly: a pause is a run of frames well below the word's
 
 The rule, per word, on 10 ms frames of the chunk's audio:
 
-- the word's level is the loudest frame of its first `probe_s`; a frame is *loud* when it comes
-  within `drop_db` of that level (and above the chunk's noise floor by `floor_db`);
-- the start moves to the first frame of the loud run the word begins in, when a quiet frame
-  precedes it within `reach_s` and after the previous word's end; a start in a quiet frame moves
-  forward to the next loud frame within `reach_s`;
-- the end moves symmetrically: back to the last loud frame, or on to the end of the loud run,
-  never past the next word's start.
+- the word's level is its loudest frame (over the word, and at least its first `probe_s`, so a
+  word placed in the silence before its sound still sees it); a frame is *loud* when it comes
+  within `drop_db` of that level and `floor_db` above the chunk's noise floor (its 10th
+  percentile);
+- a start in a loud frame moves back to the first frame of its loud run, when a quiet frame
+  precedes it within `reach_s` and after the previous word's (refined) end; a start in a quiet
+  frame moves forward to the word's first loud frame (the quiet before a word's sound is never
+  the word: Whisper often puts a window's first word at the window's start);
+- the end moves the same way mirrored: on to the end of its loud run when a quiet frame follows
+  within `reach_s` (never past the next word's start), or back to the last loud frame within
+  `reach_s` when it lies in a quiet frame.
 
 Where no pause is in reach (words running into each other) nothing moves: the signal has no
 boundary to offer there and Whisper's estimate stands. Speaker windows are placed on Whisper's
