@@ -199,8 +199,6 @@ class _Transcriber:
             for key, _ in batch:
                 self.failed.setdefault(key, exc)
             return
-        if self.speakers is not None:  # on Whisper's own word times (models.transcription)
-            self._embed(batch, results)
         for (key, chunk), result in zip(
             batch, refined([c for _, c in batch], results), strict=True
         ):
@@ -208,6 +206,8 @@ class _Transcriber:
             self.seconds[key] = self.seconds.get(key, 0.0) + chunk.keep_end_s - chunk.keep_start_s
         for key in dict.fromkeys(key for key, _ in batch):
             post(self.boards.get(key), key[0], key[1], self.seconds[key])
+        if self.speakers is not None:  # on Whisper's own word times (models.transcription)
+            self._embed(batch, results)
 
     def _embed(self, batch: list[tuple[_Part, AudioChunk]], results: list[ChunkResult]) -> None:
         """Embed the speech windows of each chunk's own words (those it keeps at the merge).
