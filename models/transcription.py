@@ -5,18 +5,25 @@ the same words, timings and speaker ids for the same audio. They share: the samp
 (`clipforge.media.track`), the chunks (`models.chunking` cuts, over 120 s windows in
 `pipelines.stages.audio.ChunkStream`), the language (detected on the first chunk unless given),
 the decoding (`AsrModel.transcribe_chunks`, batches of `batch_size` in chunk order), the speaker
-windows (each chunk's own words, embedded in the chunk's audio: `chunk_windows`) and the merge.
+windows (each chunk's own words, embedded in the chunk's audio: `chunk_windows`), the word times
+refined against the chunk's audio (`refined`) and the merge.
+
+Speaker windows are placed on Whisper's own word times, before `refined` moves them: the speaker
+count rests on a thin eigengap margin, and windows that moved with refined starts once turned one
+voice into six (docs/speech-evaluation.md).
 The stage spreads these steps over actors and a driver; this module runs them in one process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from models.chunking import AudioChunk, ChunkResult
 from models.speakers import SpeakerWindow, assign_speakers
 from models.types import Transcript
+from models.word_timing import refine_words
 
 if TYPE_CHECKING:  # the stage's driver imports `chunk_windows` users without loading models
     from models.asr import AsrModel
@@ -33,6 +40,14 @@ def chunk_windows(
     return encoder.windows(chunk.audio, kept, offset_s=chunk.offset_s)
 
 
+def refined(chunks: Sequence[AudioChunk], results: Sequence[ChunkResult]) -> list[ChunkResult]:
+    """Each result with its words' starts and ends refined against its chunk's audio."""
+    return [
+        replace(r, words=refine_words(c.audio, c.offset_s, r.words))
+        for c, r in zip(chunks, results, strict=True)
+    ]
+
+
 def transcribe_chunks(
     model: AsrModel,
     encoder: SpeakerEncoder | None,
@@ -46,7 +61,7 @@ def transcribe_chunks(
         return model.merge_chunks([], duration_s=duration_s)
     language = language or model.detect_language(chunks[0].audio)[0]
     results = model.transcribe_chunks(chunks, language=language)
-    transcript = model.merge_chunks(results, duration_s=duration_s)
+    transcript = model.merge_chunks(refined(chunks, results), duration_s=duration_s)
     if encoder is None:
         return transcript
     windows = [

@@ -6,16 +6,20 @@ Sources (docs/speech-evaluation.md has the licences):
   inside the MIT-licensed `pyannote-audio` wheel (fetched with `pip download --no-deps`, sha256
   checked; nothing of pyannote is installed or imported). Reference turns: `CALL_TURNS` below,
   written from the wheel's own human transcript (`sample.stm`) with the overlap at 18.05 s kept.
+  Word onsets: `CALL_ONSETS`, labelled by hand from the spectrogram and energy (no ASR, no
+  aligner), for the 30 words whose start the signal shows.
 - `splice_3p` / `splice_4p`: real single-speaker recordings of different people spliced into
   conversations with short turns (0.7-3.5 s), 0.15-0.4 s gaps and one 0.3 s overlap: Allison
   Smith (Debian `asterisk-core-sounds-en-wav`, CC-BY-SA-3.0), June Wallack (Canadian French,
   `asterisk-core-sounds-fr-wav`, CC-BY-SA-3.0) and the two callers of `call_2p`, cut at their
   transcript's utterance times. No such conversation is installable, so these are built; their
-  reference turns and word onsets are the splice points (exact by construction, independent of
-  any ASR or aligner).
+  reference turns are the splice points (exact by construction, independent of any ASR or
+  aligner), their word onsets the prompts' splice points and the call's labelled onsets that
+  each piece of the call carries along.
 
 All recordings are telephone band (8 kHz originals) and written as 16 kHz mono WAV with a
-`NAME.truth.json` beside: speakers, turns `[start, end, speaker]` and word onsets `[time, text]`.
+`NAME.truth.json` beside: speakers, turns `[start, end, speaker]`, the first word of each turn
+`onsets` `[time, text]`, and the reference word onsets `word_onsets` `[time, text]`.
 
 Usage: python scripts/real_conversations.py [--out .cache/real-turns]
 """
@@ -107,6 +111,46 @@ _SPLICE_4P = (
 
 SPLICES = {"splice_3p": _SPLICE_3P, "splice_4p": _SPLICE_4P}
 
+#: Word onsets in the call, labelled by hand from its spectrogram and 10 ms energy (not by any
+#: ASR or aligner): only words whose start the signal shows, i.e. that follow a pause or a stop
+#: closure (the time is the release: where energy rises again) or begin with a fricative that
+#: stands out above 2 kHz. Words running on from a vowel or a nasal have no visible boundary and
+#: are left out; so is the second speaker's speech under the overlap at 18.05 s. Precision about
+#: +-20 ms (one 10 ms frame either side of the visible rise, plus the choice of where an
+#: aspiration starts).
+CALL_ONSETS: tuple[tuple[float, str], ...] = (
+    (6.73, "Hello"),
+    (7.58, "Hello"),
+    (8.35, "Oh"),
+    (8.52, "hello"),
+    (9.51, "there"),
+    (11.71, "know"),
+    (12.27, "beep"),
+    (12.52, "This"),
+    (12.67, "is"),
+    (12.86, "Diane"),
+    (13.64, "Jersey"),
+    (14.75, "Sheila"),
+    (15.58, "Texas"),
+    (16.02, "originally"),
+    (17.10, "Chicago"),
+    (18.06, "Oh"),
+    (18.87, "from"),
+    (20.01, "I'm"),
+    (20.50, "Jersey"),
+    (21.82, "Well"),
+    (22.39, "there"),
+    (22.71, "isn't"),
+    (23.37, "difference"),
+    (23.98, "At"),
+    (24.13, "least"),
+    (24.50, "you"),
+    (25.27, "they"),
+    (25.62, "call"),
+    (26.67, "down"),
+    (29.30, "Jersey"),
+)
+
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -144,22 +188,32 @@ def read_wav(path: Path) -> Audio:
     return upsampled
 
 
-def trim(audio: Audio, *, floor_db: float = -30.0) -> Audio:
+def trim(audio: Audio, *, floor_db: float = -30.0) -> tuple[Audio, int]:
     """Drop leading and trailing frames (10 ms) quieter than `floor_db` below the loudest one,
-    so a piece's speech starts at its splice point."""
+    so a piece's speech starts at its splice point; also the first kept sample's index."""
     frames = len(audio) // 160
     rms = np.sqrt(np.mean(audio[: frames * 160].reshape(frames, 160) ** 2, axis=1) + 1e-12)
     loud = np.flatnonzero(20 * np.log10(rms / rms.max()) > floor_db)
-    return audio[loud[0] * 160 : (loud[-1] + 1) * 160]
+    return audio[loud[0] * 160 : (loud[-1] + 1) * 160], int(loud[0] * 160)
 
 
-def _piece_audio(piece: Piece, call: Audio) -> Audio:
+def _piece_audio(piece: Piece, call: Audio) -> tuple[Audio, list[tuple[float, str]]]:
+    """The piece's samples and its word onsets relative to its first sample.
+
+    A prompt's onset is its first word at 0 (a studio recording trimmed at the first audible
+    frame). A piece of the call carries the call's hand-labelled onsets that fall inside it: its
+    first audible frame may be the other caller's tail, so that is no word onset.
+    """
     kind, name = piece.source.split(":", 1)
     if kind == "call":
         start, end = (float(x) for x in name.split("-"))
-        return trim(call[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)])
+        audio, first = trim(call[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)])
+        begin = start + first / SAMPLE_RATE
+        inside = [(t - begin, w) for t, w in CALL_ONSETS if begin - 0.01 <= t < end]
+        return audio, [(max(t, 0.0), w) for t, w in inside]
     folder = {"en": "en_US_f_Allison", "fr": "fr_CA_f_June"}[kind]
-    return trim(read_wav(ASTERISK / folder / f"{name}.wav"))
+    audio = trim(read_wav(ASTERISK / folder / f"{name}.wav"))[0]
+    return audio, [(0.0, piece.text.split()[0])] if piece.text else []
 
 
 def splice(pieces: tuple[Piece, ...], call: Audio) -> tuple[Audio, dict[str, object]]:
@@ -169,13 +223,15 @@ def splice(pieces: tuple[Piece, ...], call: Audio) -> tuple[Audio, dict[str, obj
     placed: list[tuple[int, Audio]] = []
     turns: list[list[float]] = []
     onsets: list[list[object]] = []
-    for piece, audio in zip(pieces, parts, strict=True):
+    words: list[list[object]] = []
+    for piece, (audio, piece_words) in zip(pieces, parts, strict=True):
         at = at + piece.gap_s if placed else at
         begin = round(at * SAMPLE_RATE)
         placed.append((begin, audio))
         turns.append([round(at, 3), round(at + len(audio) / SAMPLE_RATE, 3), piece.speaker])
         if piece.text:
             onsets.append([round(at, 3), piece.text.split()[0]])
+        words += [[round(at + t, 3), w] for t, w in piece_words]
         at += len(audio) / SAMPLE_RATE
     out = np.zeros(round((at + 0.5) * SAMPLE_RATE), dtype=np.float32)
     for begin, audio in placed:
@@ -184,6 +240,7 @@ def splice(pieces: tuple[Piece, ...], call: Audio) -> tuple[Audio, dict[str, obj
         "speakers": len({p.speaker for p in pieces}),
         "turns": turns,
         "onsets": onsets,
+        "word_onsets": words,
         "sources": sorted({p.source for p in pieces}),
     }
     return out, truth
@@ -212,6 +269,7 @@ def build(out: Path) -> dict[str, Path]:
         "speakers": 2,
         "turns": [[s, e, k] for s, e, k, _ in CALL_TURNS],
         "onsets": [[s, text.split()[0]] for s, _, _, text in CALL_TURNS],
+        "word_onsets": [[t, w] for t, w in CALL_ONSETS],
         "sources": [f"{WHEEL}:pyannote/audio/sample/sample.wav"],
     }
     (out / "call_2p.truth.json").write_text(json.dumps(call_truth, indent=1))

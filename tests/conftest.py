@@ -48,6 +48,7 @@ _HEAVY_FILES = (
     "tests/pipelines/test_end_to_end.py",
     "tests/pipelines/test_observability.py",
     "tests/models/test_asr.py",
+    "tests/models/test_speakers_real.py",
     "tests/models/test_highlight_content.py",
     "tests/pipelines/test_clean_ends.py",
 )

@@ -41,7 +41,7 @@ from clipforge.storage.keys import audio_key
 from clipforge.types import Transcript
 from models.chunking import AudioChunk, ChunkOptions, ChunkResult, merge_chunks
 from models.speakers import SpeakerWindow, assign_speakers
-from models.transcription import chunk_windows
+from models.transcription import chunk_windows, refined
 from pipelines.actors import ActorSet, Report, StageActor, Telemetry, threads_per_actor
 from pipelines.config import TranscribeConfig
 from pipelines.lifecycle import Lifecycle, video_of
@@ -199,12 +199,14 @@ class _Transcriber:
             for key, _ in batch:
                 self.failed.setdefault(key, exc)
             return
-        for (key, chunk), result in zip(batch, results, strict=True):
+        for (key, chunk), result in zip(
+            batch, refined([c for _, c in batch], results), strict=True
+        ):
             self.done.setdefault(key, []).append(result)
             self.seconds[key] = self.seconds.get(key, 0.0) + chunk.keep_end_s - chunk.keep_start_s
         for key in dict.fromkeys(key for key, _ in batch):
             post(self.boards.get(key), key[0], key[1], self.seconds[key])
-        if self.speakers is not None:
+        if self.speakers is not None:  # on Whisper's own word times (models.transcription)
             self._embed(batch, results)
 
     def _embed(self, batch: list[tuple[_Part, AudioChunk]], results: list[ChunkResult]) -> None:

@@ -65,7 +65,7 @@ class AsrDeployment:
 
     def _run(self, items: list[AsrItem]) -> list[Transcript]:
         from models.speakers import assign_speakers
-        from models.transcription import chunk_windows
+        from models.transcription import chunk_windows, refined
 
         model = self.model
         cut = [model.split_chunks(audio) for audio, _ in items]
@@ -82,7 +82,8 @@ class AsrDeployment:
             for i in members:
                 mine = [(c, r) for (owner, c), r in zip(chunks, results, strict=True) if owner == i]
                 transcript = model.merge_chunks(
-                    [r for _, r in mine], duration_s=len(items[i][0]) / 16000
+                    refined([c for c, _ in mine], [r for _, r in mine]),
+                    duration_s=len(items[i][0]) / 16000,
                 )
                 windows = [w for c, r in mine for w in chunk_windows(self.speakers, c, r)]
                 out[i] = assign_speakers(transcript, windows)
