@@ -24,6 +24,7 @@ import uvicorn
 from clipforge.db.pool import Pool
 from clipforge.media.probe import probe
 from clipforge.settings import Settings
+from clipforge.studio import running_studio
 from pipelines.config import PipelineConfig
 from pipelines.worker import PipelineWorker
 from serve_apps.api.app import create_app
@@ -141,6 +142,9 @@ def test_drag_correct_export_and_download(
     cut = next(i for i, w in enumerate(words) if w["text"].endswith(".")) + 1
     first_sentence, rest = words[:cut], words[cut:]
     assert rest, "the clip should hold more than one sentence"
+
+    # What `clipforge process --studio` links its report to while this server runs.
+    assert running_studio(studio_url, video_id) == f"{studio_url}/studio/videos/{video_id}"
 
     offline = OfflinePage(browser)
     page = offline.page

@@ -20,12 +20,15 @@ from clipforge.db.pool import Pool
 from clipforge.db.repo.clips import NewClip, replace_clips
 from clipforge.db.repo.exports import create_export, update_export
 from clipforge.db.repo.videos import update_video
+from clipforge.errors import ValidationFailed
 from clipforge.storage import LocalStore
 from clipforge.storage.keys import export_key, original_key
+from clipforge.studio import running_studio
 from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
 from serve_apps.api.studio import KEY_COOKIE
 from tests.utils.factories import make_key, make_video
+from tests.utils.servers import free_port
 
 SOURCE = bytes(range(256)) * 64  # 16 KiB: enough to ask for a middle range
 
@@ -116,3 +119,15 @@ def test_local_store_path_of_stays_inside(tmp_path: Path) -> None:
     store.put_bytes("videos/a/original.mp4", b"x")
     assert store.path_of("videos/a/original.mp4") == (tmp_path / "videos/a/original.mp4").resolve()
     assert store.path_of("videos/a/missing.mp4") is None
+
+
+def test_process_links_the_studio_only_for_an_active_key_and_a_live_server(db: Pool) -> None:
+    from pipelines.process import ProcessOptions, _studio_owner
+
+    key, raw = make_key(db, "studio")
+    assert _studio_owner(db, ProcessOptions()) is None  # no studio: the video stays ownerless
+    assert _studio_owner(db, ProcessOptions(studio_url="http://x", studio_key=raw)) == key.id
+    with pytest.raises(ValidationFailed, match="CLIPFORGE_API_KEY"):
+        _studio_owner(db, ProcessOptions(studio_url="http://x", studio_key="cf_unknown"))
+    # Nothing listens on a fresh free port: no link (the live case is in the browser test).
+    assert running_studio(f"http://127.0.0.1:{free_port()}", uuid.uuid4(), timeout_s=1) is None
