@@ -106,7 +106,7 @@ def page_html(root: str, video_id: uuid.UUID) -> str:
 <p id="status" role="status" aria-live="polite"></p>
 <section id="editor" hidden aria-label="Editor">
   <video id="source" controls playsinline preload="metadata" aria-label="Source video"></video>
-  <div id="timeline" aria-label="Timeline of the clips">
+  <div id="timeline" role="group" aria-label="Timeline of the clips">
     <div id="track"></div><div id="playhead" aria-hidden="true"></div>
   </div>
   <div class="row">

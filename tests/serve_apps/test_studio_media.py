@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -112,6 +113,26 @@ def test_media_needs_the_owners_key(local_client: TestClient, db: Pool) -> None:
     assert local_client.get(f"/studio/media/exports/{pending_id}/mp4").status_code == 404
     assert local_client.get(f"/studio/media/exports/{ready_id}/exe").status_code == 422
     local_client.cookies.clear()
+
+
+def test_s3_media_is_a_short_presigned_redirect(client: TestClient, db: Pool) -> None:
+    """On S3 the API hands the browser a presigned URL instead of carrying the bytes."""
+    deps: ApiDeps = client.app.state.deps  # type: ignore[attr-defined]
+    key, raw = make_key(db, "studio")
+    video = make_video(db, key, status="ready")
+    stored = original_key(video.id, "mp4")
+    deps.store.put_bytes(stored, SOURCE)
+    with db.connection() as conn:
+        update_video(conn, video_id=video.id, original_key=stored)
+    client.cookies.set(KEY_COOKIE, raw)
+    try:
+        answer = client.get(f"/studio/media/videos/{video.id}/source", follow_redirects=False)
+    finally:
+        client.cookies.clear()
+    assert answer.status_code == 307
+    target = answer.headers["location"]
+    assert target.startswith(deps.settings.s3_endpoint_url or "") and "Expires=" in target
+    assert httpx.get(target, headers={"Range": "bytes=16-31"}).content == SOURCE[16:32]
 
 
 def test_local_store_path_of_stays_inside(tmp_path: Path) -> None:

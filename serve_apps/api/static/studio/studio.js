@@ -354,7 +354,10 @@
     await loadWords();
     const page = await api("GET", `/v1/clips/${clipId}/exports?limit=100`);
     $("exports").replaceChildren();
-    for (const exp of page.items) showExport(exp);
+    for (const exp of page.items) {
+      showExport(exp);
+      if (exp.status === "queued" || exp.status === "rendering") schedulePoll(exp.id);
+    }
   }
 
   // ---- exports -----------------------------------------------------------------------
@@ -408,7 +411,11 @@
     showExport(exp);
     if (exp.status === "ready") say(`Export ready (${exp.duration_s.toFixed(1)} s).`);
     else if (exp.status === "failed") say(`Export failed: ${exp.error}`, true);
-    else setTimeout(() => poll(exportId).catch((err) => say(err.message, true)), POLL_MS);
+    else schedulePoll(exportId);
+  }
+
+  function schedulePoll(exportId) {
+    setTimeout(() => poll(exportId).catch((err) => say(err.message, true)), POLL_MS);
   }
 
   async function exportClip(event) {
