@@ -90,6 +90,7 @@ def page_html(root: str, video_id: uuid.UUID) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>ClipForge Studio</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="{static}/studio.css">
 <script src="{static}/studio.js" defer></script>
 </head>

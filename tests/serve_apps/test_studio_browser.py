@@ -154,6 +154,7 @@ def test_drag_correct_export_and_download(
         start_handle = page.locator(".handle.start")
         start_handle.wait_for(timeout=30_000)
         assert "key=" not in page.url  # the key left the address bar
+        assert not page.locator("#key-form").is_visible()  # nothing left to ask
         # The source plays from the API (local storage, Range requests).
         _until(page, "document.getElementById('source').readyState >= 1")
 
