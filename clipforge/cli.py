@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from clipforge.errors import ClipForgeError
+from clipforge.errors import ClipForgeError, ValidationFailed
 from clipforge.ops.backup_cli import backup_app
 from clipforge.settings import Settings, get_settings
 from clipforge.types import AspectRatio, CaptionStyle, Layout
@@ -264,19 +265,34 @@ def process(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Ray's and ffmpeg's output too.")
     ] = False,
+    studio: Annotated[
+        str | None,
+        typer.Option(
+            "--studio",
+            metavar="API_URL",
+            help="Keep the video for the editing page of the `clipforge api` at API_URL (same "
+            "database), owned by the key in CLIPFORGE_API_KEY; the report links to the page "
+            "when that server answers.",
+        ),
+    ] = None,
 ) -> None:
     """Turn one video into captioned clips on the embedded default (no services needed)."""
     from pipelines.preflight import check_out_dir, check_source  # light: no Ray, no database
 
     settings = _settings()
+    studio_key = os.environ.get("CLIPFORGE_API_KEY") if studio else None
     try:  # user errors end here, in well under a second, before anything starts
+        if studio and not studio.startswith(("http://", "https://")):
+            raise ValidationFailed(f"--studio takes the API's http(s) URL, not {studio!r}")
+        if studio and not studio_key:
+            raise ValidationFailed("--studio needs CLIPFORGE_API_KEY (clipforge keys create)")
         checked = check_source(source, settings)
         local = Path(checked.location) if checked.kind == "file" else None
         out_dir = check_out_dir(out, overwrite=overwrite, source=local)
     except ClipForgeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    options_ = _process_options(aspect, style, top_k, config, keep, layout)
+    options_ = _process_options(aspect, style, top_k, config, keep, layout, studio, studio_key)
     log_path = out_dir / "clipforge.log"
     code, message = _run_process(source, out_dir, settings, options_, log_path, verbose)
     typer.echo(message, err=code != 0)
@@ -290,6 +306,8 @@ def _process_options(
     config: Path | None,
     keep: bool,
     layout: Layout,
+    studio_url: str | None = None,
+    studio_key: str | None = None,
 ) -> ProcessOptions:
     from pipelines.process import ProcessOptions
 
@@ -300,6 +318,8 @@ def _process_options(
         config_path=config,
         keep=keep,
         layout=layout,
+        studio_url=studio_url,
+        studio_key=studio_key,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from clipforge.db.embedded import resolve_database_url
 from clipforge.db.migrate import migrate
 from clipforge.db.pool import Pool, create_pool
+from clipforge.db.repo.api_keys import authenticate
 from clipforge.db.repo.clips import list_all_clips
 from clipforge.db.repo.exports import list_exports_for_video
 from clipforge.db.repo.transcripts import get_transcript
@@ -32,6 +33,7 @@ from clipforge.queue import enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.storage.keys import upload_key, video_prefix
+from clipforge.studio import running_studio
 from clipforge.types import AspectRatio, CaptionStyle, Layout
 from pipelines.config import PipelineConfig, load_pipeline_config
 from pipelines.preflight import CheckedSource, check_options, check_out_dir, check_source
@@ -53,6 +55,10 @@ class ProcessOptions:
         keep: keep the video's rows and media in the data folder after the run (by default a
             one-off run leaves only its output folder behind).
         overwrite: replace another run's outputs in the output folder (refused otherwise).
+        studio_url: an API server (`clipforge api`) on the same database and storage: the
+            video is kept, owned by `studio_key`, and the report links to its studio page when
+            that server answers.
+        studio_key: the raw API key that owns the kept video (the studio page asks for it).
     """
 
     aspect_ratio: AspectRatio = "9:16"
@@ -62,6 +68,8 @@ class ProcessOptions:
     keep: bool = False
     layout: Layout = "auto"
     overwrite: bool = False
+    studio_url: str | None = None
+    studio_key: str | None = None
 
 
 @contextlib.contextmanager
@@ -168,7 +176,8 @@ def _process(
                 create_pool(settings, url, application_name="clipforge-process", max_size=4)
             )
             staged = _on_cluster(settings, checked)
-            video_id = _enqueue(pool, settings, checked, stage_file=staged)
+            owner = _studio_owner(pool, opts)
+            video_id = _enqueue(pool, settings, checked, stage_file=staged, owner=owner)
             say("starting the stage actors")
             worker = PipelineWorker(settings, config, pool, database_url=url)
             worker.start()  # models go on loading in the actors while the first stages run
@@ -177,8 +186,9 @@ def _process(
         with shown, worker:
             _run_until_finished(worker, pool, video_id)
         with _step(display, "write outputs", "clips, transcript, report"):
-            result = _write_outputs(pool, settings, video_id, out, source)
-            if not opts.keep:
+            studio = running_studio(opts.studio_url, video_id) if opts.studio_url else None
+            result = _write_outputs(pool, settings, video_id, out, source, studio)
+            if not opts.keep and not opts.studio_url:  # the studio edits the kept rows
                 _forget(pool, settings, video_id)
         with _step(display, "shut down", "stopping Ray"):
             stack.close()
@@ -211,8 +221,27 @@ def check_cluster_storage(*, nodes: int, backend: str) -> None:
         )
 
 
+def _studio_owner(pool: Pool, opts: ProcessOptions) -> uuid.UUID | None:
+    """The key that will own the video, for the studio to open it; None without a studio."""
+    if not opts.studio_url:
+        return None
+    with pool.connection() as conn:
+        key = authenticate(conn, raw_key=opts.studio_key or "")
+    if key is None:
+        raise ValidationFailed(
+            "--studio needs CLIPFORGE_API_KEY set to an active key of this database "
+            "(clipforge keys create)"
+        )
+    return key.id
+
+
 def _enqueue(
-    pool: Pool, settings: Settings, checked: CheckedSource, *, stage_file: bool
+    pool: Pool,
+    settings: Settings,
+    checked: CheckedSource,
+    *,
+    stage_file: bool,
+    owner: uuid.UUID | None = None,
 ) -> uuid.UUID:
     video_id = uuid.uuid4()
     if stage_file:  # the import stage reads an upload from storage, on whichever node it runs
@@ -220,7 +249,7 @@ def _enqueue(
     with pool.connection() as conn, conn.transaction():
         create_video(
             conn,
-            owner_key_id=None,
+            owner_key_id=owner,
             source_kind="upload" if stage_file else checked.kind,
             source_url=None if stage_file else checked.location,
             video_id=video_id,
@@ -268,7 +297,12 @@ def _config(config: PipelineConfig, opts: ProcessOptions) -> PipelineConfig:
 
 
 def _write_outputs(
-    pool: Pool, settings: Settings, video_id: uuid.UUID, out_dir: Path, source: str
+    pool: Pool,
+    settings: Settings,
+    video_id: uuid.UUID,
+    out_dir: Path,
+    source: str,
+    studio_url: str | None = None,
 ) -> dict[str, Any]:
     with pool.connection() as conn:
         video = get_video(conn, video_id=video_id)
@@ -329,6 +363,7 @@ def _write_outputs(
             timeline=timeline,
             root=out_dir,
             source_video=source_video,
+            studio_url=studio_url,
         )
     )
     return {"video_id": str(video_id), "clips": clip_docs, "out_dir": str(out_dir)}

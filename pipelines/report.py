@@ -192,6 +192,16 @@ def _help() -> str:
     )
 
 
+def _studio_link(studio_url: str | None) -> str:
+    if not studio_url:
+        return ""
+    return (
+        f'<p class="studio"><a href="{esc(studio_url)}">Edit these clips in ClipForge Studio</a>'
+        " (move their bounds, correct caption words, export again; served by the running "
+        "<code>clipforge api</code>)</p>"
+    )
+
+
 def render_report(
     *,
     source: str,
@@ -200,6 +210,7 @@ def render_report(
     timeline: Sequence[Sequence[float]],
     root: Path | None = None,
     source_video: str | None = None,
+    studio_url: str | None = None,
 ) -> str:
     """The whole report page.
 
@@ -211,6 +222,8 @@ def render_report(
         timeline: `[start, end, score]` per scored window.
         root: the output folder, to inline each clip's WebVTT captions (else linked).
         source_video: the source's path relative to the output folder, for the preview player.
+        studio_url: the video's studio page on a running API server, linked from the top;
+            None (no server) keeps the page free of any link to a server.
     """
     lang = str(transcript.get("language") or "en")
     segments = transcript.get("segments", [])
@@ -224,7 +237,8 @@ def render_report(
         f"<style>{CSS}</style></head><body><main>"
         f'<h1>ClipForge report</h1><p class="meta">Source: {esc(source)} · {clock(duration)} · '
         f"{len(clips)} clip{'' if len(clips) == 1 else 's'}</p>"
-        '<div id="status" class="toast" role="status" aria-live="polite"></div>'
+        + _studio_link(studio_url)
+        + '<div id="status" class="toast" role="status" aria-live="polite"></div>'
         f"<h2>Highlight scores</h2>{timeline_html(duration, timeline, clips)}"
         f"<h2>Clips</h2>{_help()}<div class='clips'>{cards}</div>"
         f"<h2>Transcript</h2>{player}"

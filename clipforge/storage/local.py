@@ -107,6 +107,12 @@ class LocalStore:
         more = len(items) > limit
         return ObjectPage(items=page, next_token=page[-1].key if more and page else None)
 
+    def path_of(self, key: str) -> Path | None:
+        """The file holding the object, or None: for serving it from this machine (Range
+        requests included) without reading it into memory."""
+        path = self._path(key)
+        return path if path.is_file() else None
+
     def presign_put(self, key: str, *, expires_s: int, content_type: str | None = None) -> str:
         """Not available: the local backend has no HTTP endpoint for clients to upload to."""
         raise ValidationFailed("presigned uploads need the S3 backend (set S3_BUCKET)")

@@ -13,6 +13,7 @@ from serve_apps.api.docs import install_docs
 from serve_apps.api.errors import install_error_handlers
 from serve_apps.api.middleware import BodyLimits, Observer, RequestMiddleware
 from serve_apps.api.routers import clips, health, jobs, models, results, videos
+from serve_apps.api.studio import install_studio
 from serve_apps.api.tracing import TracingMiddleware
 
 API_VERSION = "1.0.0"
@@ -71,4 +72,5 @@ def create_app(
         app.include_router(module.router)
     if settings.docs_enabled:
         install_docs(app)
+    install_studio(app)  # the editing page: static files, and media only for a valid key
     return app

@@ -223,14 +223,16 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-async def check_api_key(deps: ApiDeps, request: Request) -> ApiKey:
-    """Authenticate from the `Authorization` header, then apply the per-key rate limit.
+async def check_api_key(deps: ApiDeps, request: Request, raw_key: str | None = None) -> ApiKey:
+    """Authenticate from the `Authorization` header (or `raw_key`, taken from elsewhere by the
+    caller), then apply the per-key rate limit.
 
     A wrong key counts against the caller's address (`deps.auth_failures`), so guessing keys is
     rate limited too; the 429 then replaces the 401. Used by the `AuthKey` dependency and by the
     malformed-body handler, so an unauthenticated request never learns how its body parsed.
     """
-    key, _ = await lookup_key(deps.aio, deps.keys, raw_key_of(request))
+    raw = raw_key_of(request) if raw_key is None else raw_key
+    key, _ = await lookup_key(deps.aio, deps.keys, raw)
     if key is None:
         if deps.auth_failures is not None:
             refused, _ = await deps.auth_failures.acheck(

@@ -39,6 +39,7 @@ def _person_env(tmp: Path) -> dict[str, str]:
     drop = {
         "DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL", "S3_BUCKET", "CDN_BASE_URL",
         "RAY_ADDRESS", "RAY_AUTH_MODE",  # the CLI must need no Ray set-up from the user
+        "CLIPFORGE_API_KEY",
     }  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in drop}
     return env | {
@@ -141,6 +142,8 @@ def _cli(*args: str, tmp: Path) -> tuple[subprocess.CompletedProcess[str], float
         ("audio_only", "has no video stream"),
         ("missing", "is not a file or an http(s) URL"),
         ("private_url", "non-public address (127.0.0.1); refused (FETCH_ALLOW_CIDRS"),
+        ("studio_without_key", "--studio needs CLIPFORGE_API_KEY"),
+        ("studio_not_a_url", "--studio takes the API's http(s) URL"),
     ],
 )
 def test_user_errors_end_at_once_with_one_line(
@@ -162,6 +165,8 @@ def test_user_errors_end_at_once_with_one_line(
         "audio_only": [str(test_media["audio_only"])],
         "missing": [str(short_tmp / "nope.mp4")],
         "private_url": ["http://127.0.0.1:9/video.mp4"],
+        "studio_without_key": [good, "--studio", "http://127.0.0.1:8080"],
+        "studio_not_a_url": [good, "--studio", "127.0.0.1:8080"],
     }[case]
     if "--out" not in args:
         args += ["--out", str(short_tmp / "out")]

@@ -202,3 +202,11 @@ def test_copy_source_without_a_store_places_local_files_only(tmp_path: Path) -> 
     source.write_bytes(b"video")
     assert copy_source(tmp_path, str(source)) == "source.mkv"
     assert copy_source(tmp_path, "https://example.com/v", None, "videos/x/original.mp4") is None
+
+
+def test_the_studio_is_linked_only_when_a_server_answered() -> None:
+    assert "studio" not in _render(_clip()).lower()  # self-contained: no server named
+    url = "http://127.0.0.1:8080/studio/videos/0f0e6c4a-6c4b-4c1e-9d7e-3f5b1f0a2b11"
+    page = _render(_clip(), studio_url=url)
+    assert f'<a href="{url}">Edit these clips in ClipForge Studio</a>' in page
+    assert page.count("http://127.0.0.1:8080") == 1
