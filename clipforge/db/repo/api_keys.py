@@ -79,6 +79,16 @@ async def authenticate_async(conn: AsyncConn, *, digest: bytes) -> ApiKey | None
     return ApiKey(**row) if row else None
 
 
+def list_api_keys(conn: Conn, *, include_revoked: bool = False) -> list[ApiKey]:
+    """Keys, oldest first (active only unless `include_revoked`)."""
+    rows = conn.execute(
+        """SELECT id, name, prefix, created_at, revoked_at FROM api_keys
+           WHERE %s OR revoked_at IS NULL ORDER BY created_at, id""",
+        (include_revoked,),
+    ).fetchall()
+    return [ApiKey(**row) for row in rows]
+
+
 def revoke_api_key(conn: Conn, *, key_id: uuid.UUID) -> bool:
     """Revoke a key; True if it was active."""
     cur = conn.execute(
