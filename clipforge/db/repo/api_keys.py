@@ -89,6 +89,16 @@ def list_api_keys(conn: Conn, *, include_revoked: bool = False) -> list[ApiKey]:
     return [ApiKey(**row) for row in rows]
 
 
+def owns_video(conn: Conn, *, key_id: uuid.UUID, video_id: uuid.UUID) -> bool:
+    """Whether `key_id` is an active (not revoked) key and owns the video."""
+    row = conn.execute(
+        """SELECT 1 FROM videos v JOIN api_keys k ON k.id = v.owner_key_id
+           WHERE v.id = %s AND k.id = %s AND k.revoked_at IS NULL""",
+        (video_id, key_id),
+    ).fetchone()
+    return row is not None
+
+
 def revoke_api_key(conn: Conn, *, key_id: uuid.UUID) -> bool:
     """Revoke a key; True if it was active."""
     cur = conn.execute(
