@@ -145,6 +145,10 @@ class Client:
         """One video."""
         return self._call(VideoOut, "GET", f"/v1/videos/{video_id}")
 
+    def delete_video(self, video_id: Id) -> None:
+        """Delete the video, its clips, exports and stored media (204; `NotFound` if unknown)."""
+        self._send("DELETE", f"/v1/videos/{video_id}")
+
     def video_pages(
         self, *, status: VideoStatus | None = None, limit: int = 50
     ) -> Iterator[VideoPage]:
