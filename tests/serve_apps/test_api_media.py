@@ -3,6 +3,7 @@ and caption files through the API's signed, expiring, tenant-scoped `/media/` UR
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from clipforge.storage.keys import export_key, original_key
 from clipforge.storage.signed import MediaSigner
 from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
+from serve_apps.api.services.media import media_url
 from tests.utils.factories import make_key, make_video
 
 Auth = tuple[ApiKey, dict[str, str]]
@@ -184,3 +186,13 @@ def test_signing_secret_is_private_and_shared_by_processes(local_deps: ApiDeps) 
         assert again.signer == local_deps.signer
     finally:
         again.close()
+
+
+def test_api_public_url_is_the_base_behind_a_proxy(local_deps: ApiDeps, owner: Auth) -> None:
+    proxied = local_deps.settings.model_copy(update={"api_public_url": "https://api.example.com"})
+    deps = dataclasses.replace(local_deps, settings=proxied)
+    key = "videos/00000000-0000-0000-0000-000000000001/exports/x.mp4"
+    url = media_url(deps, key, tenant=owner[0].id, base_url="http://10.0.0.5:8080/")
+    assert url.startswith(f"https://api.example.com/media/{key}?tenant=")
+    direct = media_url(local_deps, key, tenant=owner[0].id, base_url="http://10.0.0.5:8080/")
+    assert direct.startswith(f"http://10.0.0.5:8080/media/{key}?")
