@@ -140,7 +140,7 @@ def keys_revoke(
     """Revoke an API key: API processes refuse it within API_KEY_CACHE_TTL_S (10 s)."""
     import uuid
 
-    from clipforge.db.repo.api_keys import revoke_api_key
+    from clipforge.db.repo.api_keys import get_api_key, revoke_api_key
 
     try:
         parsed = uuid.UUID(key_id)
@@ -149,9 +149,7 @@ def keys_revoke(
         raise typer.Exit(2) from None
     with _keys_connection() as conn:
         revoked = revoke_api_key(conn, key_id=parsed)
-        known = (
-            revoked or conn.execute("SELECT 1 FROM api_keys WHERE id = %s", (parsed,)).fetchone()
-        )
+        known = revoked or get_api_key(conn, key_id=parsed) is not None
     if not known:
         typer.echo(f"error: no API key {parsed}", err=True)
         raise typer.Exit(2)

@@ -79,6 +79,14 @@ async def authenticate_async(conn: AsyncConn, *, digest: bytes) -> ApiKey | None
     return ApiKey(**row) if row else None
 
 
+def get_api_key(conn: Conn, *, key_id: uuid.UUID) -> ApiKey | None:
+    """One key by id, revoked or not."""
+    row = conn.execute(
+        "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE id = %s", (key_id,)
+    ).fetchone()
+    return ApiKey(**row) if row else None
+
+
 def list_api_keys(conn: Conn, *, include_revoked: bool = False) -> list[ApiKey]:
     """Keys, oldest first (active only unless `include_revoked`)."""
     rows = conn.execute(
