@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +18,7 @@ from clipforge.settings import Settings, get_settings
 from clipforge.types import AspectRatio, CaptionStyle, Layout
 
 if TYPE_CHECKING:
+    from clipforge.db.pool import Conn
     from pipelines.process import ProcessOptions
 
 app = typer.Typer(
@@ -92,6 +96,65 @@ def keys_create(name: str = typer.Option(..., "--name", help="Label for the key.
         raise typer.Exit(2) from None
     typer.echo(f"created key {key.id} ({key.name}); store it now, it is not shown again:", err=True)
     sys.stdout.write(raw + "\n")
+
+
+@contextmanager
+def _keys_connection() -> Iterator[Conn]:
+    """A migrated connection for the `keys` commands; the transaction commits on exit."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from clipforge.db.migrate import migrate
+
+    url = _database_url(_settings())
+    migrate(url)
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        yield conn
+
+
+def _utc(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@keys_app.command("list")
+def keys_list(
+    all_keys: Annotated[
+        bool, typer.Option("--all", help="Include revoked keys (with when they were revoked).")
+    ] = False,
+) -> None:
+    """List API keys (id, prefix, name, created; never the key itself), oldest first."""
+    from clipforge.db.repo.api_keys import list_api_keys
+
+    with _keys_connection() as conn:
+        keys = list_api_keys(conn, include_revoked=all_keys)
+    for key in keys:
+        revoked = f"\trevoked {_utc(key.revoked_at)}" if key.revoked_at else ""
+        typer.echo(f"{key.id}\t{key.prefix}…\t{_utc(key.created_at)}\t{key.name}{revoked}")
+    if not keys:
+        typer.echo("no API keys" if all_keys else "no active API keys", err=True)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="Id of the key (from `clipforge keys list`).")],
+) -> None:
+    """Revoke an API key: API processes refuse it within API_KEY_CACHE_TTL_S (10 s)."""
+    import uuid
+
+    from clipforge.db.repo.api_keys import get_api_key, revoke_api_key
+
+    try:
+        parsed = uuid.UUID(key_id)
+    except ValueError:
+        typer.echo(f"error: {key_id!r} is not a key id (see `clipforge keys list`)", err=True)
+        raise typer.Exit(2) from None
+    with _keys_connection() as conn:
+        revoked = revoke_api_key(conn, key_id=parsed)
+        known = revoked or get_api_key(conn, key_id=parsed) is not None
+    if not known:
+        typer.echo(f"error: no API key {parsed}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"revoked key {parsed}" if revoked else f"key {parsed} was already revoked")
 
 
 @app.command("worker")

@@ -145,6 +145,10 @@ class Client:
         """One video."""
         return self._call(VideoOut, "GET", f"/v1/videos/{video_id}")
 
+    def delete_video(self, video_id: Id) -> None:
+        """Delete the video, its clips, exports and stored media (204; `NotFound` if unknown)."""
+        self._send("DELETE", f"/v1/videos/{video_id}")
+
     def video_pages(
         self, *, status: VideoStatus | None = None, limit: int = 50
     ) -> Iterator[VideoPage]:
@@ -282,11 +286,19 @@ class Client:
         return export
 
     def download(self, url: str, path: str | Path) -> Path:
-        """Stream `url` (an export or thumbnail URL) to `path`; returns `path`."""
+        """Stream `url` (an export's `url`, `thumbnail_url` or one of its `caption_urls`) to
+        `path`; returns `path`."""
         dest = Path(path)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        # A relative URL is served by the API itself (local storage), so it needs the key.
-        client, headers = (self._http, self._auth) if url.startswith("/") else (self._plain, {})
+        # A relative URL is served by the API itself and needs the key. The API's signed
+        # `/media/` URLs (local storage) carry their own signature: they go through the API's
+        # transport (in-process in tests) but without the key, like presigned S3 URLs.
+        if url.startswith("/"):
+            client, headers = self._http, self._auth
+        elif url.startswith(f"{self.base_url}/"):
+            client, headers = self._http, {}
+        else:
+            client, headers = self._plain, {}
         with client.stream("GET", url, headers=headers) as response:
             if response.status_code >= 400:
                 response.read()

@@ -155,6 +155,14 @@ class ClipPage(_Model):
     next_cursor: str | None = None
 
 
+class CaptionUrls(_Model):
+    """Download URLs of an export's caption files."""
+
+    srt: str
+    vtt: str
+    ass: str
+
+
 class ExportOut(_Model):
     """A rendered (or rendering) clip; `url` is set once `status` is `ready`."""
 
@@ -168,6 +176,7 @@ class ExportOut(_Model):
     error: str | None = None
     url: str | None = None
     thumbnail_url: str | None = None
+    caption_urls: CaptionUrls | None = None  # srt, vtt, ass
     created_at: datetime
     updated_at: datetime
 

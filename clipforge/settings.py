@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     s3_multipart_threshold_mb: int = Field(default=16, ge=5)
     local_storage_dir: Path | None = None
     cdn_base_url: str | None = None
+    # Downloads of local-folder media through the API (`/media/...`, clipforge/storage/signed.py):
+    # the HMAC key of the signed URLs (unset: a random one kept in DATA_DIR), and the base URL
+    # clients reach the API at (unset: the one each request came in on).
+    media_url_secret: SecretStr | None = None
+    api_public_url: str | None = None
     # Node-local LRU cache of stored objects, shared by the stage actors of one machine (detect and
     # export read the original import already had); 0 bytes disables it.
     object_cache_dir: Path | None = None
@@ -197,7 +202,7 @@ class Settings(BaseSettings):
         """DATABASE_REPLICA_URL as a list (empty: every read goes to the primary)."""
         return split_replica_urls(self.database_replica_url or "")
 
-    @field_validator("cdn_base_url", "s3_endpoint_url")
+    @field_validator("cdn_base_url", "s3_endpoint_url", "api_public_url")
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -228,6 +233,9 @@ class Settings(BaseSettings):
             secret = self.s3_secret_access_key
             if secret is not None and secret.get_secret_value().lower() in _PLACEHOLDER_SECRETS:
                 raise ValueError("S3_SECRET_ACCESS_KEY is a placeholder; set a real secret")
+            media = self.media_url_secret
+            if media is not None and len(media.get_secret_value()) < 32:
+                raise ValueError("MEDIA_URL_SECRET must be at least 32 characters")
             if self.database_url is None:
                 raise ValueError("DATABASE_URL is required in production")
         return self

@@ -45,9 +45,13 @@ def ensure_ray() -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(
-            address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False
-        )
+        address = os.environ.get("RAY_ADDRESS")
+        if not address:
+            # A local Ray on this machine (the rule of `clipforge process` and `serve`): token
+            # auth would only print Ray's "Token authentication is enabled" warning and make the
+            # operator manage ~/.ray/auth_token. RAY_AUTH_MODE=token keeps it on.
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
 
 
 def build_stages(

@@ -45,6 +45,7 @@ _HEAVY_FILES = (
     "tests/models/test_highlight_real_speech.py",
     "tests/serve_apps/test_api_clip_edits_render.py",
     "tests/serve_apps/test_studio_browser.py",
+    "tests/serve_apps/test_readme_quickstart.py",
     "tests/pipelines/test_backfill.py",
     "tests/pipelines/test_end_to_end.py",
     "tests/pipelines/test_observability.py",

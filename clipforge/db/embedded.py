@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any
 
 from clipforge.settings import Settings
 
 log = logging.getLogger(__name__)
+# pgserver asks platformdirs for a runtime folder when imported; without XDG_RUNTIME_DIR
+# (containers, CI, ssh without a login session) platformdirs warns on stderr and falls back to a
+# private /tmp/runtime-<uid>, which holds pgserver's lock file just as well. Only that case is
+# silenced: a runtime folder with wrong permissions still warns.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set", category=UserWarning)
 _servers: dict[str, Any] = {}
 # Set by Ray 2.x's job supervisor on every `ray job submit` driver (ray/dashboard/modules/job/
 # job_supervisor.py, _get_driver_env_vars); RAY_JOB_ID is an internal flag Ray strips.

@@ -121,6 +121,10 @@ class LocalStore:
         """A file:// URL (local use only; there is nothing to sign)."""
         return self._path(key).as_uri()
 
+    def file_of(self, key: str) -> Path:
+        """The file holding an object (the API serves it through signed `/media/` URLs)."""
+        return self._path(key)
+
     def public_url(self, key: str) -> str:
         """CDN URL when configured, else a file:// URL."""
         if self._cdn:

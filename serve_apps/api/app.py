@@ -12,7 +12,7 @@ from serve_apps.api.deps import ApiDeps, check_api_key
 from serve_apps.api.docs import install_docs
 from serve_apps.api.errors import install_error_handlers
 from serve_apps.api.middleware import BodyLimits, Observer, RequestMiddleware
-from serve_apps.api.routers import clips, health, jobs, models, results, videos
+from serve_apps.api.routers import clips, health, jobs, media, models, results, videos
 from serve_apps.api.studio import install_studio
 from serve_apps.api.tracing import TracingMiddleware
 
@@ -68,7 +68,7 @@ def create_app(
     )
     # Outside RequestMiddleware: its access log line is written inside the request's span.
     app.add_middleware(TracingMiddleware)
-    for module in (health, videos, results, clips, jobs, models):
+    for module in (health, videos, results, clips, jobs, models, media):
         app.include_router(module.router)
     if settings.docs_enabled:
         install_docs(app)

@@ -29,6 +29,7 @@ from clipforge.ratelimit import RateLimiter
 from clipforge.redis_client import RedisClient, create_redis
 from clipforge.settings import Settings
 from clipforge.storage import ObjectStore, create_store
+from clipforge.storage.signed import MediaSigner, media_url_secret
 from serve_apps.api.auth import (
     ASYNC_POOL_SIZE,
     KeyCache,
@@ -67,6 +68,8 @@ class ApiDeps:
         keys: active API keys seen in the last API_KEY_CACHE_TTL_S (rebuilt by `replace`).
         aio: asyncio Postgres pool and Redis clients, per event loop (rebuilt by `replace`).
         reads: routes lag-tolerant reads to read replicas (primary-only without any).
+        signer: signs `/media/` download URLs; set when media is in a local folder without a
+            CDN in front (S3 has presigned URLs, a CDN its own).
     """
 
     settings: Settings
@@ -81,6 +84,7 @@ class ApiDeps:
     reads: ReplicaRouter | None = None
     keys: KeyCache = field(init=False)
     aio: LoopResources = field(init=False)
+    signer: MediaSigner | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.reads is None:
@@ -89,6 +93,9 @@ class ApiDeps:
         conninfo = self.pool.conninfo
         url = conninfo if isinstance(conninfo, str) else ""
         self.aio = LoopResources(self.settings, url, self.pool.name)
+        if self.settings.storage_backend == "local" and not self.settings.cdn_base_url:
+            secret = media_url_secret(self.settings)
+            self.signer = MediaSigner(secret, self.settings.s3_presign_expiry_s)
 
     @classmethod
     def open(

@@ -40,6 +40,13 @@ class Unauthorized(ClipForgeError):
     code = "unauthorized"
 
 
+class Forbidden(ClipForgeError):
+    """A download URL that is not (or no longer) valid: tampered, expired, or its key revoked."""
+
+    http_status = 403
+    code = "forbidden"
+
+
 class RateLimited(ClipForgeError):
     """The API key is over its request rate; retry after `retry_after_s`."""
 

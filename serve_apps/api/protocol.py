@@ -240,6 +240,14 @@ class CreateExportRequest(_Request):
     )
 
 
+class CaptionUrls(BaseModel):
+    """Download URLs of an export's caption files (their cues are the burned captions')."""
+
+    srt: str = Field(description="SubRip (`.srt`).")
+    vtt: str = Field(description="WebVTT (`.vtt`).")
+    ass: str = Field(description="Advanced SubStation Alpha (`.ass`), with the burned styling.")
+
+
 class ExportOut(BaseModel):
     """A rendered (or rendering) clip."""
 
@@ -251,8 +259,15 @@ class ExportOut(BaseModel):
     status: Literal["queued", "rendering", "ready", "failed"] = Field(description="Render state.")
     duration_s: float | None = Field(description="Duration of the rendered file.")
     error: str | None = Field(description="Why rendering failed.")
-    url: str | None = Field(description="CDN URL of the MP4 when `ready`.")
-    thumbnail_url: str | None = Field(description="CDN URL of the thumbnail when `ready`.")
+    url: str | None = Field(
+        description="Download URL of the MP4 when `ready`: the CDN's, a presigned S3 URL, or "
+        "(local storage) the API's own signed `/media/` URL; presigned and signed URLs expire "
+        "after `S3_PRESIGN_EXPIRY_S`, so fetch the export again for a fresh one."
+    )
+    thumbnail_url: str | None = Field(description="Download URL of the JPEG poster frame.")
+    caption_urls: CaptionUrls | None = Field(
+        default=None, description="Download URLs of the caption files when `ready`."
+    )
     created_at: datetime = Field(description="Creation time.")
     updated_at: datetime = Field(description="Last change.")
 

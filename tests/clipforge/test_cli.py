@@ -62,3 +62,36 @@ def test_version_flag_prints_the_installed_version() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"clipforge {version('clipforge')}"
     assert clipforge.__version__ == version("clipforge")
+
+
+def test_keys_list_and_revoke_without_sql(db: Pool, database_url: str) -> None:
+    first = _run(database_url, "keys", "create", "--name", "old client").stdout.strip()
+    second = _run(database_url, "keys", "create", "--name", "new client").stdout.strip()
+    with db.connection() as conn:
+        old = authenticate(conn, raw_key=first)
+    assert old is not None
+
+    listed = _run(database_url, "keys", "list")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert [line.split("\t")[3] for line in lines] == ["old client", "new client"]
+    assert lines[0].startswith(f"{old.id}\t{first[:10]}…\t")
+    assert first not in listed.stdout and second not in listed.stdout  # never the key itself
+
+    revoked = _run(database_url, "keys", "revoke", str(old.id))
+    assert revoked.returncode == 0 and revoked.stdout.strip() == f"revoked key {old.id}"
+    with db.connection() as conn:
+        assert authenticate(conn, raw_key=first) is None
+        assert authenticate(conn, raw_key=second) is not None
+    again = _run(database_url, "keys", "revoke", str(old.id))
+    assert again.returncode == 0 and "already revoked" in again.stdout
+
+    active = _run(database_url, "keys", "list").stdout.splitlines()
+    assert [line.split("\t")[3] for line in active] == ["new client"]
+    every = _run(database_url, "keys", "list", "--all").stdout.splitlines()
+    assert len(every) == 2 and "\trevoked 20" in every[0]
+
+    unknown = _run(database_url, "keys", "revoke", "00000000-0000-0000-0000-000000000000")
+    assert unknown.returncode == 2 and "no API key" in unknown.stderr
+    malformed = _run(database_url, "keys", "revoke", "cf_abc")
+    assert malformed.returncode == 2 and "not a key id" in malformed.stderr

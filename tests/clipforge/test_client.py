@@ -62,6 +62,11 @@ def test_create_get_and_idempotent_retry(api: Client) -> None:
     video = api.get_video(created.video.id)
     assert video.status == "pending" and video.source_url == PUBLIC_URL
     assert video.metadata == {"title": "Talk"}
+    api.delete_video(created.video.id)
+    with pytest.raises(NotFound):
+        api.get_video(created.video.id)
+    with pytest.raises(NotFound):
+        api.delete_video(created.video.id)
 
 
 def test_list_videos_follows_every_cursor(

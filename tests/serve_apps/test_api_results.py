@@ -110,6 +110,7 @@ def test_clips_pagination_and_exports(
             job is not None and job.kind == "export" and job.payload == {"export_id": export["id"]}
         )
         api_deps.store.put_bytes(f"videos/{video.id}/exports/{export['id']}.mp4", b"mp4")
+        api_deps.store.put_bytes(f"videos/{video.id}/exports/{export['id']}.srt", b"1\n")
         update_export(
             conn,
             export_id=uuid.UUID(export["id"]),
@@ -118,6 +119,9 @@ def test_clips_pagination_and_exports(
         )
     ready = client.get(f"/v1/exports/{export['id']}", headers=auth).json()
     assert ready["status"] == "ready" and httpx.get(ready["url"]).content == b"mp4"
+    # With S3 the caption files are presigned S3 URLs too (the API never proxies media).
+    srt_url = ready["caption_urls"]["srt"]
+    assert "X-Amz-Signature=" in srt_url and httpx.get(srt_url).content == b"1\n"
     assert ready["layout"] == "split"
     listed = client.get(f"/v1/clips/{clip_id}/exports", headers=auth).json()
     assert [e["id"] for e in listed["items"]] == [export["id"]]

@@ -79,6 +79,34 @@ async def authenticate_async(conn: AsyncConn, *, digest: bytes) -> ApiKey | None
     return ApiKey(**row) if row else None
 
 
+def get_api_key(conn: Conn, *, key_id: uuid.UUID) -> ApiKey | None:
+    """One key by id, revoked or not."""
+    row = conn.execute(
+        "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE id = %s", (key_id,)
+    ).fetchone()
+    return ApiKey(**row) if row else None
+
+
+def list_api_keys(conn: Conn, *, include_revoked: bool = False) -> list[ApiKey]:
+    """Keys, oldest first (active only unless `include_revoked`)."""
+    rows = conn.execute(
+        """SELECT id, name, prefix, created_at, revoked_at FROM api_keys
+           WHERE %s OR revoked_at IS NULL ORDER BY created_at, id""",
+        (include_revoked,),
+    ).fetchall()
+    return [ApiKey(**row) for row in rows]
+
+
+def owns_video(conn: Conn, *, key_id: uuid.UUID, video_id: uuid.UUID) -> bool:
+    """Whether `key_id` is an active (not revoked) key and owns the video."""
+    row = conn.execute(
+        """SELECT 1 FROM videos v JOIN api_keys k ON k.id = v.owner_key_id
+           WHERE v.id = %s AND k.id = %s AND k.revoked_at IS NULL""",
+        (video_id, key_id),
+    ).fetchone()
+    return row is not None
+
+
 def revoke_api_key(conn: Conn, *, key_id: uuid.UUID) -> bool:
     """Revoke a key; True if it was active."""
     cur = conn.execute(

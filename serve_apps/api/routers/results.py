@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from serve_apps.api.deps import ApiRoute, AuthKey, Deps, IdempotencyKey
@@ -58,6 +58,7 @@ def list_clips(
 def create_export(
     clip_id: uuid.UUID,
     body: CreateExportRequest,
+    request: Request,
     key: AuthKey,
     deps: Deps,
     idem: IdempotencyKey,
@@ -69,19 +70,28 @@ def create_export(
         key=idem,
         request_hash=fingerprint(f"exports:{clip_id}", body),
         status_code=202,
-        action=lambda conn: results.request_export(deps, conn, key, clip_id, body),
+        action=lambda conn: results.request_export(
+            deps, conn, key, clip_id, body, base_url=str(request.base_url)
+        ),
     )
 
 
 @router.get("/clips/{clip_id}/exports", response_model=ExportPage)
 def list_exports(
-    clip_id: uuid.UUID, key: AuthKey, deps: Deps, limit: Limit = 20, cursor: PageCursor = None
+    clip_id: uuid.UUID,
+    request: Request,
+    key: AuthKey,
+    deps: Deps,
+    limit: Limit = 20,
+    cursor: PageCursor = None,
 ) -> ExportPage:
     """The clip's exports, oldest first."""
-    return results.exports_page(deps, key, clip_id, limit=limit, cursor=cursor)
+    return results.exports_page(
+        deps, key, clip_id, limit=limit, cursor=cursor, base_url=str(request.base_url)
+    )
 
 
 @router.get("/exports/{export_id}", response_model=ExportOut)
-def get_export(export_id: uuid.UUID, key: AuthKey, deps: Deps) -> ExportOut:
-    """One export; `url` is set once it is ready."""
-    return results.export(deps, key, export_id)
+def get_export(export_id: uuid.UUID, request: Request, key: AuthKey, deps: Deps) -> ExportOut:
+    """One export; `url`, `thumbnail_url` and `caption_urls` are set once it is ready."""
+    return results.export(deps, key, export_id, base_url=str(request.base_url))

@@ -39,6 +39,7 @@ from serve_apps.api.protocol import (
     TranscriptOut,
     WordOut,
 )
+from serve_apps.api.services.media import CAPTION_FORMATS, media_url, sibling_key
 from serve_apps.api.services.videos import CLIPS_NS, TRANSCRIPT_NS, owned_cached
 
 EXPORT_JOB = "export"
@@ -132,17 +133,31 @@ def owned_clip(conn: Conn, key: ApiKey, clip_id: uuid.UUID) -> Clip:
     return clip
 
 
-def export_out(deps: ApiDeps, export: Export) -> ExportOut:
-    """API view of an export, with CDN URLs once it is ready."""
-    ready = export.status == "ready"
-    url = deps.store.public_url(export.object_key) if ready and export.object_key else None
-    thumb = deps.store.public_url(export.thumbnail_key) if ready and export.thumbnail_key else None
-    data = export.to_json() | {"url": url, "thumbnail_url": thumb}
+def export_out(deps: ApiDeps, export: Export, *, key: ApiKey, base_url: str) -> ExportOut:
+    """API view of an export, with download URLs (`services.media`) once it is ready."""
+    data = export.to_json() | {"url": None, "thumbnail_url": None, "caption_urls": None}
+    if export.status == "ready" and export.object_key:
+
+        def url(object_key: str) -> str:
+            return media_url(deps, object_key, tenant=key.id, base_url=base_url)
+
+        data["url"] = url(export.object_key)
+        data["thumbnail_url"] = url(export.thumbnail_key) if export.thumbnail_key else None
+        # The export stage stores the caption files beside the MP4, under the same stem.
+        data["caption_urls"] = {
+            ext: url(sibling_key(export.object_key, ext)) for ext in CAPTION_FORMATS
+        }
     return ExportOut.model_validate(data)
 
 
 def request_export(
-    deps: ApiDeps, conn: Conn, key: ApiKey, clip_id: uuid.UUID, body: CreateExportRequest
+    deps: ApiDeps,
+    conn: Conn,
+    key: ApiKey,
+    clip_id: uuid.UUID,
+    body: CreateExportRequest,
+    *,
+    base_url: str,
 ) -> ExportCreated:
     """Queue a render of the key's clip (runs inside the idempotent transaction)."""
     clip = owned_clip(conn, key, clip_id)
@@ -156,10 +171,10 @@ def request_export(
     job = enqueue(
         conn, kind=EXPORT_JOB, payload={"export_id": str(export.id)}, video_id=clip.video_id
     )
-    return ExportCreated(export=export_out(deps, export), job_id=job.id)
+    return ExportCreated(export=export_out(deps, export, key=key, base_url=base_url), job_id=job.id)
 
 
-def export(deps: ApiDeps, key: ApiKey, export_id: uuid.UUID) -> ExportOut:
+def export(deps: ApiDeps, key: ApiKey, export_id: uuid.UUID, *, base_url: str) -> ExportOut:
     """`GET /v1/exports/{id}`."""
 
     def load(conn: Conn) -> Export | None:
@@ -176,11 +191,17 @@ def export(deps: ApiDeps, key: ApiKey, export_id: uuid.UUID) -> ExportOut:
     row = deps.read(key, load)
     if row is None:
         raise NotFound(f"export {export_id} not found")
-    return export_out(deps, row)
+    return export_out(deps, row, key=key, base_url=base_url)
 
 
 def exports_page(
-    deps: ApiDeps, key: ApiKey, clip_id: uuid.UUID, *, limit: int, cursor: str | None
+    deps: ApiDeps,
+    key: ApiKey,
+    clip_id: uuid.UUID,
+    *,
+    limit: int,
+    cursor: str | None,
+    base_url: str,
 ) -> ExportPage:
     """`GET /v1/clips/{id}/exports`."""
     position = Cursor.decode(cursor) if cursor else None
@@ -191,5 +212,6 @@ def exports_page(
 
     rows, nxt = deps.read(key, load)
     return ExportPage(
-        items=[export_out(deps, e) for e in rows], next_cursor=nxt.encode() if nxt else None
+        items=[export_out(deps, e, key=key, base_url=base_url) for e in rows],
+        next_cursor=nxt.encode() if nxt else None,
     )
