@@ -140,7 +140,7 @@ def _cli(*args: str, tmp: Path) -> tuple[subprocess.CompletedProcess[str], float
         ("no_audio", "has no audio stream"),
         ("audio_only", "has no video stream"),
         ("missing", "is not a file or an http(s) URL"),
-        ("private_url", "non-public address (127.0.0.1); refused (FETCH_ALLOW_CIDRS"),
+        ("private_url", "source URL refused: its host must resolve to public addresses only"),
     ],
 )
 def test_user_errors_end_at_once_with_one_line(
