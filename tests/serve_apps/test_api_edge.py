@@ -6,27 +6,32 @@ the rest through the in-process app.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import ipaddress
 import json
 import os
-import random
 import select
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from clipforge.db.pool import Pool
 from clipforge.db.repo.api_keys import ApiKey
 from clipforge.fetch import REFUSED
 from clipforge.settings import Settings
+from serve_apps.api.app import create_app
+from serve_apps.api.deps import ApiDeps
 from serve_apps.api.errors import MAX_ERROR_DETAILS
 from tests.serve_apps.helpers import table_counts
 from tests.utils.factories import make_key
@@ -37,6 +42,7 @@ HEADER_TIMEOUT_S = 1.0
 UVICORN_DEFAULT_KEEPALIVE_S = 5.0
 PROXY = "127.0.0.2"  # the "balancer": a loopback address the server trusts, unlike 127.0.0.1
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 
 
 @dataclass
@@ -147,7 +153,7 @@ def test_forwarded_client_address_reaches_the_failed_auth_limiter(
 ) -> None:
     base = f"http://127.0.0.1:{api_process.port}"
     bad = {"Authorization": "Bearer cf_not_a_key"}
-    first, second = (f"10.{random.randrange(256)}.{random.randrange(256)}.{n}" for n in (1, 2))
+    first, second = _client_addresses()
     transport = httpx.HTTPTransport(local_address=PROXY)
     with httpx.Client(base_url=base, transport=transport) as via_proxy:
         statuses = [
@@ -162,6 +168,12 @@ def test_forwarded_client_address_reaches_the_failed_auth_limiter(
     with httpx.Client(base_url=base) as direct:
         spoofed = direct.get("/v1/videos", headers=bad | {"X-Forwarded-For": second})
         assert spoofed.status_code in (401, 429)
+
+
+def _client_addresses() -> tuple[str, str]:
+    # Random ones: limiter buckets of other runs on the same Redis never meet these.
+    first, second = (ipaddress.IPv6Address(uuid.uuid4().int) for _ in range(2))
+    return str(first), str(second)
 
 
 def _vm_hwm_kib(pid: int) -> int:
@@ -269,3 +281,40 @@ def test_operations_doc_states_the_revocation_delay() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     rotate = text.split("## Rotate API keys", 1)[1].split("\n## ", 1)[0]
     assert "at once" not in rotate and "API_KEY_CACHE_TTL_S" in rotate
+
+
+def _shipped_proxy(setup: str) -> tuple[list[str], str]:
+    """The trusted networks a shipped setup gives the API, and its balancer's address."""
+    if setup == "compose":
+        services = yaml.safe_load((CLUSTER / "compose.yaml").read_text())["services"]
+        assert services["api-2"]["environment"] == services["api"]["environment"]
+        template = (CLUSTER / "nginx/templates/clipforge.conf.template").read_text()
+        assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in template
+        cidrs = json.loads(services["api"]["environment"]["API_TRUSTED_PROXY_CIDRS"])
+        return cidrs, services["lb"]["networks"]["default"]["ipv4_address"]
+    folder = CLUSTER / "kuberay"
+    resources = yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"]
+    docs = [d for name in resources for d in yaml.safe_load_all((folder / name).read_text())]
+    (config,) = [d for d in docs if d and d["metadata"]["name"] == "clipforge-config"]
+    cidrs = json.loads(config["data"]["API_TRUSTED_PROXY_CIDRS"])
+    # An ingress-nginx pod: any address of the pod network the config names.
+    return cidrs, str(next(ipaddress.ip_network(cidrs[0]).hosts()))
+
+
+@pytest.mark.parametrize("setup", ["compose", "kuberay"])
+def test_shipped_balancers_are_trusted_and_client_addresses_reach_the_limiter(
+    api_deps: ApiDeps, setup: str
+) -> None:
+    cidrs, proxy = _shipped_proxy(setup)
+    settings = api_deps.settings.model_copy(update={"api_trusted_proxy_cidrs": cidrs})
+    deps = dataclasses.replace(api_deps, settings=settings)
+    bad = {"Authorization": "Bearer cf_not_a_key"}
+    first, second = _client_addresses()
+    with TestClient(create_app(deps), client=(proxy, 40000)) as balancer:
+        for _ in range(settings.auth_failures_burst + 5):
+            status = balancer.get("/v1/videos", headers=bad | {"X-Forwarded-For": first})
+            if status.status_code == 429:
+                break
+        assert status.status_code == 429
+        other = balancer.get("/v1/videos", headers=bad | {"X-Forwarded-For": second})
+        assert other.status_code == 401
