@@ -86,6 +86,7 @@ def api_process(
         "DATA_DIR": str(folder),
         "LOCAL_STORAGE_DIR": str(folder / "storage"),
         "API_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
+        "API_BODY_TIMEOUT_S": str(HEADER_TIMEOUT_S),
         "API_MAX_CONCURRENT_UPLOADS": "2",
         "API_TRUSTED_PROXY_CIDRS": json.dumps([f"{PROXY}/32"]),
         "AUTH_FAILURES_PER_MINUTE": "1",
@@ -146,6 +147,17 @@ def test_headers_that_trickle_in_time_out(api_process: ApiProcess) -> None:
     assert len(answers) == len(socks), f"{len(socks) - len(answers)} still open after {elapsed}s"
     assert all(a == b"" or a.startswith(b"HTTP/1.1 408") for a in answers.values())
     assert elapsed < 3 * HEADER_TIMEOUT_S + 1
+
+
+def test_a_body_that_stops_arriving_times_out(api_process: ApiProcess) -> None:
+    head = (
+        b"POST /v1/videos HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n"
+    )
+    started = time.monotonic()
+    answer = _exchange(api_process.port, head + b'{"source_url": ')
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert time.monotonic() - started < 3 * HEADER_TIMEOUT_S + 1
 
 
 def test_forwarded_client_address_reaches_the_failed_auth_limiter(
@@ -232,6 +244,14 @@ def test_keep_alive_outlasts_client_think_time(api_process: ApiProcess) -> None:
 
 
 # --- the in-process app ---------------------------------------------------------------------
+
+
+def test_the_app_refuses_oversized_headers_too(client: TestClient) -> None:
+    # What the Serve ingress relies on: its proxy is Serve's own uvicorn, without the guard.
+    assert client.get("/health", headers={"X-Big": "a" * 40_000}).status_code == 431
+    many = {f"X-{i}": "1" for i in range(150)}
+    assert client.get("/health", headers=many).status_code == 431
+    assert client.get("/health", headers={"X-A": "a" * 20_000}).status_code == 200
 
 
 def test_validation_error_lists_are_capped(client: TestClient, owner: Auth) -> None:
