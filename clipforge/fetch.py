@@ -182,7 +182,8 @@ def check_url(
     addresses = resolver(host, port)
     blocked = [a for a in addresses if not is_allowed_address(a, allowed)]
     if not addresses or blocked:
-        log.warning(
+        # INFO: a client's mistake, not the server's (and the CLI prints no log line for it).
+        log.info(
             "source URL refused",
             extra={"host": host, "addresses": addresses, "blocked": blocked},
         )
