@@ -221,9 +221,12 @@ def _header_refusal(scope: Scope, limits: HeaderLimits | None) -> str | None:
 
 def _limited(receive: Receive, limit: int, timeout_s: float) -> Receive:
     received = 0
+    body_done = False
 
     async def wrapped() -> Message:
-        nonlocal received
+        nonlocal received, body_done
+        if body_done:  # after the body, receive() waits for a disconnect: no limit on that
+            return await receive()
         try:
             # asyncio.timeout, not wait_for: no extra task per receive on the hot path.
             async with asyncio.timeout(timeout_s):
@@ -234,6 +237,7 @@ def _limited(receive: Receive, limit: int, timeout_s: float) -> Receive:
                 f"no part of the request body arrived within {timeout_s:g}s",
                 headers={"Connection": "close"},
             ) from None
+        body_done = message["type"] != "http.request" or not message.get("more_body", False)
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:

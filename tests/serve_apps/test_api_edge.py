@@ -206,9 +206,23 @@ def test_uploads_stream_to_storage_and_are_capped_per_process(
         f"POST /v1/videos/upload HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {raw}\r\n"
         f"Content-Type: video/mp4\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
     ).encode()
+    go = threading.Event()
+    answers: list[bytes] = []
+
+    def upload(sock: socket.socket) -> None:
+        sock.sendall(head)
+        for start in range(0, size, 64 * 1024):
+            if start >= 1024**2 and not go.is_set():
+                # Hold the slot: a trickle, within the server's 1 s body pause limit.
+                go.wait(0.2)
+            sock.sendall(body[start : start + 64 * 1024])
+        answers.append(b"".join(iter(lambda: sock.recv(65536), b"")))
+        sock.close()
+
     held = [socket.create_connection(("127.0.0.1", api_process.port)) for _ in range(2)]
-    for sock in held:
-        sock.sendall(head + body[: 1024**2])  # both uploads under way: the process's two slots
+    threads = [threading.Thread(target=upload, args=(sock,)) for sock in held]
+    for thread in threads:
+        thread.start()
     deadline = time.monotonic() + 30
     while len(list(api_process.tmp.glob("cf-upload-*/upload"))) < 2:  # both are being spooled
         assert time.monotonic() < deadline, "the uploads did not start"
@@ -220,16 +234,7 @@ def test_uploads_stream_to_storage_and_are_capped_per_process(
     assert int(busy.headers["Retry-After"]) >= 1
 
     before = _vm_hwm_kib(api_process.pid)
-    answers: list[bytes] = []
-
-    def finish(sock: socket.socket) -> None:
-        sock.sendall(body[1024**2 :])
-        answers.append(b"".join(iter(lambda: sock.recv(65536), b"")))
-        sock.close()
-
-    threads = [threading.Thread(target=finish, args=(sock,)) for sock in held]
-    for thread in threads:
-        thread.start()
+    go.set()
     for thread in threads:
         thread.join(timeout=60)
     assert [a.split(b" ", 2)[1] for a in answers] == [b"202", b"202"], answers
