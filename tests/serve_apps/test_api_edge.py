@@ -59,6 +59,18 @@ def _request(path: str = "/health", extra: bytes = b"", close: bool = True) -> b
     return f"GET {path} HTTP/1.1\r\nHost: api\r\n".encode() + connection + extra + b"\r\n"
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole response with a Content-Length (a response may arrive in several pieces)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536) or b""
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 def _exchange(port: int, payload: bytes, *, timeout_s: float = 10.0) -> bytes:
     """Send `payload`, read until the server closes (a timeout means it did not)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
@@ -103,7 +115,7 @@ def api_process(
         wait_for_port(port, timeout_s=60, proc=proc)  # type: ignore[arg-type]
         idle = socket.create_connection(("127.0.0.1", port), timeout=10)
         idle.sendall(_request(close=False))
-        assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+        assert _read_response(idle).startswith(b"HTTP/1.1 200")
         yield ApiProcess(port, proc.pid, folder, idle, time.monotonic())
         idle.close()
     finally:
@@ -250,7 +262,7 @@ def test_keep_alive_outlasts_client_think_time(api_process: ApiProcess) -> None:
     idle_s = UVICORN_DEFAULT_KEEPALIVE_S + 1 - (time.monotonic() - api_process.idle_since)
     time.sleep(max(0.0, idle_s))
     api_process.idle.sendall(_request())
-    assert api_process.idle.recv(65536).startswith(b"HTTP/1.1 200")
+    assert _read_response(api_process.idle).startswith(b"HTTP/1.1 200")
 
 
 # --- the in-process app ---------------------------------------------------------------------
