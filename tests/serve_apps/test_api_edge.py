@@ -62,12 +62,19 @@ def _request(path: str = "/health", extra: bytes = b"", close: bool = True) -> b
 def _read_response(sock: socket.socket) -> bytes:
     """One whole response with a Content-Length (a response may arrive in several pieces)."""
     data = b""
+
+    def more() -> bytes:
+        piece = sock.recv(65536)
+        if not piece:
+            raise ConnectionError("the server closed the connection")
+        return piece
+
     while b"\r\n\r\n" not in data:
-        data += sock.recv(65536) or b""
+        data += more()
     head, _, body = data.partition(b"\r\n\r\n")
     length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
     while len(body) < length:
-        body += sock.recv(65536)
+        body += more()
     return head + b"\r\n\r\n" + body
 
 
