@@ -1,8 +1,8 @@
 """Launch gate: 1000 Locust users (1-5 s think time) against the standalone API, with targets.
 
 Seeds a scratch database with `--keys` API keys (each with videos, some with transcripts),
-starts `uvicorn --workers N` on 127.0.0.1 (Prometheus multiprocess mode, as `clipforge api
---workers N` runs), runs `benchmarks/locustfile.py` headless for `--run-time`, and prints per
+starts `clipforge api --workers N` on 127.0.0.1 (the server as shipped: its header limits,
+keep-alive and backlog; Prometheus multiprocess mode), runs `benchmarks/locustfile.py` headless for `--run-time`, and prints per
 request class p50/p95/p99, request counts and errors against the p95 targets, plus each API
 process's peak RSS (target < 512 MB). Exits 1 when a target is missed or a request failed.
 
@@ -184,10 +184,8 @@ def main() -> None:
         }
         api = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "--factory",
-                "serve_apps.api.main:create_app_from_env", "--host", "127.0.0.1",
+                str(Path(sys.executable).with_name("clipforge")), "api", "--host", "127.0.0.1",
                 "--port", str(args.port), "--workers", str(args.workers),
-                "--no-access-log", "--log-level", "warning",
             ],
             env=env,
             start_new_session=True,

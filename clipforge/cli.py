@@ -256,8 +256,10 @@ def api(
     import uvicorn
 
     from clipforge.db.migrate import migrate
+    from serve_apps.api.server import uvicorn_options
 
-    url = _database_url(_settings())
+    settings = _settings()
+    url = _database_url(settings)
     migrate(url)
     os.environ["DATABASE_URL"] = url  # worker processes resolve the same (embedded) database
     if workers > 1:
@@ -270,6 +272,8 @@ def api(
         workers=workers,
         access_log=False,  # the app writes its own JSON access log with request ids
         log_config=None,
+        # Header size, count and time limits, keep-alive and backlog (docs/operations.md).
+        **uvicorn_options(settings),
     )
 
 

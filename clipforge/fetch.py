@@ -1,15 +1,21 @@
 """SSRF-safe fetching of user-supplied media URLs.
 
-A URL is only fetched if every address its host resolves to is a public (global) address: no
-loopback, private, link-local (cloud metadata at 169.254.169.254), multicast or reserved ranges.
+A URL is only fetched if every address its host resolves to is a public address: in no range
+of `clipforge.address_ranges.NON_PUBLIC` (the IANA special-purpose registries: loopback,
+private, link-local with cloud metadata at 169.254.169.254, documentation, multicast, ...).
 The connection then goes to the address that was checked (the Host header and TLS SNI carry the
 name), so a DNS answer that changes between check and connect (DNS rebinding) cannot redirect
 it. Redirects are followed by hand and every hop is checked the same way.
+
+A refusal that depends on name resolution says only `REFUSED` to the client (whether a name
+does not resolve or resolves to an internal address would tell a key holder which internal
+names exist); the server log has the details.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import socket
 from collections.abc import Callable
@@ -19,19 +25,27 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from clipforge.address_ranges import is_public
 from clipforge.errors import MediaError, TransientError, ValidationFailed
 
 Resolver = Callable[[str, int], list[str]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MAX_URL_CHARS = 2048
+log = logging.getLogger(__name__)
+# The one answer to a URL refused for where its host resolves (or that it does not).
+REFUSED = (
+    "source URL refused: its host must resolve to public addresses only "
+    "(FETCH_ALLOW_CIDRS lists private networks an operator trusts)"
+)
 
 
 def system_resolver(host: str, port: int) -> list[str]:
-    """All addresses of `host` from the system resolver."""
+    """All addresses of `host` from the system resolver (none when it does not resolve)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ValidationFailed(f"source URL host {host!r} does not resolve") from exc
+    except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: IDNA refuses a label
+        log.info("source URL host does not resolve", extra={"host": host, "error": str(exc)})
+        return []
     return sorted({str(info[4][0]) for info in infos})
 
 
@@ -64,6 +78,25 @@ _V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A host name or IP literal as a resolver should see it (IDNA names arrive already encoded).
 _HOST = re.compile(r"^[A-Za-z0-9._:\[\]-]+$")
+_MAX_HOST_CHARS = 253  # DNS: 255 octets on the wire
+_MAX_LABEL_CHARS = 63
+
+
+def _host_error(host: str) -> str | None:
+    """Why `host` (from `urlsplit(...).hostname`) is not a host name or IP literal, or None."""
+    if not _HOST.match(host):
+        return "is not a valid host name"
+    if ":" in host:  # urlsplit took it from brackets: it must be an IPv6 address
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "is not a valid IPv6 address"
+        return None
+    if len(host) > _MAX_HOST_CHARS:
+        return f"is longer than {_MAX_HOST_CHARS} characters"
+    if any(not 0 < len(label) <= _MAX_LABEL_CHARS for label in host.split(".")):
+        return f"has an empty label or one over {_MAX_LABEL_CHARS} characters"
+    return None
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -88,10 +121,6 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return found
 
 
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local)
-
-
 def is_allowed_address(address: str, allowed: tuple[Network, ...] = ()) -> bool:
     """Whether a connection to `address` is allowed: public, or in an operator's `allowed`.
 
@@ -107,13 +136,13 @@ def is_allowed_address(address: str, allowed: tuple[Network, ...] = ()) -> bool:
         inner = embedded_ipv4(ip)
         if ip.ipv4_mapped is not None:
             # A mapped address is the IPv4 host itself; judge it by that alone.
-            return any(inner[0] in net for net in allowed) or _is_public(inner[0])
-        if inner and not all(any(v4 in net for net in allowed) or _is_public(v4) for v4 in inner):
+            return any(inner[0] in net for net in allowed) or is_public(inner[0])
+        if inner and not all(any(v4 in net for net in allowed) or is_public(v4) for v4 in inner):
             return False
         if inner:
             # 6to4, NAT64 and Teredo prefixes are not "global" themselves; the inner host decides.
             return True
-    return _is_public(ip)
+    return is_public(ip)
 
 
 def parse_networks(cidrs: list[str] | tuple[str, ...]) -> tuple[Network, ...]:
@@ -135,9 +164,12 @@ def check_url(
         raise ValidationFailed("source URL contains control characters")
     try:
         parts = urlsplit(url.strip())
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        explicit_port = parts.port
     except ValueError as exc:
         raise ValidationFailed(f"source URL is malformed: {exc}") from None
+    if explicit_port == 0:
+        raise ValidationFailed("source URL port must be between 1 and 65535")
+    port = explicit_port or (443 if parts.scheme == "https" else 80)
     if parts.scheme not in ("http", "https"):
         raise ValidationFailed("source URL must use http or https")
     if parts.username or parts.password:
@@ -145,17 +177,17 @@ def check_url(
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise ValidationFailed("source URL has no host")
-    if not _HOST.match(host):
-        raise ValidationFailed(f"source URL host {host!r} is not a valid host name")
+    if (problem := _host_error(host)) is not None:
+        raise ValidationFailed(f"source URL host {host!r} {problem}")
     addresses = resolver(host, port)
-    if not addresses:
-        raise ValidationFailed(f"source URL host {host!r} does not resolve")
     blocked = [a for a in addresses if not is_allowed_address(a, allowed)]
-    if blocked:
-        raise ValidationFailed(
-            f"source URL host {host!r} resolves to a non-public address ({blocked[0]}); refused "
-            "(FETCH_ALLOW_CIDRS lists networks an operator trusts)"
+    if not addresses or blocked:
+        # INFO: a client's mistake, not the server's (and the CLI prints no log line for it).
+        log.info(
+            "source URL refused",
+            extra={"host": host, "addresses": addresses, "blocked": blocked},
         )
+        raise ValidationFailed(REFUSED)
     return CheckedUrl(url=urlunsplit(parts), host=host, port=port, address=addresses[0])
 
 

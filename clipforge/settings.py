@@ -128,6 +128,18 @@ class Settings(BaseSettings):
     api_docs_enabled: bool | None = None
     # Proxies whose X-Forwarded-Proto is believed (for HSTS); the client address must be in one.
     api_trusted_proxy_cidrs: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    # The HTTP edge (docs/operations.md, "API limits"): the request line and headers of one
+    # request (bytes and fields), the time to send them and the longest pause within a body;
+    # idle keep-alive connections stay open longer than a balancer's idle timeout (60 s for
+    # nginx upstreams and cloud balancers) so the server never closes one a proxy reuses.
+    api_max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    api_max_headers: int = Field(default=100, ge=10)
+    api_header_timeout_s: float = Field(default=10.0, gt=0)
+    api_body_timeout_s: float = Field(default=30.0, gt=0)
+    api_keepalive_timeout_s: int = Field(default=75, ge=1)
+    api_backlog: int = Field(default=2048, ge=16)
+    # Direct uploads in flight per API process; past it 503 + Retry-After.
+    api_max_concurrent_uploads: int = Field(default=4, ge=1)
     # Webhook deliveries (sent by the `webhook` job kind)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
 

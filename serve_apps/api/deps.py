@@ -226,7 +226,7 @@ _bearer = HTTPBearer(auto_error=False, description="An API key from `clipforge k
 
 
 def client_address(request: Request) -> str:
-    """The peer address (uvicorn already replaced it with X-Forwarded-For from trusted proxies)."""
+    """The client address: the peer, or the one a trusted proxy named (`create_app`)."""
     return request.client.host if request.client is not None else "unknown"
 
 

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
 # What a 503 tells clients to wait before retrying (seconds); outages rarely end sooner.
 RETRY_AFTER_S = 2
+# The most entries an error's `details` list carries. A body with 90,000 unknown keys would
+# otherwise get an answer of megabytes that costs more to build than the request cost to send;
+# the first few tell a client what to fix.
+MAX_ERROR_DETAILS = 20
 
 
 class Unauthorized(ClipForgeError):
@@ -79,6 +83,14 @@ class UploadMismatch(ClipForgeError):
     code = "upload_mismatch"
 
 
+class UploadsBusy(ClipForgeError):
+    """This process already receives API_MAX_CONCURRENT_UPLOADS direct uploads; retry shortly."""
+
+    retryable = True
+    http_status = 503
+    code = "uploads_busy"
+
+
 class ModelsUnavailable(ClipForgeError):
     """Model endpoints are served by the Serve ingress, not by this process."""
 
@@ -87,19 +99,33 @@ class ModelsUnavailable(ClipForgeError):
     code = "models_unavailable"
 
 
-def error_body(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
-    """The `ErrorResponse` JSON (see `protocol.ErrorResponse`)."""
+def error_body(
+    code: str, message: str, details: list[Any] | None = None, *, total: int | None = None
+) -> dict[str, Any]:
+    """The `ErrorResponse` JSON (see `protocol.ErrorResponse`).
+
+    At most `MAX_ERROR_DETAILS` of `details` are kept; when there were more (`total`, else
+    `len(details)`) the message says how many were left out.
+    """
     error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id_var.get()}
     if details:
-        error["details"] = details
+        left_out = max(total or len(details), len(details)) - MAX_ERROR_DETAILS
+        if left_out > 0:
+            error["message"] = f"{message} ({left_out} more errors left out)"
+        error["details"] = details[:MAX_ERROR_DETAILS]
     return {"error": error}
 
 
 def error_response(
-    status: int, code: str, message: str, *, details: list[Any] | None = None
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: list[Any] | None = None,
+    total: int | None = None,
 ) -> JSONResponse:
-    """An `ErrorResponse` with `status`."""
-    return JSONResponse(error_body(code, message, details), status_code=status)
+    """An `ErrorResponse` with `status` (`total`: see `error_body`)."""
+    return JSONResponse(error_body(code, message, details, total=total), status_code=status)
 
 
 async def _clipforge_error(_: Request, exc: Exception) -> JSONResponse:
@@ -168,12 +194,17 @@ def _validation_error(authenticate: Authenticate | None) -> Handler:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return await _malformed_body(request, authenticate)
+        # Only the details error_body keeps are converted.
         details = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in errors
+            for e in errors[:MAX_ERROR_DETAILS]
         ]
         return error_response(
-            422, "validation_error", "request is invalid", details=_jsonable(details)
+            422,
+            "validation_error",
+            "request is invalid",
+            details=_jsonable(details),
+            total=len(errors),
         )
 
     return handle
@@ -184,9 +215,12 @@ def _http_error(authenticate: Authenticate | None) -> Handler:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 400 and exc.detail == _BODY_PARSE_DETAIL:
             return await _malformed_body(request, authenticate)
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-            exc.status_code, "http_error"
-        )
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            408: "request_timeout",
+            413: "payload_too_large",
+        }.get(exc.status_code, "http_error")
         response = error_response(exc.status_code, code, str(exc.detail))
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value

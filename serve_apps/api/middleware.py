@@ -1,13 +1,17 @@
-"""Per-request plumbing as one plain ASGI middleware: request id, body size limit, access log,
-Prometheus metrics by route template and status.
+"""Per-request plumbing as one plain ASGI middleware: request id, header and body limits, access
+log, Prometheus metrics by route template and status.
 
 Plain ASGI rather than Starlette's `BaseHTTPMiddleware`, which runs the app in a separate task
 and costs a noticeable share of a cheap request's time. The body limit is enforced twice: up
-front from `Content-Length`, and while streaming for chunked bodies that do not declare one.
+front from `Content-Length`, and while streaming for chunked bodies that do not declare one; a
+client that pauses within a body longer than `BodyLimits.timeout_s` gets a 408. Header sizes are
+checked here too, for the Serve ingress (whose proxy runs its own uvicorn); under `clipforge api`
+the server refuses them before the app (`serve_apps.api.server`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
@@ -23,6 +27,7 @@ from clipforge.fetch import Network
 from clipforge.logging import request_context
 from clipforge.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from serve_apps.api.errors import error_response, unexpected_error_response
+from serve_apps.api.server import HeaderLimits
 
 log = logging.getLogger("clipforge.api.access")
 
@@ -44,11 +49,13 @@ class BodyLimits:
         default: JSON requests.
         direct_upload: `POST /v1/videos/upload` (small files; large ones use presigned URLs).
         model_upload: `POST /v1/models/asr`.
+        timeout_s: longest wait for the next part of a body.
     """
 
     default: int
     direct_upload: int
     model_upload: int
+    timeout_s: float = 30.0
 
     def for_path(self, path: str) -> int:
         """The limit of the route at `path`."""
@@ -67,11 +74,13 @@ class RequestMiddleware:
         app: ASGIApp,
         *,
         limits: BodyLimits,
+        header_limits: HeaderLimits | None = None,
         observers: tuple[Observer, ...] = (),
         trusted_proxies: tuple[Network, ...] = (),
     ):
         self.app = app
         self.limits = limits
+        self.header_limits = header_limits
         self.observers = observers
         self.trusted_proxies = trusted_proxies
 
@@ -104,6 +113,12 @@ class RequestMiddleware:
             await send(message)
 
         try:
+            refusal = _header_refusal(scope, self.header_limits)
+            if refusal is not None:
+                response = error_response(431, "headers_too_large", refusal)
+                response.headers["Connection"] = "close"
+                await response(scope, receive, send_with_id)
+                return
             declared = _content_length(scope)
             if declared is not None and declared > limit:
                 response = error_response(
@@ -112,7 +127,7 @@ class RequestMiddleware:
                 await response(scope, receive, send_with_id)
                 return
             try:
-                await self.app(scope, _limited(receive, limit), send_with_id)
+                await self.app(scope, _limited(receive, limit, self.limits.timeout_s), send_with_id)
             except Exception as exc:
                 # Answer here rather than in Starlette's outermost handler, so the error still
                 # carries the request id (header and body); a started response cannot change.
@@ -195,12 +210,34 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
+def _header_refusal(scope: Scope, limits: HeaderLimits | None) -> str | None:
+    if limits is None:
+        return None
+    headers = scope.get("headers", [])
+    size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+    size += sum(len(name) + len(value) + 4 for name, value in headers)
+    return limits.refusal(size, len(headers))
+
+
+def _limited(receive: Receive, limit: int, timeout_s: float) -> Receive:
     received = 0
+    body_done = False
 
     async def wrapped() -> Message:
-        nonlocal received
-        message = await receive()
+        nonlocal received, body_done
+        if body_done:  # after the body, receive() waits for a disconnect: no limit on that
+            return await receive()
+        try:
+            # asyncio.timeout, not wait_for: no extra task per receive on the hot path.
+            async with asyncio.timeout(timeout_s):
+                message = await receive()
+        except TimeoutError:
+            raise HTTPException(
+                408,
+                f"no part of the request body arrived within {timeout_s:g}s",
+                headers={"Connection": "close"},
+            ) from None
+        body_done = message["type"] != "http.request" or not message.get("more_body", False)
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:

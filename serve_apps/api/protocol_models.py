@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from clipforge.types import Word
 from serve_apps.api.protocol import ModelRef, SafeText
+from serve_apps.api.protocol import _Request as _V1Request
 
 CaptionFormat = Literal["json", "srt", "vtt"]
 
@@ -20,9 +21,8 @@ MAX_WINDOWS = 50
 MAX_WORDS = 5000
 
 
-class _Request(BaseModel):
-    # Strict like the v1 requests: JSON types only, no string-to-number coercion.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+class _Request(_V1Request):
+    """Strict like the v1 requests (JSON types only, unknown members refused)."""
 
 
 class TextWindow(_Request):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from clipforge.errors import MediaError, ValidationFailed
 from clipforge.fetch import (
+    REFUSED,
     check_url,
     download,
     embedded_ipv4,
@@ -52,8 +53,47 @@ def test_public_looking_name_resolving_to_loopback_is_refused() -> None:
     def evil_dns(host: str, port: int) -> list[str]:
         return ["93.184.216.34", "127.0.0.1"]  # one public answer does not make it safe
 
-    with pytest.raises(ValidationFailed, match="non-public address"):
+    with pytest.raises(ValidationFailed, match="source URL refused"):
         check_url("https://media.example.com/v.mp4", resolver=evil_dns)
+
+
+@pytest.mark.parametrize(
+    "address",
+    # Not global in the IANA special-purpose registries, yet `is_global` on Python 3.11 says so
+    # (or, for fec0::/10, it is outside global unicast): each was accepted before issue #28.
+    ["[fec0::1]", "192.0.0.8", "[3fff::1]", "[5f00::1]", "[2001:2::1]", "224.0.0.1"],
+)
+def test_special_purpose_ranges_are_refused(address: str) -> None:
+    with pytest.raises(ValidationFailed, match="source URL refused"):
+        check_url(f"http://{address}/x.mp4")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://.127.0.0.1/",
+        "http://127..0.0.1/",
+        f"http://{'a' * 64}.example.com/",
+        f"http://{'a.' * 127}com/",
+        "http://93.184.216.34:0/x.mp4",
+    ],
+)
+def test_malformed_hosts_and_port_zero_are_refused_before_resolving(url: str) -> None:
+    def no_dns(host: str, port: int) -> list[str]:
+        raise AssertionError("resolved a malformed URL")
+
+    with pytest.raises(ValidationFailed, match=r"host|port"):
+        check_url(url, resolver=no_dns)
+
+
+def test_refusals_that_depend_on_resolution_say_the_same() -> None:
+    answers = {"internal.example": ["10.0.0.5"], "gone.example": []}
+    messages = set()
+    for host in answers:
+        with pytest.raises(ValidationFailed) as refused:
+            check_url(f"https://{host}/v.mp4", resolver=lambda h, p: answers[h])
+        messages.add(str(refused.value))
+    assert messages == {REFUSED}
 
 
 def test_public_address_passes_and_is_pinned() -> None:
@@ -83,7 +123,7 @@ def test_redirect_to_private_network_is_refused(tmp_path: Path) -> None:
     }
     with serve_routes(routes) as base:
         for path in ("/meta", "/private"):
-            with pytest.raises(ValidationFailed, match="non-public"):
+            with pytest.raises(ValidationFailed, match="source URL refused"):
                 download(f"{base}{path}", tmp_path / "x", max_bytes=100, allowed=LOOPBACK)
     assert not (tmp_path / "x").exists()
 
@@ -145,7 +185,7 @@ def test_control_characters_are_refused_before_resolving(url: str) -> None:
 )
 def test_ipv4_embedded_in_ipv6_is_unwrapped(address: str) -> None:
     assert not is_allowed_address(address)
-    with pytest.raises(ValidationFailed, match="non-public"):
+    with pytest.raises(ValidationFailed, match="source URL refused"):
         check_url("https://media.example.com/v.mp4", resolver=lambda h, p: [address])
     with pytest.raises(ValidationFailed):
         check_url(f"http://[{address}]/latest/meta-data/", resolver=lambda h, p: [address])

@@ -141,7 +141,7 @@ def _cli(*args: str, tmp: Path) -> tuple[subprocess.CompletedProcess[str], float
         ("no_audio", "has no audio stream"),
         ("audio_only", "has no video stream"),
         ("missing", "is not a file or an http(s) URL"),
-        ("private_url", "non-public address (127.0.0.1); refused (FETCH_ALLOW_CIDRS"),
+        ("private_url", "source URL refused: its host must resolve to public addresses only"),
         ("studio_without_key", "--studio needs CLIPFORGE_API_KEY"),
         ("studio_not_a_url", "--studio takes the API's http(s) URL"),
     ],

@@ -74,7 +74,7 @@ def test_one_worker_drains_good_and_bad_videos(
         "failed",
         "transcribe: MediaError: no speech detected in the audio track",
     )
-    assert states[str(private.id)][0] == "failed" and "non-public address (10.0.0.5)" in str(
+    assert states[str(private.id)][0] == "failed" and "source URL refused" in str(
         states[str(private.id)][1]
     )
     with db.connection() as conn:

@@ -22,7 +22,7 @@ from serve_apps.api.protocol import (
 )
 from serve_apps.api.routers import ERRORS
 from serve_apps.api.services import videos
-from serve_apps.api.uploads import check_media_type
+from serve_apps.api.uploads import UploadSlots, check_media_type, spool_upload, upload_folder
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"], responses=ERRORS, route_class=ApiRoute)
 
@@ -63,10 +63,15 @@ async def upload_video(
         str | None, Query(max_length=300, pattern=NO_CONTROL_CHARS, description="Optional label.")
     ] = None,
 ) -> JSONResponse:
-    """Upload a small file as the raw body (size limit: API_MAX_DIRECT_UPLOAD_BYTES)."""
+    """Upload a small file as the raw body (size limit: API_MAX_DIRECT_UPLOAD_BYTES; at most
+    API_MAX_CONCURRENT_UPLOADS at once per API process, else 503 with Retry-After)."""
     check_media_type(request.headers.get("content-type"))
-    body = await request.body()
-    return await run_in_threadpool(videos.upload_direct, deps, key, body, title, idem)
+    slots: UploadSlots = request.app.state.upload_slots
+    with slots.hold(), upload_folder() as folder:
+        upload = await spool_upload(
+            request.stream(), folder / "upload", prefix=videos.upload_fingerprint_prefix(title)
+        )
+        return await run_in_threadpool(videos.upload_direct, deps, key, upload, title, idem)
 
 
 @router.post("/{video_id}/uploaded", status_code=202, response_model=VideoCreated)

@@ -35,7 +35,7 @@ from serve_apps.api.protocol import (
     VideoOut,
     VideoPage,
 )
-from serve_apps.api.uploads import require_media
+from serve_apps.api.uploads import SpooledUpload
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +155,17 @@ def _check_declared(deps: ApiDeps, video: Video, info: ObjectInfo) -> None:
         raise UploadMismatch(f"{problem}; the object was deleted, upload it again")
 
 
+def upload_fingerprint_prefix(title: str | None) -> bytes:
+    """What an upload's fingerprint hashes before its body (see `idempotency.fingerprint`)."""
+    return b"upload\x00" + (title or "").encode() + b"\x00"
+
+
 def upload_direct(
-    deps: ApiDeps, key: ApiKey, body: bytes, title: str | None, idem: str | None
+    deps: ApiDeps, key: ApiKey, upload: SpooledUpload, title: str | None, idem: str | None
 ) -> JSONResponse:
     """`POST /v1/videos/upload`: store a small file sent as the body and queue its import."""
-    ext = require_media(body)
-    request_hash = fingerprint("upload", (title or "").encode() + b"\x00" + body)
+    ext = upload.extension
+    request_hash = upload.digest
     if (
         previous := replay(deps.pool, api_key_id=key.id, key=idem, request_hash=request_hash)
     ) is not None:
@@ -169,7 +174,7 @@ def upload_direct(
     # object; the loser's object is deleted below (it answers with a replay or a 409).
     video_id = uuid.uuid4()
     object_key = upload_key(video_id)
-    deps.store.put_bytes(object_key, body, content_type="application/octet-stream")
+    deps.store.put_file(object_key, upload.path, content_type="application/octet-stream")
     metadata: dict[str, Any] = {"sniffed_container": ext} | ({"title": title} if title else {})
     created = False
 
@@ -182,7 +187,7 @@ def upload_direct(
             video_id=video_id,
             metadata=metadata,
         )
-        row = update_video(conn, video_id=video_id, size_bytes=len(body))
+        row = update_video(conn, video_id=video_id, size_bytes=upload.size)
         assert row is not None
         created = True
         return VideoCreated(video=video_out(row), job_id=_enqueue_import(conn, video_id))
