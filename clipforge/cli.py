@@ -104,14 +104,16 @@ def worker(
     ] = False,
 ) -> None:
     """Run the queue worker: claims stage jobs and runs them on warm Ray actors until SIGTERM."""
+    from clipforge.db.embedded import leaving_embedded_on_exit
     from clipforge.logging import configure_logging
     from pipelines.main import run_worker  # the CLI is the composition root; core never imports it
 
     settings = _settings()
     configure_logging(settings.log_level, json_logs=settings.log_json)
-    run_worker(
-        settings, config_path=config, metrics_port=metrics_port or None, until_idle=until_idle
-    )
+    with leaving_embedded_on_exit():  # the worker may start or join the embedded Postgres
+        run_worker(
+            settings, config_path=config, metrics_port=metrics_port or None, until_idle=until_idle
+        )
 
 
 @app.command(
@@ -191,22 +193,26 @@ def api(
 
     import uvicorn
 
+    from clipforge.db.embedded import leaving_embedded_on_exit
     from clipforge.db.migrate import migrate
 
-    url = _database_url(_settings())
-    migrate(url)
-    os.environ["DATABASE_URL"] = url  # worker processes resolve the same (embedded) database
-    if workers > 1:
-        _multiprocess_metrics_dir()
-    uvicorn.run(
-        "serve_apps.api.main:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,  # the app writes its own JSON access log with request ids
-        log_config=None,
-    )
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal: without this the
+    # process died of it there and never left the embedded Postgres it started or joined.
+    with leaving_embedded_on_exit():
+        url = _database_url(_settings())
+        migrate(url)
+        os.environ["DATABASE_URL"] = url  # worker processes resolve the same (embedded) database
+        if workers > 1:
+            _multiprocess_metrics_dir()
+        uvicorn.run(
+            "serve_apps.api.main:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,  # the app writes its own JSON access log with request ids
+            log_config=None,
+        )
 
 
 def _multiprocess_metrics_dir() -> None:
@@ -230,12 +236,14 @@ def webhooks_deliver(
     ] = False,
 ) -> None:
     """Deliver queued webhook events (signed, retried with backoff through the job queue)."""
+    from clipforge.db.embedded import leaving_embedded_on_exit
     from clipforge.logging import configure_logging
     from clipforge.webhooks import run_delivery_worker
 
     settings = _settings()
     configure_logging(settings.log_level, json_logs=settings.log_json)
-    sent = run_delivery_worker(settings, _database_url(settings), until_idle=until_idle)
+    with leaving_embedded_on_exit():
+        sent = run_delivery_worker(settings, _database_url(settings), until_idle=until_idle)
     typer.echo(f"delivered {sent} webhook job(s)", err=True)
 
 

@@ -71,6 +71,7 @@ def run_worker(
         signal.signal(signal.SIGINT, _stop)
         gauges_stop = threading.Event()
         threading.Thread(target=_export_gauges, args=(pool, gauges_stop), daemon=True).start()
+        log.info("worker started; SIGTERM or SIGINT stops it gracefully")
         try:
             done = worker.run(until_idle=until_idle)
         finally:

@@ -1,14 +1,22 @@
 """The embedded Postgres server used when DATABASE_URL is unset (`clipforge process`).
 
 `pgserver` ships a real Postgres build in its wheel; the data directory lives under
-`Settings.data_dir`. The server runs while a process that started it runs: `stop_embedded()`
-(and, as a fallback, the wheel's exit hook) stops it, so no database is left behind a command.
+`Settings.data_dir`. Every process that starts or joins it (`clipforge api`, `worker`, `process`)
+adds its pid to the wheel's list of users; the server runs while one of them does. Each leaves
+through `stop_embedded()` (and, as a fallback, the wheel's exit hook), and the last one out
+stops it, so no database is left behind a command. `leaving_embedded_on_exit` makes SIGTERM,
+SIGINT and SIGHUP unwind the process instead of ending it on the spot, since a process killed by
+a signal runs neither `finally` blocks nor exit hooks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from clipforge.settings import Settings
@@ -70,3 +78,36 @@ def stop_embedded() -> None:
         server.cleanup()
         del _servers[key]
         log.info("stopped embedded postgres", extra={"pgdata": key})
+
+
+_EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _unwind(signum: int, _frame: FrameType | None) -> None:
+    # SystemExit, not KeyboardInterrupt: it is what `finally` blocks and exit hooks expect of a
+    # termination, and no `except Exception` swallows it. 128 + n is the shell's code for it.
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def leaving_embedded_on_exit() -> Iterator[None]:
+    """Around a command that may start or join the embedded Postgres: leave it on the way out.
+
+    Until the command installs its own handlers (a graceful stop), SIGTERM, SIGINT and SIGHUP
+    unwind through here. A server such as uvicorn that captures signals while it runs puts these
+    handlers back when it stops and re-raises the signal it caught, which lands here too.
+    """
+    previous = {sig: signal.getsignal(sig) for sig in _EXIT_SIGNALS}
+    for sig in _EXIT_SIGNALS:
+        signal.signal(sig, _unwind)
+    try:
+        yield
+    finally:
+        # A second signal while the server stops must not cut the stop short.
+        for sig in _EXIT_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            stop_embedded()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
