@@ -381,6 +381,40 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
+uploads_app = typer.Typer(help="Upload objects waiting for import.", no_args_is_help=True)
+app.add_typer(uploads_app, name="uploads")
+
+
+@uploads_app.command("sweep")
+def uploads_sweep(
+    grace_s: Annotated[
+        float | None,
+        typer.Option(help="Keep objects younger than this (default UPLOAD_ORPHAN_GRACE_S)."),
+    ] = None,
+) -> None:
+    """Remove upload objects no video row needs (the API died before committing the row, or
+    the video was imported); workers also do this every UPLOAD_SWEEP_INTERVAL_S."""
+    from clipforge.db.pool import create_pool
+    from clipforge.ops.uploads import sweep_orphan_uploads
+    from clipforge.storage import create_store
+
+    settings = _settings()
+    url = _database_url(settings)
+    with create_pool(settings, url, application_name="clipforge-uploads-sweep") as pool:
+        report = sweep_orphan_uploads(
+            pool,
+            create_store(settings),
+            grace_s=settings.upload_orphan_grace_s if grace_s is None else grace_s,
+        )
+    for key in report.removed:
+        sys.stdout.write(key + "\n")
+    typer.echo(
+        f"removed {len(report.removed)} upload object(s); kept {report.kept} awaiting import"
+        f" and {report.young} inside the grace period",
+        err=True,
+    )
+
+
 cache_app = typer.Typer(help="The local data folder (DATA_DIR).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
