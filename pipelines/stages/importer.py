@@ -16,7 +16,7 @@ from clipforge.fetch import download, parse_networks
 from clipforge.media import probe, require_clip_source
 from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
-from clipforge.storage import create_store
+from clipforge.storage import ObjectStore, create_store
 from clipforge.storage.keys import audio_key, original_key, upload_key
 from pipelines.actors import ActorSet, Report, StageActor, Telemetry
 from pipelines.config import ImportConfig
@@ -126,6 +126,7 @@ class ImportStage:
     ) -> None:
         self.lifecycle = lifecycle
         self.settings = settings
+        self._store: ObjectStore | None = None  # the driver's, made on first use
         self.claim_batch_size = config.claim_batch_size
         self.runners = config.actors
         self.actors = ActorSet(
@@ -173,6 +174,8 @@ class ImportStage:
             if output.get("from_upload"):
                 # Imported: the original holds the same bytes, so the upload is not kept as a
                 # second copy. Left behind by a crash here, the upload sweep removes it.
-                create_store(self.settings).delete(upload_key(video_of(job)))
+                if self._store is None:
+                    self._store = create_store(self.settings)
+                self._store.delete(upload_key(video_of(job)))
 
         return JobResult(on_commit=write, after_commit=after_commit)
