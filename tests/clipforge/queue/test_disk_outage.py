@@ -7,8 +7,6 @@ not mount), filled with a real file: real ENOSPC from the OS and from ffmpeg, re
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -27,63 +25,33 @@ from clipforge.queue.wake import DependencyWaker
 from clipforge.resilience import classify_failure, failure_fields, failure_from_fields
 from clipforge.settings import Settings
 from clipforge.storage import LocalStore
+from tests.utils.disks import SmallDisk, small_disk
 
 _MB = 1024**2
 _FS_MB = 8
 
 
-class SmallDisk:
-    """A tmpfs of `_FS_MB` MB; `fill(leave)` leaves `leave` bytes free, `free_up()` undoes it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._filler = root / "filler"
-
-    def free(self) -> int:
-        return os.statvfs(self.root).f_bavail * os.statvfs(self.root).f_frsize
-
-    def fill(self, leave: int) -> None:
-        self.free_up()
-        with self._filler.open("wb") as out:
-            out.write(b"\0" * max(0, self.free() - leave))
-        assert abs(self.free() - leave) < 64 * 1024, self.free()
-
-    def free_up(self) -> None:
-        self._filler.unlink(missing_ok=True)
-
-
 @pytest.fixture()
-def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    root = tmp_path / "small"
-    root.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={_FS_MB}m", "tmpfs", str(root)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield SmallDisk(root)
-    finally:
-        subprocess.run(["umount", "-l", str(root)], check=False)
+def disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    with small_disk(tmp_path / "small", _FS_MB) as mounted:
+        yield mounted
 
 
 def test_enospc_from_the_os_and_from_ffmpeg_is_a_disk_outage(
-    small_disk: SmallDisk, test_media: dict[str, Path]
+    disk: SmallDisk, test_media: dict[str, Path]
 ) -> None:
-    small_disk.fill(leave=0)
+    disk.fill(leave=0)
     # Python's own write (the local store): OSError ENOSPC, the partial file cleaned up.
-    store = LocalStore(small_disk.root / "store")
+    store = LocalStore(disk.root / "store")
     with pytest.raises(OSError) as raised:
         store.put_bytes("videos/x/original.mp4", b"\1" * _MB)
     failure = classify_failure(raised.value)
     assert failure.dependency == DISK and failure.retryable
     assert failure.error.startswith("DependencyUnavailable[disk]: OSError")
-    assert list((small_disk.root / "store").rglob("*.tmp-*")) == []
+    assert list((disk.root / "store").rglob("*.tmp-*")) == []
     # ffmpeg writing its output: "No space left on device" on its stderr.
     with pytest.raises(DependencyUnavailable) as ffmpeg_full:
-        extract_track(test_media["speech_short"], small_disk.root / "audio.flac")
+        extract_track(test_media["speech_short"], disk.root / "audio.flac")
     assert ffmpeg_full.value.dependency == DISK
     assert "No space left on device" in str(ffmpeg_full.value)
     # Still an outage after crossing a process boundary as an error row (a stage actor's).
@@ -93,16 +61,16 @@ def test_enospc_from_the_os_and_from_ffmpeg_is_a_disk_outage(
     legacy = MediaError("ffmpeg cut failed: av_interleaved_write_frame(): No space left on device")
     assert classify_failure(legacy).dependency == DISK
     # With space, the same input is fine: it was never the input's fault.
-    small_disk.free_up()
-    assert extract_track(test_media["speech_short"], small_disk.root / "audio.flac").stat()
+    disk.free_up()
+    assert extract_track(test_media["speech_short"], disk.root / "audio.flac").stat()
 
 
 def test_jobs_wait_out_a_full_disk_with_their_attempts_and_resume_when_freed(
-    db: Pool, settings: Settings, small_disk: SmallDisk, caplog: pytest.LogCaptureFixture
+    db: Pool, settings: Settings, disk: SmallDisk, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    floor = DiskFloor(settings.model_copy(update={"disk_free_floor_mb": 1}), [small_disk.root])
-    store = LocalStore(small_disk.root / "store")
+    floor = DiskFloor(settings.model_copy(update={"disk_free_floor_mb": 1}), [disk.root])
+    store = LocalStore(disk.root / "store")
 
     def handler(job: Job) -> JobResult:
         store.put_bytes(f"renders/{job.id}.mp4", b"\2" * (3 * _MB // 2))
@@ -121,7 +89,7 @@ def test_jobs_wait_out_a_full_disk_with_their_attempts_and_resume_when_freed(
     )
     waker = DependencyWaker(db, {DISK: floor.probe}, interval_s=0.5, per_s=50.0)
     # Above the 1 MB floor but too little for a 1.5 MB render: the job starts, meets ENOSPC.
-    small_disk.fill(leave=int(1.25 * _MB))
+    disk.fill(leave=int(1.25 * _MB))
     with db.connection() as conn:
         first = enqueue(conn, kind="test", max_attempts=2).id
     threads = [threading.Thread(target=t.run, daemon=True) for t in (runner, waker)]
@@ -130,7 +98,7 @@ def test_jobs_wait_out_a_full_disk_with_their_attempts_and_resume_when_freed(
     try:
         _wait_for(db, f"id = {first} AND state = 'queued' AND waiting_on = 'disk'")
         # Under the floor: nothing more is claimed, so later jobs do not even start.
-        small_disk.fill(leave=_MB // 2)
+        disk.fill(leave=_MB // 2)
         with db.connection() as conn:
             later = [enqueue(conn, kind="test", max_attempts=2).id for _ in range(3)]
         time.sleep(2.0)
@@ -142,7 +110,7 @@ def test_jobs_wait_out_a_full_disk_with_their_attempts_and_resume_when_freed(
                 (later,),
             ).fetchone()
         assert untouched is not None and untouched["n"] == 3
-        small_disk.free_up()
+        disk.free_up()
         freed = time.monotonic()
         _wait_for(db, "state = 'succeeded'", count=4, timeout_s=15.0)
         print(f"all 4 jobs done {time.monotonic() - freed:.1f} s after the disk was freed")
@@ -174,7 +142,7 @@ def _wait_for(db: Pool, where: str, *, count: int = 1, timeout_s: float = 60.0) 
 
 
 def test_ready_reports_a_disk_under_its_floor_as_degraded(
-    settings: Settings, database_url: str, small_disk: SmallDisk
+    settings: Settings, database_url: str, disk: SmallDisk
 ) -> None:
     from serve_apps.api.app import create_app
     from serve_apps.api.deps import ApiDeps
@@ -182,8 +150,8 @@ def test_ready_reports_a_disk_under_its_floor_as_degraded(
     api_settings = settings.model_copy(
         update={
             "disk_free_floor_mb": 1,
-            "local_storage_dir": small_disk.root / "storage",
-            "object_cache_dir": small_disk.root / "cache",
+            "local_storage_dir": disk.root / "storage",
+            "object_cache_dir": disk.root / "cache",
             "redis_url": None,
         }
     )
@@ -191,14 +159,14 @@ def test_ready_reports_a_disk_under_its_floor_as_degraded(
     try:
         with TestClient(create_app(deps), raise_server_exceptions=False) as client:
             assert client.get("/ready").json()["checks"]["disk"] == "ok"
-            small_disk.fill(leave=_MB // 2)
+            disk.fill(leave=_MB // 2)
             ready = client.get("/ready")
             body = ready.json()
             assert ready.status_code == 200 and body["status"] == "degraded", body
             assert body["degraded"] == ["disk"] and body["checks"]["disk"].startswith("low: ")
-            assert str(small_disk.root / "storage") in body["checks"]["disk"]
+            assert str(disk.root / "storage") in body["checks"]["disk"]
             assert float(DEPENDENCY_UP.labels(dependency=DISK)._value.get()) == 0.0
-            small_disk.free_up()
+            disk.free_up()
             assert client.get("/ready").json()["status"] == "ready"
     finally:
         deps.close()
