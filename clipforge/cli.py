@@ -288,7 +288,22 @@ def process(
     log_path = out_dir / "clipforge.log"
     code, message = _run_process(source, out_dir, settings, options_, log_path, verbose)
     typer.echo(message, err=code != 0)
+    if code == 130:
+        _exit_now(code)
     raise typer.Exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown. Interrupted during start-up, a half-initialised
+    extension (Ray's core worker inside a `ray.get`) can crash that teardown (SIGSEGV instead of
+    130); by now everything the run started is stopped (its Postgres, its Ray)."""
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _process_options(

@@ -114,7 +114,7 @@ def test_worker_waits_out_a_full_disk_in_import_and_export(
 ) -> None:
     storage = disk.root / "storage"
     local = settings.model_copy(update={"local_storage_dir": storage, "s3_bucket": None})
-    videos = [upload_video(db, local, test_media["speech_short"]) for _ in range(2)]
+    videos = [upload_video(db, local, test_media["speech_short"])]
     proc = _start_worker(database_url, storage, tmp_path)
     try:
         # Above the 1 MB floor, too little for the 2.5 MB original: the imports meet ENOSPC.

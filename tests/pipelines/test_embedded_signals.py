@@ -59,11 +59,12 @@ def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
 class _Command:
     """A CLI process with its stderr (JSON logs) in a file."""
 
-    def __init__(self, tmp: Path, name: str, *args: str) -> None:
+    def __init__(self, tmp: Path, name: str, *args: str, ray_address: str | None = None) -> None:
         self.log = tmp / f"{name}.log"
+        env = _env(tmp) | ({"RAY_ADDRESS": ray_address} if ray_address else {})
         self.proc = subprocess.Popen(
             [_CLI, *args],
-            env=_env(tmp),
+            env=env,
             cwd=_REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -121,7 +122,11 @@ def _start_api(tmp: Path, name: str) -> _Command:
 
 
 def _start_worker(tmp: Path) -> _Command:
-    worker = _Command(tmp, "worker", "worker", "--metrics-port", "0")
+    import ray
+
+    # On the session's Ray: a Ray of its own would only add its start-up to the test.
+    address = ray.get_runtime_context().gcs_address
+    worker = _Command(tmp, "worker", "worker", "--metrics-port", "0", ray_address=address)
     _wait(lambda: worker.logged("worker started"), _START_S, "the worker to start")
     return worker
 
@@ -140,7 +145,7 @@ def test_api_alone_stops_the_server_it_started(short_tmp: Path, sig: signal.Sign
     ids=["api-sigterm-worker-sigint", "api-sigint-worker-sigterm"],
 )
 def test_the_last_of_api_and_worker_stops_the_server(
-    short_tmp: Path, first_sig: signal.Signals, last_sig: signal.Signals
+    short_tmp: Path, ray_local: None, first_sig: signal.Signals, last_sig: signal.Signals
 ) -> None:
     # The worker starts the server when it goes first, the API when it does: one case each.
     worker_first = first_sig == signal.SIGINT
