@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from clipforge.db.pool import Pool
 from clipforge.db.repo.videos import create_video, update_video
 from clipforge.metrics import UPLOADS_SWEPT
-from clipforge.ops.uploads import sweep_orphan_uploads
+from clipforge.ops.uploads import sweep_orphan_uploads, sweep_periodically
 from clipforge.settings import Settings
 from clipforge.storage import LocalStore
 from clipforge.storage.keys import original_key, upload_key
@@ -104,3 +105,25 @@ def test_the_ops_command_sweeps_the_configured_store(
         done.stderr
     )
     assert _keys(store) == expected["kept"]
+
+
+def test_the_worker_s_scheduled_sweep_runs_until_stopped(db: Pool, settings: Settings) -> None:
+    store = LocalStore(settings.data_dir / f"timer-sweep-{uuid.uuid4().hex[:8]}")
+    expected = _layout(db, store)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=sweep_periodically,
+        args=(db, store),
+        kwargs={"grace_s": _GRACE_S, "every_s": 0.1, "stop": stop},
+        daemon=True,
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while _keys(store) != expected["kept"]:
+            assert time.monotonic() < deadline, _keys(store)
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
