@@ -83,10 +83,17 @@ def stop_embedded() -> None:
 _EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
+class _Signalled(SystemExit):
+    """Unwinding because of a signal: SystemExit, so `finally` blocks and exit hooks run and no
+    `except Exception` swallows it; 128 + n is the shell's code for it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
 def _unwind(signum: int, _frame: FrameType | None) -> None:
-    # SystemExit, not KeyboardInterrupt: it is what `finally` blocks and exit hooks expect of a
-    # termination, and no `except Exception` swallows it. 128 + n is the shell's code for it.
-    raise SystemExit(128 + signum)
+    raise _Signalled(signum)
 
 
 @contextlib.contextmanager
@@ -95,13 +102,19 @@ def leaving_embedded_on_exit() -> Iterator[None]:
 
     Until the command installs its own handlers (a graceful stop), SIGTERM, SIGINT and SIGHUP
     unwind through here. A server such as uvicorn that captures signals while it runs puts these
-    handlers back when it stops and re-raises the signal it caught, which lands here too.
+    handlers back when it stops and re-raises the signal it caught, which lands here too. Once
+    the server is left, a SIGTERM or SIGHUP is raised again with its default action, so the exit
+    status still says the process was terminated by it (SIGINT ends with 130, as after Ctrl-C).
     """
     previous = {sig: signal.getsignal(sig) for sig in _EXIT_SIGNALS}
     for sig in _EXIT_SIGNALS:
         signal.signal(sig, _unwind)
+    signalled: int | None = None
     try:
         yield
+    except _Signalled as exc:
+        signalled = exc.signum
+        raise
     finally:
         # A second signal while the server stops must not cut the stop short.
         for sig in _EXIT_SIGNALS:
@@ -111,3 +124,5 @@ def leaving_embedded_on_exit() -> Iterator[None]:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if signalled is not None and previous.get(signal.Signals(signalled)) == signal.SIG_DFL:
+            signal.raise_signal(signalled)
