@@ -168,14 +168,16 @@ def worker(
     ] = False,
 ) -> None:
     """Run the queue worker: claims stage jobs and runs them on warm Ray actors until SIGTERM."""
+    from clipforge.db.embedded import leaving_embedded_on_exit
     from clipforge.logging import configure_logging
     from pipelines.main import run_worker  # the CLI is the composition root; core never imports it
 
     settings = _settings()
     configure_logging(settings.log_level, json_logs=settings.log_json)
-    run_worker(
-        settings, config_path=config, metrics_port=metrics_port or None, until_idle=until_idle
-    )
+    with leaving_embedded_on_exit():  # the worker may start or join the embedded Postgres
+        run_worker(
+            settings, config_path=config, metrics_port=metrics_port or None, until_idle=until_idle
+        )
 
 
 @app.command(
@@ -255,26 +257,30 @@ def api(
 
     import uvicorn
 
+    from clipforge.db.embedded import leaving_embedded_on_exit
     from clipforge.db.migrate import migrate
     from serve_apps.api.server import uvicorn_options
 
-    settings = _settings()
-    url = _database_url(settings)
-    migrate(url)
-    os.environ["DATABASE_URL"] = url  # worker processes resolve the same (embedded) database
-    if workers > 1:
-        _multiprocess_metrics_dir()
-    uvicorn.run(
-        "serve_apps.api.main:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,  # the app writes its own JSON access log with request ids
-        log_config=None,
-        # Header size, count and time limits, keep-alive and backlog (docs/operations.md).
-        **uvicorn_options(settings),
-    )
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal: without this the
+    # process died of it there and never left the embedded Postgres it started or joined.
+    with leaving_embedded_on_exit():
+        settings = _settings()
+        url = _database_url(settings)
+        migrate(url)
+        os.environ["DATABASE_URL"] = url  # worker processes resolve the same (embedded) database
+        if workers > 1:
+            _multiprocess_metrics_dir()
+        uvicorn.run(
+            "serve_apps.api.main:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,  # the app writes its own JSON access log with request ids
+            log_config=None,
+            # Header size, count and time limits, keep-alive and backlog (docs/operations.md).
+            **uvicorn_options(settings),
+        )
 
 
 def _multiprocess_metrics_dir() -> None:
@@ -298,12 +304,14 @@ def webhooks_deliver(
     ] = False,
 ) -> None:
     """Deliver queued webhook events (signed, retried with backoff through the job queue)."""
+    from clipforge.db.embedded import leaving_embedded_on_exit
     from clipforge.logging import configure_logging
     from clipforge.webhooks import run_delivery_worker
 
     settings = _settings()
     configure_logging(settings.log_level, json_logs=settings.log_json)
-    sent = run_delivery_worker(settings, _database_url(settings), until_idle=until_idle)
+    with leaving_embedded_on_exit():
+        sent = run_delivery_worker(settings, _database_url(settings), until_idle=until_idle)
     typer.echo(f"delivered {sent} webhook job(s)", err=True)
 
 
@@ -363,7 +371,22 @@ def process(
     log_path = out_dir / "clipforge.log"
     code, message = _run_process(source, out_dir, settings, options_, log_path, verbose)
     typer.echo(message, err=code != 0)
+    if code == 130:
+        _exit_now(code)
     raise typer.Exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown. Interrupted during start-up, a half-initialised
+    extension (Ray's core worker inside a `ray.get`) can crash that teardown (SIGSEGV instead of
+    130); by now everything the run started is stopped (its Postgres, its Ray)."""
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _process_options(
@@ -458,6 +481,40 @@ def _first_line(text: str, limit: int = 200) -> str:
 
 def _clock(seconds: float) -> str:
     return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+uploads_app = typer.Typer(help="Upload objects waiting for import.", no_args_is_help=True)
+app.add_typer(uploads_app, name="uploads")
+
+
+@uploads_app.command("sweep")
+def uploads_sweep(
+    grace_s: Annotated[
+        float | None,
+        typer.Option(help="Keep objects younger than this (default UPLOAD_ORPHAN_GRACE_S)."),
+    ] = None,
+) -> None:
+    """Remove upload objects no video row needs (the API died before committing the row, or
+    the video was imported); workers also do this every UPLOAD_SWEEP_INTERVAL_S."""
+    from clipforge.db.pool import create_pool
+    from clipforge.ops.uploads import sweep_orphan_uploads
+    from clipforge.storage import create_store
+
+    settings = _settings()
+    url = _database_url(settings)
+    with create_pool(settings, url, application_name="clipforge-uploads-sweep") as pool:
+        report = sweep_orphan_uploads(
+            pool,
+            create_store(settings),
+            grace_s=settings.upload_orphan_grace_s if grace_s is None else grace_s,
+        )
+    for key in report.removed:
+        sys.stdout.write(key + "\n")
+    typer.echo(
+        f"removed {len(report.removed)} upload object(s); kept {report.kept} awaiting import"
+        f" and {report.young} inside the grace period",
+        err=True,
+    )
 
 
 cache_app = typer.Typer(help="The local data folder (DATA_DIR).", no_args_is_help=True)

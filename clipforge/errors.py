@@ -88,6 +88,27 @@ class DependencyUnavailable(TransientError):
         return f"{type(self).__name__}[{self.dependency}]: {self}"
 
 
+# What ffmpeg (and the C library under any tool) prints for ENOSPC and EDQUOT.
+_DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
+
+
+def disk_full_in(text: str) -> bool:
+    """Whether a tool's error output says the disk (or the user's quota) is full."""
+    return any(phrase in text for phrase in _DISK_FULL_TEXT)
+
+
+def tool_failure(message: str, output: str) -> ClipForgeError:
+    """The error for a media tool (ffmpeg) that failed with `output` on stderr.
+
+    A full disk is the host's outage, not the input's fault: it becomes
+    `DependencyUnavailable[disk]`, so the job waits for space instead of failing for good.
+    Anything else is a `MediaError` (the input is bad; retrying cannot help).
+    """
+    if disk_full_in(output):
+        return DependencyUnavailable(message, dependency="disk")
+    return MediaError(message)
+
+
 class CircuitOpen(DependencyUnavailable):
     """A circuit breaker refused the call because the dependency keeps failing."""
 

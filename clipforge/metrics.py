@@ -108,6 +108,21 @@ DEPENDENCY_UP = Gauge(
     ["dependency"],
     multiprocess_mode="mostrecent",
 )
+DISK_FREE_BYTES = Gauge(
+    "clipforge_disk_free_bytes",
+    "Free bytes on each folder a worker or API process writes media to (see DISK_FREE_FLOOR_MB).",
+    ["path"],
+    multiprocess_mode="mostrecent",
+)
+JOBS_WOKEN = Counter(
+    "clipforge_jobs_woken_total",
+    "Delayed jobs made runnable early because a probe saw their dependency back.",
+    ["dependency"],
+)
+UPLOADS_SWEPT = Counter(
+    "clipforge_orphan_uploads_removed_total",
+    "Upload objects removed because no video row claimed them within the grace period.",
+)
 CACHE_INVALIDATIONS_PENDING = Gauge(
     "clipforge_cache_invalidations_pending",
     "Cache invalidations that failed (Redis unreachable) and are queued for retry.",

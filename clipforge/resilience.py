@@ -6,11 +6,13 @@ lets one trial call through (half-open) to see whether the dependency is back.
 
 `dependency_of` is the one place that decides whether an exception means "a dependency is down"
 (the job is not at fault: the queue delays it without spending attempts, the API answers 503)
-rather than "this input or code failed".
+rather than "this input or code failed". A full disk counts as one (dependency `disk`): ENOSPC or
+EDQUOT from the OS, or in a tool's (ffmpeg's) error output. The input is fine; the host is not.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 import threading
@@ -30,6 +32,7 @@ from clipforge.errors import (
     ClipForgeError,
     DependencyUnavailable,
     dependency_in_description,
+    disk_full_in,
 )
 from clipforge.metrics import BREAKER_STATE, RETRIES
 
@@ -117,6 +120,10 @@ class CircuitBreaker:
         self._on_success()
         return result
 
+    def reset(self) -> None:
+        """Close the breaker: a health probe saw the dependency answer."""
+        self._on_success()
+
     def _before(self) -> None:
         with self._lock:
             if self._opened_at is None:
@@ -145,6 +152,49 @@ class CircuitBreaker:
             self._opened_at = None
             self._trial_in_flight = False
             BREAKER_STATE.labels(breaker=self.name).set(0)
+
+
+class OutageLog:
+    """One log line when a dependency goes away and one when it is back, however often it is
+    seen failing in between (a loop retrying every second must not log every second)."""
+
+    def __init__(self, logger: logging.Logger, *, down: str, up: str) -> None:
+        """`down` and `up` are the two messages; ``{dependency}`` in them names it."""
+        self._log = logger
+        self._down = down
+        self._up = up
+        self._since: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def down(self, dependency: str, exc: BaseException) -> bool:
+        """Record a failure caused by `dependency`; logs (and returns True) only the first."""
+        with self._lock:
+            if dependency in self._since:
+                return False
+            self._since[dependency] = time.monotonic()
+        self._log.warning(
+            self._down.format(dependency=dependency),
+            extra={"dependency": dependency, "error": repr(exc)},
+        )
+        return True
+
+    def up(self, dependency: str) -> float | None:
+        """Record a success; logs once (and returns the outage's length) if it was down."""
+        with self._lock:
+            since = self._since.pop(dependency, None)
+        if since is None:
+            return None
+        down_s = time.monotonic() - since
+        self._log.info(
+            self._up.format(dependency=dependency),
+            extra={"dependency": dependency, "down_s": round(down_s, 1)},
+        )
+        return down_s
+
+    def is_down(self, dependency: str) -> bool:
+        """Whether `dependency` is currently recorded as away."""
+        with self._lock:
+            return dependency in self._since
 
 
 # SQLSTATE classes that mean "this configuration can never connect": invalid authorization
@@ -177,9 +227,14 @@ def _library_dependency(exc: BaseException) -> str | None:
     if isinstance(exc, ClientError):
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
         return "s3" if status >= 500 else None
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+        return "disk"
     if isinstance(exc, ConnectionError | TimeoutError):
         return "network"
     return None
+
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def unwrap_ray_error(exc: BaseException) -> BaseException:
@@ -218,6 +273,8 @@ def dependency_of(exc: BaseException) -> str | None:
             described = dependency_in_description(current.describe())
             if described is not None:
                 return described
+            if disk_full_in(current.describe()):  # a tool's ENOSPC carried in a message
+                return "disk"
             continue
         found = _library_dependency(current)
         if found is not None:

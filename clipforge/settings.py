@@ -152,6 +152,18 @@ class Settings(BaseSettings):
     # Jobs that failed because a dependency was down wait (attempts kept) for up to this long.
     queue_dependency_retry_horizon_s: float = Field(default=6 * 3600.0, gt=0)
     queue_dependency_backoff_max_s: float = Field(default=300.0, gt=0)
+    # How often a worker probes the dependencies its delayed jobs wait for; when one answers
+    # again, up to QUEUE_WAKE_PER_S of those jobs per second become runnable at once (a bounded
+    # herd) instead of each sleeping out its backoff.
+    queue_dependency_probe_s: float = Field(default=5.0, gt=0)
+    queue_wake_per_s: float = Field(default=20.0, gt=0)
+    # Free space a worker keeps on the folders it writes media to before it starts a stage
+    # (and below which /ready reports the disk degraded); 0 disables the floor.
+    disk_free_floor_mb: int = Field(default=1024, ge=0)
+    # Upload objects without a video row (the API died between storing and committing) are
+    # removed after this grace period, by `clipforge uploads sweep` and by every worker.
+    upload_orphan_grace_s: float = Field(default=3600.0, gt=0)
+    upload_sweep_interval_s: float = Field(default=600.0, gt=0)
     # Longest one stage batch may run before its jobs fail (retryable) and the stage's actors are
     # restarted. Generous: a batch of long videos on CPU takes a while.
     stage_timeout_s: float = Field(default=3 * 3600.0, gt=0)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clipforge.errors import MediaError
+from clipforge.errors import MediaError, tool_failure
 from clipforge.media import ffmpeg_exe
 from clipforge.observability.tracing import span
 from pipelines.poster import KEYFRAME_S, choose_poster
@@ -303,8 +303,9 @@ def _run(cmd: list[str], what: str) -> None:
             cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=1800
         )
     if proc.returncode != 0:
-        # Decode errors mean bad media (not retryable); the message says which.
-        raise MediaError(f"ffmpeg {what} failed: {_stderr_summary(proc.stderr)}")
+        # Decode errors mean bad media (not retryable); the message says which. A full disk is
+        # an outage of the host: the job waits for space (`tool_failure`).
+        raise tool_failure(f"ffmpeg {what} failed: {_stderr_summary(proc.stderr)}", proc.stderr)
 
 
 def _stderr_summary(stderr: str, limit: int = 600) -> str:

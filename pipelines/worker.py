@@ -109,6 +109,9 @@ class PipelineWorker:
         self._notifiers: list[JobNotifier] = []
         self._warming: threading.Thread | None = None
         self.stage_timeout_s = settings.stage_timeout_s
+        # Checked before each stage claim (`QueueRunner` gate); `clipforge worker` sets the
+        # free-space floor here (clipforge.diskspace).
+        self.gate: Callable[[], None] | None = None
 
     @property
     def kinds(self) -> list[str]:
@@ -143,6 +146,7 @@ class PipelineWorker:
                 batch_handlers={self.prefix + stage.name: partial(self._run_timed, stage)},
                 on_failed=self.lifecycle.on_failed,
                 run_id=self.run_id,
+                gate=self.gate,
             )
             for stage in self.stages
             for _ in range(stage.runners)

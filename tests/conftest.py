@@ -35,6 +35,8 @@ _HEAVY_FILES = (
     "tests/pipelines/test_two_node_cluster.py",
     "tests/notebooks/test_notebooks.py",
     "tests/pipelines/test_worker.py",
+    "tests/pipelines/test_embedded_signals.py",
+    "tests/pipelines/test_disk_full_worker.py",
     "tests/pipelines/test_engine.py",
     "tests/serve_apps/test_serve_app.py",
     "tests/serve_apps/test_serve_cli.py",

@@ -1,15 +1,23 @@
 """The embedded Postgres server used when DATABASE_URL is unset (`clipforge process`).
 
 `pgserver` ships a real Postgres build in its wheel; the data directory lives under
-`Settings.data_dir`. The server runs while a process that started it runs: `stop_embedded()`
-(and, as a fallback, the wheel's exit hook) stops it, so no database is left behind a command.
+`Settings.data_dir`. Every process that starts or joins it (`clipforge api`, `worker`, `process`)
+adds its pid to the wheel's list of users; the server runs while one of them does. Each leaves
+through `stop_embedded()` (and, as a fallback, the wheel's exit hook), and the last one out
+stops it, so no database is left behind a command. `leaving_embedded_on_exit` makes SIGTERM,
+SIGINT and SIGHUP unwind the process instead of ending it on the spot, since a process killed by
+a signal runs neither `finally` blocks nor exit hooks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import warnings
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from clipforge.settings import Settings
@@ -76,3 +84,51 @@ def stop_embedded() -> None:
         server.cleanup()
         del _servers[key]
         log.info("stopped embedded postgres", extra={"pgdata": key})
+
+
+_EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class _Signalled(SystemExit):
+    """Unwinding because of a signal: SystemExit, so `finally` blocks and exit hooks run and no
+    `except Exception` swallows it; 128 + n is the shell's code for it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+def _unwind(signum: int, _frame: FrameType | None) -> None:
+    raise _Signalled(signum)
+
+
+@contextlib.contextmanager
+def leaving_embedded_on_exit() -> Iterator[None]:
+    """Around a command that may start or join the embedded Postgres: leave it on the way out.
+
+    Until the command installs its own handlers (a graceful stop), SIGTERM, SIGINT and SIGHUP
+    unwind through here. A server such as uvicorn that captures signals while it runs puts these
+    handlers back when it stops and re-raises the signal it caught, which lands here too. Once
+    the server is left, a SIGTERM or SIGHUP is raised again with its default action, so the exit
+    status still says the process was terminated by it (SIGINT ends with 130, as after Ctrl-C).
+    """
+    previous = {sig: signal.getsignal(sig) for sig in _EXIT_SIGNALS}
+    for sig in _EXIT_SIGNALS:
+        signal.signal(sig, _unwind)
+    signalled: int | None = None
+    try:
+        yield
+    except _Signalled as exc:
+        signalled = exc.signum
+        raise
+    finally:
+        # A second signal while the server stops must not cut the stop short.
+        for sig in _EXIT_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            stop_embedded()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if signalled is not None and previous.get(signal.Signals(signalled)) == signal.SIG_DFL:
+            signal.raise_signal(signalled)

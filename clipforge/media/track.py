@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clipforge.errors import MediaError
+from clipforge.errors import tool_failure
 from clipforge.media.audio import decode_audio
 from clipforge.media.ffmpeg import ffmpeg_exe
 
@@ -53,7 +53,9 @@ def extract_track(src: Path, dest: Path) -> Path:
         cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        raise MediaError(f"could not extract the audio track: {done.stderr.strip()[-500:]}")
+        raise tool_failure(
+            f"could not extract the audio track: {done.stderr.strip()[-500:]}", done.stderr
+        )
     return dest
 
 

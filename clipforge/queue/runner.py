@@ -43,7 +43,7 @@ from clipforge.observability import tracing
 from clipforge.queue import jobs as q
 from clipforge.queue.backoff import Backoff
 from clipforge.queue.notify import JobNotifier
-from clipforge.resilience import classify_failure, dependency_of, is_fatal_db_error
+from clipforge.resilience import OutageLog, classify_failure, dependency_of, is_fatal_db_error
 from clipforge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class RunnerOptions:
         dependency_horizon_s: how long one job may wait for a dependency without spending
             attempts (QUEUE_DEPENDENCY_RETRY_HORIZON_S).
         outage_backoff: pauses between tries to reach Postgres while it is away.
+        gate_poll_s: longest pause between checks of a closed claim gate (a full disk).
     """
 
     batch_size: int = 10
@@ -101,6 +102,7 @@ class RunnerOptions:
     dependency_backoff: Backoff = field(default_factory=lambda: Backoff(base_s=2.0, cap_s=300.0))
     dependency_horizon_s: float = 6 * 3600.0
     outage_backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.5, cap_s=30.0))
+    gate_poll_s: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> RunnerOptions:
@@ -113,6 +115,7 @@ class RunnerOptions:
                 settings.queue_backoff_base_s, settings.queue_dependency_backoff_max_s
             ),
             "dependency_horizon_s": settings.queue_dependency_retry_horizon_s,
+            "gate_poll_s": settings.queue_dependency_probe_s,
         }
         return cls(**(values | overrides))
 
@@ -131,8 +134,11 @@ class QueueRunner:
         batch_handlers: Mapping[str, BatchHandler] | None = None,
         on_failed: FailureHook | None = None,
         run_id: str | None = None,
+        gate: Callable[[], None] | None = None,
     ) -> None:
-        """With `run_id` the runner claims only that run's jobs (see `jobs.claim`)."""
+        """With `run_id` the runner claims only that run's jobs (see `jobs.claim`). `gate` is
+        called before each claim: while it raises `DependencyUnavailable` (a disk under its
+        free-space floor) nothing is claimed, so no job starts only to hit the outage."""
         self._pool = pool
         self.run_id = run_id
         self._handlers = dict(handlers)
@@ -141,8 +147,23 @@ class QueueRunner:
         self.worker_id = worker_id
         self.options = options or RunnerOptions()
         self._notifier = notifier
+        self._gate = gate
         self._held: set[int] = set()
+        # Jobs whose outcome this runner is writing: the heartbeat may find their lease gone
+        # (the write committed between its snapshot and its update) without it being lost.
+        self._finishing: set[int] = set()
         self._held_lock = threading.Lock()
+        self._claims_paused = OutageLog(
+            log,
+            down="claims paused: {dependency} unavailable",
+            up="claims resumed: {dependency} is back",
+        )
+        self._paused_on: str | None = None
+        self._beat_outages = OutageLog(
+            log,
+            down="heartbeat failed: {dependency} unavailable",
+            up="heartbeat: {dependency} is back",
+        )
         self._next_reap = 0.0
         self._last_claim_empty = True
         self._db_down_since: float | None = None
@@ -165,14 +186,23 @@ class QueueRunner:
                     if isinstance(exc, ConfigError) or is_fatal_db_error(exc):
                         raise
                     failures += 1
-                    if dependency_of(exc) == "postgres":
+                    delay = self.options.outage_backoff.delay(failures)
+                    dependency = dependency_of(exc)
+                    if dependency == "postgres":
                         self._database_down(exc)
+                    elif dependency is not None:  # the gate is closed (a full disk)
+                        self._paused_on = dependency
+                        self._claims_paused.down(dependency, exc)
+                        delay = min(delay, self.options.gate_poll_s)
                     else:  # not an outage (a bug?): say so, but keep the worker alive
                         log.exception("claiming or running a batch failed; retrying")
-                    self.stop.wait(self.options.outage_backoff.delay(failures))
+                    self.stop.wait(delay)
                     continue
                 failures = 0
                 self._database_up()
+                if self._paused_on is not None:
+                    self._claims_paused.up(self._paused_on)
+                    self._paused_on = None
                 done += ran
                 if ran == 0:
                     if until_empty:
@@ -185,6 +215,8 @@ class QueueRunner:
 
     def run_once(self) -> int:
         """Claim one batch and run it; returns the number of jobs claimed."""
+        if self._gate is not None:
+            self._gate()
         # Idle workers reap on every poll (they have time); busy ones every reap_interval_s.
         now = time.monotonic()
         reap = now >= self._next_reap or self._last_claim_empty
@@ -259,8 +291,11 @@ class QueueRunner:
             JOB_DURATION.labels(kind=kind).observe(elapsed / len(jobs))
             with self._held_lock:
                 self._held.discard(job.id)
+                self._finishing.discard(job.id)
 
     def _finish_safely(self, job: q.Job, outcome: JobResult) -> None:
+        with self._held_lock:
+            self._finishing.add(job.id)
         try:
             committed = self._persist(lambda: self._commit(job, outcome))
         except LeaseLost:
@@ -297,6 +332,7 @@ class QueueRunner:
                 JOB_DURATION.labels(kind=job.kind).observe(time.monotonic() - started)
                 with self._held_lock:
                     self._held.discard(job.id)
+                    self._finishing.discard(job.id)
 
     def _commit(self, job: q.Job, outcome: JobResult) -> bool:
         # The next stage's job, enqueued in `on_commit`, stores this span's context.
@@ -331,6 +367,8 @@ class QueueRunner:
 
     def _record_failure(self, job: q.Job, exc: Exception) -> None:
         failure = classify_failure(exc)
+        with self._held_lock:
+            self._finishing.add(job.id)
 
         def write() -> str:
             with self._pool.connection() as conn, conn.transaction():
@@ -432,13 +470,16 @@ class QueueRunner:
                     )
             except Exception as exc:  # a missed beat is survivable; the lease has slack
                 if dependency_of(exc) == "postgres":
-                    log.warning(
-                        "heartbeat failed: database unavailable", extra={"error": repr(exc)}
-                    )
+                    self._beat_outages.down("postgres", exc)  # once per outage, not per beat
                 else:
                     log.exception("heartbeat failed")
                 continue
-            if lost := set(held) - kept:
+            self._beat_outages.up("postgres")
+            with self._held_lock:
+                # Only jobs still running here and not being recorded by this runner right now:
+                # one it just committed (or failed) no longer has a lease, and that is no loss.
+                lost = (set(held) - kept) & (self._held - self._finishing)
+            if lost:
                 log.warning("leases lost", extra={"job_ids": sorted(lost)})
 
     def _idle_wait(self) -> None:

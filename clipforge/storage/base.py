@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -30,12 +31,14 @@ class ObjectInfo:
         size: size in bytes.
         etag: backend checksum/etag (quotes stripped).
         content_type: stored Content-Type, where the backend keeps one (S3 HEAD).
+        modified: when the object was last written (listings fill it; None where unknown).
     """
 
     key: str
     size: int
     etag: str
     content_type: str | None = None
+    modified: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

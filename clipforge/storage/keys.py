@@ -38,9 +38,14 @@ def audio_key(video_id: UUID) -> str:
     return check_key(f"videos/{video_id}/audio.flac")
 
 
+# Uploads waiting for their import; removed once imported (`clipforge.ops.uploads` sweeps
+# the ones nothing will import).
+UPLOADS_PREFIX = "uploads/"
+
+
 def upload_key(video_id: UUID) -> str:
     """Where a client PUTs a presigned upload before import validates it."""
-    return check_key(f"uploads/{video_id}/source.bin")
+    return check_key(f"{UPLOADS_PREFIX}{video_id}/source.bin")
 
 
 def export_key(video_id: UUID, export_id: UUID, ext: str = "mp4") -> str:

@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from clipforge.errors import NotFound, ValidationFailed
@@ -27,10 +28,11 @@ class LocalStore:
         return path
 
     def _info(self, key: str, path: Path) -> ObjectInfo:
-        size = path.stat().st_size
+        stat = path.stat()
         # Cheap etag (size + mtime); content hashing whole videos would cost seconds per call.
-        tag = hashlib.md5(f"{size}:{path.stat().st_mtime_ns}".encode(), usedforsecurity=False)
-        return ObjectInfo(key=key, size=size, etag=tag.hexdigest())
+        tag = hashlib.md5(f"{stat.st_size}:{stat.st_mtime_ns}".encode(), usedforsecurity=False)
+        modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+        return ObjectInfo(key=key, size=stat.st_size, etag=tag.hexdigest(), modified=modified)
 
     def _write(self, key: str, fill: object) -> ObjectInfo:
         path = self._path(key)

@@ -81,6 +81,19 @@ class S3Store:
         except BotoCoreError as exc:
             raise DependencyUnavailable(f"s3 unavailable: {exc}", dependency="s3") from exc
 
+    def probe(self) -> None:
+        """One request to the bucket past the breaker (a health probe must reach the service
+        itself, not its breaker's memory of it); raise `DependencyUnavailable` if S3 does not
+        answer. An answer closes this process's breaker: S3 is back for everyone here."""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _is_outage(exc):
+                raise DependencyUnavailable("s3 probe failed", dependency="s3") from exc
+        except BotoCoreError as exc:
+            raise DependencyUnavailable(f"s3 unavailable: {exc}", dependency="s3") from exc
+        self._breaker.reset()
+
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (local infra and tests)."""
         try:
@@ -167,7 +180,12 @@ class S3Store:
             kwargs["ContinuationToken"] = token
         resp = self._call(lambda: self._client.list_objects_v2(**kwargs))
         items = [
-            ObjectInfo(key=o["Key"], size=int(o["Size"]), etag=str(o.get("ETag", "")).strip('"'))
+            ObjectInfo(
+                key=o["Key"],
+                size=int(o["Size"]),
+                etag=str(o.get("ETag", "")).strip('"'),
+                modified=o.get("LastModified"),
+            )
             for o in resp.get("Contents", [])
         ]
         next_token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None

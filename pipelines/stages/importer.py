@@ -16,6 +16,7 @@ from clipforge.fetch import download, parse_networks
 from clipforge.media import probe, require_clip_source
 from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
+from clipforge.storage import ObjectStore, create_store
 from clipforge.storage.keys import audio_key, original_key, upload_key
 from pipelines.actors import ActorSet, Report, StageActor, Telemetry
 from pipelines.config import ImportConfig
@@ -47,7 +48,9 @@ class ImportActor(StageActor):
             out = error_row(int(row["job_id"]), exc)
         return out, self.report()
 
-    def _fetch_source(self, row: Row, local: Path) -> None:
+    def _fetch_source(self, row: Row, local: Path) -> bool:
+        """Bring the source to `local`; True if it was read from the upload object (which the
+        driver removes once the import committed)."""
         video_id = uuid.UUID(row["video_id"])
         kind = row["source_kind"]
         if kind == "url":
@@ -61,22 +64,28 @@ class ImportActor(StageActor):
         elif kind == "upload":
             try:
                 self.store.download_file(upload_key(video_id), local)
+                return True
             except NotFound:
-                raise MediaError(
-                    "no uploaded file: PUT the video to the upload URL first"
-                ) from None
+                if not row.get("original_key"):
+                    raise MediaError(
+                        "no uploaded file: PUT the video to the upload URL first"
+                    ) from None
+            # Imported before (a backfill re-import): the upload was removed then; the
+            # original stored by that import is the same bytes.
+            self.store.download_file(row["original_key"], local)
         else:  # "file": a path on this machine (the embedded CLI)
             source = Path(row["source_url"])
             if not source.is_file():
                 raise MediaError(f"{source} does not exist or is not a file")
             shutil.copyfile(source, local)
+        return False
 
     def _import(self, row: Row) -> Row:
         video_id = uuid.UUID(row["video_id"])
         limits = self.config
         with tempfile.TemporaryDirectory(prefix="cf-import-") as tmp:
             local = Path(tmp) / "source"  # named in user-facing errors
-            self._fetch_source(row, local)
+            from_upload = self._fetch_source(row, local)
             size = local.stat().st_size
             if size > limits.max_source_bytes:
                 raise MediaError(f"source is {size} bytes; the limit is {limits.max_source_bytes}")
@@ -101,6 +110,7 @@ class ImportActor(StageActor):
             "height": info.height,
             "fps": info.fps,
             "has_audio": info.has_audio,
+            "from_upload": from_upload,
             "error": "",
         }
 
@@ -115,6 +125,8 @@ class ImportStage:
         self, settings: Settings, config: ImportConfig, lifecycle: Lifecycle, telemetry: Telemetry
     ) -> None:
         self.lifecycle = lifecycle
+        self.settings = settings
+        self._store: ObjectStore | None = None  # the driver's, made on first use
         self.claim_batch_size = config.claim_batch_size
         self.runners = config.actors
         self.actors = ActorSet(
@@ -135,6 +147,7 @@ class ImportStage:
                 "video_id": str(v.id),
                 "source_kind": v.source_kind,
                 "source_url": v.source_url or "",
+                "original_key": v.original_key or "",
             }
             for j in jobs
             if (v := videos.get(video_of(j))) is not None
@@ -154,7 +167,15 @@ class ImportStage:
             update_video(conn, video_id=video_of(job), error=None, **facts)
             self.lifecycle.advance(conn, job, "transcribe", status="transcribing")
 
-        return JobResult(
-            on_commit=write,
-            after_commit=self.lifecycle.after(job, ("video",), seconds=output["duration_s"]),
-        )
+        follow_up = self.lifecycle.after(job, ("video",), seconds=output["duration_s"])
+
+        def after_commit() -> None:
+            follow_up()
+            if output.get("from_upload"):
+                # Imported: the original holds the same bytes, so the upload is not kept as a
+                # second copy. Left behind by a crash here, the upload sweep removes it.
+                if self._store is None:
+                    self._store = create_store(self.settings)
+                self._store.delete(upload_key(video_of(job)))
+
+        return JobResult(on_commit=write, after_commit=after_commit)

@@ -360,7 +360,7 @@ class Readiness(BaseModel):
 
     status: Literal["ready", "degraded", "unavailable"] = Field(
         description="`ready` when all checks pass; `degraded` when only optional dependencies"
-        " (Redis, storage) fail; `unavailable` (503) when the database does."
+        " (Redis, storage, disk) fail; `unavailable` (503) when the database does."
     )
     checks: dict[str, str] = Field(description="`ok`, `disabled`, or the failure per dependency.")
     degraded: list[str] = Field(

@@ -25,7 +25,7 @@ def test_config_is_valid(promtool: str) -> None:
 
 def test_rules_are_valid(promtool: str) -> None:
     out = _promtool(promtool, "check", "rules", "alerts.yml")
-    assert "20 rules found" in out
+    assert "21 rules found" in out
 
 
 def test_queue_age_and_5xx_alerts_fire_on_synthetic_series(promtool: str) -> None:

@@ -247,6 +247,7 @@ def test_health_ready_metrics_openapi(client: TestClient, owner: Auth):
         "db": "ok",
         "redis": "ok",
         "storage": "ok",
+        "disk": "ok",
     }
     client.get("/v1/videos", headers=owner[1])
     metrics = client.get("/metrics").text

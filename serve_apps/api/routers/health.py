@@ -1,7 +1,8 @@
-"""`/health` (no dependencies), `/ready` (db, redis, storage) and `/metrics` (Prometheus).
+"""`/health` (no dependencies), `/ready` (db, redis, storage, disk) and `/metrics` (Prometheus).
 
 Readiness fails (503) only for what the instance cannot serve without: the database. Redis
-(cache, rate limit) and object storage (uploads, media URLs) being down degrades some answers
+(cache, rate limit), object storage (uploads, media URLs) and the local disk (under
+DISK_FREE_FLOOR_MB free: uploads and local media writes fail) being down degrades some answers
 but reads and creates keep working, so those show as `degraded` in the body and as
 `clipforge_dependency_up{dependency}` = 0, and the instance stays in the load balancer.
 """
@@ -18,6 +19,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from clipforge.diskspace import DiskFloor
 from clipforge.errors import NotFound
 from clipforge.metrics import DEPENDENCY_UP, render
 from clipforge.queue import export_queue_metrics
@@ -36,7 +38,7 @@ _queue_refreshed_at = float("-inf")
 _REQUIRED = frozenset({"db"})
 # Checks run on their own small pools so a hung dependency cannot exhaust the request threads,
 # one pool per dependency so a hung storage or Redis check cannot delay the database check.
-_DEPENDENCIES = ("db", "redis", "storage")
+_DEPENDENCIES = ("db", "redis", "storage", "disk")
 _checks = {
     name: ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"ready-{name}")
     for name in _DEPENDENCIES
@@ -67,13 +69,21 @@ def _storage(deps: ApiDeps) -> str:
     return "ok"
 
 
+def _disk(deps: ApiDeps) -> str:
+    floor = DiskFloor(deps.settings)
+    if floor.floor_bytes <= 0:
+        return "disabled"
+    result = floor.check()
+    return "ok" if result.ok else "low: " + ", ".join(result.low)
+
+
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 def ready(deps: Deps) -> JSONResponse:
     """Readiness: 200 while Postgres answers within 2 s (`degraded` if Redis or storage do not),
     503 when it does not."""
     futures = {
         name: _checks[name].submit(fn, deps)
-        for name, fn in (("db", _db), ("redis", _redis), ("storage", _storage))
+        for name, fn in (("db", _db), ("redis", _redis), ("storage", _storage), ("disk", _disk))
     }
     checks: dict[str, str] = {}
     deadline = time.monotonic() + _CHECK_TIMEOUT_S  # all checks share one 2 s budget
