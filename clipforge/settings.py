@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     api_docs_enabled: bool | None = None
     # Proxies whose X-Forwarded-Proto is believed (for HSTS); the client address must be in one.
     api_trusted_proxy_cidrs: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    # A Ray cluster running the Serve application (its GCS address, host:port): `clipforge api`
+    # then answers /v1/models/* through that application's model deployments (handles, no Serve
+    # proxy). Unset: the standalone API's model endpoints answer 503.
+    serve_models_address: str | None = None
+    serve_models_app: str = Field(default="clipforge", min_length=1)
     # Webhook deliveries (sent by the `webhook` job kind)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
 
