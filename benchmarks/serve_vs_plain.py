@@ -145,7 +145,15 @@ def start_serve(port: int) -> str:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     use_fast_path()
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    for attempt in range(4):
+        try:
+            ray.init(address="local", include_dashboard=False, log_to_driver=False)
+            break
+        except Exception as exc:  # Ray gives its raylet 30 s to register, a busy machine more
+            if "timed out during startup" not in str(exc) or attempt == 3:
+                raise
+            print(f"local Ray did not start ({exc}); trying again", flush=True)
+            ray.shutdown()
     config = load_config(DEFAULT_CONFIG)
     nodes = nodes_from_ray(ray.nodes())  # type: ignore[no-untyped-call]
     applications = fit_applications(config, nodes, may_scale=True, fixed_nodes=True)
