@@ -17,10 +17,8 @@ import signal
 import threading
 
 from clipforge.errors import ConfigError
+from serve_apps.deployments.fitting import DEPLOYMENT_NAMES
 from serve_apps.deployments.ingress import ServeModelBackend
-
-#: Serve deployment name of each model (as in the deployments' decorators).
-MODEL_DEPLOYMENTS = {"asr": "AsrModel", "highlight": "HighlightScorer", "caption": "CaptionModel"}
 
 # The handles' router runs on the calling event loop (uvicorn's) instead of a loop thread of
 # its own, as in `clipforge serve`'s replicas: every call would otherwise cross threads twice.
@@ -50,7 +48,7 @@ def connect_models(address: str, app_name: str) -> ServeModelBackend:
     deployed = applications[app_name].deployments
 
     def handle(model: str) -> serve.handle.DeploymentHandle | None:  # type: ignore[type-arg]
-        name = MODEL_DEPLOYMENTS[model]
+        name = DEPLOYMENT_NAMES[model]
         return serve.get_deployment_handle(name, app_name=app_name) if name in deployed else None
 
     return ServeModelBackend(handle("asr"), handle("highlight"), handle("caption"))
