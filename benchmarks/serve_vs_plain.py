@@ -8,6 +8,9 @@ Both sides serve the same API (`create_app`) on loopback, measured from outside 
 * **Serve**: configs/serve.yaml as `clipforge serve` runs it on a private local Ray (fitted
   to this machine's CPUs, autoscaling capped at what it can place), through the Serve proxy,
   the ingress and the batched model deployments;
+* **gateway**: `clipforge api` (one uvicorn process, the standalone tier) with
+  SERVE_MODELS_ADDRESS pointing at that Ray: the same model deployments through handles, no
+  Serve proxy and no ingress replica in the path (`serve_apps.deployments.gateway`);
 * **plain**: one uvicorn process whose model backend runs the same decode and scoring
   functions in-process (same weights and settings, library-default thread counts), one
   request at a time.
@@ -82,9 +85,12 @@ class InProcessModels:
         """Load the same weights as the replicas, with the libraries' default threads."""
         from models.asr import AsrConfig, AsrModel
         from models.highlight import HighlightScorer
+        from models.speakers import SpeakerEncoder
         from models.text_encoder import load_text_encoder
 
+        # The attributes the ASR deployment's batch function reads (`_run` below).
         self.model = AsrModel(AsrConfig.from_settings(settings))
+        self.speakers = SpeakerEncoder()
         self.scorer = HighlightScorer(load_text_encoder(settings))
         self._lock = asyncio.Lock()
 
@@ -123,8 +129,9 @@ def run_plain_server(port: int) -> None:
     uvicorn.run(create_app(deps), host="127.0.0.1", port=port, log_config=None, access_log=False)
 
 
-def start_serve(port: int) -> None:
-    """configs/serve.yaml on a private local Ray, fitted as `clipforge serve` fits it."""
+def start_serve(port: int) -> str:
+    """configs/serve.yaml on a private local Ray, fitted as `clipforge serve` fits it; the
+    Ray's GCS address."""
     import ray
 
     from serve_apps.deployments.fitting import nodes_from_ray
@@ -138,11 +145,21 @@ def start_serve(port: int) -> None:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     use_fast_path()
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    for attempt in range(4):
+        try:
+            ray.init(address="local", include_dashboard=False, log_to_driver=False)
+            break
+        except Exception as exc:  # Ray gives its raylet 30 s to register, a busy machine more
+            if "timed out during startup" not in str(exc) or attempt == 3:
+                raise
+            print(f"local Ray did not start ({exc}); trying again", flush=True)
+            ray.shutdown()
     config = load_config(DEFAULT_CONFIG)
     nodes = nodes_from_ray(ray.nodes())  # type: ignore[no-untyped-call]
     applications = fit_applications(config, nodes, may_scale=True, fixed_nodes=True)
     deploy(config, applications, host="127.0.0.1", port=port)
+    address: str = ray.get_runtime_context().gcs_address
+    return address
 
 
 def batch_totals(deployment: str, polls: int = 12) -> dict[str, int]:
@@ -273,7 +290,7 @@ def _mean_ms(call: Callable[[], object], n: int) -> float:
     return (time.perf_counter() - started) / n * 1000
 
 
-def breakdown(key: str, serve_url: str, plain_url: str, n: int = 20) -> None:
+def breakdown(key: str, urls: dict[str, str], n: int = 20) -> None:
     """Where a lone highlight request's time goes on each side (mean ms, one client)."""
     from ray import serve
 
@@ -284,13 +301,16 @@ def breakdown(key: str, serve_url: str, plain_url: str, n: int = 20) -> None:
     with httpx.Client(timeout=120, headers=auth) as http:
         rows = {
             "plain: POST /v1/models/highlights": lambda: http.post(
-                f"{plain_url}/v1/models/highlights", json=body
+                f"{urls['plain']}/v1/models/highlights", json=body
             ),
             "Serve: POST /v1/models/highlights": lambda: http.post(
-                f"{serve_url}/v1/models/highlights", json=body
+                f"{urls['serve']}/v1/models/highlights", json=body
             ),
-            "plain: GET /health": lambda: http.get(f"{plain_url}/health"),
-            "Serve: GET /health (proxy + ingress)": lambda: http.get(f"{serve_url}/health"),
+            "gateway: POST /v1/models/highlights (uvicorn + handle)": lambda: http.post(
+                f"{urls['gateway']}/v1/models/highlights", json=body
+            ),
+            "plain: GET /health": lambda: http.get(f"{urls['plain']}/health"),
+            "Serve: GET /health (proxy + ingress)": lambda: http.get(f"{urls['serve']}/health"),
             "Serve: handle -> HighlightScorer (no proxy, no ingress)": lambda: model.score.remote(
                 request
             ).result(timeout_s=120),
@@ -305,27 +325,37 @@ def breakdown(key: str, serve_url: str, plain_url: str, n: int = 20) -> None:
     print(f"| Serve: scoring inside the replica (batch of one) | {busy:.1f} |", flush=True)
 
 
-def measure(args: argparse.Namespace, key: str, serve_url: str, plain_url: str) -> None:
-    """Every endpoint and client count, Serve then plain, printed as a markdown table."""
+def measure(args: argparse.Namespace, key: str, urls: dict[str, str]) -> None:
+    """Every endpoint and client count: Serve, gateway, plain; printed as a markdown table."""
     send = senders(key, wav_clips(8))
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f}")
-    print("| endpoint | clients | Serve | plain | Serve / plain | Serve mean batch | errors |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| endpoint | clients | Serve | gateway | plain | Serve / plain | gateway / plain "
+        "| mean batch (Serve, gateway) | errors (Serve / gateway / plain) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for endpoint in args.endpoints:
         for clients in args.clients:
-            before = batch_totals(DEPLOYMENTS[endpoint])
-            served = asyncio.run(closed_loop(serve_url, send[endpoint], clients, args.duration))
-            after = batch_totals(DEPLOYMENTS[endpoint])
-            batches = after["batches"] - before["batches"]
-            requests = after["requests"] - before["requests"]
-            mean_batch = requests / batches if batches else float("nan")
-            plain = asyncio.run(closed_loop(plain_url, send[endpoint], clients, args.duration))
-            ratio = served.throughput / plain.throughput if plain.throughput else float("nan")
+            runs: dict[str, Level] = {}
+            for side in ("serve", "gateway", "plain"):
+                before = batch_totals(DEPLOYMENTS[endpoint])
+                level = asyncio.run(closed_loop(urls[side], send[endpoint], clients, args.duration))
+                after = batch_totals(DEPLOYMENTS[endpoint])
+                batches = after["batches"] - before["batches"]
+                requests = after["requests"] - before["requests"]
+                mean = requests / batches if batches else float("nan")
+                runs[side] = Level(level.throughput, level.requests, level.errors, mean)
+            serve, gateway, plain = runs["serve"], runs["gateway"], runs["plain"]
+
+            def ratio(level: Level, plain: Level = plain) -> float:
+                return level.throughput / plain.throughput if plain.throughput else float("nan")
+
             print(
-                f"| {endpoint} ({UNITS[endpoint]}) | {clients} | {served.throughput:.2f} | "
-                f"{plain.throughput:.2f} | {ratio:.2f} | {mean_batch:.2f} | "
-                f"{served.errors} / {plain.errors} |",
+                f"| {endpoint} ({UNITS[endpoint]}) | {clients} | {serve.throughput:.2f} | "
+                f"{gateway.throughput:.2f} | {plain.throughput:.2f} | {ratio(serve):.2f} | "
+                f"{ratio(gateway):.2f} | {serve.mean_batch:.2f}, {gateway.mean_batch:.2f} | "
+                f"{serve.errors} / {gateway.errors} / {plain.errors} |",
                 flush=True,
             )
     load_after = os.getloadavg()
@@ -363,25 +393,33 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.environ.update(SERVER_ENV | {"DATABASE_URL": url})
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             _, key = create_api_key(conn, name="bench")
-        plain_port, serve_port = free_port(), free_port()
-        plain = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.serve_vs_plain", "--plain-port", str(plain_port)],
-            cwd=ROOT,
-        )
+        ports = {side: free_port() for side in ("serve", "gateway", "plain")}
+        urls = {side: f"http://127.0.0.1:{port}" for side, port in ports.items()}
+        plain_cmd = [sys.executable, "-m", "benchmarks.serve_vs_plain"]
+        servers = [
+            subprocess.Popen([*plain_cmd, "--plain-port", str(ports["plain"])], cwd=ROOT),
+        ]
         try:
-            start_serve(serve_port)
-            serve_url, plain_url = (
-                f"http://127.0.0.1:{serve_port}",
-                f"http://127.0.0.1:{plain_port}",
+            address = start_serve(ports["serve"])
+            wait_ready(urls["serve"], key)
+            # The standalone tier as `clipforge api` runs it, joined to the benchmark's Ray.
+            gateway_cmd = [str(Path(sys.executable).with_name("clipforge")), "api"]
+            servers.append(
+                subprocess.Popen(
+                    [*gateway_cmd, "--port", str(ports["gateway"])],
+                    cwd=ROOT,
+                    env=os.environ | {"SERVE_MODELS_ADDRESS": address},
+                )
             )
-            wait_ready(serve_url, key)
-            wait_ready(plain_url, key)
+            wait_ready(urls["gateway"], key)
+            wait_ready(urls["plain"], key)
             if "highlights" in args.endpoints:
-                breakdown(key, serve_url, plain_url)
-            measure(args, key, serve_url, plain_url)
+                breakdown(key, urls)
+            measure(args, key, urls)
         finally:
-            plain.terminate()
-            plain.wait(timeout=60)
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=60)
             import ray
             from ray import serve
 

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     api_backlog: int = Field(default=2048, ge=16)
     # Direct uploads in flight per API process; past it 503 + Retry-After.
     api_max_concurrent_uploads: int = Field(default=4, ge=1)
+    # A Ray cluster running the Serve application (its GCS address, host:port): `clipforge api`
+    # then answers /v1/models/* through that application's model deployments (handles, no Serve
+    # proxy). Unset: the standalone API's model endpoints answer 503.
+    serve_models_address: str | None = None
+    serve_models_app: str = Field(default="clipforge", min_length=1)
     # Webhook deliveries (sent by the `webhook` job kind)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
 

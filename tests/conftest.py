@@ -40,6 +40,7 @@ _HEAVY_FILES = (
     "tests/pipelines/test_engine.py",
     "tests/serve_apps/test_serve_app.py",
     "tests/serve_apps/test_serve_cli.py",
+    "tests/serve_apps/test_serve_scaling.py",
     "tests/pipelines/test_backfill_data.py",
     "tests/pipelines/test_process.py",
     "tests/pipelines/test_backfill_runs.py",

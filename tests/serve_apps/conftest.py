@@ -21,6 +21,7 @@ from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
 from tests.serve_apps.helpers import S3_FIELDS
 from tests.utils.factories import make_key
+from tests.utils.serve_process import ServeProcess
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +74,12 @@ def other(db: Pool) -> tuple[ApiKey, dict[str, str]]:
     """A second key, to show isolation between keys."""
     key, raw = make_key(db, "other")
     return key, {"Authorization": f"Bearer {raw}"}
+
+
+@pytest.fixture()
+def serve_process() -> Iterator[list[ServeProcess]]:
+    """`clipforge serve` processes a test started, cleaned up even when it fails."""
+    started: list[ServeProcess] = []
+    yield started
+    for process in started:
+        process.close()

@@ -8,22 +8,31 @@ tenth of a CPU each so the pipeline worker's actors still fit on the 2-CPU test 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import os
+import re
+import subprocess
+import sys
 import time
 import uuid
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from clipforge.cache import Cache
 from clipforge.db.pool import Pool
 from clipforge.db.repo.api_keys import ApiKey
+from clipforge.media.audio import decode_audio
 from clipforge.redis_client import create_redis
 from clipforge.settings import Settings
 from serve_apps.deployments.app import ClipForgeAppArgs, IngressArgs, ModelArgs, build_app
 from tests.serve_apps.helpers import settings_overrides
-from tests.utils.servers import free_port
+from tests.utils.servers import free_port, wait_for_port
 
 APP = "clipforge-test"
 PREFIX = f"cfserve:{uuid.uuid4().hex[:8]}:"
@@ -157,6 +166,95 @@ def test_model_endpoints_answer_and_batch(serve_url: str, owner: Auth, test_medi
     assert " ".join(line for cue in body["cues"] for line in cue["lines"]).startswith(
         "Why do most people"
     )
+
+
+def _wav(samples: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def _last_word(text: str) -> str:
+    return re.sub(r"[^a-z']", "", text.split()[-1].lower())
+
+
+async def _post_audio(url: str, clips: list[bytes], headers: dict[str, str]) -> list[dict]:
+    async with httpx.AsyncClient(base_url=url, timeout=300) as http:
+        answers = await asyncio.gather(
+            *(http.post("/v1/models/asr", content=clip, headers=headers) for clip in clips)
+        )
+    assert [a.status_code for a in answers] == [200] * len(clips), [a.text for a in answers]
+    return [a.json() for a in answers]
+
+
+def test_asr_keeps_the_words_at_the_very_end_of_a_clip(
+    serve_url: str, owner: Auth, test_media: dict[str, Path]
+):
+    # Sentences of the long fixture cut 20 ms before their speech ends: the voice runs to the
+    # last frame, where the Serve path once lost the final words of such clips. Sent together,
+    # so they share a batch as they would under load.
+    media = test_media["speech_long"]
+    cues = json.loads(media.with_suffix(".json").read_text())[0:12:4]
+    audio = decode_audio(media)
+    cuts = [audio[int((c["start"] - 0.5) * 16000) : int((c["end"] - 0.02) * 16000)] for c in cues]
+    _, auth = owner
+    headers = auth | {"Content-Type": "audio/wav"}
+    answers = asyncio.run(_post_audio(serve_url, [_wav(cut) for cut in cuts], headers))
+    for cue, cut, answer in zip(cues, cuts, answers, strict=True):
+        words = [w for s in answer["segments"] for w in s["words"]]
+        assert words, answer
+        # The last word is the sentence's last one, timed at the very end of the clip.
+        assert _last_word(answer["text"]) == _last_word(cue["text"]), (cue["text"], answer["text"])
+        assert words[-1]["end"] > len(cut) / 16000 - 0.7, (words[-1], len(cut) / 16000)
+
+
+def test_the_uvicorn_tier_reaches_the_model_deployments_through_handles(
+    serve_url: str, owner: Auth, api_settings: Settings, tmp_path: Path
+):
+    import ray
+
+    from clipforge.errors import ConfigError
+    from serve_apps.deployments.gateway import connect_models
+
+    with pytest.raises(ConfigError, match="no Serve application 'nope'"):
+        connect_models("auto", "nope")
+    # `clipforge api` joined to this Ray: /v1/models/* go straight to the model replicas (no
+    # Serve proxy, no ingress replica) and are batched with every other caller's requests.
+    port = free_port()
+    env = os.environ | {
+        "DATABASE_URL": str(api_settings.database_url),
+        "REDIS_URL": str(api_settings.redis_url),
+        "ENVIRONMENT": "test",
+        "RATE_LIMIT_PER_MINUTE": "100000",
+        "RATE_LIMIT_BURST": "10000",
+        "SERVE_MODELS_ADDRESS": ray.get_runtime_context().gcs_address,
+        "SERVE_MODELS_APP": APP,
+    }
+    exe = Path(sys.executable).with_name("clipforge")
+    with (tmp_path / "api.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(exe), "api", "--port", str(port)], env=env, stdout=log, stderr=log
+        )
+    try:
+        wait_for_port(port, timeout_s=120, proc=proc)  # type: ignore[arg-type]
+        _, auth = owner
+        body = {"windows": [{"text": "What if everything you know about sleep is wrong?"}] * 2}
+        before = _stats("HighlightScorer")
+        answers = asyncio.run(
+            _post_many(f"http://127.0.0.1:{port}", "/v1/models/highlights", [body] * 8, auth)
+        )
+        assert [a.status_code for a in answers] == [200] * 8, answers[0].text
+        via_ingress = httpx.post(f"{serve_url}/v1/models/highlights", json=body, headers=auth)
+        assert answers[0].json() == via_ingress.json()
+        assert _stats("HighlightScorer")["requests"] - before["requests"] == 9
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert proc.returncode in (0, -15), (tmp_path / "api.log").read_text()[-3000:]
 
 
 async def _closed_loop(

@@ -9,116 +9,44 @@ config that cannot fit must be refused at once. The config's `http_options` reac
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
+import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 import yaml
 
 from clipforge.settings import Settings
 from serve_apps.deployments.launch import DEFAULT_CONFIG
+from tests.utils.serve_process import ServeProcess, serve_env
 from tests.utils.servers import free_port
 
 pytestmark = pytest.mark.slow
 
-_EXE = Path(sys.executable).with_name("clipforge")
+
+_SLOW_TO_SCHEDULE = re.compile(
+    r"Deployment '(\w+)'.*taken more than 30s to be scheduled.*"
+    r'Resources required for each replica: \{"CPU": ([\d.]+)\}, '
+    r'total resources available: \{"CPU": ([\d.]+)\}'
+)
 
 
-def _env(api_settings: Settings) -> dict[str, str]:
-    # Never join another Ray; RAY_AUTH_MODE is left to the command (it must turn auth off).
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    return env | {
-        "DATABASE_URL": str(api_settings.database_url),
-        "REDIS_URL": str(api_settings.redis_url),
-        "ENVIRONMENT": "test",
-        "LOG_JSON": "false",
-        # The node's resources whatever the machine: 2 CPUs, no GPU.
-        "RAY_OVERRIDE_RESOURCES": json.dumps({"CPU": 2, "GPU": 0}),
-    }
+def _unschedulable(output: str) -> list[str]:
+    """Deployments Serve reported waiting for more CPU than the node had free.
 
-
-class ServeProcess:
-    """`clipforge serve` with its output in a file (Ray writes a lot; a pipe could fill)."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._out = log.open("wb")
-        self.proc = subprocess.Popen(
-            [str(_EXE), "serve", *args], env=env, stdout=self._out, stderr=subprocess.STDOUT
-        )
-        # Process objects, not pids: `is_running()` also checks the start time, so a reused pid
-        # is never mistaken for (or killed as) one of ours.
-        self.seen: dict[int, psutil.Process] = {}
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def track_children(self) -> None:
-        """Remember every process it started so far (gcs_server, raylet, workers)."""
-        with contextlib.suppress(psutil.NoSuchProcess):
-            for child in psutil.Process(self.proc.pid).children(recursive=True):
-                self.seen.setdefault(child.pid, child)
-
-    def leftovers(self, timeout_s: float = 30) -> list[str]:
-        """Its processes still alive after `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        alive = self._alive()
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.5)
-            alive = self._alive()
-        return [f"{p.pid} {p.name()}" for p in alive]
-
-    def _alive(self) -> list[psutil.Process]:
-        alive = []
-        for process in self.seen.values():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(process)
-        return alive
-
-    def close(self) -> None:
-        """Kill whatever is left (only after a failure) and close the log."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        for process in self._alive():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
-        self._out.close()
-
-
-@pytest.fixture()
-def serve_process() -> Iterator[list[ServeProcess]]:
-    """Started processes, cleaned up even when the test fails."""
-    started: list[ServeProcess] = []
-    yield started
-    for process in started:
-        process.close()
-
-
-def _wait_healthy(serve: ServeProcess, port: int, timeout_s: float = 180) -> int | None:
-    deadline = time.monotonic() + timeout_s
-    status = None
-    while time.monotonic() < deadline and serve.proc.poll() is None:
-        serve.track_children()
-        try:
-            status = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code
-        except httpx.HTTPError:
-            status = None
-        if status == 200:
-            break
-        time.sleep(1)
-    return status
+    Serve logs the same warning when a replica's worker process is merely slow to start (a busy
+    machine): those had the CPU available and are not what the fitting is about.
+    """
+    found = []
+    for match in _SLOW_TO_SCHEDULE.finditer(output):
+        name, need, free = match.group(1), float(match.group(2)), float(match.group(3))
+        if need > free:
+            found.append(f"{name}: needs {need} CPU, {free} free")
+    return found
 
 
 @pytest.mark.timeout(240)
@@ -126,9 +54,9 @@ def test_default_config_becomes_ready_on_two_cpus(
     api_settings: Settings, tmp_path: Path, serve_process: list[ServeProcess]
 ):
     port = free_port()
-    serve = ServeProcess(["--port", str(port)], _env(api_settings), tmp_path / "serve.log")
+    serve = ServeProcess(["--port", str(port)], serve_env(api_settings), tmp_path / "serve.log")
     serve_process.append(serve)
-    assert _wait_healthy(serve, port) == 200, serve.output()[-4000:]
+    assert serve.wait_healthy(port) == 200, serve.output()[-4000:]
     assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
     # The offline docs also work behind the Serve proxy (same app; assets from the package).
     assert httpx.get(f"http://127.0.0.1:{port}/").json()["docs"] == "/docs"
@@ -140,7 +68,7 @@ def test_default_config_becomes_ready_on_two_cpus(
     output = serve.output()
     assert "scaled by 0.500" in output
     assert "AsrModel may scale to 2 replicas, not 4" in output
-    assert "taken more than 30s to be scheduled" not in output
+    assert _unschedulable(output) == []
     # Its private Ray runs without token auth, and the default config raises no Ray warning.
     assert "Token authentication is enabled" not in output
     assert "FutureWarning" not in output and "DeprecationWarning" not in output
@@ -162,7 +90,7 @@ def test_a_config_that_cannot_fit_is_refused_at_once(
     path.write_text(yaml.safe_dump(config))
     serve = ServeProcess(
         ["--port", str(free_port()), "--config", str(path)],
-        _env(api_settings),
+        serve_env(api_settings),
         tmp_path / "serve.log",
     )
     serve_process.append(serve)
@@ -199,10 +127,10 @@ def test_http_options_apply_and_each_request_is_logged_once(
     path = tmp_path / "serve.yaml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
-    env = _env(api_settings) | {"LOG_JSON": "true"}  # request ids in the app's log lines
+    env = serve_env(api_settings) | {"LOG_JSON": "true"}  # request ids in the app's log lines
     serve = ServeProcess(["--port", str(port), "--config", str(path)], env, tmp_path / "s.log")
     serve_process.append(serve)
-    assert _wait_healthy(serve, port) == 200, serve.output()[-4000:]
+    assert serve.wait_healthy(port) == 200, serve.output()[-4000:]
     url = f"http://127.0.0.1:{port}"
 
     request_id = f"once-{uuid.uuid4().hex}"
