@@ -48,6 +48,16 @@ def upload_key(video_id: UUID) -> str:
     return check_key(f"{UPLOADS_PREFIX}{video_id}/source.bin")
 
 
+# Content types of an export's files (extension of `export_key`), as stored and as served.
+EXPORT_CONTENT_TYPES = {
+    "mp4": "video/mp4",
+    "jpg": "image/jpeg",
+    "srt": "application/x-subrip",
+    "vtt": "text/vtt",
+    "ass": "text/x-ssa",
+}
+
+
 def export_key(video_id: UUID, export_id: UUID, ext: str = "mp4") -> str:
     """A rendered clip export (or its thumbnail / caption file by extension)."""
     return check_key(f"videos/{video_id}/exports/{export_id}.{_ext(ext)}")

@@ -21,20 +21,12 @@ from clipforge.db.repo.transcripts import get_transcripts
 from clipforge.db.repo.videos import get_videos
 from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
-from clipforge.storage.keys import export_key
+from clipforge.storage.keys import EXPORT_CONTENT_TYPES, export_key
 from pipelines.actors import ActorSet, Report, StageActor, Telemetry
 from pipelines.clip_files import render_clip_files
 from pipelines.config import ExportConfig
 from pipelines.lifecycle import Lifecycle
 from pipelines.rows import Row, error_row
-
-_CONTENT_TYPES = {
-    "mp4": "video/mp4",
-    "jpg": "image/jpeg",
-    "srt": "application/x-subrip",
-    "vtt": "text/vtt",
-    "ass": "text/x-ssa",
-}
 
 
 class ExportActor(StageActor):
@@ -71,7 +63,7 @@ class ExportActor(StageActor):
             paths["ass"] = files.ass
             keys = {ext: export_key(video_id, export_id, ext) for ext in paths}
             for ext, path in paths.items():
-                self.store.put_file(keys[ext], path, content_type=_CONTENT_TYPES[ext])
+                self.store.put_file(keys[ext], path, content_type=EXPORT_CONTENT_TYPES[ext])
         return {
             "job_id": row["job_id"],
             "export_id": str(export_id),

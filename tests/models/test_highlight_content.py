@@ -28,10 +28,8 @@ PROCEDURAL = (
 )
 
 
-@lru_cache(maxsize=1)
-def cues() -> ContentCues:
+def _cues_of(texts: tuple[str, ...]) -> ContentCues:
     config = ScorerConfig()
-    texts = QUOTABLE + PROCEDURAL
     sentences = [
         Sentence(float(i), i + 0.9, t, i * 20, len(t.split())) for i, t in enumerate(texts)
     ]
@@ -41,6 +39,11 @@ def cues() -> ContentCues:
         encoder().encode(config.quotable_exemplars),
         encoder().encode(config.procedural_exemplars),
     )
+
+
+@lru_cache(maxsize=1)
+def cues() -> ContentCues:
+    return _cues_of(QUOTABLE + PROCEDURAL)
 
 
 def test_no_test_sentence_is_a_prototype() -> None:
@@ -86,19 +89,6 @@ MENUS = (
         "Dial four to send this caller to a polite don't call menu now and forever more.",
     ),
 )
-
-
-def _cues_of(texts: tuple[str, ...]) -> ContentCues:
-    config = ScorerConfig()
-    sentences = [
-        Sentence(float(i), i + 0.9, t, i * 20, len(t.split())) for i, t in enumerate(texts)
-    ]
-    return content_cues(
-        sentences,
-        encoder().encode(list(texts)),
-        encoder().encode(config.quotable_exemplars),
-        encoder().encode(config.procedural_exemplars),
-    )
 
 
 def test_chiasmus_and_antithesis_lift_a_line_and_parallel_menus_show_neither() -> None:

@@ -9,18 +9,15 @@ instead of silently rendering a blank page offline.
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import uvicorn
 
 from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
-from tests.utils.servers import free_port
+from tests.utils.servers import app_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -30,22 +27,8 @@ _LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 @pytest.fixture(scope="module")
 def api_url(api_deps: ApiDeps) -> Iterator[str]:
     """The standalone app served over real HTTP from a thread of this process."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(api_deps), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with app_in_thread(create_app(api_deps)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

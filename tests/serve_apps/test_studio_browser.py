@@ -10,7 +10,6 @@ non-loopback request of the page blocked and recorded. Words are read from the A
 from __future__ import annotations
 
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from clipforge.db.pool import Pool
 from clipforge.media.probe import probe
@@ -32,7 +30,7 @@ from serve_apps.api.deps import ApiDeps
 from tests.pipelines.conftest import pipeline_config  # noqa: F401
 from tests.serve_apps.test_docs_browser import OfflinePage, browser  # noqa: F401
 from tests.utils.factories import make_key
-from tests.utils.servers import free_port
+from tests.utils.servers import app_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -61,26 +59,8 @@ def studio_url(local_settings: Settings, database_url: str) -> Iterator[str]:
     deps = ApiDeps.open(
         local_settings, database_url=database_url, redis_prefix=f"cftest:{uuid.uuid4().hex[:8]}:"
     )
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(deps, close_deps=True),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with app_in_thread(create_app(deps, close_deps=True)) as url:
+        yield url
 
 
 @pytest.fixture()

@@ -16,17 +16,11 @@ from fastapi.responses import FileResponse
 from clipforge.db.repo.api_keys import owns_video
 from clipforge.errors import NotFound
 from clipforge.storage import LocalStore
+from clipforge.storage.keys import EXPORT_CONTENT_TYPES
 from serve_apps.api.deps import ApiDeps
 from serve_apps.api.errors import Forbidden
 
 CAPTION_FORMATS = ("srt", "vtt", "ass")
-_CONTENT_TYPES = {
-    "mp4": "video/mp4",
-    "jpg": "image/jpeg",
-    "srt": "application/x-subrip",
-    "vtt": "text/vtt",
-    "ass": "text/x-ssa",
-}
 # Only the files of exports are served (clipforge.storage.keys.export_key); a video's original,
 # its audio track and uploads are never downloadable, even with a valid signature.
 _SERVABLE = re.compile(
@@ -66,4 +60,4 @@ def download(deps: ApiDeps, key: str, *, tenant: str, expires: str, signature: s
     path = store.file_of(key)
     if not path.is_file():
         raise NotFound("no such media")
-    return FileResponse(path, media_type=_CONTENT_TYPES[match["ext"]])
+    return FileResponse(path, media_type=EXPORT_CONTENT_TYPES[match["ext"]])
