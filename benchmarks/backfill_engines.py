@@ -2,6 +2,7 @@
 plain loop, each re-scoring the same N processed videos to a scorer version of its own.
 
     python -m benchmarks.backfill_engines [--videos 200] [--actors 2] [--engines data queue loop]
+                                          [--nodes 2]
 
 The videos are made by `benchmarks.processed_videos` (a real source and audio track each, a
 synthesized transcript, clips of an older scorer), in a scratch database on DATABASE_URL's
@@ -11,17 +12,23 @@ worker get the same number of detect actors (`--actors`, CPUs split evenly); the
 `DetectActor` in this process with every core. Prints one JSON line per engine: the whole
 time, the time to the first committed result (actor start and model loads), and the rate after
 it (warm). The queue engine works in pages of 10 videos, each waited for before the next.
+
+`--nodes 2` runs the same on a local cluster of that many nodes (`ray start` processes on this
+machine, the cores split between them, `tests/utils/ray_cluster.py`): one detect actor of 1 CPU
+per node, so Ray Data's pool and the queue worker's actors score on every node; each line then
+says on how many nodes the engine's detect actors ran.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -102,19 +109,57 @@ def _runner(
     return run
 
 
+@contextlib.contextmanager
+def _ray(cpus: int, nodes: int) -> Iterator[str | None]:
+    """This process's Ray: a local one, or a cluster of `nodes` local nodes (its dashboard URL)."""
+    import ray
+
+    if nodes == 1:
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        try:
+            yield None
+        finally:
+            ray.shutdown()
+        return
+    from tests.utils.ray_cluster import local_cluster  # the tests' cluster: no second copy
+
+    per_node = max(1, cpus // nodes)
+    with local_cluster(dict(os.environ), nodes=nodes, cpus_per_node=per_node) as cluster:
+        ray.init(address=cluster.address, log_to_driver=False)
+        try:
+            yield cluster.dashboard_url
+        finally:
+            ray.shutdown()
+
+
+def _actor_nodes(dashboard: str | None, engine: str) -> dict[str, int]:
+    """On a cluster: on how many nodes the engine's detect actors ran (Ray Data's pool actors,
+    the queue worker's `DetectActor`s; the loop's detector is this process)."""
+    kind = {"data": "MapWorker(MapBatches(DetectBatch))", "queue": "DetectActor"}.get(engine)
+    if dashboard is None or kind is None:
+        return {}
+    from ray.util.state import list_actors
+
+    actors = list_actors(address=dashboard, limit=10_000, raise_on_missing_output=False)
+    return {"actor_nodes": len({a.node_id for a in actors if a.class_name == kind and a.node_id})}
+
+
 def main() -> None:
     """Run the engines one after another on the same videos and print their figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=200)
     parser.add_argument("--actors", type=int, default=2, help="detect actors of data and queue")
     parser.add_argument("--engines", nargs="+", default=["data", "queue", "loop"])
+    parser.add_argument("--nodes", type=int, default=1, help="a local cluster of this many nodes")
     args = parser.parse_args()
-    import ray
-
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     cpus = os.cpu_count() or 2
     media = _media("speech_short")
-    with scratch_database() as url, tempfile.TemporaryDirectory(prefix="cf-bf-bench-") as tmp:
+    with (
+        scratch_database() as url,
+        tempfile.TemporaryDirectory(prefix="cf-bf-bench-") as tmp,
+        _ray(cpus, args.nodes) as dashboard,
+    ):
         settings = load_settings(database_url=url, data_dir=Path(tmp), environment="test")
         config = load_pipeline_config(
             detect__actors=args.actors,
@@ -122,7 +167,6 @@ def main() -> None:
             backfill__min_actors=args.actors,
             backfill__max_actors=args.actors,
         )
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         with create_pool(settings, url, application_name="bench-backfill") as pool:
             started = time.monotonic()
             ids = add_processed_videos(
@@ -158,11 +202,11 @@ def main() -> None:
                             "warm_videos_per_s": round(warm_rate, 2),
                             "load_before": round(load, 1),
                             "load_after": round(os.getloadavg()[0], 1),
+                            **_actor_nodes(dashboard, engine),
                         }
                     ),
                     flush=True,
                 )
-        ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ is an unbounded stream with leases and per-job commits, which a Dataset does not
 1. The driver reads the selection in keyset pages of ids (`pipelines.backfill.select_page`:
    videos not at the target scorer yet), leaves out the videos this run already finished (a
    resumed `--force` run), and makes a Dataset of the ids.
-2. `load_inputs` (Ray tasks) reads each batch's videos and transcripts from Postgres, one query
-   per table. Reads only: the driver alone writes.
+2. `load_inputs` (Ray tasks, at most `backfill.max_actors` at a time) reads each batch's videos
+   and transcripts from Postgres, one query per table. Reads only: the driver alone writes.
 3. `DetectBatch` wraps the worker's own `DetectActor` (same models, same code) in an
    `ActorPoolStrategy` of `backfill.min_actors`..`backfill.max_actors`; each actor loads its
    models once per run. A video that fails (bad media, no words) becomes an error row; the
@@ -177,6 +177,10 @@ def build_dataset(
         # A few queries, mostly waiting. Zero CPUs: a detect pool that fills the node would
         # otherwise leave no room to schedule its own input tasks, and the Dataset would hang.
         num_cpus=0,
+        # Zero-CPU tasks are otherwise unbounded: Ray started a worker process per block (44
+        # for 200 videos on 2 cores, each a new Python process importing this module)
+        # before the pool scored anything. One reader per detect actor keeps up with it.
+        compute=ray.data.TaskPoolStrategy(size=config.backfill.max_actors),
     )
     # Threads per actor: the node's cores split over the most actors the pool may have.
     detect = config.detect.model_copy(update={"actors": config.backfill.max_actors})

@@ -12,8 +12,10 @@ filesystem every node sees (or an `s3://` URI, through pyarrow's filesystems).
 Columns: `video_id`, `kind` (`clip` or `window`), `start_s`, `end_s`, `text`, `speaker` (the
 speaker of most of the span's words; null without speaker turns), `sub_scores` (named
 sub-scores; clips only, the timeline keeps one score per window), `score`, `chosen` (a clip, or
-a window that lies mostly inside one), `rank` (clips), `title` (clips), `scorer_version` (the
-scorer config's version) and `model_version` (scorer, encoder and config hash).
+a window that lies mostly inside one), `edited` (a clip a person edited or made, or a window that
+lies mostly inside one: what people kept is a label the scorer did not write), `rank` (clips),
+`title` (clips), `scorer_version` (the scorer config's version) and `model_version` (scorer,
+encoder and config hash).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ SCHEMA = pa.schema(
         ("sub_scores", pa.map_(pa.string(), pa.float64())),
         ("score", pa.float64()),
         ("chosen", pa.bool_()),
+        ("edited", pa.bool_()),
         ("rank", pa.int32()),
         ("title", pa.string()),
         ("scorer_version", pa.string()),
@@ -65,8 +68,8 @@ def _span(words: Sequence[Word], start: float, end: float) -> tuple[str, int | N
     return " ".join(w.text for w in inside), speakers.most_common(1)[0][0] if speakers else None
 
 
-def _chosen(start: float, end: float, clips: Sequence[Clip]) -> bool:
-    """A window is chosen when at least half of it lies inside one chosen clip."""
+def _mostly_inside(start: float, end: float, clips: Sequence[Clip]) -> bool:
+    """At least half of the window lies inside one of `clips`."""
     length = max(end - start, 1e-9)
     return any(min(end, c.end_s) - max(start, c.start_s) >= length / 2 for c in clips)
 
@@ -93,6 +96,7 @@ def video_rows(
                 "sub_scores": list(clip.sub_scores.items()),
                 "score": clip.score,
                 "chosen": True,
+                "edited": clip.edited,
                 "rank": clip.rank,
                 "title": clip.title,
                 "model_version": clip.model_version,
@@ -109,7 +113,8 @@ def video_rows(
                 "speaker": speaker,
                 "sub_scores": [],
                 "score": float(score),
-                "chosen": _chosen(start, end, clips),
+                "chosen": _mostly_inside(start, end, clips),
+                "edited": _mostly_inside(start, end, [c for c in clips if c.edited]),
                 "rank": None,
                 "title": None,
                 "model_version": version,

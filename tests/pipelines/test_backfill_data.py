@@ -161,7 +161,8 @@ def test_driver_killed_mid_run_is_resumed_without_duplicates(
             raise AssertionError(f"driver exited {driver.wait()} before any progress")
     finally:
         driver.send_signal(signal.SIGKILL)
-        driver.wait(timeout=30)
+        code = driver.wait(timeout=30)
+    assert code == -signal.SIGKILL, code  # the driver process was killed, it did not exit
     committed = {v for v, (state, _) in _jobs(db, "K").items() if state == "succeeded"}
     assert 1 <= len(committed) < len(videos), committed  # killed mid-run
 
