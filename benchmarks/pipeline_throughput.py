@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from benchmarks._db import scratch_database
 
@@ -149,13 +150,16 @@ def through_worker(
     auto_export: bool = True,
     warm: bool = False,
     rss: PeakRss | None = None,
+    startup: list[str] | None = None,
 ) -> tuple[float, dict[str, float]]:
     """ClipForge: videos enqueued through the database, one worker drains them.
 
     Returns wall seconds and the models the worker loaded. Cold (default), the worker's start-up
     (actor processes, model loads) is inside the time, as the script's model loading is; `warm`
     starts the worker and waits for its models first, as a long-running worker is when videos
-    arrive.
+    arrive. `startup` receives the start-up breakdown: when each pool's actors were asked for
+    and had loaded their models, and when each stage's first and last jobs ran, in seconds
+    from the enqueue.
     """
     import ray
 
@@ -185,7 +189,9 @@ def through_worker(
                 if warm:
                     worker.wait_ready()
                 started = time.perf_counter()
+                t0 = time.monotonic()
                 with pool.connection() as conn, conn.transaction():
+                    enqueued = conn.execute("SELECT now() AS t").fetchone()
                     for video in videos:
                         row = create_video(
                             conn,
@@ -198,6 +204,9 @@ def through_worker(
                         enqueue(conn, kind="import", video_id=row.id, payload=payload)
                 worker.run(until_idle=True)
                 elapsed = time.perf_counter() - started
+                if startup is not None:
+                    assert enqueued is not None
+                    startup += _startup(worker, pool, t0, enqueued["t"])
             with pool.connection() as conn:
                 ready = conn.execute(
                     "SELECT (SELECT count(*) FROM exports WHERE status = 'ready') AS exports,"
@@ -208,6 +217,31 @@ def through_worker(
     assert not auto_export or ready["exports"] == len(videos), f"only {ready} ready"
     loads = {m: MODEL_LOADS.labels(model=m)._value.get() - n for m, n in before.items()}
     return elapsed, loads
+
+
+def _startup(worker: Any, pool: Any, t0: float, enqueued: Any) -> list[str]:
+    """Lines of the start-up breakdown (seconds after the enqueue)."""
+    lines = []
+    for actors in worker.pools:
+        for start in sorted(actors.starts, key=lambda s: s.requested):
+            lines.append(
+                f"  {start.stage:10} actor asked for at {start.requested - t0:5.1f} s, "
+                f"loaded at {start.ready - t0:5.1f} s ({start.ready - start.requested:.1f} s)"
+            )
+    with pool.connection() as conn:
+        rows = conn.execute(
+            """SELECT kind, EXTRACT(EPOCH FROM min(started_at) - %(t)s) AS first_start,
+                      EXTRACT(EPOCH FROM min(finished_at) - %(t)s) AS first_done,
+                      EXTRACT(EPOCH FROM max(finished_at) - %(t)s) AS last_done
+               FROM jobs WHERE kind <> 'webhook' GROUP BY kind ORDER BY min(started_at)""",
+            {"t": enqueued},
+        ).fetchall()
+    for r in rows:
+        lines.append(
+            f"  {r['kind']:10} jobs: first claimed {float(r['first_start']):5.1f} s, first done "
+            f"{float(r['first_done']):5.1f} s, last done {float(r['last_done']):5.1f} s"
+        )
+    return lines
 
 
 def export_seconds(long_video: Path, workdir: Path) -> float:
@@ -373,11 +407,13 @@ def main() -> None:
     )
     videos = [video] * args.count
     rows: list[tuple[float, float, float]] = []
+    startup: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for _ in range(args.rounds):  # each round: the three runs back to back, same load
             seq = sequential(videos, work)
-            cold, loads = through_worker(videos, work)
+            startup.clear()
+            cold, loads = through_worker(videos, work, startup=startup)
             warm = through_worker(videos, work, warm=True)[0] if args.warm else float("nan")
             rows.append((seq, cold, warm))
             print(
@@ -398,6 +434,7 @@ def main() -> None:
         f"worker / sequential throughput: {seq / cold:.2f}x cold, {seq / warm:.2f}x warm "
         f"(median of {args.rounds} round(s); models loaded per worker: {loads})"
     )
+    print("cold start-up breakdown (last round):", *startup, sep="\n")
     print(f"load average after the run: {os.getloadavg()[0]:.2f}")
     print(f"export one 45 s 9:16 captioned clip (1080x1920): {export:.1f} s (target < 8 s)")
 

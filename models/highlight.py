@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from models.highlight_audio import audio_features, audio_timeline
+from models.highlight_audio import AudioTimeline, audio_features, audio_timeline
 from models.highlight_config import SUBSCORES, ScorerConfig
 from models.highlight_content import content_cues, content_features, edge_procedural
 from models.highlight_reason import explain
@@ -100,8 +100,12 @@ class HighlightScorer:
         sample_rate: int = 16_000,
         frames: Sequence[FrameLike] | None = None,
         spans: Sequence[tuple[float, float]] | None = None,
+        timeline: AudioTimeline | None = None,
     ) -> HighlightResult:
         """Score every candidate window (or the given `(start, end)` spans).
+
+        The audio's features come from `audio`, or from its `timeline` computed beforehand
+        (`audio_timeline_blocks`: a long track read in blocks, never held whole).
 
         Raises `ValidationFailed` for an empty transcript, words out of order, zero-length
         spans, or unusable audio/frames. A transcript shorter than `min_window_s` gives no
@@ -120,7 +124,10 @@ class HighlightScorer:
             empty = np.zeros((0, self.encoder.dim), dtype=np.float32)
             return HighlightResult((), empty, sentences, cfg.version, models)
         # Audio and frames are checked before the encoder runs, so bad input fails fast.
-        media = (self._audio(windows, audio, sample_rate), self._visual(windows, frames))
+        media = (
+            self._audio(windows, audio, sample_rate, timeline),
+            self._visual(windows, frames),
+        )
         sentence_emb = self.encoder.encode([s.text for s in sentences])
         cues = sentence_cues(sentences, sentence_emb, self._hook_emb, self._payoff_emb)
         subscores, details = text_features(windows, sentences, cues, cfg)
@@ -144,10 +151,12 @@ class HighlightScorer:
         windows: Sequence[Window],
         audio: npt.NDArray[np.floating] | None,
         sample_rate: int,
+        timeline: AudioTimeline | None = None,
     ) -> tuple[dict[str, Array], dict[str, Array]]:
-        if audio is None:
-            return {}, {}
-        timeline = audio_timeline(audio, sample_rate, self.config.burst_flatness)
+        if timeline is None:
+            if audio is None:
+                return {}, {}
+            timeline = audio_timeline(audio, sample_rate, self.config.burst_flatness)
         return audio_features(timeline, windows)
 
     def _visual(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,20 +25,22 @@ from clipforge.db.repo.exports import create_export
 from clipforge.db.repo.transcripts import get_transcripts
 from clipforge.db.repo.videos import get_videos, merge_video_metadata
 from clipforge.errors import MediaError, NotFound
-from clipforge.media import decode_audio, sample_frames
+from clipforge.media import sample_frames
 from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
 from clipforge.storage.keys import audio_key
 from clipforge.types import Transcript
+from models.chunking import SAMPLE_RATE
 from models.clip_finder import Detection
 from models.highlight import HighlightResult
+from models.highlight_audio import AudioTimeline, audio_timeline_blocks
 from models.highlight_config import ScorerConfig
 from models.highlight_reason import has_strong_signal
 from pipelines.actors import ActorSet, Report, StageActor, Telemetry, threads_per_actor
 from pipelines.config import DetectConfig
 from pipelines.lifecycle import Lifecycle, video_of
 from pipelines.rows import Row, error_row
-from pipelines.stages.audio import read_track
+from pipelines.stages.audio import iter_track
 
 if TYPE_CHECKING:
     from models.select import Clip
@@ -116,14 +118,16 @@ class DetectActor(StageActor):
         with tempfile.TemporaryDirectory(prefix="cf-detect-") as tmp:
             original = self.fetch(row["original_key"], Path(tmp))
             try:
-                audio = read_track(self.fetch(row["audio_key"], Path(tmp)))
+                track = self.fetch(row["audio_key"], Path(tmp))
             except NotFound:  # imported before audio tracks were stored
-                audio = decode_audio(original)
+                track = original
+            audio, timeline = self._spool(track, Path(tmp) / "audio.f32")
             fps = min(self.config.frames_fps, self.config.max_frames / max(transcript.duration, 1))
             frames = sample_frames(original, fps, self.config.frames_width)
-            result = self.finder.scorer.score(transcript, audio=audio, frames=list(frames))
-        chosen = self._select(transcript, result, audio)  # edges in the track's pauses
-        del audio  # the longest array of the call; free it before titling
+            result = self.finder.scorer.score(transcript, timeline=timeline, frames=list(frames))
+            del frames
+            chosen = self._select(transcript, result, audio)  # edges in the track's pauses
+            del audio
         found = self._title(chosen, result)
         if not found.clips:
             raise MediaError(
@@ -146,6 +150,21 @@ class DetectActor(StageActor):
             for c, t in zip(found.clips, found.titles, strict=True)
         ]
         return clips, found.timeline(_MAX_TIMELINE_POINTS)  # bounded size in the video row
+
+    def _spool(self, track: Path, raw: Path) -> tuple[npt.NDArray[np.float32], AudioTimeline]:
+        """The track's audio features, read in blocks, and its samples as a read-only memory map
+        of a scratch file: the scorer needs only the features, clip edges read a few seconds
+        around each edge, so memory holds one block, not the track (460 MB for two hours)."""
+
+        def blocks() -> Iterator[npt.NDArray[np.float32]]:
+            with raw.open("wb") as out:
+                for block in iter_track(track):
+                    out.write(block.astype(np.float32, copy=False).tobytes())
+                    yield block
+
+        burst = self.finder.scorer.config.burst_flatness
+        timeline = audio_timeline_blocks(blocks(), SAMPLE_RATE, burst)
+        return np.memmap(raw, dtype=np.float32, mode="r"), timeline
 
     def _select(
         self, transcript: Transcript, result: HighlightResult, audio: npt.NDArray[np.float32]

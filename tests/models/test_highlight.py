@@ -36,6 +36,24 @@ def full_result() -> HighlightResult:
     return scorer().score(tr, audio=synth_audio(tr), frames=synth_frames(tr))
 
 
+def test_timeline_read_in_blocks_scores_as_the_whole_track() -> None:
+    """Detect reads a long track in blocks (bounded memory): frame for frame the same features,
+    so the same scores, whatever the block size."""
+    from models.highlight_audio import audio_timeline, audio_timeline_blocks
+
+    tr = hook_transcript()
+    audio = synth_audio(tr)
+    whole = audio_timeline(audio, 16_000, 0.3)
+    for size in (1000, 16_000 * 7 + 13):
+        blocks = (audio[i : i + size] for i in range(0, len(audio), size))
+        timeline = audio_timeline_blocks(blocks, 16_000, 0.3)
+        assert np.array_equal(timeline.db, whole.db)
+        assert np.array_equal(timeline.flatness, whole.flatness)
+        assert np.array_equal(timeline.bursts, whole.bursts)
+    streamed = scorer().score(tr, timeline=timeline, frames=synth_frames(tr))
+    assert [w.score for w in streamed.windows] == [w.score for w in full_result().windows]
+
+
 def test_planted_hook_ranks_first_from_text_alone() -> None:
     result = scorer().score(hook_transcript())
     best = result.windows[0]
