@@ -32,7 +32,9 @@ from tests.utils.servers import nanio_server, redis_server
 # together, instead of one worker finishing a long file alone at the end.
 _HEAVY_FILES = (
     "tests/pipelines/test_process_terminal.py",
+    "tests/pipelines/test_process_terminal_long.py",
     "tests/pipelines/test_two_node_cluster.py",
+    "tests/pipelines/test_two_node_data_backfill.py",
     "tests/notebooks/test_notebooks.py",
     "tests/pipelines/test_worker.py",
     "tests/pipelines/test_embedded_signals.py",
