@@ -11,8 +11,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
@@ -25,21 +23,11 @@ from clipforge.queue import Backoff, Job, JobResult, QueueRunner, RunnerOptions,
 from clipforge.resilience import classify_failure, failure_fields, failure_from_fields
 from clipforge.settings import Settings, load_settings
 from clipforge.storage import S3Store
+from tests.clipforge.queue.conftest import NANIO_KEY, NANIO_SECRET
 from tests.utils.servers import NanioServer
 
 OUTAGE_S = 8.0
-_KEY, _SECRET = "outage-key", "outage-secret"
-
-
-@pytest.fixture()
-def nanio(tmp_path: Path) -> Iterator[NanioServer]:
-    """A nanio only this test uses, so it can be stopped."""
-    server = NanioServer(tmp_path / "s3", access_key=_KEY, secret_key=_SECRET)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+_KEY, _SECRET = NANIO_KEY, NANIO_SECRET  # the `nanio` fixture's (conftest.py)
 
 
 def _store(server: NanioServer) -> S3Store:

@@ -11,8 +11,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,21 +20,11 @@ from clipforge.queue import Backoff, Job, JobResult, QueueRunner, RunnerOptions,
 from clipforge.queue.wake import DependencyWaker, wake_waiting
 from clipforge.settings import load_settings
 from clipforge.storage import S3Store
+from tests.clipforge.queue.conftest import NANIO_KEY, NANIO_SECRET
 from tests.utils.servers import NanioServer
 
-_KEY, _SECRET = "wake-key", "wake-secret"
+_KEY, _SECRET = NANIO_KEY, NANIO_SECRET  # the `nanio` fixture's (conftest.py)
 BACK_WITHIN_S = 15.0
-
-
-@pytest.fixture()
-def nanio(tmp_path: Path) -> Iterator[NanioServer]:
-    """A nanio only this test uses, so it can be stopped."""
-    server = NanioServer(tmp_path / "s3", access_key=_KEY, secret_key=_SECRET)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _states(db: Pool) -> list[str]:
