@@ -146,7 +146,7 @@ class Client:
         return self._call(VideoOut, "GET", f"/v1/videos/{video_id}")
 
     def delete_video(self, video_id: Id) -> None:
-        """Delete the video, its clips, exports and stored media (204; `NotFound` if unknown)."""
+        """Delete the video, its clips, exports and stored media (204; `ApiNotFound` if unknown)."""
         self._send("DELETE", f"/v1/videos/{video_id}")
 
     def video_pages(

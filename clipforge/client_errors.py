@@ -2,7 +2,7 @@
 
 Every 4xx/5xx answer of the API has one body, `{"error": {"code", "message", "request_id",
 "details"}}` (`serve_apps/api/errors.py`); `ApiError.from_response` turns it into the subclass
-for its status, so callers catch `NotFound` or `RateLimited` instead of reading status codes.
+for its status, so callers catch `ApiNotFound` or `RateLimited` instead of reading status codes.
 """
 
 from __future__ import annotations
@@ -67,11 +67,11 @@ class Unauthorized(ApiError):
     """401: no, an unknown or a revoked API key."""
 
 
-class NotFound(ApiError):
+class ApiNotFound(ApiError):
     """404: no such resource for this key."""
 
 
-class Conflict(ApiError):
+class ApiConflict(ApiError):
     """409: the resource is not in a state that allows this (or an Idempotency-Key clash)."""
 
 
@@ -110,8 +110,8 @@ class ServerError(ApiError):
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequest,
     401: Unauthorized,
-    404: NotFound,
-    409: Conflict,
+    404: ApiNotFound,
+    409: ApiConflict,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
     422: InvalidRequest,

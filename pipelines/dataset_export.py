@@ -35,7 +35,7 @@ import pyarrow as pa
 from psycopg.rows import dict_row
 
 from clipforge.db.pool import Pool
-from clipforge.db.repo.clips import Clip
+from clipforge.db.repo.clips import StoredClip
 from clipforge.db.repo.dataset import clips_of_videos, videos_with_clips_page
 from clipforge.db.repo.transcripts import get_transcripts
 from clipforge.db.repo.videos import get_videos
@@ -68,7 +68,7 @@ def _span(words: Sequence[Word], start: float, end: float) -> tuple[str, int | N
     return " ".join(w.text for w in inside), speakers.most_common(1)[0][0] if speakers else None
 
 
-def _mostly_inside(start: float, end: float, clips: Sequence[Clip]) -> bool:
+def _mostly_inside(start: float, end: float, clips: Sequence[StoredClip]) -> bool:
     """At least half of the window lies inside one of `clips`."""
     length = max(end - start, 1e-9)
     return any(min(end, c.end_s) - max(start, c.start_s) >= length / 2 for c in clips)
@@ -77,7 +77,7 @@ def _mostly_inside(start: float, end: float, clips: Sequence[Clip]) -> bool:
 def video_rows(
     video_id: uuid.UUID,
     timeline: Sequence[Sequence[float]],
-    clips: Sequence[Clip],
+    clips: Sequence[StoredClip],
     transcript: Transcript | None,
 ) -> list[dict[str, Any]]:
     """The rows of one video: its clips by rank, then its scored windows in time order."""

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from clipforge.errors import MediaError
 from clipforge.media import ffmpeg_exe
 from models.faces import FaceBox, FaceDetector, iou
-from pipelines.reframe_tracks import Detection
+from pipelines.reframe_tracks import FaceDetection
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -87,7 +87,7 @@ class ClipAnalysis:
     """
 
     times: FloatArray
-    detections: list[Detection] = field(default_factory=list)
+    detections: list[FaceDetection] = field(default_factory=list)
     mouths: list[MouthSample] = field(default_factory=list)
     cuts: list[float] = field(default_factory=list)
     motion: list[tuple[float, float, float]] = field(default_factory=list)
@@ -237,10 +237,12 @@ def _follow(gray: np.ndarray, face: _Known) -> _Known | None:
     return _Known(moved, template, face.confirmed_at)
 
 
-def _detection(frame: int, t: float, box: FaceBox, scale: float, *, detected: bool) -> Detection:
+def _detection(
+    frame: int, t: float, box: FaceBox, scale: float, *, detected: bool
+) -> FaceDetection:
     cx, cy = (box.x + box.w / 2) * scale, (box.y + box.h / 2) * scale
     box_src = (cx, cy, box.w * scale, box.h * scale)
-    return Detection(frame=frame, t=t, box=box_src, scene=0, detected=detected)
+    return FaceDetection(frame=frame, t=t, box=box_src, scene=0, detected=detected)
 
 
 def _read_tiny(path: Path, width: int, height: int) -> np.ndarray:

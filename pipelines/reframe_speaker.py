@@ -33,7 +33,7 @@ Turn = tuple[float, float, int]
 
 
 @dataclass(frozen=True, slots=True)
-class SpeakerOptions:
+class SpeakerChoiceOptions:
     """Tuning of the active-speaker choice.
 
     Attributes:
@@ -117,10 +117,10 @@ def choose_speakers(
     analysis: ClipAnalysis,
     tracks: Sequence[Track],
     turns: Sequence[Turn] = (),
-    options: SpeakerOptions | None = None,
+    options: SpeakerChoiceOptions | None = None,
 ) -> SpeakerChoice:
     """The face to frame at each analysis frame."""
-    opts = options or SpeakerOptions()
+    opts = options or SpeakerChoiceOptions()
     times = analysis.times
     if not tracks or times.size == 0:
         return SpeakerChoice(subjects=[None] * times.size, label_tracks={})

@@ -20,7 +20,7 @@ Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True, slots=True)
-class Detection:
+class FaceDetection:
     """A face found in one analysed frame.
 
     Attributes:
@@ -44,7 +44,7 @@ class Track:
 
     id: int
     scene: int
-    detections: list[Detection] = field(default_factory=list)
+    detections: list[FaceDetection] = field(default_factory=list)
 
     @property
     def start(self) -> float:
@@ -102,14 +102,14 @@ class LinkOptions:
 
 
 def link(
-    detections: Sequence[Detection], *, scan_period_s: float, options: LinkOptions | None = None
+    detections: Sequence[FaceDetection], *, scan_period_s: float, options: LinkOptions | None = None
 ) -> list[Track]:
     """Tracks from detections (in any order); the kept ones, longest first.
 
     `scan_period_s` is the time between two detector scans (what a face's hit rate is
     measured against)."""
     opts = options or LinkOptions()
-    by_frame: dict[int, list[Detection]] = {}
+    by_frame: dict[int, list[FaceDetection]] = {}
     for det in detections:
         by_frame.setdefault(det.frame, []).append(det)
     tracks: list[Track] = []

@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 
 from clipforge.client import Client
 from clipforge.client_errors import (
+    ApiNotFound,
     ExportFailed,
     InvalidRequest,
-    NotFound,
     Unauthorized,
     VideoFailed,
     WaitTimeout,
@@ -63,9 +63,9 @@ def test_create_get_and_idempotent_retry(api: Client) -> None:
     assert video.status == "pending" and video.source_url == PUBLIC_URL
     assert video.metadata == {"title": "Talk"}
     api.delete_video(created.video.id)
-    with pytest.raises(NotFound):
+    with pytest.raises(ApiNotFound):
         api.get_video(created.video.id)
-    with pytest.raises(NotFound):
+    with pytest.raises(ApiNotFound):
         api.delete_video(created.video.id)
 
 
@@ -87,7 +87,7 @@ def test_errors_are_typed_with_status_code_and_request_id(
     api: Client,
     client: TestClient,  # noqa: F811
 ) -> None:
-    with pytest.raises(NotFound) as missing:
+    with pytest.raises(ApiNotFound) as missing:
         api.get_video(uuid.uuid4())
     assert missing.value.status == 404 and missing.value.code == "not_found"
     assert missing.value.request_id

@@ -21,7 +21,7 @@ from pipelines.reframe_path import (
     value_at,
 )
 from pipelines.reframe_speaker import choose_speakers, turns_from_words
-from pipelines.reframe_tracks import Detection, link
+from pipelines.reframe_tracks import FaceDetection, link
 
 DT = 1 / 6
 
@@ -89,8 +89,8 @@ def test_keys_expression_and_cut_agree_with_ffmpeg() -> None:
 
 def _det(
     frame: int, x: float, w: float = 60.0, scene: int = 0, *, detected: bool = True
-) -> Detection:
-    return Detection(
+) -> FaceDetection:
+    return FaceDetection(
         frame=frame, t=frame * DT, box=(x, 200.0, w, w), scene=scene, detected=detected
     )
 
@@ -113,7 +113,7 @@ def test_link_keeps_faces_drops_flickers_and_joins_fragments() -> None:
 
 def _two_face_analysis(
     frames: int, speaker: list[int], *, energy: float = 1.0
-) -> tuple[ClipAnalysis, list[Detection]]:
+) -> tuple[ClipAnalysis, list[FaceDetection]]:
     """Two faces; the mouth of `speaker[k]` moves on frame k (and the other one's is still)."""
     rng = np.random.default_rng(5)
     analysis = ClipAnalysis(times=np.arange(frames) * DT)

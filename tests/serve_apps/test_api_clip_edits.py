@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from pytest import approx
 
 from clipforge.client import Client
-from clipforge.client_errors import InvalidRequest, NotFound
+from clipforge.client_errors import ApiNotFound, InvalidRequest
 from clipforge.db.pool import Pool
 from clipforge.db.repo.api_keys import ApiKey
 from clipforge.db.repo.backfill import select_backfill_page
@@ -306,7 +306,7 @@ def test_typed_client_and_openapi_schema(client: TestClient, owner: Auth, db: Po
         assert made.origin == "user" and made.title == "So anyway" and made.rank == 2
         with pytest.raises(InvalidRequest):
             api.edit_clip(clip_id, end_s=DURATION_S + 1)
-        with pytest.raises(NotFound):
+        with pytest.raises(ApiNotFound):
             api.get_clip(uuid.uuid4())
     paths = client.get("/openapi.json").json()["paths"]
     assert {"post"} <= set(paths["/v1/clips"])

@@ -38,7 +38,7 @@ class NewClip:
 
 
 @dataclass(frozen=True, slots=True)
-class Clip:
+class StoredClip:
     """A stored clip."""
 
     id: uuid.UUID
@@ -70,7 +70,7 @@ class Clip:
 
 def replace_clips(
     conn: Conn, *, video_id: uuid.UUID, clips: Sequence[NewClip], keep_edited: bool = True
-) -> list[Clip]:
+) -> list[StoredClip]:
     """Replace the video's clips with `clips` (exports of replaced clips go by cascade).
 
     With `keep_edited`, clips a person edited or made stay, with their exports and caption
@@ -87,7 +87,7 @@ def replace_clips(
         return []
     rank = {id(c): c.rank for c in fresh}  # detection's ranks when nothing was kept
     if kept:
-        order: list[Clip | NewClip] = sorted([*kept, *fresh], key=lambda c: -c.score)
+        order: list[StoredClip | NewClip] = sorted([*kept, *fresh], key=lambda c: -c.score)
         rank = {id(c): i for i, c in enumerate(order, start=1)}
     # rank is unique per video: move the kept clips out of the way before numbering again.
     conn.execute("UPDATE clips SET rank = rank + %s WHERE video_id = %s", (_RANK_SHIFT, video_id))
@@ -127,7 +127,7 @@ def replace_clips(
 _RANK_SHIFT = 1_000_000
 
 
-def _overlaps(start_s: float, end_s: float, clip: Clip) -> bool:
+def _overlaps(start_s: float, end_s: float, clip: StoredClip) -> bool:
     return start_s < clip.end_s and clip.start_s < end_s
 
 
@@ -139,17 +139,17 @@ def _lock_video(conn: Conn, video_id: uuid.UUID) -> None:
     conn.execute("SELECT 1 FROM videos WHERE id = %s FOR NO KEY UPDATE", (video_id,))
 
 
-def list_all_clips(conn: Conn, *, video_id: uuid.UUID) -> list[Clip]:
+def list_all_clips(conn: Conn, *, video_id: uuid.UUID) -> list[StoredClip]:
     """Every clip of a video by rank (a video has at most a few dozen)."""
     rows = conn.execute(
         "SELECT * FROM clips WHERE video_id = %s ORDER BY rank", (video_id,)
     ).fetchall()
-    return [Clip(**r) for r in rows]
+    return [StoredClip(**r) for r in rows]
 
 
 def list_clips(
     conn: Conn, *, video_id: uuid.UUID, limit: int, cursor: Cursor | None = None
-) -> tuple[list[Clip], Cursor | None]:
+) -> tuple[list[StoredClip], Cursor | None]:
     """One keyset page of a video's clips, oldest first, ties by id."""
     check_limit(limit)
     rows = conn.execute(
@@ -163,30 +163,32 @@ def list_clips(
             "i": cursor.id if cursor else None,
         },
     ).fetchall()
-    return split_page([Clip(**r) for r in rows], limit)
+    return split_page([StoredClip(**r) for r in rows], limit)
 
 
-def get_clip(conn: Conn, *, clip_id: uuid.UUID) -> Clip | None:
+def get_clip(conn: Conn, *, clip_id: uuid.UUID) -> StoredClip | None:
     """One clip."""
     row = conn.execute("SELECT * FROM clips WHERE id = %s", (clip_id,)).fetchone()
-    return Clip(**row) if row else None
+    return StoredClip(**row) if row else None
 
 
-def get_clips(conn: Conn, *, clip_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Clip]:
+def get_clips(conn: Conn, *, clip_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, StoredClip]:
     """The clips with these ids that exist, by id, in one query."""
     rows = conn.execute("SELECT * FROM clips WHERE id = ANY(%s)", (list(clip_ids),)).fetchall()
-    return {r["id"]: Clip(**r) for r in rows}
+    return {r["id"]: StoredClip(**r) for r in rows}
 
 
-def lock_clip(conn: Conn, *, clip_id: uuid.UUID) -> Clip | None:
+def lock_clip(conn: Conn, *, clip_id: uuid.UUID) -> StoredClip | None:
     """The clip, locked until the transaction ends (an edit in progress). A detect commit
     replacing the video's clips waits for it, then sees the clip `edited` and keeps it."""
     # Conflicts with a DELETE of the row, not with inserting exports that reference it.
     row = conn.execute("SELECT * FROM clips WHERE id = %s FOR NO KEY UPDATE", (clip_id,)).fetchone()
-    return Clip(**row) if row else None
+    return StoredClip(**row) if row else None
 
 
-def set_clip_bounds(conn: Conn, *, clip_id: uuid.UUID, start_s: float, end_s: float) -> Clip | None:
+def set_clip_bounds(
+    conn: Conn, *, clip_id: uuid.UUID, start_s: float, end_s: float
+) -> StoredClip | None:
     """Move an existing clip's bounds: it becomes `edited`, and detection's first bounds are
     kept in `original_*_s` (a clip edited again keeps the first ones)."""
     row = conn.execute(
@@ -198,7 +200,7 @@ def set_clip_bounds(conn: Conn, *, clip_id: uuid.UUID, start_s: float, end_s: fl
            WHERE id = %(id)s RETURNING *""",
         {"s": start_s, "e": end_s, "id": clip_id},
     ).fetchone()
-    return Clip(**row) if row else None
+    return StoredClip(**row) if row else None
 
 
 def mark_edited(conn: Conn, *, clip_id: uuid.UUID) -> None:
@@ -208,7 +210,7 @@ def mark_edited(conn: Conn, *, clip_id: uuid.UUID) -> None:
 
 def create_user_clip(
     conn: Conn, *, video_id: uuid.UUID, start_s: float, end_s: float, title: str, hook: str
-) -> Clip:
+) -> StoredClip:
     """A clip a person chose: last in rank, score 0 (nothing scored it), `edited`."""
     _lock_video(conn, video_id)
     row = conn.execute(
@@ -221,4 +223,4 @@ def create_user_clip(
         {"id": uuid.uuid4(), "v": video_id, "s": start_s, "e": end_s, "t": title, "h": hook},
     ).fetchone()
     assert row is not None
-    return Clip(**row)
+    return StoredClip(**row)

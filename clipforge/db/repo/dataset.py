@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from clipforge.db.pool import Conn
-from clipforge.db.repo.clips import Clip
+from clipforge.db.repo.clips import StoredClip
 
 
 def videos_with_clips_page(
@@ -36,13 +36,15 @@ def videos_with_clips_page(
     return [(r["created_at"], r["id"]) for r in rows]
 
 
-def clips_of_videos(conn: Conn, *, video_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Clip]]:
+def clips_of_videos(
+    conn: Conn, *, video_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[StoredClip]]:
     """Every clip of these videos by rank, by video id, in one query."""
     rows = conn.execute(
         "SELECT * FROM clips WHERE video_id = ANY(%s) ORDER BY video_id, rank",
         (list(video_ids),),
     ).fetchall()
-    out: dict[uuid.UUID, list[Clip]] = {}
+    out: dict[uuid.UUID, list[StoredClip]] = {}
     for r in rows:
-        out.setdefault(r["video_id"], []).append(Clip(**r))
+        out.setdefault(r["video_id"], []).append(StoredClip(**r))
     return out

@@ -20,7 +20,7 @@ from clipforge.db.pool import Conn
 from clipforge.db.repo.api_keys import ApiKey
 from clipforge.db.repo.clip_words import get_word_edits, replace_word_edits
 from clipforge.db.repo.clips import (
-    Clip,
+    StoredClip,
     create_user_clip,
     lock_clip,
     mark_edited,
@@ -48,7 +48,7 @@ from serve_apps.api.services.videos import CLIPS_NS
 _END_TOLERANCE_S = 0.001
 
 
-def clip_out(clip: Clip) -> ClipOut:
+def clip_out(clip: StoredClip) -> ClipOut:
     """API view of a clip row."""
     return ClipOut.model_validate(clip.to_json())
 
@@ -155,7 +155,7 @@ def _write(
     return response
 
 
-def _owned_for_edit(conn: Conn, key: ApiKey, clip_id: uuid.UUID) -> Clip:
+def _owned_for_edit(conn: Conn, key: ApiKey, clip_id: uuid.UUID) -> StoredClip:
     # Locked, so a detect commit that replaces the video's clips meanwhile waits and then keeps
     # this one (edited by then) instead of deleting it under the edit.
     clip = lock_clip(conn, clip_id=clip_id)
@@ -199,7 +199,7 @@ def _first_sentence(words: Sequence[Word]) -> str:
     return tidy(sentences[0], TitleOptions().max_title_chars) if sentences else ""
 
 
-def _clip_words(clip: Clip, transcript: Transcript, edits: dict[int, str]) -> ClipWords:
+def _clip_words(clip: StoredClip, transcript: Transcript, edits: dict[int, str]) -> ClipWords:
     words = transcript.words
     return ClipWords(
         clip_id=clip.id,

@@ -15,7 +15,7 @@ from fastapi.responses import PlainTextResponse
 from clipforge.cache import CLIPS_TTL_S, TRANSCRIPT_TTL_S
 from clipforge.db.pool import Conn
 from clipforge.db.repo.api_keys import ApiKey
-from clipforge.db.repo.clips import Clip, get_clip, list_all_clips
+from clipforge.db.repo.clips import StoredClip, get_clip, list_all_clips
 from clipforge.db.repo.exports import Export, create_export, get_export, list_exports
 from clipforge.db.repo.transcripts import get_transcript
 from clipforge.db.repo.videos import get_video
@@ -125,7 +125,7 @@ def clips_page(
     return ClipPage(items=items, next_cursor=nxt)
 
 
-def owned_clip(conn: Conn, key: ApiKey, clip_id: uuid.UUID) -> Clip:
+def owned_clip(conn: Conn, key: ApiKey, clip_id: uuid.UUID) -> StoredClip:
     """The clip if its video belongs to the key; 404 otherwise."""
     clip = get_clip(conn, clip_id=clip_id)
     if clip is None or get_video(conn, video_id=clip.video_id, owner_key_id=key.id) is None:
