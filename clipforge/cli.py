@@ -1,4 +1,6 @@
-"""The `clipforge` command line. Later issues add `process`, `worker`, `serve` and `api`."""
+"""The `clipforge` command line: `process`, `worker`, `backfill`, `serve`, `api` and the operator
+commands. A composition root: each command imports its pipeline inside the function, so the core
+imports no pipeline, model or app at import time (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from clipforge.types import AspectRatio, CaptionStyle, Layout
 
 if TYPE_CHECKING:
     from clipforge.db.pool import Conn
-    from pipelines.process import ProcessOptions
+    from pipelines.one_video import ProcessOptions
 
 app = typer.Typer(
     help="ClipForge: long videos in, captioned highlight clips out.", no_args_is_help=True
@@ -399,7 +401,7 @@ def _process_options(
     studio_url: str | None = None,
     studio_key: str | None = None,
 ) -> ProcessOptions:
-    from pipelines.process import ProcessOptions
+    from pipelines.one_video import ProcessOptions
 
     return ProcessOptions(
         aspect_ratio=aspect,
@@ -436,9 +438,9 @@ def _run_process(
             with display:
                 # Importing the pipeline (Ray, torch) takes seconds: it is part of start-up.
                 display.begin("start-up", "loading ClipForge")
-                from pipelines.process import process_video
+                from pipelines.one_video import run_one_video
 
-                result = process_video(source, out_dir, settings, options, progress=display)
+                result = run_one_video(source, out_dir, settings, options, progress=display)
                 if embedded_running():
                     with display.step("stop Postgres", "the embedded database"):
                         stop_embedded()

@@ -330,13 +330,13 @@ def process(
     people alternate quickly), `speaker`, `split` or `center`; without a face the crop follows
     the motion in the picture.
 
-    `local=False` runs the full pipeline (`pipelines.process.process_video`: local Ray, the
+    `local=False` runs the full pipeline (`pipelines.one_video.run_one_video`: local Ray, the
     embedded Postgres unless DATABASE_URL is set, the job queue). `local=True` runs the same
     model and render code in this process, with no database, queue, object store or Ray; it
     takes local files only.
     """
     if not local:
-        return _process_full(
+        return _run_one_video(
             str(source),
             Path(out_dir),
             (aspect, style, layout),
@@ -368,8 +368,15 @@ def process(
         _render(src, out, _highlight(c, t.title, t.hook, finder.version), transcript, config)
         for c, t in zip(found.clips, found.titles, strict=True)
     ]
-    docs = [doc for doc, _ in rendered]
-    _write_docs(out, str(source), transcript, docs, found.timeline(_MAX_TIMELINE_POINTS))
+    from pipelines.run_outputs import write_run_outputs
+
+    write_run_outputs(
+        out,
+        source=str(source),
+        transcript=transcript.to_dict(),
+        clips=[doc for doc, _ in rendered],
+        timeline=found.timeline(_MAX_TIMELINE_POINTS),
+    )
     return ProcessResult(out_dir=out, transcript=transcript, clips=tuple(c for _, c in rendered))
 
 
@@ -382,6 +389,7 @@ def _render(
 ) -> tuple[dict[str, Any], ProcessedClip]:
     """Render one clip as an auto-export of `config` would, into `out/clips/NN.*`."""
     from pipelines.clip_files import render_clip_files
+    from pipelines.run_outputs import clip_doc
 
     # The words the worker hands the export stage: those overlapping the clip.
     words = [w for w in transcript.words if w.end > clip.start and w.start < clip.end]
@@ -399,22 +407,22 @@ def _render(
     )
     paths = {"mp4": files.mp4, "thumbnail": files.jpg, "srt": files.srt, "vtt": files.vtt}
     paths["ass"] = files.ass
-    # clips.json has the layout `process_video` writes, so readers handle one shape.
-    doc = {
-        "rank": clip.rank,
-        "start": clip.start,
-        "end": clip.end,
-        "score": clip.score,
-        "sub_scores": dict(clip.subscores),
-        "reason": clip.reason,
-        "title": clip.title,
-        "hook": clip.hook,
-        "model": "clipforge-highlight",
-        "model_version": clip.model_version,
-        "export_status": "ready",
-        "layout": config.detect.auto_export.layout,
-        "files": {k: str(p.relative_to(out)) for k, p in paths.items()},
-    }
+    doc = clip_doc(
+        rank=clip.rank,
+        start=clip.start,
+        end=clip.end,
+        score=clip.score,
+        sub_scores=clip.subscores,
+        reason=clip.reason,
+        title=clip.title,
+        hook=clip.hook,
+        model="clipforge-highlight",
+        model_version=clip.model_version,
+        export_status="ready",
+        export_error=None,
+        layout=config.detect.auto_export.layout,
+        files={k: str(p.relative_to(out)) for k, p in paths.items()},
+    )
     processed = ProcessedClip(
         rank=clip.rank,
         start=clip.start,
@@ -428,33 +436,7 @@ def _render(
     return doc, processed
 
 
-def _write_docs(
-    out: Path,
-    source: str,
-    transcript: Transcript,
-    clips: list[dict[str, Any]],
-    timeline: list[list[float]],
-) -> None:
-    from pipelines.report import copy_source, render_report
-
-    doc = transcript.to_dict()
-    (out / "transcript.json").write_text(json.dumps(doc, indent=2))
-    (out / "clips.json").write_text(json.dumps(clips, indent=2))
-    # As `clipforge process` does: the source beside the report, so its transcript can seek.
-    source_video = copy_source(out, source)
-    (out / "report.html").write_text(
-        render_report(
-            source=source,
-            transcript=doc,
-            clips=clips,
-            timeline=timeline,
-            root=out,
-            source_video=source_video,
-        )
-    )
-
-
-def _process_full(
+def _run_one_video(
     source: str,
     out: Path,
     look: tuple[AspectRatio, CaptionStyle, Layout],
@@ -464,7 +446,7 @@ def _process_full(
     *,
     overwrite: bool,
 ) -> ProcessResult:
-    from pipelines.process import ProcessOptions, process_video
+    from pipelines.one_video import ProcessOptions, run_one_video
 
     aspect, style, layout = look
     options = ProcessOptions(
@@ -475,7 +457,7 @@ def _process_full(
         layout=layout,
         overwrite=overwrite,
     )
-    result = process_video(source, out, settings or get_settings(), options)
+    result = run_one_video(source, out, settings or get_settings(), options)
     transcript = Transcript.from_dict(json.loads((out / "transcript.json").read_text()))
     clips = tuple(
         ProcessedClip(

@@ -134,6 +134,7 @@ def test_process_local_renders_clips_without_postgres_or_ray(
     docs = json.loads((out / "clips.json").read_text())
     assert [d["rank"] for d in docs] == [1] and docs[0]["export_status"] == "ready"
     assert docs[0]["layout"] == "speaker"
+    assert docs[0]["export_error"] is None  # one writer: the keys `clipforge process` writes
     for (start, end, mp4), doc in zip(report["clips"], docs, strict=True):
         info = probe(mp4)
         assert abs(info.duration_s - (end - start)) < 1.0, (info.duration_s, start, end)

@@ -8,7 +8,6 @@ the worker; the video simply enters through the database and comes out as files 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import threading
@@ -38,7 +37,7 @@ from clipforge.types import AspectRatio, CaptionStyle, Layout
 from pipelines.config import PipelineConfig, load_pipeline_config
 from pipelines.preflight import CheckedSource, check_options, check_out_dir, check_source
 from pipelines.progress import RunProgress
-from pipelines.report import copy_source, render_report
+from pipelines.run_outputs import clip_doc, write_run_outputs
 from pipelines.worker import PipelineWorker
 
 
@@ -114,7 +113,7 @@ def _python_signal_handlers() -> dict[signal.Signals, Any]:
     return {s: h for s, h in found.items() if callable(h)}
 
 
-def process_video(
+def run_one_video(
     source: str,
     out_dir: Path,
     settings: Settings,
@@ -140,7 +139,7 @@ def process_video(
     out = check_out_dir(out_dir, overwrite=opts.overwrite, source=local)
     config = _config(load_pipeline_config(opts.config_path), opts)
     with _display(progress) as display:
-        return _process(source, checked, out, settings, opts, config, display)
+        return _run_pipeline(source, checked, out, settings, opts, config, display)
 
 
 @contextlib.contextmanager
@@ -157,7 +156,7 @@ def _step(display: RunProgress | None, label: str, note: str) -> Any:
     return display.step(label, note) if display else contextlib.nullcontext(lambda _: None)
 
 
-def _process(
+def _run_pipeline(
     source: str,
     checked: CheckedSource,
     out: Path,
@@ -332,38 +331,31 @@ def _write_outputs(
                 store.download_file(key, out_dir / rel)
                 files[ext] = rel
         clip_docs.append(
-            {
-                "rank": clip.rank,
-                "start": clip.start_s,
-                "end": clip.end_s,
-                "score": clip.score,
-                "sub_scores": clip.sub_scores,
-                "reason": clip.reason,
-                "title": clip.title,
-                "hook": clip.hook,
-                "model": clip.model_name,
-                "model_version": clip.model_version,
-                "export_status": export.status if export else None,
-                "export_error": export.error if export else None,
-                "layout": export.layout if export else None,
-                "files": files,
-            }
+            clip_doc(
+                rank=clip.rank,
+                start=clip.start_s,
+                end=clip.end_s,
+                score=clip.score,
+                sub_scores=clip.sub_scores,
+                reason=clip.reason,
+                title=clip.title,
+                hook=clip.hook,
+                model=clip.model_name,
+                model_version=clip.model_version,
+                export_status=export.status if export else None,
+                export_error=export.error if export else None,
+                layout=export.layout if export else None,
+                files=files,
+            )
         )
-    doc = transcript.to_dict()
-    (out_dir / "transcript.json").write_text(json.dumps(doc, indent=2))
-    (out_dir / "clips.json").write_text(json.dumps(clip_docs, indent=2))
-    timeline = video.metadata.get("highlight_timeline", [])
-    # The report's transcript seeks a preview of the source, so it sits beside the clips.
-    source_video = copy_source(out_dir, source, store, video.original_key)
-    (out_dir / "report.html").write_text(
-        render_report(
-            source=source,
-            transcript=doc,
-            clips=clip_docs,
-            timeline=timeline,
-            root=out_dir,
-            source_video=source_video,
-            studio_url=studio_url,
-        )
+    write_run_outputs(
+        out_dir,
+        source=source,
+        transcript=transcript.to_dict(),
+        clips=clip_docs,
+        timeline=video.metadata.get("highlight_timeline", []),
+        store=store,
+        original_key=video.original_key,
+        studio_url=studio_url,
     )
     return {"video_id": str(video_id), "clips": clip_docs, "out_dir": str(out_dir)}
