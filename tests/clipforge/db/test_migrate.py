@@ -74,6 +74,20 @@ def test_edited_applied_migration_is_refused(fresh_database_url: str) -> None:
         migrate(fresh_database_url)
 
 
+def test_comment_only_edit_keeps_migrated_databases(fresh_database_url: str) -> None:
+    """A database migrated before 0001's comment was edited recorded the old checksum."""
+    migrate(fresh_database_url)
+    before = "fa84c6d3be74e51fa6f1d918a8b4fa5600d2617b3baad41a03f27aff21eb0d8f"
+    assert load_migrations()[0].checksum != before
+    with psycopg.connect(fresh_database_url) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = 1", (before,))
+    assert migrate(fresh_database_url) == []
+    with psycopg.connect(fresh_database_url) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = 2", (before,))
+    with pytest.raises(ConfigError, match=r"0002.*edited after it was applied"):
+        migrate(fresh_database_url)
+
+
 def test_every_list_and_claim_path_has_an_index(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         indexes = {
