@@ -64,7 +64,12 @@ def server_major(url: str) -> int:
 def _version_of(exe: Path) -> int | None:
     try:
         out = subprocess.run(
-            [str(exe), "--version"], capture_output=True, text=True, check=True, timeout=10
+            [str(exe), "--version"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -138,6 +143,7 @@ class PgTools:
             done = subprocess.run(
                 [self.exe(name), *args],
                 env=env,
+                stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
                 timeout=timeout_s,
