@@ -7,13 +7,14 @@ is a route of the API rather than a server of its own: whoever edits clips alrea
 `clipforge api` and a worker (exports need one), and one origin needs no CORS.
 
 The key never reaches the server in a URL: the page takes it from the URL fragment or a form
-and keeps it in `sessionStorage`. A `<video>` or a download link cannot send an
-`Authorization` header, so the page's media alone (a video's source, an export's files) come
-from `/studio/media/...`, which reads the same key from a cookie the page sets for that path
-only (`SameSite=Strict`) and checks ownership like the `/v1` routes. Local storage is served
-from its file (Range requests, so the source seeks); S3 answers with a short presigned
-redirect, so the API never carries large bytes for S3. This is the page's own media route,
-not a general download mechanism.
+and keeps it in `sessionStorage`. An export's files play and download from the URLs the API
+hands out with the export (`serve_apps/api/services/media.py`: the CDN, presigned S3, or the
+API's signed `/media/` URLs), like any client's. The video's source is the one thing no `/v1`
+answer gives a URL for (`/media/` never serves originals), and a `<video>` cannot send an
+`Authorization` header, so `/studio/media/videos/{id}/source` reads the same key from a
+cookie the page sets for that path only (`SameSite=Strict`) and checks ownership like the
+`/v1` routes. Local storage is served from its file (Range requests, so the source seeks); S3
+answers with a short presigned redirect, so the API never carries large bytes for S3.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import html
 import mimetypes
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -31,16 +31,13 @@ from starlette.concurrency import run_in_threadpool
 
 from clipforge.db.pool import Conn
 from clipforge.db.repo.api_keys import ApiKey
-from clipforge.db.repo.exports import Export, get_export
 from clipforge.db.repo.videos import get_video
 from clipforge.errors import NotFound
 from clipforge.storage import LocalStore
-from clipforge.storage.keys import export_key
 from clipforge.studio import STUDIO_PATH
 from clipforge.types import ASPECT_RATIOS, CAPTION_STYLES, LAYOUTS
 from serve_apps.api.deps import ApiDeps, check_api_key
 from serve_apps.api.errors import Unauthorized
-from serve_apps.api.services.results import owned_clip
 
 STATIC_URL = "/studio/static"
 MEDIA_URL = "/studio/media"
@@ -48,14 +45,6 @@ KEY_COOKIE = "clipforge_studio_key"
 ASSETS_DIR = Path(__file__).resolve().parent / "static" / "studio"
 # A presigned redirect only has to outlive the browser following it (and a seek or two).
 _PRESIGN_S = 300
-ExportFile = Literal["mp4", "jpg", "srt", "vtt", "ass"]
-_TYPES = {
-    "mp4": "video/mp4",
-    "jpg": "image/jpeg",
-    "srt": "application/x-subrip",
-    "vtt": "text/vtt",
-    "ass": "text/x-ssa",
-}
 _LABELS = {
     "aspect": ("Aspect", ASPECT_RATIOS, "9:16"),
     "style": ("Caption style", CAPTION_STYLES, "auto"),
@@ -145,18 +134,18 @@ async def _media_key(deps: ApiDeps, request: Request) -> ApiKey:
     return await check_api_key(deps, request, raw_key=raw)
 
 
-def _serve(deps: ApiDeps, key: str, *, filename: str, download: bool) -> Response:
+def _serve(deps: ApiDeps, key: str, *, filename: str) -> Response:
     store = deps.store
     if isinstance(store, LocalStore):
         path = store.path_of(key)
         if path is None:
             raise NotFound("file not found")
-        media_type = _TYPES.get(path.suffix[1:]) or mimetypes.guess_type(filename)[0]
+        media_type = mimetypes.guess_type(filename)[0]
         return FileResponse(
             path,
             media_type=media_type or "application/octet-stream",
             filename=filename,
-            content_disposition_type="attachment" if download else "inline",
+            content_disposition_type="inline",
             headers={"Cache-Control": "private, no-cache"},
         )
     return RedirectResponse(store.presign_get(key, expires_s=_PRESIGN_S), status_code=307)
@@ -190,33 +179,6 @@ def install_studio(app: FastAPI) -> None:
         if stored is None:
             raise NotFound(f"video {video_id} has no stored source")
         name = f"source{PurePosixPath(stored).suffix}"
-        return await run_in_threadpool(_serve, deps, stored, filename=name, download=False)
-
-    @router.get(MEDIA_URL + "/exports/{export_id}/{kind}")
-    async def export_file(
-        export_id: uuid.UUID, kind: ExportFile, request: Request, download: bool = False
-    ) -> Response:
-        deps: ApiDeps = request.app.state.deps
-        key = await _media_key(deps, request)
-
-        def load(conn: Conn) -> tuple[Export, uuid.UUID] | None:
-            row = get_export(conn, export_id=export_id)
-            if row is None or row.status != "ready" or not row.object_key:
-                return None
-            try:  # another key's export answers like a missing one
-                return row, owned_clip(conn, key, row.clip_id).video_id
-            except NotFound:
-                return None
-
-        found = await run_in_threadpool(deps.read, key, load)
-        if found is None:
-            raise NotFound(f"export {export_id} not found or not ready")
-        row, video_id = found
-        stored = {"mp4": row.object_key, "jpg": row.thumbnail_key}.get(kind) or export_key(
-            video_id, row.id, kind
-        )
-        return await run_in_threadpool(
-            _serve, deps, stored, filename=f"clip-{row.id}.{kind}", download=download
-        )
+        return await run_in_threadpool(_serve, deps, stored, filename=name)
 
     app.include_router(router)

@@ -1,8 +1,9 @@
 """The studio page and its media route, through the standalone app on local-folder storage.
 
-The page is static; its media route is the one place outside `/v1` that reads stored bytes, so
-these check what it must refuse (no cookie, a wrong key, another key's video or export, an
-export not ready) and that a source seeks (Range) from the local folder without file:// URLs.
+The page is static; its source route is the one place outside `/v1` and the signed `/media/`
+URLs that reads stored bytes, so these check what it must refuse (no cookie, a wrong key,
+another key's video) and that a source seeks (Range) from the local folder without file://
+URLs; an export's files come through the signed URLs `/v1` hands out, as for any client.
 The browser test (`test_studio_browser.py`) drives the page itself.
 """
 
@@ -40,7 +41,14 @@ def local_client(
 ) -> Iterator[TestClient]:
     """The app over the test database with a local-folder store (the embedded default's)."""
     store = LocalStore(tmp_path_factory.mktemp("studio-storage"))
-    deps = dataclasses.replace(api_deps, store=store)
+    local = api_deps.settings.model_copy(
+        update={
+            "s3_bucket": None,
+            "cdn_base_url": None,
+            "data_dir": tmp_path_factory.mktemp("studio-data"),
+        }
+    )
+    deps = dataclasses.replace(api_deps, settings=local, store=store)  # signs /media/ URLs
     with TestClient(create_app(deps), raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -79,7 +87,7 @@ def test_page_is_static_and_strict(local_client: TestClient) -> None:
 
 def test_media_needs_the_owners_key(local_client: TestClient, db: Pool) -> None:
     store = local_client.app.state.deps.store  # type: ignore[attr-defined]
-    raw, video_id, ready_id, pending_id = _seed(db, store)
+    raw, video_id, _, _ = _seed(db, store)
     _, other_raw = make_key(db, "other")
     source = f"/studio/media/videos/{video_id}/source"
 
@@ -89,7 +97,6 @@ def test_media_needs_the_owners_key(local_client: TestClient, db: Pool) -> None:
     assert local_client.get(source).status_code == 401
     local_client.cookies.set(KEY_COOKIE, other_raw)
     assert local_client.get(source).status_code == 404
-    assert local_client.get(f"/studio/media/exports/{ready_id}/mp4").status_code == 404
     # A header key is not enough: the route serves the page's cookie only.
     local_client.cookies.clear()
     header = {"Authorization": f"Bearer {raw}"}
@@ -103,16 +110,24 @@ def test_media_needs_the_owners_key(local_client: TestClient, db: Pool) -> None:
     part = local_client.get(source, headers={"Range": "bytes=1000-1999"})
     assert part.status_code == 206 and part.content == SOURCE[1000:2000]
 
-    mp4 = local_client.get(f"/studio/media/exports/{ready_id}/mp4", params={"download": "true"})
-    assert mp4.status_code == 200 and mp4.content == b"rendered clip"
-    assert mp4.headers["content-disposition"].startswith("attachment")
-    vtt = local_client.get(f"/studio/media/exports/{ready_id}/vtt")
-    assert vtt.status_code == 200 and vtt.text.startswith("WEBVTT")
-    assert vtt.headers["content-disposition"].startswith("inline")
-    assert local_client.get(f"/studio/media/exports/{ready_id}/srt").status_code == 404  # none
-    assert local_client.get(f"/studio/media/exports/{pending_id}/mp4").status_code == 404
-    assert local_client.get(f"/studio/media/exports/{ready_id}/exe").status_code == 422
     local_client.cookies.clear()
+
+
+def test_exports_come_through_the_apis_signed_urls(local_client: TestClient, db: Pool) -> None:
+    """The page plays and downloads an export from the URLs `/v1` hands out with it, as any
+    client does: the studio has no export route of its own."""
+    store = local_client.app.state.deps.store  # type: ignore[attr-defined]
+    raw, _, ready_id, pending_id = _seed(db, store)
+    header = {"Authorization": f"Bearer {raw}"}
+    local_client.cookies.set(KEY_COOKIE, raw)
+    assert local_client.get(f"/studio/media/exports/{ready_id}/mp4").status_code == 404
+    local_client.cookies.clear()
+    export = local_client.get(f"/v1/exports/{ready_id}", headers=header).json()
+    assert "/media/" in export["url"] and "signature" in export["url"]
+    assert local_client.get(export["url"]).content == b"rendered clip"  # no key, no cookie
+    assert local_client.get(export["caption_urls"]["vtt"]).text.startswith("WEBVTT")
+    pending = local_client.get(f"/v1/exports/{pending_id}", headers=header).json()
+    assert pending["url"] is None and pending["caption_urls"] is None
 
 
 def test_s3_media_is_a_short_presigned_redirect(client: TestClient, db: Pool) -> None:

@@ -1,8 +1,8 @@
 // ClipForge Studio: edit one video's clips through the public /v1 API.
 // Plain script, no dependencies, so the page works offline. The API key lives in this tab's
 // sessionStorage (taken from the URL fragment, which browsers never send, or the form), and in
-// a cookie scoped to /studio/media for the <video> and download links, which cannot send an
-// Authorization header.
+// a cookie scoped to /studio/media for the source <video>, which cannot send an Authorization
+// header. Exports play and download from the URLs the API hands out with them.
 "use strict";
 (() => {
   const root = document.body.dataset.root || "";
@@ -385,12 +385,17 @@
       failed: `failed: ${exp.error || "unknown error"}`,
     };
     item.append(bar, el("span", { class: "export-status" }, words[exp.status]));
-    if (exp.status === "ready") {
-      const base = `${root}/studio/media/exports/${exp.id}`;
+    if (exp.status === "ready" && exp.url) {
+      // The API's own download URLs (signed /media/, presigned S3 or the CDN), as any client
+      // gets them: the page has no media route of its own for exports.
+      const files = [["mp4", "MP4", exp.url]];
+      if (exp.caption_urls) {
+        files.push(["srt", "SRT", exp.caption_urls.srt], ["vtt", "WebVTT", exp.caption_urls.vtt]);
+      }
       const links = el("span", { class: "downloads" });
-      for (const [kind, label] of [["mp4", "MP4"], ["srt", "SRT"], ["vtt", "WebVTT"]]) {
+      for (const [kind, label, href] of files) {
         links.append(el("a", {
-          href: `${base}/${kind}?download=true`,
+          href,
           download: `clip-${exp.id}.${kind}`,
           "aria-label": `Download ${label} of the ${exp.aspect_ratio} export`,
         }, label));
@@ -399,7 +404,7 @@
         controls: "",
         playsinline: "",
         preload: "metadata",
-        src: `${base}/mp4`,
+        src: exp.url,
         "aria-label": `The ${exp.aspect_ratio} export`,
       });
       item.append(links, player);
