@@ -18,11 +18,11 @@ import pytest
 
 import clipforge
 from clipforge.media import ffmpeg_exe
+from clipforge.media.track import extract_track
 from clipforge.types import Transcript
 from models.asr import AsrModel
 from models.chunking import ChunkOptions
 from models.speakers import SpeakerEncoder
-from pipelines.stages.audio import extract_audio_track
 from pipelines.stages.transcribe import _Item, _produce, _Transcriber, merge_parts
 from serve_apps.api.uploads import decode_upload
 from serve_apps.deployments.asr import AsrDeployment
@@ -41,7 +41,7 @@ def call_m4a(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _worker(media: Path, scratch: Path) -> Transcript:
     """The transcribe stage on one video: import's track, the actor's producer and consumer
     loops, the driver's merge (Ray only carries these to other processes)."""
-    track = extract_audio_track(media, scratch / "track.flac")
+    track = extract_track(media, scratch / "track.flac")
     items: queue.Queue[_Item] = queue.Queue(maxsize=16)
     rows = [{"job_id": 1, "part": 0, "start_s": 0.0, "end_s": None}]
     producer = threading.Thread(
