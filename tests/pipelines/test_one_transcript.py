@@ -10,14 +10,13 @@ resampled, which is where the paths used to part ("I need to design." through Py
 from __future__ import annotations
 
 import queue
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
 import clipforge
-from clipforge.media import ffmpeg_exe
+from clipforge.media import run_ffmpeg
 from clipforge.media.track import extract_track
 from clipforge.types import Transcript
 from models.asr import AsrModel
@@ -32,9 +31,9 @@ from tests.utils.real_conversations import real_set
 @pytest.fixture(scope="module")
 def call_m4a(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("one-transcript") / "call.m4a"
-    cmd = [ffmpeg_exe(), "-v", "error", "-y", "-i", str(real_set()["call_2p"])]
-    cmd += ["-ar", "44100", "-ac", "2", "-c:a", "aac", "-b:a", "96k", str(out)]
-    subprocess.run(cmd, check=True)
+    args = ["-i", str(real_set()["call_2p"])]
+    args += ["-ar", "44100", "-ac", "2", "-c:a", "aac", "-b:a", "96k", str(out)]
+    run_ffmpeg(args, timeout_s=120, step="test_media")
     return out
 
 
