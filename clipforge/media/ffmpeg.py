@@ -35,7 +35,6 @@ import imageio_ffmpeg
 
 from clipforge.errors import tool_failure
 from clipforge.media.errors import ToolTimeout
-from clipforge.observability.tracing import span
 
 #: Flags every command starts with: no terminal, no banner, errors only, overwrite outputs.
 COMMON_FLAGS = ("-nostdin", "-hide_banner", "-v", "error", "-y")
@@ -59,6 +58,8 @@ def run_ffmpeg(
             that was a full disk (`clipforge.errors.tool_failure`).
         ToolTimeout: it ran longer than `timeout_s` and was killed.
     """
+    from clipforge.observability.tracing import span  # not at import: probing needs no tracing
+
     cmd = [ffmpeg_exe(), *COMMON_FLAGS, *args]
     with span("ffmpeg", {"ffmpeg.step": step}):
         try:
@@ -157,6 +158,8 @@ class _Process:
         self._timed_out = threading.Event()
 
     def __enter__(self) -> _Process:
+        from clipforge.observability.tracing import span
+
         self._span = span("ffmpeg", {"ffmpeg.step": self._step})
         self._span.__enter__()
         self._stderr: IO[bytes] = tempfile.TemporaryFile()
