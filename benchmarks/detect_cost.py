@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from clipforge.media.ffmpeg import ffmpeg_exe
+from clipforge.media.ffmpeg import run_ffmpeg
 from clipforge.settings import Settings
 from models.clip_finder import ClipFinder, FinderOptions
 from models.highlight_config import ScorerConfig
@@ -43,8 +42,8 @@ def _video(mix: Path) -> Path:
     if not video.exists():
         picture = ["-f", "lavfi", "-i", "color=c=gray:size=320x180:rate=25"]
         codecs = ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"]
-        cmd = [ffmpeg_exe(), "-v", "error", "-y", *picture, "-i", str(mix), "-shortest", *codecs]
-        subprocess.run([*cmd, str(video)], check=True)
+        args = [*picture, "-i", str(mix), "-shortest", *codecs, str(video)]
+        run_ffmpeg(args, timeout_s=1800, step="benchmark_media")
     return video
 
 

@@ -20,11 +20,11 @@ from clipforge.db.repo.clips import NewClip, replace_clips
 from clipforge.db.repo.transcripts import replace_transcript
 from clipforge.db.repo.videos import create_video, update_video
 from clipforge.media import probe
+from clipforge.media.track import extract_track
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.storage.keys import audio_key
 from clipforge.types import ModelInfo, Segment, Transcript, Word
-from pipelines.stages.audio import extract_audio_track
 
 OLD_VERSION = "highlight-v1+synthesized+000000000000"
 
@@ -64,7 +64,7 @@ def add_processed_videos(
     store.put_file(source, media)
     ids: list[uuid.UUID] = []
     with tempfile.TemporaryDirectory(prefix="cf-processed-") as tmp:
-        track = extract_audio_track(media, Path(tmp) / "audio.flac")
+        track = extract_track(media, Path(tmp) / "audio.flac")
         for _ in range(count):
             video_id = uuid.uuid4()
             store.put_file(audio_key(video_id), track)

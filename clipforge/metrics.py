@@ -52,7 +52,6 @@ BREAKER_STATE = Gauge(
     ["breaker"],
     multiprocess_mode="max",
 )
-RETRIES = Counter("clipforge_retries_total", "Retried calls to dependencies.", ["operation"])
 
 QUEUE_DEPTH = Gauge(
     "clipforge_queue_depth",

@@ -1,8 +1,10 @@
-"""Retries with exponential backoff + jitter, circuit breakers, and outage classification.
+"""Circuit breakers and outage classification.
 
-Retries ride out blips; the breaker stops a hard outage from turning every request into a slow
-timeout: after `failure_threshold` consecutive failures it fails fast for `reset_after_s`, then
-lets one trial call through (half-open) to see whether the dependency is back.
+Retries live with what they retry: the job queue's backoff (`clipforge.queue.backoff`), the HTTP
+client's (`clipforge.client`), boto3's own. The breaker stops a hard outage from turning every
+request into a slow timeout: after `failure_threshold` consecutive failures it fails fast for
+`reset_after_s`, then lets one trial call through (half-open) to see whether the dependency is
+back.
 
 `dependency_of` is the one place that decides whether an exception means "a dependency is down"
 (the job is not at fault: the queue delays it without spending attempts, the API answers 503)
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -34,44 +35,10 @@ from clipforge.errors import (
     dependency_in_description,
     disk_full_in,
 )
-from clipforge.metrics import BREAKER_STATE, RETRIES
+from clipforge.metrics import BREAKER_STATE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how patiently to retry.
-
-    Attributes:
-        attempts: total tries including the first.
-        base_s: delay before the second try (before jitter).
-        cap_s: largest delay between tries.
-        retry_on: exception types worth another try; anything else propagates at once.
-    """
-
-    attempts: int = 3
-    base_s: float = 0.1
-    cap_s: float = 2.0
-    retry_on: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
-
-
-def retry_call(fn: Callable[[], T], *, policy: RetryPolicy, operation: str) -> T:
-    """Call `fn`, retrying `policy.retry_on` errors with full-jitter exponential backoff."""
-    for attempt in range(1, policy.attempts + 1):
-        try:
-            return fn()
-        except policy.retry_on as exc:
-            if attempt == policy.attempts or isinstance(exc, CircuitOpen):
-                raise
-            delay = random.uniform(0, min(policy.cap_s, policy.base_s * 2 ** (attempt - 1)))
-            RETRIES.labels(operation=operation).inc()
-            log.info(
-                "retrying", extra={"operation": operation, "attempt": attempt, "error": repr(exc)}
-            )
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class CircuitBreaker:

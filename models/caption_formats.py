@@ -1,4 +1,5 @@
-"""Caption file formats: SRT and WebVTT writers and parsers, and an ASS writer with karaoke.
+"""Caption file formats: SRT and WebVTT writers and parsers (`pysubs2` reads), and an ASS writer
+with karaoke.
 
 ASS (Advanced SubStation Alpha) is what ffmpeg's `subtitles` filter burns in with styling, so
 burned captions use it: word-by-word highlighting through `\\k` tags (each word switches from
@@ -22,9 +23,13 @@ its cues break at every change of speaker (`cue_options`), so each cue is one vo
 
 from __future__ import annotations
 
-import re
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+
+import pysubs2
+from pysubs2.formats.subrip import SubripFormat
+from pysubs2.formats.webvtt import WebVTTFormat
 
 from clipforge.errors import ValidationFailed
 from clipforge.types import AspectRatio
@@ -134,10 +139,6 @@ SPEAKER_COLOURS = (
     "&H00FFFFFF",
 )
 
-_TIME = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})$")
-_ARROW = re.compile(r"^(\S+)\s+-->\s+(\S+)(?:\s+.*)?$")
-_TAG = re.compile(r"<[^>]*>")
-
 
 def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
@@ -174,61 +175,40 @@ def to_vtt(cues: Sequence[Cue]) -> str:
     return "WEBVTT\n\n" + "\n\n".join(blocks) + ("\n" if blocks else "")
 
 
-def _parse_time(text: str, where: str) -> float:
-    match = _TIME.match(text.strip())
-    if match is None:
-        raise ValidationFailed(f"{where}: bad timestamp {text!r}")
-    h, m, s, ms = (int(g) if g else 0 for g in match.groups())
-    if m >= 60 or s >= 60:
-        raise ValidationFailed(f"{where}: bad timestamp {text!r}")
-    return h * 3600 + m * 60 + s + ms / 1000
-
-
-def _blocks(text: str) -> list[list[str]]:
-    lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    blocks: list[list[str]] = [[]]
-    for line in lines:
-        if line.strip():
-            blocks[-1].append(line.rstrip())
-        elif blocks[-1]:
-            blocks.append([])
-    return [b for b in blocks if b]
-
-
-def _parse_cue(block: list[str], where: str, vtt: bool) -> Cue:
-    timing = next((i for i, line in enumerate(block) if "-->" in line), None)
-    if timing is None or timing > 1:
-        raise ValidationFailed(f"{where}: no 'start --> end' line")
-    match = _ARROW.match(block[timing].strip())
-    if match is None:
-        raise ValidationFailed(f"{where}: bad timing line {block[timing]!r}")
-    start = _parse_time(match.group(1), where)
-    end = _parse_time(match.group(2), where)
-    if end < start:
-        raise ValidationFailed(f"{where}: cue ends before it starts")
-    lines = [_TAG.sub("", line) for line in block[timing + 1 :]]
-    if vtt:
-        lines = [ln.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") for ln in lines]
-    return Cue(start, end, tuple(lines))
-
-
 def parse_srt(text: str) -> tuple[Cue, ...]:
     """Cues of an SRT file (tags such as `<i>` are dropped). Raises `ValidationFailed`."""
-    return tuple(_parse_cue(b, f"SRT block {i}", False) for i, b in enumerate(_blocks(text), 1))
+    return _parse(text, "srt")
 
 
 def parse_vtt(text: str) -> tuple[Cue, ...]:
     """Cues of a WebVTT file; NOTE, STYLE and REGION blocks and cue settings are skipped."""
-    blocks = _blocks(text)
-    if not blocks or not blocks[0][0].startswith("WEBVTT"):
+    if not text.lstrip("\ufeff").startswith("WEBVTT"):
         raise ValidationFailed("not a WebVTT file: missing WEBVTT header")
-    cues: list[Cue] = []
-    header_rest = blocks[0][1:]
-    body = ([header_rest] if any("-->" in ln for ln in header_rest) else []) + blocks[1:]
-    for i, block in enumerate(body, start=1):
-        if block[0].startswith(("NOTE", "STYLE", "REGION")):
-            continue
-        cues.append(_parse_cue(block, f"VTT block {i}", True))
+    return _parse(text, "vtt")
+
+
+def _parse(text: str, fmt: str) -> tuple[Cue, ...]:
+    """`pysubs2` reads the cues. It skips what it cannot read, so three checks refuse such
+    files: every `start --> end` line must become a cue (pysubs2 folds a block with a bad
+    timestamp into the previous cue's text), SRT text without any such line is not captions,
+    and no cue may end before it starts."""
+    name = fmt.upper()
+    timings = [line.strip() for line in text.splitlines() if "-->" in line]
+    if not timings and fmt == "srt" and text.strip():
+        raise ValidationFailed(f"{name}: no 'start --> end' line")
+    events = pysubs2.SSAFile.from_string(text, format_=fmt).events
+    if len(events) < len(timings):
+        stamp = (WebVTTFormat if fmt == "vtt" else SubripFormat).TIMESTAMP
+        bad = next((t for t in timings if len(stamp.findall(t)) < 2), timings[-1])
+        raise ValidationFailed(f"{name}: bad timestamp in {bad!r}")
+    cues = []
+    for event in events:
+        if event.end < event.start:
+            raise ValidationFailed(f"{name}: the cue at {event.start} ms ends before it starts")
+        lines = event.plaintext.split("\n")
+        if fmt == "vtt":  # WebVTT escapes &, < and > as HTML entities; SRT has no escapes
+            lines = [html.unescape(line) for line in lines]
+        cues.append(Cue(event.start / 1000, event.end / 1000, tuple(lines)))
     return tuple(cues)
 
 

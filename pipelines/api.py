@@ -200,10 +200,11 @@ def transcribe(
     transcribe stage. Words carry speaker ids (`Word.speaker`) unless the config's
     `transcribe.speaker_turns` is off. Raises `MediaError` when the file has no usable audio.
     """
+    from clipforge.media.track import extract_track
     from models.asr import AsrConfig
     from models.chunking import ChunkOptions
     from models.transcription import transcribe_chunks
-    from pipelines.stages.audio import ChunkStream, extract_audio_track
+    from pipelines.stages.audio import ChunkStream
 
     settings, config = _setup(settings, config_path)
     asr = replace(AsrConfig.from_settings(settings), batch_size=config.transcribe.asr_batch_size)
@@ -211,7 +212,7 @@ def transcribe(
     encoder = _speaker_encoder() if config.transcribe.speaker_turns else None
     with tempfile.TemporaryDirectory(prefix="cf-transcribe-") as folder:
         # The worker's samples and chunks: the track import stores, cut as its actors cut it.
-        track = extract_audio_track(Path(path), Path(folder) / "track.flac")
+        track = extract_track(Path(path), Path(folder) / "track.flac")
         stream = ChunkStream(track, ChunkOptions(max_chunk_s=config.transcribe.max_chunk_s))
         chunks = list(stream)
     transcript = transcribe_chunks(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clipforge.media.track import SAMPLE_RATE, decode_span
+from clipforge.media.audio import decode_span
+from clipforge.media.track import SAMPLE_RATE
 from models.clean_ends import FADE_OUT_S, MIN_QUIET_S, fade_out_for
 
 _TAIL_S = 2 * MIN_QUIET_S

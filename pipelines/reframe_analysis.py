@@ -18,7 +18,6 @@ audio's short-time energy (for "who is speaking") comes from a second, audio-onl
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,8 +26,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from clipforge.errors import MediaError
-from clipforge.media import ffmpeg_exe
+from clipforge.media.audio import decode_span
+from clipforge.media.ffmpeg import ffmpeg_read
 from models.faces import FaceBox, FaceDetector, iou
 from pipelines.reframe_tracks import FaceDetection
 
@@ -51,6 +50,7 @@ _CUT_CELLS = (
 )
 _CUT_DISTANCE = 0.35  # total-variation distance between two cell histograms that counts as changed
 _MIN_SCENE_S = 0.5
+_ANALYSIS_TIMEOUT_S = 1800.0  # as long as the render of the same clip may take
 
 
 @dataclass(slots=True)
@@ -121,11 +121,7 @@ def analyse(
             f"[0:v:0]split=2[a][b];[a]fps={ANALYSIS_FPS},scale={aw}:{ah}:flags=area,format=gray[fa];"
             f"[b]fps={TINY_FPS},scale={tw}:{th}:flags=area,format=rgb24[fb]"
         )
-        cmd = [
-            ffmpeg_exe(),
-            "-nostdin",
-            "-v",
-            "error",
+        args = [
             "-ss",
             f"{start_s:.3f}",
             # An input option: an output -t would bound only the first of the two outputs, and
@@ -151,39 +147,23 @@ def analyse(
         result = ClipAnalysis(times=np.zeros(0))
         times: list[float] = []
         det = detector if detector is not None or not faces else FaceDetector()
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        assert proc.stdout is not None
         previous: np.ndarray | None = None
         known: list[_Known] = []
-        frame_bytes = aw * ah
-        try:
-            k = 0
-            while True:
-                data = proc.stdout.read(frame_bytes)
-                if len(data) < frame_bytes:
-                    break
-                gray = np.frombuffer(data, dtype=np.uint8).reshape(ah, aw)
-                t = k / ANALYSIS_FPS
-                times.append(t)
-                if det is not None:
-                    known = _faces(det, gray, known, k)
-                for face in known:
-                    d = _detection(k, t, face.box, scale, detected=face.confirmed_at == k)
-                    result.detections.append(d)
-                    if previous is not None:
-                        value = mouth_motion(previous, gray, d.box, scale)
-                        index = len(result.detections) - 1
-                        result.mouths.append(MouthSample(frame=k, detection=index, value=value))
-                previous = gray
-                k += 1
-        finally:
-            proc.stdout.close()
-            stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            code = proc.wait()
-        if code != 0 and not times:
-            raise MediaError(f"ffmpeg reframe analysis failed: {stderr.strip()[:400]}")
+        frames = ffmpeg_read(args, aw * ah, timeout_s=_ANALYSIS_TIMEOUT_S, step="reframe_analysis")
+        for k, data in enumerate(frames):
+            gray = np.frombuffer(data, dtype=np.uint8).reshape(ah, aw)
+            t = k / ANALYSIS_FPS
+            times.append(t)
+            if det is not None:
+                known = _faces(det, gray, known, k)
+            for face in known:
+                d = _detection(k, t, face.box, scale, detected=face.confirmed_at == k)
+                result.detections.append(d)
+                if previous is not None:
+                    value = mouth_motion(previous, gray, d.box, scale)
+                    index = len(result.detections) - 1
+                    result.mouths.append(MouthSample(frame=k, detection=index, value=value))
+            previous = gray
         tiny = _read_tiny(tiny_path, tw, th)
     result.times = np.asarray(times, dtype=np.float64)
     result.cuts = scene_cuts(tiny, TINY_FPS)
@@ -345,32 +325,10 @@ def motion_centres(tiny: np.ndarray, fps: float) -> list[tuple[float, float, flo
 def speech_energy(src: Path, start_s: float, duration_s: float, times: FloatArray) -> FloatArray:
     """Short-time audio energy at `times` (0.2 s windows), scaled to 0..1 by its 95th
     percentile; zeros when the clip has no audio."""
-    cmd = [
-        ffmpeg_exe(),
-        "-nostdin",
-        "-v",
-        "error",
-        "-ss",
-        f"{start_s:.3f}",
-        "-i",
-        str(src),
-        "-t",
-        f"{duration_s:.3f}",
-        "-vn",
-        "-ac",
-        "1",
-        "-ar",
-        str(AUDIO_RATE),
-        "-f",
-        "s16le",
-        "pipe:1",
-    ]
-    proc = subprocess.run(
-        cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=600
-    )
-    samples = np.frombuffer(proc.stdout, dtype=np.int16).astype(np.float64)
-    if proc.returncode != 0 or samples.size == 0 or times.size == 0:
+    pcm = decode_span(src, start_s, duration_s, AUDIO_RATE, np.int16)
+    if pcm is None or pcm.size == 0 or times.size == 0:
         return np.zeros(times.shape)
+    samples = pcm.astype(np.float64)
     half = int(0.1 * AUDIO_RATE)
     power = np.concatenate([[0.0], np.cumsum(samples**2)])
     centres = (times * AUDIO_RATE).astype(np.int64)

@@ -18,16 +18,14 @@ once after, so only the window is scaled; captions are laid out in the output's 
 from __future__ import annotations
 
 import itertools
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from clipforge.errors import MediaError, tool_failure
-from clipforge.media import ffmpeg_exe
-from clipforge.observability.tracing import span
+from clipforge.errors import MediaError
+from clipforge.media.ffmpeg import ffmpeg_pipe, run_ffmpeg
 from pipelines.poster import KEYFRAME_S, choose_poster
 from pipelines.reframe import (
     SCALE_FLAGS,
@@ -50,6 +48,8 @@ PRESET_SHORT_SIDE = 1080
 _TRACK_FPS = 2.0
 _TRACK_WIDTH = 96
 _TRACK_HEIGHT = 64  # aspect distortion does not matter for a horizontal motion centre
+_MOTION_TIMEOUT_S = 600.0
+_RENDER_TIMEOUT_S = 1800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,29 +106,20 @@ def crop_size(src_w: int, src_h: int, aspect_ratio: str) -> tuple[int, int]:
 
 def motion_centres(src: Path, start_s: float, duration_s: float) -> list[tuple[float, float]]:
     """(time from clip start, horizontal motion centre in 0..1) samples, smoothed."""
-    cmd = [
-        ffmpeg_exe(),
-        "-nostdin",
-        "-v",
-        "error",
-        "-ss",
-        f"{start_s:.3f}",
-        "-i",
-        str(src),
-        "-t",
-        f"{duration_s:.3f}",
+    output = [
         "-vf",
         f"fps={_TRACK_FPS},scale={_TRACK_WIDTH}:{_TRACK_HEIGHT},format=gray",
         "-f",
         "rawvideo",
-        "-",
     ]
-    with span("ffmpeg", {"ffmpeg.step": "motion"}):
-        probe = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=600
+    try:
+        pixels = ffmpeg_pipe(
+            src, start_s, duration_s, output, timeout_s=_MOTION_TIMEOUT_S, step="motion"
         )
-    raw = np.frombuffer(probe.stdout, dtype=np.uint8)
-    if probe.returncode != 0 or raw.size == 0:
+    except MediaError:
+        return []
+    raw = np.frombuffer(pixels, dtype=np.uint8)
+    if raw.size == 0:
         return []
     height, size = _TRACK_HEIGHT, _TRACK_WIDTH * _TRACK_HEIGHT
     frames = raw[: raw.size // size * size].reshape(-1, height, _TRACK_WIDTH).astype(np.float32)
@@ -220,12 +211,7 @@ def render_clip(
     if spec.fade_out_s > 0:
         fade = min(spec.fade_out_s, duration)
         audio += f",afade=t=out:st={duration - fade:.3f}:d={fade:.3f}"
-    cmd = [
-        ffmpeg_exe(),
-        "-nostdin",
-        "-y",
-        "-v",
-        "error",
+    args = [
         # Input seeking with re-encoding is frame-accurate: ffmpeg decodes from the previous
         # keyframe and drops frames before the cut point.
         "-ss",
@@ -261,7 +247,7 @@ def render_clip(
         "+faststart",
         str(dest),
     ]
-    _run(cmd, "render")
+    run_ffmpeg(args, timeout_s=_RENDER_TIMEOUT_S, step="render")
     return dest
 
 
@@ -273,44 +259,6 @@ def poster_frame(clip: Path, dest: Path) -> Path:
 
 def thumbnail(clip: Path, dest: Path, at_s: float) -> Path:
     """A JPEG frame of the rendered clip at `at_s`."""
-    _run(
-        [
-            ffmpeg_exe(),
-            "-nostdin",
-            "-y",
-            "-v",
-            "error",
-            "-ss",
-            f"{at_s:.3f}",
-            "-i",
-            str(clip),
-            "-frames:v",
-            "1",
-            "-q:v",
-            "3",
-            str(dest),
-        ],
-        "thumbnail",
-    )
+    args = ["-ss", f"{at_s:.3f}", "-i", str(clip), "-frames:v", "1", "-q:v", "3", str(dest)]
+    run_ffmpeg(args, timeout_s=_RENDER_TIMEOUT_S, step="thumbnail")
     return dest
-
-
-def _run(cmd: list[str], what: str) -> None:
-    # stdin=DEVNULL (and -nostdin): ffmpeg otherwise reads the terminal, and as a child of a Ray
-    # worker in a background process group it is stopped by SIGTTIN and never finishes.
-    with span("ffmpeg", {"ffmpeg.step": what}):
-        proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=1800
-        )
-    if proc.returncode != 0:
-        # Decode errors mean bad media (not retryable); the message says which. A full disk is
-        # an outage of the host: the job waits for space (`tool_failure`).
-        raise tool_failure(f"ffmpeg {what} failed: {_stderr_summary(proc.stderr)}", proc.stderr)
-
-
-def _stderr_summary(stderr: str, limit: int = 600) -> str:
-    """ffmpeg names the cause first and the consequences after it: keep the head, then the tail."""
-    text = stderr.strip()
-    if len(text) <= limit:
-        return text
-    return f"{text[: limit * 2 // 3]} … {text[-limit // 3 :]}"

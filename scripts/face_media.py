@@ -13,13 +13,13 @@ mouth-region motion correlates with speech as in a real talking-head video.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
+
+from clipforge.media.ffmpeg import ffmpeg_write, run_ffmpeg
 
 FPS = 25
 WIDTH, HEIGHT = 960, 540
@@ -81,10 +81,9 @@ def portrait(
 def _scale_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     """Lanczos-scale one RGB picture with ffmpeg (no imaging library needed)."""
     h, w = rgb.shape[:2]
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
-    cmd += ["-s", f"{w}x{h}", "-i", "-", "-vf", f"scale={width}:{height}:flags=lanczos"]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    out = subprocess.run(cmd, input=rgb.tobytes(), capture_output=True, check=True).stdout
+    args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-i", "-"]
+    args += ["-vf", f"scale={width}:{height}:flags=lanczos", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+    out = run_ffmpeg([*args, "-"], timeout_s=120, step="test_media", input=rgb.tobytes())
     return np.frombuffer(out, np.uint8).reshape(height, width, 3)
 
 
@@ -194,17 +193,8 @@ def two_speaker_frames(
 
 def encode(frames: Iterator[bytes], wav: Path, out: Path) -> None:
     """Encode raw RGB frames (WIDTH x HEIGHT at FPS) with the WAV as AAC audio into an MP4."""
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-v", "error", "-y"]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{WIDTH}x{HEIGHT}", "-r", str(FPS)]
-    cmd += ["-i", "-", "-i", str(wav), "-c:v", "libx264", "-preset", "veryfast", "-crf", "28"]
-    cmd += ["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-ar", "44100", "-ac", "1"]
-    cmd += ["-movflags", "+faststart", "-f", "mp4", str(out)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
-    assert proc.stdin is not None
-    try:
-        for frame in frames:
-            proc.stdin.write(frame)
-    finally:
-        proc.stdin.close()
-    if proc.wait() != 0:
-        raise RuntimeError(f"ffmpeg failed encoding {out}")
+    args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{WIDTH}x{HEIGHT}", "-r", str(FPS)]
+    args += ["-i", "-", "-i", str(wav), "-c:v", "libx264", "-preset", "veryfast", "-crf", "28"]
+    args += ["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-ar", "44100", "-ac", "1"]
+    args += ["-movflags", "+faststart", "-f", "mp4", str(out)]
+    ffmpeg_write(args, frames, timeout_s=1800, step="test_media")

@@ -25,8 +25,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import imageio_ffmpeg
 import numpy as np
+
+from clipforge.media.ffmpeg import run_ffmpeg
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures"
@@ -55,10 +56,8 @@ def long_sentences() -> list[str]:
 
 
 def _ffmpeg(*args: str) -> None:
-    # -nostdin and no stdin: ffmpeg would otherwise read (and eat) the terminal's keystrokes.
-    exe = imageio_ffmpeg.get_ffmpeg_exe()
-    cmd = [exe, "-nostdin", "-hide_banner", "-v", "error", "-y", *args]
-    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL)
+    # clipforge.media starts every ffmpeg (no terminal on stdin, a timeout, stderr in the error).
+    run_ffmpeg(args, timeout_s=3600, step="test_media")
 
 
 def _espeak(text: str, voice: str = "en-us", pitch: int | None = None) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clipforge.errors import MediaError
+from clipforge.errors import ClipForgeError, MediaError
 
 
 class CorruptMedia(MediaError):
@@ -46,3 +46,20 @@ class NoVideoStream(MediaError):
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(f"{Path(path).name} has no video stream")
+
+
+class ToolTimeout(ClipForgeError):
+    """A media tool (ffmpeg) ran past its time limit and was killed.
+
+    Not the input's fault as far as anyone knows (a loaded host is slow too), so the job may try
+    again, spending an attempt, as it did when the timeout surfaced as an unknown exception.
+    """
+
+    retryable = True
+    code = "media_tool_timeout"
+
+    @classmethod
+    def of(cls, step: str, timeout_s: float) -> ToolTimeout:
+        """The error for ffmpeg's `step` killed after `timeout_s` (one-argument constructor, so
+        it pickles across Ray like the other errors)."""
+        return cls(f"ffmpeg {step} ran longer than {timeout_s:g} s and was stopped")

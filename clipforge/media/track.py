@@ -9,17 +9,17 @@ decide." for the same words (Whisper is sensitive to such sample-level differenc
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from clipforge.errors import tool_failure
 from clipforge.media.audio import decode_audio
-from clipforge.media.ffmpeg import ffmpeg_exe
+from clipforge.media.ffmpeg import run_ffmpeg
 
 SAMPLE_RATE = 16_000
+# Streaming a two-hour source's audio into FLAC takes a minute or two on a slow host.
+_EXTRACT_TIMEOUT_S = 3600.0
 
 
 def extract_track(src: Path, dest: Path) -> Path:
@@ -27,35 +27,11 @@ def extract_track(src: Path, dest: Path) -> Path:
 
     Raises:
         MediaError: ffmpeg could not read or convert `src`.
+        ToolTimeout: ffmpeg ran past `_EXTRACT_TIMEOUT_S`.
     """
-    cmd = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-v",
-        "error",
-        "-y",
-        "-i",
-        str(src),
-        "-map",
-        "0:a:0",
-        "-ac",
-        "1",
-        "-ar",
-        str(SAMPLE_RATE),
-        "-c:a",
-        "flac",
-        "-compression_level",
-        "1",  # speed over size: the track is an intermediate
-        str(dest),
-    ]
-    done = subprocess.run(
-        cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise tool_failure(
-            f"could not extract the audio track: {done.stderr.strip()[-500:]}", done.stderr
-        )
+    args = ["-i", str(src), "-map", "0:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "flac"]
+    args += ["-compression_level", "1"]  # speed over size: the track is an intermediate
+    run_ffmpeg([*args, str(dest)], timeout_s=_EXTRACT_TIMEOUT_S, step="audio_track")
     return dest
 
 
@@ -63,34 +39,4 @@ def decode_track(src: Path) -> np.ndarray:
     """The samples of `src`'s audio track exactly as the worker reads them (float32, int16
     resolution), for sources held in memory whole (the online endpoint's uploads)."""
     with tempfile.TemporaryDirectory(prefix="cf-track-") as folder:
-        return decode_audio(extract_track(src, Path(folder) / "track.flac"))
-
-
-def decode_span(src: Path, start_s: float, duration_s: float) -> np.ndarray | None:
-    """`duration_s` of `src`'s first audio stream from `start_s`, as 16 kHz mono float32 (the
-    same conversion as the track), or None where ffmpeg cannot read it (no audio stream)."""
-    cmd = [
-        ffmpeg_exe(),
-        "-nostdin",
-        "-v",
-        "error",
-        "-ss",
-        f"{start_s:.3f}",
-        "-i",
-        str(src),
-        "-t",
-        f"{duration_s:.3f}",
-        "-map",
-        "0:a:0",
-        "-ac",
-        "1",
-        "-ar",
-        str(SAMPLE_RATE),
-        "-f",
-        "f32le",
-        "-",
-    ]
-    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-    if done.returncode != 0:
-        return None
-    return np.frombuffer(done.stdout, dtype=np.float32)
+        return decode_audio(extract_track(src, Path(folder) / "track.flac"), SAMPLE_RATE)

@@ -16,14 +16,9 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import numpy as np
 
-from clipforge.errors import MediaError
 from clipforge.media import iter_audio
-from clipforge.media.container import decode_frames, open_input
-from clipforge.media.track import extract_track
-from clipforge.observability.tracing import span
 from models.chunking import SAMPLE_RATE, AudioChunk, ChunkOptions, split_chunks
 
 # Audio gathered before a cut. It bounds memory twice: the samples (7.7 MB of float32) and the
@@ -33,107 +28,6 @@ _WINDOW_S = 120.0
 _SEARCH_S = 20.0  # the cut is placed in the quietest moment of the window's last seconds
 _FRAME = 480  # 30 ms energy frames
 _QUIET_FRAMES = 10  # the quiet moment is the lowest 300 ms average
-
-
-def extract_audio_track(src: Path, dest: Path) -> Path:
-    """Write the first audio stream of `src` as 16 kHz mono FLAC to `dest` (streamed by ffmpeg;
-    `clipforge.media.track`, the decoding every transcription path shares)."""
-    with span("ffmpeg", {"ffmpeg.step": "audio_track"}):
-        return extract_track(src, dest)
-
-
-def _native(stream: av.AudioStream | None) -> bool:
-    return stream is not None and (stream.rate, stream.channels, stream.format.name) == (
-        SAMPLE_RATE,
-        1,
-        "s16",
-    )
-
-
-def iter_track(path: Path, block_s: float = 60.0, start: int = 0) -> Iterator[np.ndarray]:
-    """Float32 blocks of `block_s` seconds (the last shorter) of a 16 kHz mono track, from
-    sample `start` on.
-
-    The track import stores needs no resampling, so its samples are read as they are, without
-    `iter_audio`'s resampler (whose clean-up costs a full garbage collection per file, a fifth
-    of a second in a process holding torch), and `start` is reached by seeking. Other files
-    (originals imported before tracks existed) go through `iter_audio`.
-    """
-    block = round(block_s * SAMPLE_RATE)
-    with open_input(path) as container:
-        stream = container.streams.audio[0] if container.streams.audio else None
-        if stream is None or not _native(stream):
-            yield from _skip(iter_audio(path, sample_rate=SAMPLE_RATE, block_s=block_s), start)
-            return
-        if start:
-            assert stream.time_base is not None
-            container.seek(int(start / SAMPLE_RATE / stream.time_base), stream=stream)
-        yield from _blocks(
-            _samples_from(decode_frames(container, stream, path), stream, start), block
-        )
-
-
-def _samples_from(
-    frames: Iterator[av.AudioFrame], stream: av.AudioStream, start: int
-) -> Iterator[np.ndarray]:
-    """Each frame's int16 samples, without those before sample `start` (a seek lands early)."""
-    for frame in frames:
-        data = frame.to_ndarray().reshape(-1)
-        if frame.pts is not None and stream.time_base is not None:
-            first = round(frame.pts * stream.time_base * SAMPLE_RATE)
-            if first < start:
-                data = data[start - first :]
-        if len(data):
-            yield data
-
-
-def _skip(blocks: Iterator[np.ndarray], start: int) -> Iterator[np.ndarray]:
-    """Float blocks with the first `start` samples dropped (decoding files that cannot seek)."""
-    for block in blocks:
-        if start >= len(block):
-            start -= len(block)
-            continue
-        yield block[start:]
-        start = 0
-
-
-def _blocks(pieces: Iterator[np.ndarray], block: int) -> Iterator[np.ndarray]:
-    """int16 pieces regrouped as float32 blocks of `block` samples (the last one shorter)."""
-    pending: list[np.ndarray] = []
-    size = 0
-    for piece in pieces:
-        pending.append(piece)
-        size += len(piece)
-        if size >= block:
-            joined = np.concatenate(pending)
-            for at in range(0, len(joined) - block + 1, block):
-                yield joined[at : at + block].astype(np.float32) / 32768.0
-            rest = joined[len(joined) - len(joined) % block :]
-            pending, size = [rest], len(rest)
-    if size:
-        yield np.concatenate(pending).astype(np.float32) / 32768.0
-
-
-def read_track(path: Path) -> np.ndarray:
-    """The whole track as float32 (see `iter_track`), filled into one array as it decodes.
-
-    Joining blocks at the end would hold the track twice (2 x 460 MB for two hours), so the
-    array is sized from the container's duration up front.
-    """
-    with open_input(path) as container:
-        expected = round((container.duration or 0) / 1_000_000 * SAMPLE_RATE) + SAMPLE_RATE
-    out = np.empty(expected, dtype=np.float32)
-    size = 0
-    for block in iter_track(path):
-        if size + len(block) > len(out):  # the duration was short: grow with some slack
-            grown = np.empty(round(1.25 * (size + len(block))), dtype=np.float32)
-            grown[:size] = out[:size]
-            out = grown
-        out[size : size + len(block)] = block
-        size += len(block)
-    if size == 0:
-        raise MediaError(f"{path.name}: the audio track has no samples")
-    return out[:size]
 
 
 class ChunkStream:
@@ -164,7 +58,8 @@ class ChunkStream:
         """The sample where a part boundary nominally at `at_s` really falls."""
         search = round(_SEARCH_S * SAMPLE_RATE)
         begin = max(0, round(at_s * SAMPLE_RATE) - search)
-        tail = next(iter_track(self.path, block_s=_SEARCH_S, start=begin), np.zeros(0))
+        blocks = iter_audio(self.path, SAMPLE_RATE, block_s=_SEARCH_S, start=begin)
+        tail = next(blocks, np.zeros(0, dtype=np.float32))
         return begin + quiet_cut(tail)
 
     def __iter__(self) -> Iterator[AudioChunk]:
@@ -173,7 +68,7 @@ class ChunkStream:
         window = round(_WINDOW_S * SAMPLE_RATE)
         pending = np.zeros(0, dtype=np.float32)
         start, index = begin, self.first_index  # start: track sample of pending[0]
-        for block in iter_track(self.path, start=begin):
+        for block in iter_audio(self.path, SAMPLE_RATE, block_s=60.0, start=begin):
             if stop is not None:
                 block = block[: max(0, stop - start - len(pending))]
             pending = np.concatenate([pending, block])

@@ -25,7 +25,7 @@ from clipforge.db.repo.exports import create_export
 from clipforge.db.repo.transcripts import get_transcripts
 from clipforge.db.repo.videos import get_videos, merge_video_metadata
 from clipforge.errors import MediaError, NotFound
-from clipforge.media import sample_frames
+from clipforge.media import iter_audio, sample_frames
 from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
 from clipforge.storage.keys import audio_key
@@ -40,7 +40,6 @@ from pipelines.actors import ActorSet, Report, StageActor, Telemetry, threads_pe
 from pipelines.config import DetectConfig
 from pipelines.lifecycle import Lifecycle, video_of
 from pipelines.rows import Row, error_row
-from pipelines.stages.audio import iter_track
 
 if TYPE_CHECKING:
     from models.select import Clip
@@ -158,7 +157,7 @@ class DetectActor(StageActor):
 
         def blocks() -> Iterator[npt.NDArray[np.float32]]:
             with raw.open("wb") as out:
-                for block in iter_track(track):
+                for block in iter_audio(track, SAMPLE_RATE, block_s=60.0):
                     out.write(block.astype(np.float32, copy=False).tobytes())
                     yield block
 

@@ -14,6 +14,7 @@ from clipforge.db.repo.videos import get_videos, update_video
 from clipforge.errors import MediaError, NotFound
 from clipforge.fetch import download, parse_networks
 from clipforge.media import probe, require_clip_source
+from clipforge.media.track import extract_track
 from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
 from clipforge.storage import ObjectStore, create_store
@@ -22,7 +23,6 @@ from pipelines.actors import ActorSet, Report, StageActor, Telemetry
 from pipelines.config import ImportConfig
 from pipelines.lifecycle import Lifecycle, video_of
 from pipelines.rows import Row, error_row
-from pipelines.stages.audio import extract_audio_track
 
 _EXT_BY_FORMAT = {
     "mov,mp4,m4a,3gp,3g2,mj2": "mp4",
@@ -95,7 +95,7 @@ class ImportActor(StageActor):
                 raise MediaError(
                     f"source is {info.duration_s:.0f} s long; the limit is {limits.max_duration_s:.0f} s"
                 )
-            audio = extract_audio_track(local, Path(tmp) / "audio.flac")
+            audio = extract_track(local, Path(tmp) / "audio.flac")
             key = original_key(video_id, _EXT_BY_FORMAT.get(info.format_name, "bin"))
             # Audio first: a video row never points at an original without its track.
             for object_key, path in ((audio_key(video_id), audio), (key, local)):

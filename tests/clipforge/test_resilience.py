@@ -1,4 +1,4 @@
-"""Retry with backoff and the circuit breaker."""
+"""The circuit breaker."""
 
 from __future__ import annotations
 
@@ -7,38 +7,7 @@ import time
 import pytest
 
 from clipforge.errors import CircuitOpen
-from clipforge.resilience import CircuitBreaker, RetryPolicy, retry_call
-
-
-def test_retry_recovers_from_transient_errors() -> None:
-    calls: list[int] = []
-
-    def flaky() -> str:
-        calls.append(1)
-        if len(calls) < 3:
-            raise ConnectionError("blip")
-        return "ok"
-
-    assert retry_call(flaky, policy=RetryPolicy(attempts=3, base_s=0.01), operation="t") == "ok"
-    assert len(calls) == 3
-
-
-def test_retry_gives_up_and_does_not_retry_other_errors() -> None:
-    calls: list[int] = []
-
-    def broken() -> None:
-        calls.append(1)
-        raise ValueError("bad input")
-
-    with pytest.raises(ValueError):
-        retry_call(broken, policy=RetryPolicy(attempts=5, base_s=0.01), operation="t")
-    assert len(calls) == 1
-    with pytest.raises(TimeoutError):
-        retry_call(
-            lambda: (_ for _ in ()).throw(TimeoutError()),
-            policy=RetryPolicy(attempts=2, base_s=0.01),
-            operation="t",
-        )
+from clipforge.resilience import CircuitBreaker
 
 
 def test_breaker_opens_fails_fast_then_half_opens_and_closes() -> None:

@@ -5,13 +5,12 @@ rendered by ffmpeg's libass, not only on the ASS numbers."""
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from clipforge.media import ffmpeg_exe
+from clipforge.media import run_ffmpeg
 from clipforge.types import Word
 from models.caption import Cue, build_cues
 from models.caption_formats import (
@@ -114,12 +113,8 @@ def _render_frame(ass: str, size: tuple[int, int], at_s: float, tmp: Path) -> np
     path = tmp / "c.ass"
     path.write_text(ass)
     w, h = size
-    raw = subprocess.run(
+    raw = run_ffmpeg(
         [
-            ffmpeg_exe(),
-            "-nostdin",
-            "-v",
-            "error",
             "-f",
             "lavfi",
             "-i",
@@ -136,10 +131,9 @@ def _render_frame(ass: str, size: tuple[int, int], at_s: float, tmp: Path) -> np
             "gray",
             "-",
         ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=True,
-    ).stdout
+        timeout_s=60,
+        step="test_captions",
+    )
     return np.frombuffer(raw, np.uint8).reshape(h, w)
 
 

@@ -13,12 +13,11 @@ seconds on a 2-core machine.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from clipforge.media import probe
-from clipforge.media.ffmpeg import ffmpeg_exe
+from clipforge.media.ffmpeg import run_ffmpeg
 from clipforge.storage.local import LocalStore
 from models.caption import Cue
 from models.caption_formats import to_ass, to_srt, to_vtt
@@ -32,7 +31,7 @@ EXPORT_ERROR = "ffmpeg exited with 1: <img src=x onerror=window.__pwned=2>"
 
 
 def _ffmpeg(*args: str) -> None:
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *args], check=True, timeout=120)
+    run_ffmpeg(args, timeout_s=120, step="test_media")
 
 
 #: What clips.json records about the scorer; the page must not show it.

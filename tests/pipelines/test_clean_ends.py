@@ -9,14 +9,13 @@ which ends in the middle of a long sentence, right after a comma and its short p
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
-from clipforge.media import decode_audio, ffmpeg_exe
+from clipforge.media import decode_audio, run_ffmpeg
 from clipforge.types import Transcript
 from models.asr import AsrModel
 from models.clean_ends import FADE_OUT_S, QUIET_DBFS, frame_dbfs
@@ -126,13 +125,12 @@ def test_a_sentence_too_long_for_the_clip_ends_at_the_previous_sentence_end(
 def test_an_end_without_a_pause_fades_out(tmp_path: Path) -> None:
     # A steady tone: nowhere a pause to end in, so the export fades the last 120 ms out.
     src = tmp_path / "tone.mp4"
-    subprocess.run(
-        [ffmpeg_exe(), "-nostdin", "-v", "error", "-y",
-         "-f", "lavfi", "-i", "testsrc2=s=320x240:r=10:d=6",
+    run_ffmpeg(
+        ["-f", "lavfi", "-i", "testsrc2=s=320x240:r=10:d=6",
          "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=6",
          "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
          "-c:a", "aac", "-shortest", str(src)],
-        check=True, stdin=subprocess.DEVNULL,
+        timeout_s=120, step="test_media",
     )  # fmt: skip
     assert fade_out_at(src, 4.0) == FADE_OUT_S
     files = render_clip_files(

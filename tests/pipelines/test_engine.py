@@ -188,13 +188,15 @@ def test_failed_backfill_leaves_a_ready_video_ready_and_attempts_come_from_setti
 
 def test_parts_of_a_track_tile_it_exactly(test_media: dict[str, Path], tmp_path: Path) -> None:
     """Parts cut on different actors share their boundaries: keep spans tile the whole track."""
+    from clipforge.media import decode_audio, iter_audio
+    from clipforge.media.track import extract_track
     from models.chunking import ChunkOptions
-    from pipelines.stages.audio import ChunkStream, extract_audio_track, iter_track, read_track
+    from pipelines.stages.audio import ChunkStream
 
-    track = extract_audio_track(test_media["speech_long"], tmp_path / "audio.flac")
-    samples = read_track(track)
+    track = extract_track(test_media["speech_long"], tmp_path / "audio.flac")
+    samples = decode_audio(track)
     start = 16000 * 300 + 5  # seeking is sample-exact
-    assert (next(iter_track(track, start=start))[:16000] == samples[start : start + 16000]).all()
+    assert (next(iter_audio(track, start=start))[:16000] == samples[start : start + 16000]).all()
 
     duration = len(samples) / 16000
     streams = [

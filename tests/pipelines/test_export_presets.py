@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import av
@@ -16,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clipforge.media import ffmpeg_exe
+from clipforge.media import run_ffmpeg
 from clipforge.types import Word
 from models.caption_formats import STYLES, place
 from pipelines.clip_files import render_clip_files
@@ -28,12 +27,7 @@ SOURCES = {"640x360": (640, 360), "1920x1080": (1920, 1080)}
 
 
 def _ffmpeg(*args: str) -> None:
-    subprocess.run(
-        [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", *args],
-        stdin=subprocess.DEVNULL,
-        check=True,
-        capture_output=True,
-    )
+    run_ffmpeg(args, timeout_s=120, step="test_media")
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,18 @@ resampled, which is where the paths used to part ("I need to design." through Py
 from __future__ import annotations
 
 import queue
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
 import clipforge
-from clipforge.media import ffmpeg_exe
+from clipforge.media import run_ffmpeg
+from clipforge.media.track import extract_track
 from clipforge.types import Transcript
 from models.asr import AsrModel
 from models.chunking import ChunkOptions
 from models.speakers import SpeakerEncoder
-from pipelines.stages.audio import extract_audio_track
 from pipelines.stages.transcribe import _Item, _produce, _Transcriber, merge_parts
 from serve_apps.api.uploads import decode_upload
 from serve_apps.deployments.asr import AsrDeployment
@@ -32,16 +31,16 @@ from tests.utils.real_conversations import real_set
 @pytest.fixture(scope="module")
 def call_m4a(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("one-transcript") / "call.m4a"
-    cmd = [ffmpeg_exe(), "-v", "error", "-y", "-i", str(real_set()["call_2p"])]
-    cmd += ["-ar", "44100", "-ac", "2", "-c:a", "aac", "-b:a", "96k", str(out)]
-    subprocess.run(cmd, check=True)
+    args = ["-i", str(real_set()["call_2p"])]
+    args += ["-ar", "44100", "-ac", "2", "-c:a", "aac", "-b:a", "96k", str(out)]
+    run_ffmpeg(args, timeout_s=120, step="test_media")
     return out
 
 
 def _worker(media: Path, scratch: Path) -> Transcript:
     """The transcribe stage on one video: import's track, the actor's producer and consumer
     loops, the driver's merge (Ray only carries these to other processes)."""
-    track = extract_audio_track(media, scratch / "track.flac")
+    track = extract_track(media, scratch / "track.flac")
     items: queue.Queue[_Item] = queue.Queue(maxsize=16)
     rows = [{"job_id": 1, "part": 0, "start_s": 0.0, "end_s": None}]
     producer = threading.Thread(

@@ -10,7 +10,6 @@ against that located window.
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clipforge.media import ffmpeg_exe, probe
+from clipforge.media import probe, run_ffmpeg
 from clipforge.types import Word
 from pipelines.reframe import ReframePlan, plan_reframe
 from pipelines.reframe_analysis import ClipAnalysis, analyse
@@ -55,10 +54,9 @@ def _grey_frames(
     info = probe(path)
     seek = ["-ss", f"{start:.3f}"] if start is not None else []
     limit = ["-t", f"{dur:.3f}"] if dur else []
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", *seek, "-i", str(path), *limit]
-    cmd += ["-vf", f"select=not(mod(n\\,{every})),format=gray", "-fps_mode", "passthrough"]
-    cmd += ["-f", "rawvideo", "-"]
-    raw = subprocess.run(cmd, capture_output=True, check=True, timeout=120).stdout
+    args = [*seek, "-i", str(path), *limit]
+    args += ["-vf", f"select=not(mod(n\\,{every})),format=gray", "-fps_mode", "passthrough"]
+    raw = run_ffmpeg([*args, "-f", "rawvideo", "-"], timeout_s=120, step="test_frames")
     return np.frombuffer(raw, np.uint8).reshape(-1, info.height, info.width)
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import pytest
 
-from clipforge.media import ffmpeg_exe
+from clipforge.media import run_ffmpeg
 from clipforge.types import Word
 from pipelines.reframe import check_layout
 from pipelines.reframe_analysis import ClipAnalysis, MouthSample, scene_cuts
@@ -79,8 +77,8 @@ def test_keys_expression_and_cut_agree_with_ffmpeg() -> None:
     graph = (
         f"nullsrc=s=1024x2:r=10:d=8,format=gray,geq=lum='X/4',crop=100:2:'{expression(joined)}':0"
     )
-    cmd = [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", graph, "-f", "rawvideo", "-"]
-    raw = subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout
+    args = ["-f", "lavfi", "-i", graph, "-f", "rawvideo", "-"]
+    raw = run_ffmpeg(args, timeout_s=60, step="test_crop")
     frames = np.frombuffer(raw, np.uint8).reshape(-1, 2, 100)
     applied = frames[:, 0, 0].astype(float) * 4
     wanted = np.asarray([value_at(joined, n / 10) for n in range(len(frames))])
