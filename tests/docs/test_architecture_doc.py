@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from clipforge.media.ffmpeg import COMMON_FLAGS
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "architecture.md"
 PACKAGES = ("clipforge", "models", "pipelines", "serve_apps")
@@ -184,6 +186,18 @@ def test_every_subprocess_gets_stdin() -> None:
     assert not bare, f"subprocess calls without stdin: {bare}"
 
 
+def _passes_nostdin(element: ast.expr) -> bool:
+    """`"-nostdin"` itself, or `*COMMON_FLAGS` (clipforge.media.ffmpeg's flags, which hold it)."""
+    if isinstance(element, ast.Constant):
+        return element.value == "-nostdin"
+    return (
+        isinstance(element, ast.Starred)
+        and isinstance(element.value, ast.Name)
+        and element.value.id == "COMMON_FLAGS"
+        and "-nostdin" in COMMON_FLAGS
+    )
+
+
 def test_every_ffmpeg_command_line_has_nostdin() -> None:
     lines = [
         (path, node)
@@ -198,7 +212,7 @@ def test_every_ffmpeg_command_line_has_nostdin() -> None:
     without = [
         f"{path.relative_to(ROOT)}:{node.lineno}"
         for path, node in lines
-        if not any(isinstance(e, ast.Constant) and e.value == "-nostdin" for e in node.elts)
+        if not any(_passes_nostdin(e) for e in node.elts)
     ]
     assert not without, f"ffmpeg command lines without -nostdin: {without}"
 
