@@ -306,12 +306,14 @@ def webhooks_deliver(
     """Deliver queued webhook events (signed, retried with backoff through the job queue)."""
     from clipforge.db.embedded import leaving_embedded_on_exit
     from clipforge.logging import configure_logging
+    from clipforge.queue import QueuePolicy
     from clipforge.webhooks import run_delivery_worker
 
     settings = _settings()
     configure_logging(settings.log_level, json_logs=settings.log_json)
+    policy = QueuePolicy.from_settings(settings)  # QUEUE_MAX_ATTEMPTS, QUEUE_BACKOFF_*, leases
     with leaving_embedded_on_exit():
-        sent = run_delivery_worker(settings, _database_url(settings), until_idle=until_idle)
+        sent = run_delivery_worker(settings, _database_url(settings), policy, until_idle=until_idle)
     typer.echo(f"delivered {sent} webhook job(s)", err=True)
 
 

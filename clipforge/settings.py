@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # Source fetching (SSRF guard): networks trusted besides public addresses, size and time limits
     fetch_allow_cidrs: list[str] = Field(default_factory=list)
     max_source_bytes: int = Field(default=4 * 1024**3, ge=1)
-    fetch_timeout_s: float = Field(default=60.0, gt=0)
+    fetch_timeout_s: float = Field(default=120.0, gt=0)
 
     # API limits
     rate_limit_per_minute: int = Field(default=120, ge=1)

@@ -18,9 +18,8 @@ from clipforge.db.repo.api_keys import ApiKey
 from clipforge.db.repo.clips import NewClip, replace_clips
 from clipforge.db.repo.exports import update_export
 from clipforge.db.repo.transcripts import replace_transcript
-from clipforge.queue import enqueue, fail, get_job
+from clipforge.queue import QueuePolicy, claim, enqueue, fail, get_job
 from clipforge.queue.backoff import Backoff
-from clipforge.queue.jobs import claim
 from clipforge.types import ModelInfo, Segment, Transcript, Word
 from clipforge.webhooks import deliver, emit_video_event, verify
 from serve_apps.api.app import create_app
@@ -143,7 +142,9 @@ def test_job_get_and_redrive(client: TestClient, owner: Auth, other: Auth, db: P
     key, auth = owner
     video = make_video(db, key)
     with db.connection() as conn, conn.transaction():
-        job = enqueue(conn, kind="import", video_id=video.id, max_attempts=1)
+        job = enqueue(
+            conn, QueuePolicy.defaults(), kind="import", video_id=video.id, max_attempts=1
+        )
     with db.connection() as conn, conn.transaction():
         claim(conn, worker_id="w", limit=1, lease_s=30)
         fail(conn, job_id=job.id, worker_id="w", error="boom", retryable=True, backoff=Backoff())
@@ -203,8 +204,18 @@ def test_webhooks_signed_delivery_with_retry(
         assert app.get("/v1/webhooks", headers=auth).json()["items"][0]["secret"] is None
         video = make_video(db, key, status="ready")
         with db.connection() as conn, conn.transaction():
-            assert emit_video_event(conn, video_id=video.id, event="video.ready") == 1
-            assert emit_video_event(conn, video_id=video.id, event="video.failed") == 0
+            assert (
+                emit_video_event(
+                    conn, QueuePolicy.defaults(), video_id=video.id, event="video.ready"
+                )
+                == 1
+            )
+            assert (
+                emit_video_event(
+                    conn, QueuePolicy.defaults(), video_id=video.id, event="video.failed"
+                )
+                == 0
+            )
         for attempt in (1, 2):
             with db.connection() as conn, conn.transaction():
                 (job,) = claim(conn, worker_id="w", limit=1, lease_s=30, kinds=["webhook"])
