@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -357,7 +356,8 @@ def process(
     from pipelines.preflight import check_out_dir, check_source  # light: no Ray, no database
 
     settings = _settings()
-    studio_key = os.environ.get("CLIPFORGE_API_KEY") if studio else None
+    api_key = settings.clipforge_api_key
+    studio_key = api_key.get_secret_value() if studio and api_key else None
     try:  # user errors end here, in well under a second, before anything starts
         if studio and not studio.startswith(("http://", "https://")):
             raise ValidationFailed(f"--studio takes the API's http(s) URL, not {studio!r}")

@@ -178,6 +178,12 @@ class Settings(BaseSettings):
     log_json: bool = True
     # Error tracking (clipforge/observability/sentry.py); unset: nothing is reported.
     sentry_dsn: SecretStr | None = None
+    # The commit the code was built from (set at image build), in Sentry's release name;
+    # unset: `git rev-parse` of a checkout.
+    clipforge_git_sha: str | None = None
+
+    # `clipforge process --studio`: the API key that owns the kept video.
+    clipforge_api_key: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod
