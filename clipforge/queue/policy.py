@@ -23,7 +23,7 @@ class QueuePolicy:
     Attributes:
         max_attempts: attempts before a job ends `dead` (QUEUE_MAX_ATTEMPTS).
         lease_s: lease length; a dead worker's jobs return after at most this long.
-        heartbeat_s: lease renewal interval, well under `lease_s`.
+        heartbeat_s: lease renewal interval: QUEUE_HEARTBEAT_S, at most a third of `lease_s`.
         backoff: retry delays of jobs that failed on their own (these spend attempts).
         dependency_backoff: delays of jobs waiting for a dependency (these keep attempts).
         dependency_horizon_s: how long one job may wait for a dependency without spending
@@ -48,7 +48,9 @@ class QueuePolicy:
         return cls(
             max_attempts=settings.queue_max_attempts,
             lease_s=settings.queue_lease_s,
-            heartbeat_s=settings.queue_heartbeat_s,
+            # At most a third of the lease, so a lease outlives two missed beats (what the
+            # pipeline worker always did; QUEUE_HEARTBEAT_S only has to be under the lease).
+            heartbeat_s=min(settings.queue_heartbeat_s, settings.queue_lease_s / 3),
             backoff=Backoff(settings.queue_backoff_base_s, settings.queue_backoff_max_s),
             dependency_backoff=Backoff(
                 settings.queue_backoff_base_s, settings.queue_dependency_backoff_max_s
