@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -93,3 +94,40 @@ def test_readme_settings_table_matches_the_settings_class() -> None:
     fields = {name.upper() for name in Settings.model_fields}
     assert sorted(fields - documented) == [], "settings missing from the README's table"
     assert sorted(documented - fields - _LIBRARY_VARIABLES) == [], "table rows that are no setting"
+
+
+def _raw_environment_reads(root: Path) -> list[tuple[str, str]]:
+    """(place, variable) of every `os.environ.get("X")`, `os.getenv("X")`, `os.environ["X"]`
+    (read) and `"X" in os.environ` with a literal name, in the four source packages."""
+
+    def environ(node: ast.expr) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "environ"
+
+    found: list[tuple[str, str]] = []
+    for package in ("clipforge", "models", "pipelines", "serve_apps"):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                key: ast.expr | None = None
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                    owner, name = node.func.value, node.func.attr
+                    if (environ(owner) and name == "get") or (
+                        isinstance(owner, ast.Name) and owner.id == "os" and name == "getenv"
+                    ):
+                        key = node.args[0] if node.args else None
+                elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+                    key = node.slice if environ(node.value) else None
+                elif isinstance(node, ast.Compare) and any(environ(c) for c in node.comparators):
+                    key = node.left
+                if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                    found.append((f"{path.relative_to(root)}:{node.lineno}", key.value))
+    return found
+
+
+def test_our_variables_are_read_only_through_settings() -> None:
+    """One owner per setting: a variable of ours (a Settings field, or any CLIPFORGE_*) read
+    straight from the environment bypasses validation and the README's table. What is left
+    are libraries' variables (OTEL_*, RAY_ADDRESS, PROMETHEUS_MULTIPROC_DIR, ...)."""
+    ours = {name.upper() for name in Settings.model_fields}
+    reads = _raw_environment_reads(Path(__file__).resolve().parents[2])
+    assert reads, "the scan found no environment read at all: it is not looking"
+    assert [(at, v) for at, v in reads if v in ours or v.startswith("CLIPFORGE_")] == []
