@@ -201,7 +201,9 @@ def through_worker(
                             video_id=uuid.uuid4(),
                         )
                         payload = {"video_id": str(row.id)}
-                        enqueue(conn, kind="import", video_id=row.id, payload=payload)
+                        enqueue(
+                            conn, worker.policy, kind="import", video_id=row.id, payload=payload
+                        )
                 worker.run(until_idle=True)
                 elapsed = time.perf_counter() - started
                 if startup is not None:

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from benchmarks._db import scratch_database
 from clipforge.db.pool import Pool, create_pool
-from clipforge.queue import JobResult, QueueRunner, RunnerOptions, complete, enqueue
+from clipforge.queue import JobResult, QueuePolicy, QueueRunner, RunnerOptions, complete, enqueue
 from clipforge.settings import load_settings
 
 
@@ -28,7 +28,7 @@ def _fill(pool: Pool, n: int) -> None:
         conn.execute(sql.SQL("TRUNCATE jobs RESTART IDENTITY"))
         with conn.transaction():
             for i in range(n):
-                enqueue(conn, kind="bench", payload={"i": i})
+                enqueue(conn, QueuePolicy.defaults(), kind="bench", payload={"i": i})
 
 
 def _run_clipforge(pool: Pool, worker: int, batch: int) -> None:

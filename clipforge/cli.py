@@ -4,7 +4,6 @@ imports no pipeline, model or app at import time (docs/architecture.md)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -308,12 +307,14 @@ def webhooks_deliver(
     """Deliver queued webhook events (signed, retried with backoff through the job queue)."""
     from clipforge.db.embedded import leaving_embedded_on_exit
     from clipforge.logging import configure_logging
+    from clipforge.queue import QueuePolicy
     from clipforge.webhooks import run_delivery_worker
 
     settings = _settings()
     configure_logging(settings.log_level, json_logs=settings.log_json)
+    policy = QueuePolicy.from_settings(settings)  # QUEUE_MAX_ATTEMPTS, QUEUE_BACKOFF_*, leases
     with leaving_embedded_on_exit():
-        sent = run_delivery_worker(settings, _database_url(settings), until_idle=until_idle)
+        sent = run_delivery_worker(settings, _database_url(settings), policy, until_idle=until_idle)
     typer.echo(f"delivered {sent} webhook job(s)", err=True)
 
 
@@ -357,7 +358,8 @@ def process(
     from pipelines.preflight import check_out_dir, check_source  # light: no Ray, no database
 
     settings = _settings()
-    studio_key = os.environ.get("CLIPFORGE_API_KEY") if studio else None
+    api_key = settings.clipforge_api_key
+    studio_key = api_key.get_secret_value() if studio and api_key else None
     try:  # user errors end here, in well under a second, before anything starts
         if studio and not studio.startswith(("http://", "https://")):
             raise ValidationFailed(f"--studio takes the API's http(s) URL, not {studio!r}")

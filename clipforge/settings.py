@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # Source fetching (SSRF guard): networks trusted besides public addresses, size and time limits
     fetch_allow_cidrs: list[str] = Field(default_factory=list)
     max_source_bytes: int = Field(default=4 * 1024**3, ge=1)
-    fetch_timeout_s: float = Field(default=60.0, gt=0)
+    fetch_timeout_s: float = Field(default=120.0, gt=0)
 
     # API limits
     rate_limit_per_minute: int = Field(default=120, ge=1)
@@ -178,6 +178,12 @@ class Settings(BaseSettings):
     log_json: bool = True
     # Error tracking (clipforge/observability/sentry.py); unset: nothing is reported.
     sentry_dsn: SecretStr | None = None
+    # The commit the code was built from (set at image build), in Sentry's release name;
+    # unset: `git rev-parse` of a checkout.
+    clipforge_git_sha: str | None = None
+
+    # `clipforge process --studio`: the API key that owns the kept video.
+    clipforge_api_key: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod

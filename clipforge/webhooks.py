@@ -22,19 +22,20 @@ import secrets
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from psycopg.types.json import Jsonb
 
 from clipforge.db.pool import Conn, Pool
+from clipforge.db.repo import webhooks as repo
+from clipforge.db.repo.videos import get_video
+from clipforge.db.repo.webhooks import Webhook
 from clipforge.errors import NotFound, TransientError, ValidationFailed
 from clipforge.fetch import Network, Resolver, check_url, parse_networks, system_resolver
 from clipforge.pagination import Cursor, check_limit, split_page
-from clipforge.queue import Job, JobResult, enqueue
+from clipforge.queue import Job, JobResult, QueuePolicy, enqueue
 from clipforge.queue.runner import Handler
 from clipforge.settings import Settings
 
@@ -46,34 +47,6 @@ JOB_KIND = "webhook"
 SIGNATURE_HEADER = "ClipForge-Signature"
 _SECRET_PREFIX = "whsec_"
 _MAX_ERROR_CHARS = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Webhook:
-    """A registered receiver (the signing secret is shown once, at creation).
-
-    Attributes:
-        id: webhook id.
-        owner_key_id: API key that registered it; it receives events of that key's videos.
-        url: receiver URL (http or https, public address).
-        events: subscribed event names.
-    """
-
-    id: uuid.UUID
-    owner_key_id: uuid.UUID
-    url: str
-    events: tuple[str, ...]
-    created_at: datetime
-
-
-def _webhook(row: dict[str, Any]) -> Webhook:
-    return Webhook(
-        id=row["id"],
-        owner_key_id=row["owner_key_id"],
-        url=row["url"],
-        events=tuple(row["events"]),
-        created_at=row["created_at"],
-    )
 
 
 def check_events(events: Sequence[str]) -> tuple[str, ...]:
@@ -96,13 +69,14 @@ def create_webhook(
     """Register a receiver; returns it and its signing secret. The URL must be public."""
     checked = check_url(url, allowed=allowed, resolver=resolver)
     secret = _SECRET_PREFIX + secrets.token_urlsafe(32)
-    row = conn.execute(
-        """INSERT INTO webhooks (id, owner_key_id, url, secret, events) VALUES (%s, %s, %s, %s, %s)
-           RETURNING id, owner_key_id, url, events, created_at""",
-        (uuid.uuid4(), owner_key_id, checked.url, secret, list(check_events(events))),
-    ).fetchone()
-    assert row is not None
-    return _webhook(row), secret
+    hook = repo.insert_webhook(
+        conn,
+        owner_key_id=owner_key_id,
+        url=checked.url,
+        secret=secret,
+        events=check_events(events),
+    )
+    return hook, secret
 
 
 def list_webhooks(
@@ -110,30 +84,13 @@ def list_webhooks(
 ) -> tuple[list[Webhook], Cursor | None]:
     """One keyset page of a key's webhooks, oldest first."""
     check_limit(limit)
-    rows = conn.execute(
-        """SELECT id, owner_key_id, url, events, created_at FROM webhooks
-           WHERE owner_key_id = %(o)s
-             AND (%(t)s::timestamptz IS NULL OR (created_at, id) > (%(t)s::timestamptz, %(i)s::uuid))
-           ORDER BY created_at, id LIMIT %(n)s""",
-        {
-            "o": owner_key_id,
-            "n": limit + 1,
-            "t": cursor.created_at if cursor else None,
-            "i": cursor.id if cursor else None,
-        },
-    ).fetchall()
-    return split_page([_webhook(r) for r in rows], limit)
+    rows = repo.webhooks_page(conn, owner_key_id=owner_key_id, limit=limit + 1, cursor=cursor)
+    return split_page(rows, limit)
 
 
-def delete_webhook(conn: Conn, *, owner_key_id: uuid.UUID, webhook_id: uuid.UUID) -> bool:
-    """Delete a key's webhook (pending deliveries go with it); False if it is not theirs."""
-    cur = conn.execute(
-        "DELETE FROM webhooks WHERE id = %s AND owner_key_id = %s", (webhook_id, owner_key_id)
-    )
-    return cur.rowcount == 1
-
-
-def emit_video_event(conn: Conn, *, video_id: uuid.UUID, event: VideoEvent) -> int:
+def emit_video_event(
+    conn: Conn, policy: QueuePolicy, *, video_id: uuid.UUID, event: VideoEvent
+) -> int:
     """Record `event` for the video's subscribed webhooks and enqueue their deliveries.
 
     Call it inside the transaction that moves the video to `ready` or `failed`, so the event
@@ -141,36 +98,29 @@ def emit_video_event(conn: Conn, *, video_id: uuid.UUID, event: VideoEvent) -> i
     """
     if event not in EVENTS:
         raise ValueError(f"unknown event {event!r}")
-    video = conn.execute(
-        "SELECT id, owner_key_id, status, error, duration_s, updated_at FROM videos WHERE id = %s",
-        (video_id,),
-    ).fetchone()
-    if video is None or video["owner_key_id"] is None:
+    video = get_video(conn, video_id=video_id)
+    if video is None or video.owner_key_id is None:
         return 0
-    hooks = conn.execute(
-        "SELECT id FROM webhooks WHERE owner_key_id = %s AND %s = ANY(events) ORDER BY id",
-        (video["owner_key_id"], event),
-    ).fetchall()
-    for hook in hooks:
+    hooks = repo.subscribed_webhook_ids(conn, owner_key_id=video.owner_key_id, event=event)
+    for hook_id in hooks:
         delivery_id = uuid.uuid4()
         payload = {
             "id": str(delivery_id),
             "event": event,
             "created_at": datetime.now().astimezone().isoformat(),
             "data": {
-                "video_id": str(video["id"]),
-                "status": video["status"],
-                "error": video["error"],
-                "duration_s": video["duration_s"],
+                "video_id": str(video.id),
+                "status": video.status,
+                "error": video.error,
+                "duration_s": video.duration_s,
             },
         }
-        conn.execute(
-            """INSERT INTO webhook_deliveries (id, webhook_id, event, payload)
-               VALUES (%s, %s, %s, %s)""",
-            (delivery_id, hook["id"], event, Jsonb(payload)),
+        repo.insert_delivery(
+            conn, delivery_id=delivery_id, webhook_id=hook_id, event=event, payload=payload
         )
         enqueue(
             conn,
+            policy,
             kind=JOB_KIND,
             payload={"delivery_id": str(delivery_id)},
             idempotency_key=f"webhook-delivery:{delivery_id}",
@@ -227,26 +177,22 @@ def deliver(pool: Pool, settings: Settings, job: Job) -> JobResult:
     """Send one delivery; a non-2xx answer or a network error raises so the queue retries it."""
     delivery_id = uuid.UUID(str(job.payload["delivery_id"]))
     with pool.connection() as conn:
-        row = conn.execute(
-            """SELECT d.payload, d.event, w.url, w.secret FROM webhook_deliveries d
-               JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = %s""",
-            (delivery_id,),
-        ).fetchone()
+        row = repo.get_pending_delivery(conn, delivery_id=delivery_id)
     if row is None:  # the webhook was deleted since: nothing to send
         raise NotFound(f"webhook delivery {delivery_id} no longer exists")
-    body = json.dumps(row["payload"], separators=(",", ":"), sort_keys=True).encode()
+    body = json.dumps(row.payload, separators=(",", ":"), sort_keys=True).encode()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "ClipForge-Webhooks/1",
-        "ClipForge-Event": row["event"],
+        "ClipForge-Event": row.event,
         "ClipForge-Delivery": str(delivery_id),
-        SIGNATURE_HEADER: sign(row["secret"], body, timestamp=int(time.time())),
+        SIGNATURE_HEADER: sign(row.secret, body, timestamp=int(time.time())),
     }
     status: int | None = None
     error: str | None = None
     try:
         status = _post_pinned(
-            row["url"],
+            row.url,
             body,
             headers,
             timeout_s=settings.webhook_timeout_s,
@@ -280,12 +226,12 @@ def _record_attempt(
     final = final or error is None or job.attempts >= job.max_attempts
     state = "delivered" if error is None else ("failed" if final else "pending")
     with pool.connection() as conn:
-        conn.execute(
-            """UPDATE webhook_deliveries
-               SET attempts = attempts + 1, response_code = %s, last_error = %s, status = %s,
-                   delivered_at = CASE WHEN %s = 'delivered' THEN now() END
-               WHERE id = %s""",
-            (status, error[:_MAX_ERROR_CHARS] if error else None, state, state, delivery_id),
+        repo.record_delivery_attempt(
+            conn,
+            delivery_id=delivery_id,
+            status=state,
+            response_code=status,
+            error=error[:_MAX_ERROR_CHARS] if error else None,
         )
 
 
@@ -295,11 +241,17 @@ def webhook_handlers(pool: Pool, settings: Settings) -> dict[str, Handler]:
 
 
 def run_delivery_worker(
-    settings: Settings, database_url: str, *, until_idle: bool = False, worker_id: str | None = None
+    settings: Settings,
+    database_url: str,
+    policy: QueuePolicy,
+    *,
+    until_idle: bool = False,
+    worker_id: str | None = None,
 ) -> int:
     """Deliver queued events until stopped (SIGTERM handling is the caller's); returns the count.
 
-    The pipeline worker can instead merge `webhook_handlers` into its own handlers.
+    Retries, leases and backoff are the process's queue `policy` (the QUEUE_* settings). The
+    pipeline worker can instead merge `webhook_handlers` into its own handlers.
     """
     import os
     import socket
@@ -307,11 +259,7 @@ def run_delivery_worker(
     from clipforge.db.pool import create_pool
     from clipforge.queue import JobNotifier, QueueRunner, RunnerOptions
 
-    options = RunnerOptions(
-        lease_s=settings.queue_lease_s,
-        heartbeat_s=settings.queue_heartbeat_s,
-        idle_poll_s=2.0,
-    )
+    options = RunnerOptions(policy=policy, idle_poll_s=2.0)
     name = worker_id or f"webhooks-{socket.gethostname()}-{os.getpid()}"
     notifier = None if until_idle else JobNotifier(database_url)
     with create_pool(settings, database_url, application_name="clipforge-webhooks") as pool:

@@ -46,7 +46,7 @@ from clipforge.db.pool import Conn, Pool, create_pool
 from clipforge.db.repo.backfill import backfill_job_states, run_finished, select_backfill_page
 from clipforge.observability import tracing
 from clipforge.observability.setup import init_observability
-from clipforge.queue import enqueue, redrive, take_over_run
+from clipforge.queue import QueuePolicy, enqueue, redrive, take_over_run
 from clipforge.settings import Settings, get_settings
 from models.highlight_config import ScorerConfig
 from pipelines.config import PipelineConfig, load_pipeline_config
@@ -228,7 +228,7 @@ def run_backfill(
                 attributes = {"clipforge.run.id": run, "clipforge.videos": len(page)}
                 with tracing.span("backfill.page", attributes), conn.transaction():
                     for _, video_id in page:
-                        _enqueue(conn, request, run, video_id, worker.lifecycle.max_attempts)
+                        _enqueue(conn, request, run, video_id, worker.policy)
             # Until every job of the run finished: one waiting out a retry delay is not done.
             worker.run(until=lambda: _finished(pool, run))
             progress.append(_page_progress(pool, run, len(progress) + 1, [v for _, v in page]))
@@ -238,15 +238,15 @@ def run_backfill(
 
 
 def _enqueue(
-    conn: Conn, request: BackfillRequest, run: str, video_id: uuid.UUID, attempts: int
+    conn: Conn, request: BackfillRequest, run: str, video_id: uuid.UUID, policy: QueuePolicy
 ) -> None:
     job = enqueue(
         conn,
+        policy,
         kind=PREFIX + request.stage,
         video_id=video_id,
         payload={"video_id": str(video_id), "chain": False, "backfill": run},
         idempotency_key=f"backfill:{run}:{request.stage}:{video_id}",
-        max_attempts=attempts,
         run_id=run,
     )
     if job.state in ("failed", "dead"):  # selected again on a resume: give it another go

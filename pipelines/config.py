@@ -20,29 +20,24 @@ class _Section(BaseModel):
 
 
 class WorkerConfig(_Section):
-    """Queue worker tunables.
-
-    `lease_s`, `heartbeat_s` and `max_attempts` default to the process settings
-    (`QUEUE_LEASE_S`, `QUEUE_HEARTBEAT_S`, `QUEUE_MAX_ATTEMPTS`); set them here only to give
-    the pipeline worker different values.
-    """
+    """Queue worker tunables. Attempts, leases and backoff are process settings (QUEUE_*,
+    `clipforge.queue.QueuePolicy`), the same for every runner of the process."""
 
     claim_batch_size: int = Field(8, ge=1, le=100)
-    lease_s: float | None = Field(None, gt=0)
-    heartbeat_s: float | None = Field(None, gt=0)
     idle_poll_s: float = Field(5, gt=0)
-    max_attempts: int | None = Field(None, ge=1)
 
 
 class ImportConfig(_Section):
-    """Import stage limits and its actors (fetch, probe, audio track extraction, upload)."""
+    """Import stage limits and its actors (fetch, probe, audio track extraction, upload).
+
+    The size and time limits of a source fetch are process settings (MAX_SOURCE_BYTES,
+    FETCH_TIMEOUT_S), since the API enforces the same size on uploads.
+    """
 
     actors: int = Field(1, ge=1)
     num_cpus: float = Field(0.25, gt=0)
     claim_batch_size: int = Field(2, ge=1, le=100)
-    max_source_bytes: int = Field(4 * 1024**3, ge=1)
     max_duration_s: float = Field(4 * 3600, gt=0)
-    fetch_timeout_s: float = Field(120, gt=0)
 
 
 class TranscribeConfig(_Section):

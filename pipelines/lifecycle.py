@@ -18,12 +18,11 @@ from clipforge.db.pool import Conn, Pool
 from clipforge.db.repo.exports import live_export_ids, update_export
 from clipforge.db.repo.videos import VideoStatus, update_video
 from clipforge.metrics import VIDEO_SECONDS
-from clipforge.queue import Job, enqueue
+from clipforge.queue import Job, QueuePolicy, enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.storage.keys import video_prefix
 from clipforge.webhooks import emit_video_event
-from pipelines.config import PipelineConfig
 
 STAGES = ("import", "transcribe", "detect", "export")
 
@@ -46,7 +45,7 @@ class Lifecycle:
     def __init__(
         self,
         settings: Settings,
-        config: PipelineConfig,
+        policy: QueuePolicy,
         pool: Pool,
         *,
         cache: Cache,
@@ -56,17 +55,12 @@ class Lifecycle:
         self.pool = pool
         self.cache = cache
         self.prefix = kind_prefix
-        # QUEUE_MAX_ATTEMPTS unless the pipeline config sets its own.
-        self.max_attempts = config.worker.max_attempts or settings.queue_max_attempts
+        self.policy = policy  # the worker's, built once from the QUEUE_* settings
 
     def enqueue(self, conn: Conn, stage: str, video_id: uuid.UUID, payload: dict[str, Any]) -> Job:
-        """Enqueue a job of `stage` (of this worker's kind family) with the configured attempts."""
+        """Enqueue a job of `stage` (of this worker's kind family) under the worker's policy."""
         return enqueue(
-            conn,
-            kind=self.prefix + stage,
-            video_id=video_id,
-            payload=payload,
-            max_attempts=self.max_attempts,
+            conn, self.policy, kind=self.prefix + stage, video_id=video_id, payload=payload
         )
 
     def advance(self, conn: Conn, job: Job, stage: str, *, status: VideoStatus) -> None:
@@ -80,7 +74,7 @@ class Lifecycle:
         """The video has clips: ready (a backfill re-run is not a new "ready" for webhooks)."""
         update_video(conn, video_id=video_of(job), status="ready", error=None)
         if chains(job):
-            emit_video_event(conn, video_id=video_of(job), event="video.ready")
+            emit_video_event(conn, self.policy, video_id=video_of(job), event="video.ready")
 
     def on_failed(self, conn: Conn, job: Job, state: str, error: str) -> None:
         """A stage job ended failed/dead: fail its export, or its video unless a backfill."""
@@ -91,7 +85,7 @@ class Lifecycle:
             )
         elif stage in STAGES and job.video_id is not None and chains(job):
             update_video(conn, video_id=job.video_id, status="failed", error=f"{stage}: {error}")
-            emit_video_event(conn, video_id=job.video_id, event="video.failed")
+            emit_video_event(conn, self.policy, video_id=job.video_id, event="video.failed")
         # Inside the failing transaction; the tombstone blocks a stale refill until it commits.
         if job.video_id is not None:
             self.cache.invalidate("video", str(job.video_id))

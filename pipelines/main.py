@@ -19,7 +19,7 @@ from clipforge.db.pool_metrics import register_pool_metrics
 from clipforge.diskspace import DISK, DiskFloor
 from clipforge.observability.setup import init_observability
 from clipforge.ops.uploads import sweep_periodically
-from clipforge.queue import export_queue_metrics
+from clipforge.queue import QueuePolicy, export_queue_metrics
 from clipforge.queue.wake import DependencyWaker, Probe
 from clipforge.redis_client import create_redis, ping
 from clipforge.resilience import OutageLog, dependency_of
@@ -56,7 +56,9 @@ def _export_gauges(pool: Pool, stop: threading.Event, every_s: float = 15.0) -> 
         failing = None
 
 
-def _start_recovery_threads(settings: Settings, pool: Pool, stop: threading.Event) -> None:
+def _start_recovery_threads(
+    settings: Settings, policy: QueuePolicy, pool: Pool, stop: threading.Event
+) -> None:
     """Background duties of every worker: wake jobs delayed by an outage once their dependency
     answers again (clipforge.queue.wake), and remove orphaned uploads (clipforge.ops.uploads)."""
     store = create_store(settings)
@@ -69,8 +71,8 @@ def _start_recovery_threads(settings: Settings, pool: Pool, stop: threading.Even
     waker = DependencyWaker(
         pool,
         probes,
-        interval_s=settings.queue_dependency_probe_s,
-        per_s=settings.queue_wake_per_s,
+        interval_s=policy.dependency_probe_s,
+        per_s=policy.wake_per_s,
         stop=stop,
     )
     threading.Thread(target=waker.run, name="dependency-waker", daemon=True).start()
@@ -122,7 +124,7 @@ def run_worker(
         worker.gate = DiskFloor(settings).require  # no stage starts on a (nearly) full disk
         gauges_stop = threading.Event()
         threading.Thread(target=_export_gauges, args=(pool, gauges_stop), daemon=True).start()
-        _start_recovery_threads(settings, pool, gauges_stop)
+        _start_recovery_threads(settings, worker.policy, pool, gauges_stop)
         log.info("worker started; SIGTERM or SIGINT stops it gracefully")
         try:
             done = worker.run(until_idle=until_idle)

@@ -28,7 +28,7 @@ from clipforge.db.repo.transcripts import get_transcript
 from clipforge.db.repo.video_jobs import video_has_unfinished_jobs
 from clipforge.db.repo.videos import create_video, delete_video, get_video
 from clipforge.errors import MediaError, ValidationFailed
-from clipforge.queue import enqueue
+from clipforge.queue import QueuePolicy, enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.storage.keys import upload_key, video_prefix
@@ -253,7 +253,13 @@ def _enqueue(
             source_url=None if stage_file else checked.location,
             video_id=video_id,
         )
-        enqueue(conn, kind="import", video_id=video_id, payload={"video_id": str(video_id)})
+        enqueue(
+            conn,
+            QueuePolicy.from_settings(settings),
+            kind="import",
+            video_id=video_id,
+            payload={"video_id": str(video_id)},
+        )
     return video_id
 
 

@@ -23,7 +23,7 @@ from types import TracebackType
 from clipforge.cache import Cache
 from clipforge.db.pool import Pool
 from clipforge.db.repo.pipeline_jobs import has_work
-from clipforge.queue import Job, JobNotifier, JobResult, QueueRunner, RunnerOptions
+from clipforge.queue import Job, JobNotifier, JobResult, QueuePolicy, QueueRunner, RunnerOptions
 from clipforge.settings import Settings
 from models.highlight_config import ScorerConfig
 from pipelines.actors import Telemetry
@@ -97,8 +97,10 @@ class PipelineWorker:
         self.pool = pool
         self.prefix = kind_prefix
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # Attempts, leases and backoff of every job this worker claims or enqueues (QUEUE_*).
+        self.policy = QueuePolicy.from_settings(settings)
         self.lifecycle = Lifecycle(
-            settings, config, pool, cache=cache or Cache(None), kind_prefix=kind_prefix
+            settings, self.policy, pool, cache=cache or Cache(None), kind_prefix=kind_prefix
         )
         self.telemetry = Telemetry()
         self.stages = build_stages(settings, config, self.lifecycle, self.telemetry, scorer=scorer)
@@ -119,15 +121,8 @@ class PipelineWorker:
         return [self.prefix + s.name for s in self.stages] + sorted(self._extra)
 
     def _options(self, batch_size: int) -> RunnerOptions:
-        wc, s = self.config.worker, self.settings
-        lease_s = wc.lease_s or s.queue_lease_s  # QUEUE_LEASE_S unless the config sets one
-        heartbeat_s = wc.heartbeat_s or min(s.queue_heartbeat_s, lease_s / 3)
-        return RunnerOptions.from_settings(
-            s,
-            batch_size=batch_size,
-            lease_s=lease_s,
-            heartbeat_s=heartbeat_s,
-            idle_poll_s=wc.idle_poll_s,
+        return RunnerOptions(
+            policy=self.policy, batch_size=batch_size, idle_poll_s=self.config.worker.idle_poll_s
         )
 
     def _notifier(self) -> JobNotifier:

@@ -43,13 +43,11 @@ log = logging.getLogger(__name__)
 _REPO = Path(__file__).resolve().parents[2]
 
 
-@lru_cache(maxsize=1)
-def git_sha() -> str | None:
-    """The commit this code was built from: `CLIPFORGE_GIT_SHA` (set at image build), else
-    `git rev-parse` when running from a checkout, else None."""
-    import os
-
-    if sha := os.environ.get("CLIPFORGE_GIT_SHA", "").strip():
+@lru_cache(maxsize=2)
+def git_sha(configured: str | None = None) -> str | None:
+    """The commit this code was built from: `configured` (CLIPFORGE_GIT_SHA, set at image
+    build), else `git rev-parse` when running from a checkout, else None."""
+    if configured and (sha := configured.strip()):
         return sha[:12]
     if not (_REPO / ".git").exists():
         return None
@@ -69,11 +67,11 @@ def git_sha() -> str | None:
     return done.stdout.strip() or None
 
 
-def release() -> str:
+def release(configured_sha: str | None = None) -> str:
     """`clipforge@<version>+<sha>` (version only when the commit is unknown)."""
     from clipforge import __version__
 
-    sha = git_sha()
+    sha = git_sha(configured_sha)
     return f"clipforge@{__version__}+{sha}" if sha else f"clipforge@{__version__}"
 
 
@@ -123,7 +121,7 @@ def init_sentry(
         return False
     sentry_sdk.init(
         dsn=dsn.get_secret_value(),
-        release=release(),
+        release=release(settings.clipforge_git_sha),
         environment=settings.environment,
         send_default_pii=False,
         include_local_variables=True,
@@ -137,7 +135,10 @@ def init_sentry(
     )
     sentry_sdk.get_global_scope().add_event_processor(_tag_context)
     sentry_sdk.set_tag("component", component)
-    log.info("error tracking on", extra={"release": release(), "component": component})
+    log.info(
+        "error tracking on",
+        extra={"release": release(settings.clipforge_git_sha), "component": component},
+    )
     return True
 
 

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import tuple_row
 
+from clipforge.db.repo import ops as ops_repo
 from clipforge.ops.pgtools import BackupError, PgTools
 
 BASE_FILES = ("base.tar.gz", "pg_wal.tar.gz", "backup_manifest")
@@ -33,19 +32,7 @@ DUMP_FILE = "dump.pgc"
 
 def table_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
     """Row count of every table of the `public` schema, by name."""
-    cur = conn.cursor(row_factory=tuple_row)
-    names = [
-        str(name)
-        for (name,) in cur.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
-        ).fetchall()
-    ]
-    counts: dict[str, int] = {}
-    for name in names:
-        query = sql.SQL("SELECT count(*) FROM public.{}").format(sql.Identifier(name))
-        row = cur.execute(query).fetchone()
-        counts[name] = int(row[0]) if row is not None else 0
-    return counts
+    return {name: ops_repo.row_count(conn, name) for name in ops_repo.public_tables(conn)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +63,8 @@ def dump_database(url: str, out_dir: Path, tools: PgTools) -> DatabaseBackup:
     with psycopg.connect(url, connect_timeout=10) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        row = conn.execute(
-            "SELECT pg_export_snapshot(), current_setting('server_version')"
-        ).fetchone()
-        assert row is not None
-        snapshot, version = str(row[0]), str(row[1])
+        snapshot = ops_repo.export_snapshot(conn)
+        version = ops_repo.server_version(conn)
         counts = table_counts(conn)
         tools.run("pg_dump", "--format=custom", f"--snapshot={snapshot}", f"--file={out}", url=url)
         conn.rollback()
@@ -97,8 +81,7 @@ def base_backup(url: str, out_dir: Path, tools: PgTools, *, label: str) -> Datab
     """
     with psycopg.connect(url, connect_timeout=10) as conn:
         counts = table_counts(conn)
-        row = conn.execute("SELECT current_setting('server_version')").fetchone()
-        version = str(row[0]) if row is not None else ""
+        version = ops_repo.server_version(conn)
     tools.run(
         "pg_basebackup",
         f"--pgdata={out_dir}",
@@ -124,8 +107,8 @@ def base_backup(url: str, out_dir: Path, tools: PgTools, *, label: str) -> Datab
 
 def _empty_target(url: str) -> None:
     with psycopg.connect(url, connect_timeout=10) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
-    if row is not None and int(row[0]) > 0:
+        tables = ops_repo.public_tables(conn)
+    if tables:
         raise BackupError(
             "the target database already has tables; restore into a new, empty database "
             "(CREATE DATABASE ...) so nothing stored there is overwritten"

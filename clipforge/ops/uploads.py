@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from clipforge.db.pool import Pool
+from clipforge.db.repo.videos import get_videos
 from clipforge.metrics import UPLOADS_SWEPT
 from clipforge.storage.base import ObjectInfo, ObjectStore
 from clipforge.storage.keys import UPLOADS_PREFIX
@@ -80,10 +81,8 @@ def sweep_orphan_uploads(
     if not old:
         return report
     with pool.connection() as conn:
-        rows = conn.execute(
-            "SELECT id, original_key FROM videos WHERE id = ANY(%s)", (list(old),)
-        ).fetchall()
-    needed = {r["id"] for r in rows if r["original_key"] is None}
+        videos = get_videos(conn, video_ids=list(old))
+    needed = {v.id for v in videos.values() if v.original_key is None}
     for video_id, keys in old.items():
         if video_id in needed:
             report.kept += len(keys)

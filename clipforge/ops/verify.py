@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import tuple_row
 
+from clipforge.db.repo.ops import ready_export_objects, stored_originals
 from clipforge.ops.pg_backup import table_counts
 from clipforge.storage import ObjectStore
 from clipforge.storage.keys import audio_key
@@ -34,20 +34,14 @@ class Reference:
 
 def referenced_objects(conn: psycopg.Connection[Any]) -> Iterator[Reference]:
     """Every object key the rows of the database reference (stored or derived)."""
-    cur = conn.cursor(row_factory=tuple_row)
-    for video_id, key in cur.execute(
-        "SELECT id, original_key FROM videos WHERE original_key IS NOT NULL ORDER BY id"
-    ).fetchall():
-        yield Reference(str(key), f"videos:{video_id}:original_key")
+    for video_id, key in stored_originals(conn):
+        yield Reference(key, f"videos:{video_id}:original_key")
         yield Reference(audio_key(video_id), f"videos:{video_id}:audio (beside the original)")
-    for export_id, video_key, thumb in cur.execute(
-        "SELECT id, object_key, thumbnail_key FROM exports"
-        " WHERE status = 'ready' AND object_key IS NOT NULL ORDER BY id"
-    ).fetchall():
-        yield Reference(str(video_key), f"exports:{export_id}:object_key")
+    for export_id, video_key, thumb in ready_export_objects(conn):
+        yield Reference(video_key, f"exports:{export_id}:object_key")
         if thumb:
-            yield Reference(str(thumb), f"exports:{export_id}:thumbnail_key")
-        stem = str(video_key).rsplit(".", 1)[0]
+            yield Reference(thumb, f"exports:{export_id}:thumbnail_key")
+        stem = video_key.rsplit(".", 1)[0]
         for ext in SIDECARS:
             yield Reference(f"{stem}.{ext}", f"exports:{export_id}:{ext} captions")
 

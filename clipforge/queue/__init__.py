@@ -1,9 +1,13 @@
-"""Durable job queue on Postgres (docs/architecture.md, "The job queue")."""
+"""Durable job queue on Postgres (docs/architecture.md, "The job queue").
 
-from clipforge.queue.backoff import Backoff
-from clipforge.queue.jobs import (
+The SQL of the `jobs` table lives in `clipforge.db.repo.jobs`; this package re-exports it with
+the runner, the notifier, the policy and the metrics around it.
+"""
+
+from clipforge.db.repo.jobs import (
     Job,
     JobState,
+    QueueStats,
     claim,
     complete,
     defer,
@@ -12,14 +16,17 @@ from clipforge.queue.jobs import (
     get_job,
     heartbeat,
     hold_lease,
+    queue_stats,
     redrive,
     release,
     requeue_expired,
     take_over_run,
 )
+from clipforge.queue.backoff import Backoff
 from clipforge.queue.notify import JobNotifier
+from clipforge.queue.policy import QueuePolicy
 from clipforge.queue.runner import JobResult, QueueRunner, RunnerOptions
-from clipforge.queue.stats import QueueStats, export_queue_metrics, queue_stats
+from clipforge.queue.stats import export_queue_metrics
 
 __all__ = [
     "Backoff",
@@ -27,6 +34,7 @@ __all__ = [
     "JobNotifier",
     "JobResult",
     "JobState",
+    "QueuePolicy",
     "QueueRunner",
     "QueueStats",
     "RunnerOptions",

@@ -18,8 +18,8 @@ import time
 
 import psycopg
 
+from clipforge.db.repo.jobs import NOTIFY_CHANNEL
 from clipforge.errors import ConfigError
-from clipforge.queue.jobs import NOTIFY_CHANNEL
 from clipforge.resilience import is_fatal_db_error
 
 log = logging.getLogger(__name__)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from clipforge.db.pool import Conn, Pool
+from clipforge.db.repo import jobs as q
 from clipforge.errors import ConfigError, LeaseLost
 from clipforge.logging import job_context
 from clipforge.metrics import (
@@ -40,11 +41,10 @@ from clipforge.metrics import (
     JOBS_WAITING_DEPENDENCY,
 )
 from clipforge.observability import tracing
-from clipforge.queue import jobs as q
 from clipforge.queue.backoff import Backoff
 from clipforge.queue.notify import JobNotifier
+from clipforge.queue.policy import QueuePolicy
 from clipforge.resilience import OutageLog, classify_failure, dependency_of, is_fatal_db_error
-from clipforge.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,44 +80,19 @@ class RunnerOptions:
     """Tunables of a runner.
 
     Attributes:
+        policy: attempts, leases and retry delays (`QueuePolicy`, built once per process from
+            the QUEUE_* settings); the same policy the process enqueues with.
         batch_size: jobs claimed per round trip.
-        lease_s: lease length; a dead worker's jobs return after at most this long.
-        heartbeat_s: lease renewal interval, well under `lease_s`.
         idle_poll_s: longest sleep between claims when idle (NOTIFY usually wakes earlier).
         reap_interval_s: how often a busy worker requeues other workers' expired leases.
-        backoff: retry delays of jobs that failed on their own (these spend attempts).
-        dependency_backoff: delays of jobs waiting for a dependency (these keep attempts).
-        dependency_horizon_s: how long one job may wait for a dependency without spending
-            attempts (QUEUE_DEPENDENCY_RETRY_HORIZON_S).
         outage_backoff: pauses between tries to reach Postgres while it is away.
-        gate_poll_s: longest pause between checks of a closed claim gate (a full disk).
     """
 
+    policy: QueuePolicy = field(default_factory=QueuePolicy.defaults)
     batch_size: int = 10
-    lease_s: float = 60.0
-    heartbeat_s: float = 15.0
     idle_poll_s: float = 5.0
     reap_interval_s: float = 5.0
-    backoff: Backoff = field(default_factory=Backoff)
-    dependency_backoff: Backoff = field(default_factory=lambda: Backoff(base_s=2.0, cap_s=300.0))
-    dependency_horizon_s: float = 6 * 3600.0
     outage_backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.5, cap_s=30.0))
-    gate_poll_s: float = 5.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> RunnerOptions:
-        """Options from the QUEUE_* settings; keyword arguments override single fields."""
-        values: dict[str, Any] = {
-            "lease_s": settings.queue_lease_s,
-            "heartbeat_s": settings.queue_heartbeat_s,
-            "backoff": Backoff(settings.queue_backoff_base_s, settings.queue_backoff_max_s),
-            "dependency_backoff": Backoff(
-                settings.queue_backoff_base_s, settings.queue_dependency_backoff_max_s
-            ),
-            "dependency_horizon_s": settings.queue_dependency_retry_horizon_s,
-            "gate_poll_s": settings.queue_dependency_probe_s,
-        }
-        return cls(**(values | overrides))
 
 
 class QueueRunner:
@@ -193,7 +168,7 @@ class QueueRunner:
                     elif dependency is not None:  # the gate is closed (a full disk)
                         self._paused_on = dependency
                         self._claims_paused.down(dependency, exc)
-                        delay = min(delay, self.options.gate_poll_s)
+                        delay = min(delay, self.options.policy.dependency_probe_s)
                     else:  # not an outage (a bug?): say so, but keep the worker alive
                         log.exception("claiming or running a batch failed; retrying")
                     self.stop.wait(delay)
@@ -210,7 +185,7 @@ class QueueRunner:
                     self._idle_wait()
         finally:
             beat_stop.set()
-            beat.join(timeout=self.options.heartbeat_s + 1)
+            beat.join(timeout=self.options.policy.heartbeat_s + 1)
         return done
 
     def run_once(self) -> int:
@@ -228,7 +203,7 @@ class QueueRunner:
                 conn,
                 worker_id=self.worker_id,
                 limit=self.options.batch_size,
-                lease_s=self.options.lease_s,
+                lease_s=self.options.policy.lease_s,
                 kinds=sorted(set(self._handlers) | set(self._batch_handlers)),
                 reap=reap,
                 run_id=self.run_id,
@@ -379,8 +354,8 @@ class QueueRunner:
                         worker_id=self.worker_id,
                         error=failure.error,
                         dependency=failure.dependency,
-                        backoff=self.options.dependency_backoff,
-                        horizon_s=self.options.dependency_horizon_s,
+                        backoff=self.options.policy.dependency_backoff,
+                        horizon_s=self.options.policy.dependency_horizon_s,
                     )
                     if delay is not None:
                         return "waiting_dependency"
@@ -390,7 +365,7 @@ class QueueRunner:
                     worker_id=self.worker_id,
                     error=failure.error,
                     retryable=failure.retryable,
-                    backoff=self.options.backoff,
+                    backoff=self.options.policy.backoff,
                 )
                 if state != "queued" and self._on_failed is not None:
                     self._on_failed(conn, job, state, failure.error)
@@ -458,7 +433,7 @@ class QueueRunner:
             log.info("database reachable again; resuming", extra={"down_s": round(down_s, 1)})
 
     def _heartbeat_loop(self, done: threading.Event) -> None:
-        while not done.wait(self.options.heartbeat_s):
+        while not done.wait(self.options.policy.heartbeat_s):
             with self._held_lock:
                 held = sorted(self._held)
             if not held:
@@ -466,7 +441,10 @@ class QueueRunner:
             try:
                 with self._pool.connection() as conn:
                     kept = q.heartbeat(
-                        conn, worker_id=self.worker_id, job_ids=held, lease_s=self.options.lease_s
+                        conn,
+                        worker_id=self.worker_id,
+                        job_ids=held,
+                        lease_s=self.options.policy.lease_s,
                     )
             except Exception as exc:  # a missed beat is survivable; the lease has slack
                 if dependency_of(exc) == "postgres":

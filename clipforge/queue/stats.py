@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from prometheus_client import Gauge
 
 from clipforge.db.pool import Conn
+from clipforge.db.repo.jobs import QueueStats, queue_stats
 from clipforge.metrics import QUEUE_DEPTH, QUEUE_OLDEST_AGE, QUEUE_WAITING_DEPENDENCY
 
 # Jobs stuck in a stage (an actor that never gets its CPUs, a hung decode) hold their lease by
@@ -17,60 +16,6 @@ QUEUE_OLDEST_RUNNING = Gauge(
     ["kind"],
     multiprocess_mode="mostrecent",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStats:
-    """Counts of unfinished or dead-lettered jobs.
-
-    Attributes:
-        depth: ``{(kind, state): count}`` for queued, running, failed and dead jobs.
-        oldest_age_s: ``{kind: seconds}`` the oldest runnable queued job has waited.
-        oldest_running_s: ``{kind: seconds}`` the longest-running job has been running.
-        waiting_dependency: ``{(kind, dependency): count}`` of queued jobs delayed because a
-            dependency was down (they keep their attempts; see `jobs.defer`).
-    """
-
-    depth: dict[tuple[str, str], int]
-    oldest_age_s: dict[str, float]
-    waiting_dependency: dict[tuple[str, str], int] = field(default_factory=dict)
-    oldest_running_s: dict[str, float] = field(default_factory=dict)
-
-    def total(self, state: str) -> int:
-        """Jobs in `state` across all kinds."""
-        return sum(n for (_, s), n in self.depth.items() if s == state)
-
-
-def queue_stats(conn: Conn) -> QueueStats:
-    """Read current depth and age (index-only on the partial indexes of the jobs table)."""
-    rows = conn.execute(
-        """SELECT kind, state, count(*) AS n,
-                  EXTRACT(EPOCH FROM now() - min(run_after)
-                      FILTER (WHERE state = 'queued' AND run_after <= now())) AS age,
-                  EXTRACT(EPOCH FROM now() - min(started_at)
-                      FILTER (WHERE state = 'running')) AS running
-           FROM jobs WHERE state IN ('queued', 'running', 'failed', 'dead')
-           GROUP BY kind, state"""
-    ).fetchall()
-    depth = {(r["kind"], r["state"]): int(r["n"]) for r in rows}
-    ages: dict[str, float] = {}
-    running: dict[str, float] = {}
-    for r in rows:
-        if r["age"] is not None:
-            ages[r["kind"]] = max(ages.get(r["kind"], 0.0), float(r["age"]))
-        if r["running"] is not None:
-            running[r["kind"]] = max(running.get(r["kind"], 0.0), float(r["running"]))
-    # Same partial index as the claim path (queued jobs only), so it stays cheap.
-    waiting = conn.execute(
-        """SELECT kind, waiting_on, count(*) AS n FROM jobs
-           WHERE state = 'queued' AND waiting_on IS NOT NULL GROUP BY kind, waiting_on"""
-    ).fetchall()
-    return QueueStats(
-        depth=depth,
-        oldest_age_s=ages,
-        waiting_dependency={(r["kind"], r["waiting_on"]): int(r["n"]) for r in waiting},
-        oldest_running_s=running,
-    )
 
 
 def export_queue_metrics(conn: Conn) -> QueueStats:

@@ -14,49 +14,14 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 
-from clipforge.db.pool import Conn, Pool
+from clipforge.db.pool import Pool
+from clipforge.db.repo.jobs import waiting_dependencies, wake_waiting
 from clipforge.metrics import JOBS_WOKEN
-from clipforge.queue.jobs import NOTIFY_CHANNEL
 from clipforge.resilience import OutageLog, dependency_of
 
 log = logging.getLogger(__name__)
 # A probe returns if the dependency answers and raises if it does not.
 Probe = Callable[[], None]
-
-
-def waiting_dependencies(conn: Conn) -> list[str]:
-    """Dependencies that queued jobs are still sleeping on (their delay not yet over)."""
-    rows = conn.execute(
-        """SELECT DISTINCT waiting_on FROM jobs
-           WHERE state = 'queued' AND waiting_on IS NOT NULL AND run_after > now()"""
-    ).fetchall()
-    return sorted(str(r["waiting_on"]) for r in rows)
-
-
-def wake_waiting(conn: Conn, *, dependency: str, per_s: float, limit: int = 10_000) -> int:
-    """Make jobs waiting on `dependency` runnable: the n-th (oldest due first) after n / per_s
-    seconds, never later than it was due anyway. Their wait's backoff starts over (a job that
-    meets the dependency down again waits the base delay, not the outage's longest), but not
-    their horizon (`waiting_since`) nor their attempts. Returns the number of jobs woken."""
-    rows = conn.execute(
-        """WITH locked AS (
-               SELECT id, run_after FROM jobs
-               WHERE state = 'queued' AND waiting_on = %(dep)s AND run_after > now()
-               ORDER BY run_after, id
-               LIMIT %(limit)s
-               FOR UPDATE SKIP LOCKED),
-           ranked AS (
-               SELECT id, row_number() OVER (ORDER BY run_after, id) - 1 AS n FROM locked)
-           UPDATE jobs j
-           SET run_after = least(j.run_after, now() + make_interval(secs => ranked.n / %(per_s)s)),
-               dependency_waits = 0, updated_at = now()
-           FROM ranked WHERE j.id = ranked.id
-           RETURNING j.kind""",
-        {"dep": dependency, "limit": limit, "per_s": per_s},
-    ).fetchall()
-    for kind in sorted({str(r["kind"]) for r in rows}):
-        conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, kind))
-    return len(rows)
 
 
 class DependencyWaker:

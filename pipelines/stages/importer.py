@@ -57,8 +57,8 @@ class ImportActor(StageActor):
             download(
                 row["source_url"],
                 local,
-                max_bytes=self.config.max_source_bytes,
-                timeout_s=self.config.fetch_timeout_s,
+                max_bytes=self.settings.max_source_bytes,
+                timeout_s=self.settings.fetch_timeout_s,
                 allowed=parse_networks(self.settings.fetch_allow_cidrs),
             )
         elif kind == "upload":
@@ -83,12 +83,13 @@ class ImportActor(StageActor):
     def _import(self, row: Row) -> Row:
         video_id = uuid.UUID(row["video_id"])
         limits = self.config
+        max_bytes = self.settings.max_source_bytes  # the API's upload limit too
         with tempfile.TemporaryDirectory(prefix="cf-import-") as tmp:
             local = Path(tmp) / "source"  # named in user-facing errors
             from_upload = self._fetch_source(row, local)
             size = local.stat().st_size
-            if size > limits.max_source_bytes:
-                raise MediaError(f"source is {size} bytes; the limit is {limits.max_source_bytes}")
+            if size > max_bytes:
+                raise MediaError(f"source is {size} bytes; the limit is {max_bytes}")
             info = probe(local)  # typed MediaError for empty, corrupt, non-media input
             require_clip_source(info, local)
             if info.duration_s > limits.max_duration_s:

@@ -25,6 +25,7 @@ from clipforge.db.pool_metrics import register_pool_metrics
 from clipforge.db.replicas import ReplicaRouter
 from clipforge.db.repo.api_keys import ApiKey
 from clipforge.fetch import Resolver, system_resolver
+from clipforge.queue import QueuePolicy
 from clipforge.ratelimit import RateLimiter
 from clipforge.redis_client import RedisClient, create_redis
 from clipforge.settings import Settings
@@ -70,6 +71,7 @@ class ApiDeps:
         reads: routes lag-tolerant reads to read replicas (primary-only without any).
         signer: signs `/media/` download URLs; set when media is in a local folder without a
             CDN in front (S3 has presigned URLs, a CDN its own).
+        queue: the queue policy jobs are enqueued with (QUEUE_MAX_ATTEMPTS), built once.
     """
 
     settings: Settings
@@ -85,8 +87,10 @@ class ApiDeps:
     keys: KeyCache = field(init=False)
     aio: LoopResources = field(init=False)
     signer: MediaSigner | None = field(init=False, default=None)
+    queue: QueuePolicy = field(init=False)
 
     def __post_init__(self) -> None:
+        self.queue = QueuePolicy.from_settings(self.settings)
         if self.reads is None:
             self.reads = ReplicaRouter(self.pool)
         self.keys = KeyCache(self.settings.api_key_cache_ttl_s)

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from clipforge.db.pool import Pool
-from clipforge.queue import enqueue
+from clipforge.queue import QueuePolicy, enqueue
 from tests.cluster.conftest import CLUSTER
 from tests.cluster.worker_probe import KIND
 from tests.utils.factories import make_key
@@ -113,7 +113,7 @@ def _traffic(api: str, pool: Pool) -> None:
         assert client.get(f"/v1/videos/{missing}", headers=auth).status_code == 404
     with pool.connection() as conn, conn.transaction():
         for i in range(3):
-            enqueue(conn, kind=KIND, payload={"i": i})
+            enqueue(conn, QueuePolicy.defaults(), kind=KIND, payload={"i": i})
 
 
 def _query(prom: str, expr: str) -> list[Any]:

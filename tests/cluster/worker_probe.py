@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 
 from clipforge.db.pool import create_pool
 from clipforge.db.pool_metrics import register_pool_metrics
-from clipforge.queue import JobResult, QueueRunner, RunnerOptions, export_queue_metrics
+from clipforge.queue import JobResult, QueuePolicy, QueueRunner, RunnerOptions, export_queue_metrics
 from clipforge.settings import load_settings
 
 KIND = "cluster-probe"
@@ -39,7 +39,11 @@ def main() -> None:
             pool,
             {KIND: lambda job: JobResult(result={"probe": True})},
             worker_id="cluster-probe",
-            options=RunnerOptions(batch_size=5, idle_poll_s=0.2, heartbeat_s=5, lease_s=30),
+            options=RunnerOptions(
+                policy=QueuePolicy.defaults().replace(heartbeat_s=5, lease_s=30),
+                batch_size=5,
+                idle_poll_s=0.2,
+            ),
         )
         signal.signal(signal.SIGTERM, lambda *_: runner.stop.set())
         stop = threading.Event()

@@ -10,7 +10,7 @@ import pytest
 
 from clipforge.db.pool import Pool
 from clipforge.db.repo.videos import Video, create_video
-from clipforge.queue import enqueue
+from clipforge.queue import QueuePolicy, enqueue
 from clipforge.settings import Settings
 from clipforge.storage import S3Store, create_store
 from clipforge.storage.keys import upload_key
@@ -79,7 +79,13 @@ def upload_video(pool: Pool, settings: Settings, path: Path) -> Video:
     create_store(settings).put_file(upload_key(video_id), path)
     with pool.connection() as conn, conn.transaction():
         video = create_video(conn, owner_key_id=None, source_kind="upload", video_id=video_id)
-        enqueue(conn, kind="import", video_id=video.id, payload={"video_id": str(video.id)})
+        enqueue(
+            conn,
+            QueuePolicy.defaults(),
+            kind="import",
+            video_id=video.id,
+            payload={"video_id": str(video.id)},
+        )
     return video
 
 
@@ -87,5 +93,11 @@ def url_video(pool: Pool, url: str) -> Video:
     """A video created from a source URL + its import job."""
     with pool.connection() as conn, conn.transaction():
         video = create_video(conn, owner_key_id=None, source_kind="url", source_url=url)
-        enqueue(conn, kind="import", video_id=video.id, payload={"video_id": str(video.id)})
+        enqueue(
+            conn,
+            QueuePolicy.defaults(),
+            kind="import",
+            video_id=video.id,
+            payload={"video_id": str(video.id)},
+        )
     return video

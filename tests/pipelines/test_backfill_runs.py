@@ -11,7 +11,7 @@ from pathlib import Path
 
 from clipforge.db.pool import Pool
 from clipforge.db.repo.videos import create_video, update_video
-from clipforge.queue import claim, enqueue
+from clipforge.queue import QueuePolicy, claim, enqueue
 from clipforge.settings import Settings
 from models.highlight_config import ScorerConfig
 from pipelines.backfill import PREFIX, BackfillRequest, run_backfill, summarize
@@ -43,6 +43,7 @@ def _stranded_page(pool: Pool, run: str, video_ids: list[uuid.UUID]) -> None:
         for video_id in video_ids:
             enqueue(
                 conn,
+                QueuePolicy.defaults(),
                 kind=KIND,
                 video_id=video_id,
                 payload={"video_id": str(video_id), "chain": False, "backfill": run},
@@ -131,15 +132,12 @@ def test_run_waits_for_a_job_in_backoff_and_fails_when_it_ends_dead(
         video = create_video(conn, owner_key_id=None, source_kind="upload")
         update_video(conn, video_id=video.id, status="ready")
     settings = pipeline_settings.model_copy(
-        update={"queue_backoff_base_s": 1.0, "queue_backoff_max_s": 1.0}
-    )
-    config = pipeline_config.model_copy(
-        update={"worker": pipeline_config.worker.model_copy(update={"max_attempts": 2})}
+        update={"queue_backoff_base_s": 1.0, "queue_backoff_max_s": 1.0, "queue_max_attempts": 2}
     )
     progress = run_backfill(
         settings,
         db,
-        config,
+        pipeline_config,
         BackfillRequest(stage="detect", run_id="doomed"),
         database_url=database_url,
     )
@@ -167,13 +165,10 @@ def test_a_stuck_stage_times_out_and_its_job_ends_dead(
     worker.close()
     before = _versions(db)
     # Far less than the detect actors need to start: the batch is "stuck" past its deadline.
-    config = pipeline_config.model_copy(
-        update={"worker": pipeline_config.worker.model_copy(update={"max_attempts": 1})}
-    )
     progress = run_backfill(
-        pipeline_settings.model_copy(update={"stage_timeout_s": 0.05}),
+        pipeline_settings.model_copy(update={"stage_timeout_s": 0.05, "queue_max_attempts": 1}),
         db,
-        config,
+        pipeline_config,
         BackfillRequest(stage="detect", force=True, run_id="stuck"),
         database_url=database_url,
     )

@@ -19,7 +19,7 @@ import pytest
 
 from clipforge.db.pool import Pool
 from clipforge.db.repo.exports import create_export
-from clipforge.queue import enqueue
+from clipforge.queue import QueuePolicy, enqueue
 from clipforge.settings import Settings
 from clipforge.storage import LocalStore
 from tests.pipelines.conftest import upload_video
@@ -47,7 +47,7 @@ def _start_worker(database_url: str, storage: Path, tmp_path: Path) -> subproces
 
     config = tmp_path / "pipeline.yaml"
     config.write_text(
-        "worker: {lease_s: 20, heartbeat_s: 2, idle_poll_s: 0.2}\n"
+        "worker: {idle_poll_s: 0.2}\n"
         "transcribe: {asr_actors: 1, asr_num_cpus: 0.25}\n"
         "detect: {num_cpus: 0.25, top_k: 1}\n"
         "export: {num_cpus: 0.25, short_side: 240}\n"
@@ -61,6 +61,8 @@ def _start_worker(database_url: str, storage: Path, tmp_path: Path) -> subproces
         "QUEUE_DEPENDENCY_BACKOFF_MAX_S": "30",  # a wake-up, not the backoff, ends each wait
         "QUEUE_DEPENDENCY_PROBE_S": "1",
         "QUEUE_MAX_ATTEMPTS": "3",
+        "QUEUE_LEASE_S": "20",
+        "QUEUE_HEARTBEAT_S": "2",
         "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
         "PYTHONPATH": str(_REPO),
     }
@@ -130,7 +132,13 @@ def test_worker_waits_out_a_full_disk_in_import_and_export(
                     conn, clip_id=clip["id"], aspect_ratio="9:16", caption_style="bold"
                 )
                 payload = {"export_id": str(export.id)}
-                enqueue(conn, kind="export", payload=payload, video_id=clip["video_id"])
+                enqueue(
+                    conn,
+                    QueuePolicy.defaults(),
+                    kind="export",
+                    payload=payload,
+                    video_id=clip["video_id"],
+                )
         assert len(clips) == len(videos)
         # Room above the floor for the caption files, not for a rendered clip.
         freed = _outage(db, proc, disk, "export", leave=_MB + 48 * 1024)

@@ -14,7 +14,7 @@ from clipforge.db.repo.transcripts import get_transcript
 from clipforge.db.repo.videos import get_video
 from clipforge.media import probe
 from clipforge.metrics import VIDEO_SECONDS
-from clipforge.queue import enqueue
+from clipforge.queue import QueuePolicy, enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from models.caption_formats import parse_srt
@@ -54,7 +54,13 @@ def test_speech_video_to_captioned_clip(
         export = create_export(
             conn, clip_id=clip.id, aspect_ratio="9:16", caption_style="karaoke", layout="speaker"
         )
-        enqueue(conn, kind="export", video_id=video.id, payload={"export_id": str(export.id)})
+        enqueue(
+            conn,
+            QueuePolicy.defaults(),
+            kind="export",
+            video_id=video.id,
+            payload={"export_id": str(export.id)},
+        )
         conn.commit()
     worker.run(until_idle=True)
 

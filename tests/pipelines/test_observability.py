@@ -31,7 +31,7 @@ from clipforge.db.repo.videos import create_video, update_video
 from clipforge.errors import MediaError
 from clipforge.observability import tracing
 from clipforge.observability.sentry import init_sentry
-from clipforge.queue import enqueue
+from clipforge.queue import QueuePolicy, enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from pipelines.config import PipelineConfig, load_pipeline_config
@@ -101,7 +101,7 @@ def recorder() -> Iterator[tuple[Recorder, str]]:
 def obs_settings(
     pipeline_settings: Settings, recorder: tuple[Recorder, str], redis_url: str
 ) -> Settings:
-    """Pipeline settings plus Sentry, loopback sources and quick retries."""
+    """Pipeline settings plus Sentry, loopback sources and quick, few retries."""
     return pipeline_settings.model_copy(
         update={
             "sentry_dsn": SecretStr(recorder[1]),
@@ -109,6 +109,7 @@ def obs_settings(
             "redis_url": redis_url,
             "queue_backoff_base_s": 0.2,
             "queue_backoff_max_s": 0.5,
+            "queue_max_attempts": 2,
         }
     )
 
@@ -137,7 +138,6 @@ def obs_config() -> PipelineConfig:
     """The tests' small config, with one automatic export per video."""
     return load_pipeline_config(
         worker__idle_poll_s=0.2,
-        worker__max_attempts=2,
         transcribe__asr_actors=1,
         transcribe__asr_num_cpus=0.25,
         detect__num_cpus=0.25,
@@ -333,6 +333,7 @@ def test_unexpected_stage_failure_is_reported_once(
         )
         job = enqueue(
             conn,
+            QueuePolicy.defaults(),
             kind="transcribe",
             video_id=video.id,
             payload={"video_id": str(video.id)},

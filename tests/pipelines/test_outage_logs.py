@@ -16,13 +16,17 @@ import pytest
 
 from clipforge.db.migrate import migrate
 from clipforge.db.pool import Conn, Pool, create_pool
-from clipforge.queue import Job, JobResult, QueueRunner, RunnerOptions, enqueue
+from clipforge.queue import Job, JobResult, QueuePolicy, QueueRunner, RunnerOptions, enqueue
 from clipforge.settings import Settings
 from tests.utils.servers import PostgresServer
 
 
 def _runner(db: Pool, handler: object) -> QueueRunner:
-    options = RunnerOptions(batch_size=1, lease_s=10.0, heartbeat_s=0.05, idle_poll_s=0.1)
+    options = RunnerOptions(
+        policy=QueuePolicy.defaults().replace(lease_s=10.0, heartbeat_s=0.05),
+        batch_size=1,
+        idle_poll_s=0.1,
+    )
     return QueueRunner(db, {"test": handler}, worker_id="beat-runner", options=options)  # type: ignore[dict-item]
 
 
@@ -62,7 +66,7 @@ def test_a_job_the_worker_just_committed_is_not_reported_lost(
 
     with db.connection() as conn:
         for _ in range(3):
-            enqueue(conn, kind="test")
+            enqueue(conn, QueuePolicy.defaults(), kind="test")
     _run_until(_runner(db, handler), db, "succeeded", 3)
     assert _lost_lines(caplog) == []
 
@@ -83,7 +87,7 @@ def test_a_lease_really_taken_over_is_still_reported(
         return JobResult()
 
     with db.connection() as conn:
-        job_id = enqueue(conn, kind="test").id
+        job_id = enqueue(conn, QueuePolicy.defaults(), kind="test").id
     runner = _runner(db, handler)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from clipforge.db.pool import Pool
-from clipforge.queue import claim, enqueue
+from clipforge.queue import QueuePolicy, claim, enqueue
 from clipforge.queue.stats import export_queue_metrics
 
 
@@ -19,7 +19,7 @@ def _running_s(kind: str) -> float | None:
 
 def test_gauges_of_a_finished_kind_are_reset(db: Pool) -> None:
     with db.connection() as conn:
-        enqueue(conn, kind="backfill-gauge", payload={})
+        enqueue(conn, QueuePolicy.defaults(), kind="backfill-gauge", payload={})
         export_queue_metrics(conn)
         assert _depth("backfill-gauge", "queued") == 1
         claim(conn, worker_id="w", limit=1, lease_s=60, kinds=["backfill-gauge"])

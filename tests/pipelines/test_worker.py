@@ -110,7 +110,7 @@ def _start_worker(database_url: str, settings: Settings, tmp_path: Path) -> subp
 
     config = tmp_path / "pipeline.yaml"
     config.write_text(
-        "worker: {lease_s: 4, heartbeat_s: 1, idle_poll_s: 0.2}\n"
+        "worker: {idle_poll_s: 0.2}\n"
         "transcribe: {asr_actors: 1, asr_num_cpus: 0.25}\n"
         "detect: {num_cpus: 0.25, top_k: 2}\n"
     )
@@ -123,6 +123,8 @@ def _start_worker(database_url: str, settings: Settings, tmp_path: Path) -> subp
         "S3_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else "",
         "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
         "PYTHONPATH": str(_REPO),
+        "QUEUE_LEASE_S": "4",
+        "QUEUE_HEARTBEAT_S": "1",
     }
     return subprocess.Popen(
         [

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from clipforge.db.pool import Pool
 from clipforge.db.repo.api_keys import ApiKey
-from clipforge.queue import enqueue
+from clipforge.queue import QueuePolicy, enqueue
 from clipforge.storage.keys import export_key
 from pipelines.worker import PipelineWorker
 from serve_apps.api.deps import ApiDeps
@@ -92,6 +92,7 @@ def test_edited_clip_renders_its_edit_and_survives_a_detect_rerun(
     with db.connection() as conn:  # a detect re-run of the video, as a backfill queues it
         enqueue(
             conn,
+            QueuePolicy.defaults(),
             kind="detect",
             video_id=uuid.UUID(video_id),
             payload={"video_id": video_id, "chain": False},

@@ -23,7 +23,7 @@ from clipforge.db.repo.api_keys import ApiKey
 from clipforge.db.repo.clips import NewClip, replace_clips
 from clipforge.db.repo.exports import create_export
 from clipforge.db.repo.idempotency import lock_idempotency_key
-from clipforge.queue import enqueue
+from clipforge.queue import QueuePolicy, enqueue
 from clipforge.ratelimit import RateLimiter
 from clipforge.storage.keys import upload_key
 from serve_apps.api.app import create_app
@@ -258,7 +258,7 @@ def test_other_keys_objects_are_indistinguishable_from_missing_ones(
             clips=[NewClip(1, 0.0, 15.0, 90.0, {"hook": 0.5}, "r", "T", "h", "s", "v")],
         )
         export = create_export(conn, clip_id=clip.id, aspect_ratio="9:16", caption_style="bold")
-        job = enqueue(conn, kind="import", video_id=video.id)
+        job = enqueue(conn, QueuePolicy.defaults(), kind="import", video_id=video.id)
     hook_id = uuid.uuid4()
     missing = uuid.uuid4()
     theirs = other[1]

@@ -18,11 +18,18 @@ from clipforge.db.repo.api_keys import ApiKey
 from clipforge.db.repo.clips import NewClip, replace_clips
 from clipforge.db.repo.exports import update_export
 from clipforge.db.repo.transcripts import replace_transcript
-from clipforge.queue import enqueue, fail, get_job
+from clipforge.fetch import parse_networks
+from clipforge.queue import QueuePolicy, claim, enqueue, fail, get_job
 from clipforge.queue.backoff import Backoff
-from clipforge.queue.jobs import claim
+from clipforge.settings import Settings
 from clipforge.types import ModelInfo, Segment, Transcript, Word
-from clipforge.webhooks import deliver, emit_video_event, verify
+from clipforge.webhooks import (
+    create_webhook,
+    deliver,
+    emit_video_event,
+    run_delivery_worker,
+    verify,
+)
 from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
 from tests.serve_apps.helpers import table_counts
@@ -143,7 +150,9 @@ def test_job_get_and_redrive(client: TestClient, owner: Auth, other: Auth, db: P
     key, auth = owner
     video = make_video(db, key)
     with db.connection() as conn, conn.transaction():
-        job = enqueue(conn, kind="import", video_id=video.id, max_attempts=1)
+        job = enqueue(
+            conn, QueuePolicy.defaults(), kind="import", video_id=video.id, max_attempts=1
+        )
     with db.connection() as conn, conn.transaction():
         claim(conn, worker_id="w", limit=1, lease_s=30)
         fail(conn, job_id=job.id, worker_id="w", error="boom", retryable=True, backoff=Backoff())
@@ -203,8 +212,18 @@ def test_webhooks_signed_delivery_with_retry(
         assert app.get("/v1/webhooks", headers=auth).json()["items"][0]["secret"] is None
         video = make_video(db, key, status="ready")
         with db.connection() as conn, conn.transaction():
-            assert emit_video_event(conn, video_id=video.id, event="video.ready") == 1
-            assert emit_video_event(conn, video_id=video.id, event="video.failed") == 0
+            assert (
+                emit_video_event(
+                    conn, QueuePolicy.defaults(), video_id=video.id, event="video.ready"
+                )
+                == 1
+            )
+            assert (
+                emit_video_event(
+                    conn, QueuePolicy.defaults(), video_id=video.id, event="video.failed"
+                )
+                == 0
+            )
         for attempt in (1, 2):
             with db.connection() as conn, conn.transaction():
                 (job,) = claim(conn, worker_id="w", limit=1, lease_s=30, kinds=["webhook"])
@@ -236,6 +255,40 @@ def test_webhooks_signed_delivery_with_retry(
         hook_id = made.json()["id"]
         assert app.delete(f"/v1/webhooks/{hook_id}", headers=auth).status_code == 204
         assert app.delete(f"/v1/webhooks/{hook_id}", headers=auth).status_code == 404
+
+
+def test_webhook_delivery_worker_retries_under_the_queue_policy(
+    db: Pool, settings: Settings, database_url: str
+):
+    """`clipforge webhooks deliver` once built its own runner options and retried after the
+    default 1-2 s whatever QUEUE_BACKOFF_* said; its jobs now follow the process's policy."""
+    trusted = settings.model_copy(update={"fetch_allow_cidrs": ["127.0.0.0/8"]})
+    slow = QueuePolicy.defaults().replace(max_attempts=3, backoff=Backoff(base_s=100, cap_s=100))
+    key, _ = make_key(db)
+    video = make_video(db, key, status="ready")
+    with receiver([500]) as (url, seen):
+        with db.connection() as conn, conn.transaction():
+            create_webhook(
+                conn,
+                owner_key_id=key.id,
+                url=url,
+                events=["video.ready"],
+                allowed=parse_networks(trusted.fetch_allow_cidrs),
+            )
+            assert emit_video_event(conn, slow, video_id=video.id, event="video.ready") == 1
+        assert run_delivery_worker(trusted, database_url, slow, until_idle=True) == 1
+    with db.connection() as conn:
+        job = conn.execute(
+            "SELECT state, attempts, max_attempts,"
+            " EXTRACT(EPOCH FROM run_after - now()) AS wait_s FROM jobs WHERE kind = 'webhook'"
+        ).fetchone()
+    assert len(seen) == 1
+    assert job is not None and (job["state"], job["attempts"], job["max_attempts"]) == (
+        "queued",
+        1,
+        3,
+    )
+    assert 40 < float(job["wait_s"]) <= 100  # [base/2, base], less the time since the failure
 
 
 def test_health_ready_metrics_openapi(client: TestClient, owner: Auth):

@@ -27,7 +27,7 @@ from clipforge.db.replicas import ReplicaRouter
 from clipforge.db.repo.api_keys import ApiKey
 from clipforge.db.write_marks import UNKNOWN_LSN, WriteMarks
 from clipforge.errors import ConfigError
-from clipforge.queue import enqueue
+from clipforge.queue import QueuePolicy, enqueue
 from clipforge.settings import Settings
 from serve_apps.api.app import create_app
 from serve_apps.api.auth import ASYNC_POOL_SIZE
@@ -203,7 +203,7 @@ def test_list_and_detail_reads_are_served_by_the_replica(
     key, headers = _key(primary)
     video = make_video(primary, key)
     with primary.connection() as conn:
-        job = enqueue(conn, kind="import", payload={}, video_id=video.id)
+        job = enqueue(conn, QueuePolicy.defaults(), kind="import", payload={}, video_id=video.id)
     name = _caught_up(pair, deps)
     _warm(client, headers, name)
     before = _reads(name, "ok")

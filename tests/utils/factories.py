@@ -5,7 +5,7 @@ from __future__ import annotations
 from clipforge.db.pool import Pool
 from clipforge.db.repo.api_keys import ApiKey, create_api_key
 from clipforge.db.repo.videos import Video, create_video
-from clipforge.queue import Job, enqueue
+from clipforge.queue import Job, QueuePolicy, enqueue
 
 
 def make_key(pool: Pool, name: str = "test") -> tuple[ApiKey, str]:
@@ -30,5 +30,8 @@ def enqueue_many(pool: Pool, n: int, *, kind: str = "test", max_attempts: int = 
     """Enqueue `n` jobs in one transaction."""
     with pool.connection() as conn, conn.transaction():
         return [
-            enqueue(conn, kind=kind, payload={"n": i}, max_attempts=max_attempts) for i in range(n)
+            enqueue(
+                conn, QueuePolicy.defaults(), kind=kind, payload={"n": i}, max_attempts=max_attempts
+            )
+            for i in range(n)
         ]

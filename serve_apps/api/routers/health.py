@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from clipforge.db.repo.ops import ping as ping_database
 from clipforge.diskspace import DiskFloor
 from clipforge.errors import NotFound
 from clipforge.metrics import DEPENDENCY_UP, render
@@ -53,7 +54,7 @@ async def health() -> Health:
 
 def _db(deps: ApiDeps) -> str:
     with deps.pool.connection(timeout=_CHECK_TIMEOUT_S) as conn:
-        conn.execute("SELECT 1")
+        ping_database(conn)
     return "ok"
 
 

@@ -7,11 +7,12 @@ import uuid
 from clipforge.db.pool import Conn
 from clipforge.db.repo.api_keys import ApiKey
 from clipforge.db.repo.videos import get_video
+from clipforge.db.repo.webhooks import Webhook, delete_webhook
 from clipforge.errors import NotFound
 from clipforge.fetch import parse_networks
 from clipforge.pagination import Cursor
 from clipforge.queue import Job, get_job, redrive
-from clipforge.webhooks import Webhook, create_webhook, delete_webhook, list_webhooks
+from clipforge.webhooks import create_webhook, list_webhooks
 from serve_apps.api.deps import ApiDeps
 from serve_apps.api.protocol import CreateWebhookRequest, JobOut, WebhookOut, WebhookPage
 

@@ -169,7 +169,11 @@ def request_export(
         layout=body.layout,
     )
     job = enqueue(
-        conn, kind=EXPORT_JOB, payload={"export_id": str(export.id)}, video_id=clip.video_id
+        conn,
+        deps.queue,
+        kind=EXPORT_JOB,
+        payload={"export_id": str(export.id)},
+        video_id=clip.video_id,
     )
     return ExportCreated(export=export_out(deps, export, key=key, base_url=base_url), job_id=job.id)
 

@@ -22,7 +22,7 @@ from clipforge.db.repo.videos import list_videos as list_video_rows
 from clipforge.errors import Conflict, NotFound
 from clipforge.fetch import check_url, parse_networks
 from clipforge.pagination import Cursor
-from clipforge.queue import enqueue
+from clipforge.queue import QueuePolicy, enqueue
 from clipforge.storage import ObjectInfo
 from clipforge.storage.keys import upload_key, video_prefix
 from serve_apps.api.deps import ApiDeps
@@ -49,10 +49,11 @@ def video_out(video: Video) -> VideoOut:
     return VideoOut.model_validate(video.to_json())
 
 
-def _enqueue_import(conn: Conn, video_id: uuid.UUID) -> int:
+def _enqueue_import(conn: Conn, policy: QueuePolicy, video_id: uuid.UUID) -> int:
     # One import per video, however often a client retries "uploaded".
     job = enqueue(
         conn,
+        policy,
         kind=IMPORT_JOB,
         payload={"video_id": str(video_id)},
         video_id=video_id,
@@ -76,7 +77,9 @@ def create(deps: ApiDeps, key: ApiKey, body: CreateVideoRequest, idem: str | Non
                 source_url=checked.url,
                 metadata=metadata,
             )
-            return VideoCreated(video=video_out(video), job_id=_enqueue_import(conn, video.id))
+            return VideoCreated(
+                video=video_out(video), job_id=_enqueue_import(conn, deps.queue, video.id)
+            )
 
         return _idempotent(deps.pool, key, idem, body, 202, from_url)
     assert body.upload is not None
@@ -130,7 +133,9 @@ def complete_upload(
     def queue(conn: Conn) -> VideoCreated:
         row = update_video(conn, video_id=video_id, status="pending", size_bytes=info.size)
         assert row is not None
-        return VideoCreated(video=video_out(row), job_id=_enqueue_import(conn, video_id))
+        return VideoCreated(
+            video=video_out(row), job_id=_enqueue_import(conn, deps.queue, video_id)
+        )
 
     response = _idempotent(deps.pool, key, idem, f"uploaded:{video_id}".encode(), 202, queue)
     deps.cache.invalidate(VIDEO_NS, str(video_id))
@@ -190,7 +195,9 @@ def upload_direct(
         row = update_video(conn, video_id=video_id, size_bytes=upload.size)
         assert row is not None
         created = True
-        return VideoCreated(video=video_out(row), job_id=_enqueue_import(conn, video_id))
+        return VideoCreated(
+            video=video_out(row), job_id=_enqueue_import(conn, deps.queue, video_id)
+        )
 
     committed = False
     try:

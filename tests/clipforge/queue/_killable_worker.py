@@ -6,7 +6,7 @@ import sys
 import threading
 
 from clipforge.db.pool import create_pool
-from clipforge.queue import Job, JobResult, QueueRunner, RunnerOptions
+from clipforge.queue import Job, JobResult, QueuePolicy, QueueRunner, RunnerOptions
 from clipforge.settings import load_settings
 
 
@@ -21,7 +21,11 @@ def main() -> None:
         threading.Event().wait()  # hang while the heartbeat keeps the lease alive
         raise AssertionError("unreachable")
 
-    options = RunnerOptions(batch_size=batch, lease_s=1.5, heartbeat_s=0.3, idle_poll_s=0.1)
+    options = RunnerOptions(
+        policy=QueuePolicy.defaults().replace(lease_s=1.5, heartbeat_s=0.3),
+        batch_size=batch,
+        idle_poll_s=0.1,
+    )
     QueueRunner(pool, {"test": handler}, worker_id=worker_id, options=options).run()
 
 

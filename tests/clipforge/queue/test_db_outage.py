@@ -22,6 +22,7 @@ from clipforge.queue import (
     Job,
     JobNotifier,
     JobResult,
+    QueuePolicy,
     QueueRunner,
     RunnerOptions,
     claim,
@@ -78,15 +79,14 @@ def _accepts(server: PostgresServer) -> bool:
     return True
 
 
-def _options(**overrides: object) -> RunnerOptions:
-    values: dict[str, object] = {
-        "batch_size": 10,
-        "lease_s": 5.0,
-        "heartbeat_s": 1.0,
-        "idle_poll_s": 0.5,
-        "outage_backoff": Backoff(base_s=0.2, cap_s=1.0),
-    }
-    return RunnerOptions(**(values | overrides))  # type: ignore[arg-type]
+def _options(**policy: object) -> RunnerOptions:
+    leases: dict[str, object] = {"lease_s": 5.0, "heartbeat_s": 1.0}
+    return RunnerOptions(
+        policy=QueuePolicy.defaults().replace(**(leases | policy)),
+        batch_size=10,
+        idle_poll_s=0.5,
+        outage_backoff=Backoff(base_s=0.2, cap_s=1.0),
+    )
 
 
 @dataclass
@@ -141,7 +141,10 @@ def _enqueue(pool: Pool, count: int) -> list[int]:
     while True:
         try:
             with pool.connection() as conn:
-                return [enqueue(conn, kind="test", payload={"n": n}).id for n in range(count)]
+                return [
+                    enqueue(conn, QueuePolicy.defaults(), kind="test", payload={"n": n}).id
+                    for n in range(count)
+                ]
         except PoolTimeout:
             if time.monotonic() > deadline:
                 raise

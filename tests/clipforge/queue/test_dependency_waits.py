@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from clipforge.db.pool import Pool
 from clipforge.errors import DependencyUnavailable
-from clipforge.queue import Backoff, Job, JobResult, QueueRunner, RunnerOptions, get_job
+from clipforge.queue import (
+    Backoff,
+    Job,
+    JobResult,
+    QueuePolicy,
+    QueueRunner,
+    RunnerOptions,
+    get_job,
+)
 from clipforge.queue.stats import export_queue_metrics
 from tests.utils.factories import enqueue_many
 
@@ -15,7 +23,9 @@ def _s3_down(_job: Job) -> JobResult:
 
 def test_dependency_failure_delays_the_job_and_keeps_its_attempts(db: Pool) -> None:
     (job,) = enqueue_many(db, 1, max_attempts=1)
-    options = RunnerOptions(dependency_backoff=Backoff(base_s=30, cap_s=60))
+    options = RunnerOptions(
+        policy=QueuePolicy.defaults().replace(dependency_backoff=Backoff(base_s=30, cap_s=60))
+    )
     runner = QueueRunner(db, {"test": _s3_down}, worker_id="w", options=options)
     for _ in range(3):  # each wait is a new, longer delay; none spends the single attempt
         assert runner.run_once() == 1
@@ -32,7 +42,7 @@ def test_dependency_failure_delays_the_job_and_keeps_its_attempts(db: Pool) -> N
 
 def test_past_the_horizon_dependency_failures_spend_attempts(db: Pool) -> None:
     (job,) = enqueue_many(db, 1, max_attempts=1)
-    options = RunnerOptions(dependency_horizon_s=0.0)
+    options = RunnerOptions(policy=QueuePolicy.defaults().replace(dependency_horizon_s=0.0))
     QueueRunner(db, {"test": _s3_down}, worker_id="w", options=options).run(until_empty=True)
     with db.connection() as conn:
         dead = get_job(conn, job_id=job.id)

@@ -20,7 +20,15 @@ from clipforge.diskspace import DISK, DiskFloor
 from clipforge.errors import DependencyUnavailable, MediaError
 from clipforge.media.track import extract_track
 from clipforge.metrics import DEPENDENCY_UP
-from clipforge.queue import Backoff, Job, JobResult, QueueRunner, RunnerOptions, enqueue
+from clipforge.queue import (
+    Backoff,
+    Job,
+    JobResult,
+    QueuePolicy,
+    QueueRunner,
+    RunnerOptions,
+    enqueue,
+)
 from clipforge.queue.wake import DependencyWaker
 from clipforge.resilience import classify_failure, failure_fields, failure_from_fields
 from clipforge.settings import Settings
@@ -77,12 +85,14 @@ def test_jobs_wait_out_a_full_disk_with_their_attempts_and_resume_when_freed(
         return JobResult()
 
     options = RunnerOptions(
+        policy=QueuePolicy.defaults().replace(
+            lease_s=20.0,
+            heartbeat_s=5.0,
+            dependency_probe_s=0.3,
+            dependency_backoff=Backoff(base_s=60.0, cap_s=60.0),  # only a wake-up brings them back
+        ),
         batch_size=1,
-        lease_s=20.0,
-        heartbeat_s=5.0,
         idle_poll_s=0.2,
-        gate_poll_s=0.3,
-        dependency_backoff=Backoff(base_s=60.0, cap_s=60.0),  # only a wake-up brings them back
     )
     runner = QueueRunner(
         db, {"test": handler}, worker_id="disk-runner", options=options, gate=floor.require
@@ -91,7 +101,7 @@ def test_jobs_wait_out_a_full_disk_with_their_attempts_and_resume_when_freed(
     # Above the 1 MB floor but too little for a 1.5 MB render: the job starts, meets ENOSPC.
     disk.fill(leave=int(1.25 * _MB))
     with db.connection() as conn:
-        first = enqueue(conn, kind="test", max_attempts=2).id
+        first = enqueue(conn, QueuePolicy.defaults(), kind="test", max_attempts=2).id
     threads = [threading.Thread(target=t.run, daemon=True) for t in (runner, waker)]
     for thread in threads:
         thread.start()
@@ -100,7 +110,10 @@ def test_jobs_wait_out_a_full_disk_with_their_attempts_and_resume_when_freed(
         # Under the floor: nothing more is claimed, so later jobs do not even start.
         disk.fill(leave=_MB // 2)
         with db.connection() as conn:
-            later = [enqueue(conn, kind="test", max_attempts=2).id for _ in range(3)]
+            later = [
+                enqueue(conn, QueuePolicy.defaults(), kind="test", max_attempts=2).id
+                for _ in range(3)
+            ]
         time.sleep(2.0)
         assert float(DEPENDENCY_UP.labels(dependency=DISK)._value.get()) == 0.0
         with db.connection() as conn:

@@ -13,6 +13,7 @@ from clipforge.queue import (
     Backoff,
     JobNotifier,
     JobResult,
+    QueuePolicy,
     QueueRunner,
     claim,
     complete,
@@ -74,10 +75,18 @@ def test_idempotency_key_returns_the_existing_job(db: Pool) -> None:
     video = make_video(db)
     with db.connection() as conn:
         first = enqueue(
-            conn, kind="import", video_id=video.id, idempotency_key=f"import:{video.id}"
+            conn,
+            QueuePolicy.defaults(),
+            kind="import",
+            video_id=video.id,
+            idempotency_key=f"import:{video.id}",
         )
         again = enqueue(
-            conn, kind="import", video_id=video.id, idempotency_key=f"import:{video.id}"
+            conn,
+            QueuePolicy.defaults(),
+            kind="import",
+            video_id=video.id,
+            idempotency_key=f"import:{video.id}",
         )
         count = conn.execute("SELECT count(*) AS n FROM jobs").fetchone()
     assert again.id == first.id and count == {"n": 1}
@@ -86,21 +95,21 @@ def test_idempotency_key_returns_the_existing_job(db: Pool) -> None:
 def test_enqueue_rolls_back_with_the_callers_transaction(db: Pool) -> None:
     with db.connection() as conn:
         with pytest.raises(RuntimeError), conn.transaction():
-            enqueue(conn, kind="test")
+            enqueue(conn, QueuePolicy.defaults(), kind="test")
             raise RuntimeError("domain write failed")
         assert conn.execute("SELECT count(*) AS n FROM jobs").fetchone() == {"n": 0}
 
 
 def test_delayed_job_is_not_claimed_before_run_after(db: Pool) -> None:
     with db.connection() as conn:
-        enqueue(conn, kind="test", delay_s=60)
+        enqueue(conn, QueuePolicy.defaults(), kind="test", delay_s=60)
         assert claim(conn, worker_id="w", limit=10, lease_s=30) == []
 
 
 def test_claim_filters_by_kind(db: Pool) -> None:
     with db.connection() as conn:
-        enqueue(conn, kind="import")
-        enqueue(conn, kind="export")
+        enqueue(conn, QueuePolicy.defaults(), kind="import")
+        enqueue(conn, QueuePolicy.defaults(), kind="export")
         got = claim(conn, worker_id="w", limit=10, lease_s=30, kinds=["export"])
     assert [j.kind for j in got] == ["export"]
 
@@ -178,7 +187,8 @@ def test_runner_commits_outputs_with_completion(db: Pool) -> None:
         return JobResult(
             result={"stage": "done"},
             on_commit=lambda conn: (
-                enqueue(conn, kind="next", idempotency_key=f"next:{job.id}") and None
+                enqueue(conn, QueuePolicy.defaults(), kind="next", idempotency_key=f"next:{job.id}")
+                and None
             ),
         )
 

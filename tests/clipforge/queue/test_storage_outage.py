@@ -19,7 +19,15 @@ from botocore.config import Config
 from clipforge.db.pool import Pool
 from clipforge.errors import dependency_in_description
 from clipforge.metrics import BREAKER_STATE, JOBS_WAITING_DEPENDENCY
-from clipforge.queue import Backoff, Job, JobResult, QueueRunner, RunnerOptions, enqueue
+from clipforge.queue import (
+    Backoff,
+    Job,
+    JobResult,
+    QueuePolicy,
+    QueueRunner,
+    RunnerOptions,
+    enqueue,
+)
 from clipforge.resilience import classify_failure, failure_fields, failure_from_fields
 from clipforge.settings import Settings, load_settings
 from clipforge.storage import S3Store
@@ -72,13 +80,15 @@ def test_jobs_wait_out_an_s3_outage_without_spending_attempts(
         return JobResult(result={"etag": info.etag})
 
     options = RunnerOptions(
+        policy=QueuePolicy.defaults().replace(
+            lease_s=10.0,
+            heartbeat_s=2.0,
+            backoff=Backoff(base_s=0.2, cap_s=0.4),  # the old, short budget for real failures
+            dependency_backoff=Backoff(base_s=0.3, cap_s=1.0),
+            dependency_horizon_s=600.0,
+        ),
         batch_size=2,
-        lease_s=10.0,
-        heartbeat_s=2.0,
         idle_poll_s=0.2,
-        backoff=Backoff(base_s=0.2, cap_s=0.4),  # the old, short budget for real failures
-        dependency_backoff=Backoff(base_s=0.3, cap_s=1.0),
-        dependency_horizon_s=600.0,
     )
     runner = QueueRunner(db, {"test": handler}, worker_id="s3-outage", options=options)
     waits_before = JOBS_WAITING_DEPENDENCY.labels(kind="test", dependency="s3")._value.get()
@@ -93,7 +103,9 @@ def test_jobs_wait_out_an_s3_outage_without_spending_attempts(
     thread = threading.Thread(target=run, daemon=True)
     nanio.stop()
     with db.connection() as conn:
-        ids = [enqueue(conn, kind="test", max_attempts=3).id for _ in range(6)]
+        ids = [
+            enqueue(conn, QueuePolicy.defaults(), kind="test", max_attempts=3).id for _ in range(6)
+        ]
     thread.start()
     opened = False
     try:

@@ -16,7 +16,15 @@ import pytest
 
 from clipforge.db.pool import Pool
 from clipforge.metrics import JOBS_WOKEN
-from clipforge.queue import Backoff, Job, JobResult, QueueRunner, RunnerOptions, enqueue
+from clipforge.queue import (
+    Backoff,
+    Job,
+    JobResult,
+    QueuePolicy,
+    QueueRunner,
+    RunnerOptions,
+    enqueue,
+)
 from clipforge.queue.wake import DependencyWaker, wake_waiting
 from clipforge.settings import load_settings
 from clipforge.storage import S3Store
@@ -59,11 +67,13 @@ def test_jobs_waiting_on_s3_run_within_15_s_of_its_return(
         return JobResult()
 
     options = RunnerOptions(
+        policy=QueuePolicy.defaults().replace(
+            lease_s=20.0,
+            heartbeat_s=5.0,
+            dependency_backoff=Backoff(base_s=60.0, cap_s=60.0),  # the first wait: 30-60 s
+        ),
         batch_size=4,
-        lease_s=20.0,
-        heartbeat_s=5.0,
         idle_poll_s=0.5,
-        dependency_backoff=Backoff(base_s=60.0, cap_s=60.0),  # the first wait: 30-60 s
     )
     runner = QueueRunner(db, {"test": handler}, worker_id="wake-runner", options=options)
     waker = DependencyWaker(db, {"s3": store.probe}, interval_s=1.0, per_s=50.0)
@@ -71,7 +81,7 @@ def test_jobs_waiting_on_s3_run_within_15_s_of_its_return(
     nanio.stop()
     with db.connection() as conn:
         for _ in range(8):
-            enqueue(conn, kind="test", max_attempts=2)
+            enqueue(conn, QueuePolicy.defaults(), kind="test", max_attempts=2)
     threads = [threading.Thread(target=t.run, daemon=True) for t in (runner, waker)]
     for thread in threads:
         thread.start()
@@ -106,7 +116,7 @@ def test_jobs_waiting_on_s3_run_within_15_s_of_its_return(
 
 def test_a_wake_releases_a_bounded_stream_not_a_herd(db: Pool) -> None:
     with db.connection() as conn, conn.transaction():
-        ids = [enqueue(conn, kind="test").id for _ in range(10)]
+        ids = [enqueue(conn, QueuePolicy.defaults(), kind="test").id for _ in range(10)]
         conn.execute(
             """UPDATE jobs SET waiting_on = 'redis', waiting_since = now(), dependency_waits = 4,
                       run_after = now() + interval '10 minutes'

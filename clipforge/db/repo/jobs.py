@@ -15,9 +15,9 @@ with growing delays and keeps its attempts, for up to a retry horizon.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
@@ -25,8 +25,10 @@ from psycopg.types.json import Jsonb
 from clipforge.db.pool import Conn
 from clipforge.errors import Conflict, LeaseLost, NotFound
 from clipforge.observability.tracing import current_traceparent
-from clipforge.queue.backoff import Backoff
-from clipforge.settings import get_settings
+
+if TYPE_CHECKING:  # clipforge.queue imports this module
+    from clipforge.queue.backoff import Backoff
+    from clipforge.queue.policy import QueuePolicy
 
 JobState = Literal["queued", "running", "succeeded", "failed", "dead"]
 NOTIFY_CHANNEL = "clipforge_jobs"
@@ -84,6 +86,7 @@ class Job:
 
 def enqueue(
     conn: Conn,
+    policy: QueuePolicy,
     *,
     kind: str,
     payload: Mapping[str, Any] | None = None,
@@ -99,11 +102,12 @@ def enqueue(
     The current trace context (if tracing is on) is stored with the job, so the worker that
     runs it continues the trace of the request or stage that enqueued it.
 
-    `max_attempts` defaults to `QUEUE_MAX_ATTEMPTS`, so every enqueue site obeys the setting.
+    `max_attempts` defaults to the policy's (`QUEUE_MAX_ATTEMPTS`, built once per process by the
+    caller), so every enqueue site obeys the setting without reading it.
     Idle workers are woken by NOTIFY, which Postgres delivers only when the transaction commits.
     """
     if max_attempts is None:
-        max_attempts = get_settings().queue_max_attempts
+        max_attempts = policy.max_attempts
     row = conn.execute(
         """INSERT INTO jobs
                (kind, payload, video_id, idempotency_key, max_attempts, run_after, run_id,
@@ -377,3 +381,92 @@ def get_job(conn: Conn, *, job_id: int) -> Job | None:
     """One job by id, or None."""
     row = conn.execute("SELECT * FROM jobs WHERE id = %s", (job_id,)).fetchone()
     return Job.from_row(row) if row else None
+
+
+def waiting_dependencies(conn: Conn) -> list[str]:
+    """Dependencies that queued jobs are still sleeping on (their delay not yet over)."""
+    rows = conn.execute(
+        """SELECT DISTINCT waiting_on FROM jobs
+           WHERE state = 'queued' AND waiting_on IS NOT NULL AND run_after > now()"""
+    ).fetchall()
+    return sorted(str(r["waiting_on"]) for r in rows)
+
+
+def wake_waiting(conn: Conn, *, dependency: str, per_s: float, limit: int = 10_000) -> int:
+    """Make jobs waiting on `dependency` runnable: the n-th (oldest due first) after n / per_s
+    seconds, never later than it was due anyway. Their wait's backoff starts over (a job that
+    meets the dependency down again waits the base delay, not the outage's longest), but not
+    their horizon (`waiting_since`) nor their attempts. Returns the number of jobs woken."""
+    rows = conn.execute(
+        """WITH locked AS (
+               SELECT id, run_after FROM jobs
+               WHERE state = 'queued' AND waiting_on = %(dep)s AND run_after > now()
+               ORDER BY run_after, id
+               LIMIT %(limit)s
+               FOR UPDATE SKIP LOCKED),
+           ranked AS (
+               SELECT id, row_number() OVER (ORDER BY run_after, id) - 1 AS n FROM locked)
+           UPDATE jobs j
+           SET run_after = least(j.run_after, now() + make_interval(secs => ranked.n / %(per_s)s)),
+               dependency_waits = 0, updated_at = now()
+           FROM ranked WHERE j.id = ranked.id
+           RETURNING j.kind""",
+        {"dep": dependency, "limit": limit, "per_s": per_s},
+    ).fetchall()
+    for kind in sorted({str(r["kind"]) for r in rows}):
+        conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, kind))
+    return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Counts of unfinished or dead-lettered jobs.
+
+    Attributes:
+        depth: ``{(kind, state): count}`` for queued, running, failed and dead jobs.
+        oldest_age_s: ``{kind: seconds}`` the oldest runnable queued job has waited.
+        oldest_running_s: ``{kind: seconds}`` the longest-running job has been running.
+        waiting_dependency: ``{(kind, dependency): count}`` of queued jobs delayed because a
+            dependency was down (they keep their attempts; see `jobs.defer`).
+    """
+
+    depth: dict[tuple[str, str], int]
+    oldest_age_s: dict[str, float]
+    waiting_dependency: dict[tuple[str, str], int] = field(default_factory=dict)
+    oldest_running_s: dict[str, float] = field(default_factory=dict)
+
+    def total(self, state: str) -> int:
+        """Jobs in `state` across all kinds."""
+        return sum(n for (_, s), n in self.depth.items() if s == state)
+
+
+def queue_stats(conn: Conn) -> QueueStats:
+    """Read current depth and age (index-only on the partial indexes of the jobs table)."""
+    rows = conn.execute(
+        """SELECT kind, state, count(*) AS n,
+                  EXTRACT(EPOCH FROM now() - min(run_after)
+                      FILTER (WHERE state = 'queued' AND run_after <= now())) AS age,
+                  EXTRACT(EPOCH FROM now() - min(started_at)
+                      FILTER (WHERE state = 'running')) AS running
+           FROM jobs WHERE state IN ('queued', 'running', 'failed', 'dead')
+           GROUP BY kind, state"""
+    ).fetchall()
+    depth = {(r["kind"], r["state"]): int(r["n"]) for r in rows}
+    ages: dict[str, float] = {}
+    running: dict[str, float] = {}
+    for r in rows:
+        if r["age"] is not None:
+            ages[r["kind"]] = max(ages.get(r["kind"], 0.0), float(r["age"]))
+        if r["running"] is not None:
+            running[r["kind"]] = max(running.get(r["kind"], 0.0), float(r["running"]))
+    # Same partial index as the claim path (queued jobs only), so it stays cheap.
+    waiting = conn.execute(
+        """SELECT kind, waiting_on, count(*) AS n FROM jobs
+           WHERE state = 'queued' AND waiting_on IS NOT NULL GROUP BY kind, waiting_on"""
+    ).fetchall()
+    return QueueStats(
+        depth=depth,
+        oldest_age_s=ages,
+        waiting_dependency={(r["kind"], r["waiting_on"]): int(r["n"]) for r in waiting},
+        oldest_running_s=running,
+    )
