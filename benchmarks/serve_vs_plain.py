@@ -328,6 +328,7 @@ def breakdown(key: str, urls: dict[str, str], n: int = 20) -> None:
 def measure(args: argparse.Namespace, key: str, urls: dict[str, str]) -> None:
     """Every endpoint and client count: Serve, gateway, plain; printed as a markdown table."""
     send = senders(key, wav_clips(8))
+    print(f"plain app environment: {' '.join(args.plain_env) or 'as the benchmark'}")
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f}")
     print(
@@ -378,6 +379,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--endpoints", nargs="+", choices=list(DEPLOYMENTS), default=["asr", "highlights"]
     )
+    parser.add_argument(
+        "--plain-env",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Environment of the plain app only (e.g. OMP_WAIT_POLICY=PASSIVE, as the replicas "
+        "get it), to tell a setting's effect from the hops'.",
+    )
     parser.add_argument("--plain-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.plain_port:
@@ -396,8 +405,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         ports = {side: free_port() for side in ("serve", "gateway", "plain")}
         urls = {side: f"http://127.0.0.1:{port}" for side, port in ports.items()}
         plain_cmd = [sys.executable, "-m", "benchmarks.serve_vs_plain"]
+        plain_env = dict(item.split("=", 1) for item in args.plain_env)
         servers = [
-            subprocess.Popen([*plain_cmd, "--plain-port", str(ports["plain"])], cwd=ROOT),
+            subprocess.Popen(
+                [*plain_cmd, "--plain-port", str(ports["plain"])],
+                cwd=ROOT,
+                env=os.environ | plain_env,
+            ),
         ]
         try:
             address = start_serve(ports["serve"])

@@ -92,9 +92,9 @@ class BatchStats:
         self._histogram.observe(size, tags={"deployment": self.deployment})
 
     def snapshot(self) -> dict[str, int]:
-        """Batches, requests, the largest batch and milliseconds spent in batches so far, and
-        the replica's pid (a caller polling several replicas through a handle tells them
-        apart by it)."""
+        """Batches, requests, the largest batch and milliseconds spent in batches so far, the
+        replica's pid (a caller polling several replicas through a handle tells them apart by
+        it) and whether its OpenMP threads sleep when idle (`app.REPLICA_ENV`)."""
         with self._lock:
             return {
                 "batches": self.batches,
@@ -102,6 +102,7 @@ class BatchStats:
                 "largest": self.largest,
                 "busy_ms": round(self.busy_s * 1000),
                 "pid": os.getpid(),
+                "omp_passive": int(os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"),
             }
 
 
