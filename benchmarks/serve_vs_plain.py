@@ -16,7 +16,9 @@ Both sides serve the same API (`create_app`) on loopback, measured from outside 
   request at a time.
 
 Clients are closed-loop (each sends its next request when the last one answers) and arrive
-staggered, 100 ms apart. Throughput counts what completes in the measured window, after every
+staggered, 100 ms apart. With `--rounds N` each level's window is cut into N slices per side,
+run interleaved in rotating order, so a drifting load on a shared machine falls on every
+side alike. Throughput counts what completes in the measured window, after every
 client has started and a warm-up: audio seconds per wall second for ASR (10 s clips cut from
 the speech_long fixture), requests per second for highlight scoring (5 windows a request).
 Serve's mean batch comes from the replicas' own batch counters. The load average is printed:
@@ -316,7 +318,11 @@ def breakdown(key: str, urls: dict[str, str], n: int = 20) -> None:
             ).result(timeout_s=120),
         }
         before = batch_totals(DEPLOYMENTS["highlights"])
-        timings = {name: _mean_ms(call, n) for name, call in rows.items()}
+        totals = dict.fromkeys(rows, 0.0)
+        for _ in range(n):  # interleaved, so a drifting load falls on every path alike
+            for name, call in rows.items():
+                totals[name] += _mean_ms(call, 1)
+        timings = {name: total / n for name, total in totals.items()}
         after = batch_totals(DEPLOYMENTS["highlights"])
     busy = (after["busy_ms"] - before["busy_ms"]) / max(1, after["requests"] - before["requests"])
     print("| one client, sequential | mean ms |\n|---|---|")
@@ -328,6 +334,7 @@ def breakdown(key: str, urls: dict[str, str], n: int = 20) -> None:
 def measure(args: argparse.Namespace, key: str, urls: dict[str, str]) -> None:
     """Every endpoint and client count: Serve, gateway, plain; printed as a markdown table."""
     send = senders(key, wav_clips(8))
+    print(f"plain app environment: {' '.join(args.plain_env) or 'as the benchmark'}")
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f}")
     print(
@@ -337,15 +344,31 @@ def measure(args: argparse.Namespace, key: str, urls: dict[str, str]) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for endpoint in args.endpoints:
         for clients in args.clients:
-            runs: dict[str, Level] = {}
-            for side in ("serve", "gateway", "plain"):
-                before = batch_totals(DEPLOYMENTS[endpoint])
-                level = asyncio.run(closed_loop(urls[side], send[endpoint], clients, args.duration))
-                after = batch_totals(DEPLOYMENTS[endpoint])
-                batches = after["batches"] - before["batches"]
-                requests = after["requests"] - before["requests"]
-                mean = requests / batches if batches else float("nan")
-                runs[side] = Level(level.throughput, level.requests, level.errors, mean)
+            sides = ["serve", "gateway", "plain"]
+            work = dict.fromkeys(sides, 0.0)
+            counts = {side: [0, 0, 0, 0] for side in sides}  # requests, errors, batched, batches
+            for round_ in range(args.rounds):
+                # Each side in every round, the order rotated: on a shared machine the load
+                # drifts, and a side measured in one block would get a different load.
+                for side in sides[round_ % 3 :] + sides[: round_ % 3]:
+                    before = batch_totals(DEPLOYMENTS[endpoint])
+                    slice_s = args.duration / args.rounds
+                    level = asyncio.run(closed_loop(urls[side], send[endpoint], clients, slice_s))
+                    after = batch_totals(DEPLOYMENTS[endpoint])
+                    work[side] += level.throughput * slice_s
+                    counts[side][0] += level.requests
+                    counts[side][1] += level.errors
+                    counts[side][2] += after["requests"] - before["requests"]
+                    counts[side][3] += after["batches"] - before["batches"]
+            runs = {
+                side: Level(
+                    work[side] / args.duration,
+                    counts[side][0],
+                    counts[side][1],
+                    counts[side][2] / counts[side][3] if counts[side][3] else float("nan"),
+                )
+                for side in sides
+            }
             serve, gateway, plain = runs["serve"], runs["gateway"], runs["plain"]
 
             def ratio(level: Level, plain: Level = plain) -> float:
@@ -376,7 +399,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="Measured s per level.")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="Split each level's --duration into this many slices per side, interleaved.",
+    )
+    parser.add_argument(
         "--endpoints", nargs="+", choices=list(DEPLOYMENTS), default=["asr", "highlights"]
+    )
+    parser.add_argument(
+        "--plain-env",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Environment of the plain app only (e.g. OMP_WAIT_POLICY=PASSIVE, as the replicas "
+        "get it), to tell a setting's effect from the hops'.",
     )
     parser.add_argument("--plain-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -396,8 +433,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         ports = {side: free_port() for side in ("serve", "gateway", "plain")}
         urls = {side: f"http://127.0.0.1:{port}" for side, port in ports.items()}
         plain_cmd = [sys.executable, "-m", "benchmarks.serve_vs_plain"]
+        plain_env = dict(item.split("=", 1) for item in args.plain_env)
         servers = [
-            subprocess.Popen([*plain_cmd, "--plain-port", str(ports["plain"])], cwd=ROOT),
+            subprocess.Popen(
+                [*plain_cmd, "--plain-port", str(ports["plain"])],
+                cwd=ROOT,
+                env=os.environ | plain_env,
+            ),
         ]
         try:
             address = start_serve(ports["serve"])

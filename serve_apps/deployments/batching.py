@@ -7,10 +7,12 @@ not grow with the backlog (measured: 1.7 requests a batch at 16 clients, max 8).
 
 `Batcher` forms a batch only when the model is free, and then takes every request waiting, up
 to `max_batch_size`. `batch_wait_timeout_s` is a latency budget counted from the oldest
-waiting request's arrival: under a backlog it has long passed, so the batch runs at once; a
-request that arrives after a quiet spell (no other request within the budget) runs at once
-too, since waiting would only add latency for one client. Only requests arriving close
-together wait, at most the budget, for companions.
+waiting request's arrival: under a backlog it has long passed, so the batch runs at once. A
+request that finds the model free and nothing else queued runs at once, however recently the
+one before it came. (It used to wait out the budget when the previous request had arrived
+within it, as happens at a few clients: a companion that was not coming cost it up to the
+whole budget.) Only when several requests are already queued (a burst arriving) does the
+batch wait, at most the budget, for more.
 
 The settings are tuned at run time through the deployment's `user_config` (`reconfigure`), so
 an operator can trade latency for throughput with `serve deploy` and no restart. Batch sizes
@@ -21,7 +23,6 @@ a small in-replica summary that `stats()` returns, which the tests use to observ
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import threading
 import time
@@ -91,9 +92,9 @@ class BatchStats:
         self._histogram.observe(size, tags={"deployment": self.deployment})
 
     def snapshot(self) -> dict[str, int]:
-        """Batches, requests, the largest batch and milliseconds spent in batches so far, and
-        the replica's pid (a caller polling several replicas through a handle tells them
-        apart by it)."""
+        """Batches, requests, the largest batch and milliseconds spent in batches so far, the
+        replica's pid (a caller polling several replicas through a handle tells them apart by
+        it) and whether its OpenMP threads sleep when idle (`app.REPLICA_ENV`)."""
         with self._lock:
             return {
                 "batches": self.batches,
@@ -101,6 +102,7 @@ class BatchStats:
                 "largest": self.largest,
                 "busy_ms": round(self.busy_s * 1000),
                 "pid": os.getpid(),
+                "omp_passive": int(os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"),
             }
 
 
@@ -109,8 +111,6 @@ class _Pending(Generic[In, Out]):
     item: In
     future: asyncio.Future[Out]
     arrived: float
-    # Seconds since the request before it arrived (inf for the first one).
-    gap_s: float
 
 
 @dataclass
@@ -127,7 +127,6 @@ class Batcher(Generic[In, Out]):
 
     def __post_init__(self) -> None:
         self._queue: deque[_Pending[In, Out]] = deque()
-        self._last_arrival = -math.inf
         # Created on first use: they belong to the replica's event loop, not __init__'s thread.
         self._arrived: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -146,8 +145,7 @@ class Batcher(Generic[In, Out]):
             self._worker = loop.create_task(self._serve_batches(self._arrived))
         now = time.monotonic()
         future: asyncio.Future[Out] = loop.create_future()
-        self._queue.append(_Pending(item, future, now, now - self._last_arrival))
-        self._last_arrival = now
+        self._queue.append(_Pending(item, future, now))
         self._arrived.set()
         return await future
 
@@ -166,7 +164,7 @@ class Batcher(Generic[In, Out]):
         limit = self.config.max_batch_size
         budget = self.config.batch_wait_timeout_s
         oldest = self._queue[0]
-        alone = len(self._queue) == 1 and oldest.gap_s > budget
+        alone = len(self._queue) == 1
         deadline = oldest.arrived + budget
         while not alone and len(self._queue) < limit:
             remaining = deadline - time.monotonic()
