@@ -58,7 +58,8 @@ class BaseStage(Generic[In, Out]):
 
     A subclass names itself (`name`, a registry entry), says why a claimed job may have no
     inputs (`missing`), sizes its actors (`actor_spec`) and implements `load` and `commit`;
-    `execute` makes one `actor_method` call per input unless the stage overrides it.
+    `configure` reads what else it needs before its actors are sized, and `execute` makes one
+    `actor_method` call per input unless the stage overrides it.
     """
 
     name: ClassVar[str]
@@ -79,6 +80,7 @@ class BaseStage(Generic[In, Out]):
         """`scorer` overrides the detect config's scorer file (a backfill's tuned scorer)."""
         self.settings = settings
         self.lifecycle = lifecycle
+        self.configure(config, scorer)
         spec = self.actor_spec(settings, config)
         self.claim_batch_size = spec.claim_batch_size
         # Claim loops of the stage: as many as it has actors, so none idles between batches.
@@ -93,6 +95,9 @@ class BaseStage(Generic[In, Out]):
             num_gpus=spec.num_gpus,
             telemetry=telemetry,
         )
+
+    def configure(self, config: PipelineConfig, scorer: ScorerConfig | None) -> None:
+        """Read the stage's own settings (before `actor_spec`); nothing by default."""
 
     def actor_spec(self, settings: Settings, config: PipelineConfig) -> ActorSpec:
         """The stage's actor class, its arguments and its share of the cluster."""

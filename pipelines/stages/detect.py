@@ -37,12 +37,12 @@ from models.highlight import HighlightResult
 from models.highlight_audio import AudioTimeline, audio_timeline_blocks
 from models.highlight_config import ScorerConfig
 from models.highlight_reason import has_strong_signal
-from pipelines.actors import Report, StageActor, Telemetry, threads_per_actor
+from pipelines.actors import Report, StageActor, threads_per_actor
 from pipelines.config import DetectConfig, PipelineConfig
-from pipelines.lifecycle import Lifecycle, video_of
+from pipelines.lifecycle import video_of
 from pipelines.stages.audio import iter_track
 from pipelines.stages.base import ActorSpec, BaseStage
-from pipelines.stages.values import StageError
+from pipelines.stages.values import StageError, job_value
 
 if TYPE_CHECKING:
     from models.select import Clip
@@ -119,15 +119,9 @@ class DetectActor(StageActor):
 
     def detect(self, item: DetectInput) -> tuple[DetectOutput | StageError, Report]:
         """Clips of one video; a failing video gives its own job's error only."""
-        out: DetectOutput | StageError
-        try:
-            clips, timeline = self._detect(item)
-            out = DetectOutput(item.job_id, clips, timeline, item.duration_s)
-        except Exception as exc:  # this video's job fails; the others go on
-            out = StageError.of(item.job_id, exc)
-        return out, self.report()
+        return job_value(item.job_id, lambda: self._detect(item)), self.report()
 
-    def _detect(self, item: DetectInput) -> tuple[list[clips_repo.NewClip], list[list[float]]]:
+    def _detect(self, item: DetectInput) -> DetectOutput:
         transcript = item.transcript
         if not transcript.words:
             raise MediaError("the transcript has no words; nothing to make clips from")
@@ -167,7 +161,8 @@ class DetectActor(StageActor):
             )
             for c, t in zip(found.clips, found.titles, strict=True)
         ]
-        return clips, found.timeline(_MAX_TIMELINE_POINTS)  # bounded size in the video row
+        points = found.timeline(_MAX_TIMELINE_POINTS)  # bounded size in the video row
+        return DetectOutput(item.job_id, clips, points, item.duration_s)
 
     def _spool(self, track: Path, raw: Path) -> tuple[npt.NDArray[np.float32], AudioTimeline]:
         """The track's audio features, read in blocks, and its samples as a read-only memory map
@@ -205,19 +200,10 @@ class DetectStage(BaseStage[DetectInput, DetectOutput]):
     missing = "no transcript for this video"
     actor_method = "detect"
 
-    def __init__(
-        self,
-        settings: Settings,
-        config: PipelineConfig,
-        lifecycle: Lifecycle,
-        telemetry: Telemetry,
-        *,
-        scorer: ScorerConfig | None = None,
-    ) -> None:
+    def configure(self, config: PipelineConfig, scorer: ScorerConfig | None) -> None:
         """`scorer` overrides the config's scorer file (a backfill's tuned scorer)."""
         self.config = config.detect
         self.scorer = scorer if scorer is not None else load_scorer(config.detect)
-        super().__init__(settings, config, lifecycle, telemetry)
 
     def actor_spec(self, settings: Settings, config: PipelineConfig) -> ActorSpec:
         """Detect actors, each with the driver's scorer config (never read on other nodes)."""

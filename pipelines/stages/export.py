@@ -29,7 +29,7 @@ from pipelines.actors import Report, StageActor
 from pipelines.clip_files import render_clip_files
 from pipelines.config import ExportConfig, PipelineConfig
 from pipelines.stages.base import ActorSpec, BaseStage
-from pipelines.stages.values import StageError
+from pipelines.stages.values import StageError, job_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +69,7 @@ class ExportActor(StageActor):
 
     def run(self, item: ExportInput) -> tuple[ExportOutput | StageError, Report]:
         """Render one export; its job's error if that fails."""
-        out: ExportOutput | StageError
-        try:
-            out = self._render(item)
-        except Exception as exc:  # this job fails; the others go on
-            out = StageError.of(item.job_id, exc)
-        return out, self.report()
+        return job_value(item.job_id, lambda: self._render(item)), self.report()
 
     def _render(self, item: ExportInput) -> ExportOutput:
         video_id, export_id = item.video_id, item.export_id

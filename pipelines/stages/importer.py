@@ -24,7 +24,7 @@ from pipelines.config import ImportConfig, PipelineConfig
 from pipelines.lifecycle import video_of
 from pipelines.stages.audio import extract_audio_track
 from pipelines.stages.base import ActorSpec, BaseStage
-from pipelines.stages.values import StageError
+from pipelines.stages.values import StageError, job_value
 
 _EXT_BY_FORMAT = {
     "mov,mp4,m4a,3gp,3g2,mj2": "mp4",
@@ -71,12 +71,7 @@ class ImportActor(StageActor):
 
     def run(self, item: ImportInput) -> tuple[ImportOutput | StageError, Report]:
         """Import one video; its job's error if the source is bad or unreachable."""
-        out: ImportOutput | StageError
-        try:
-            out = self._import(item)
-        except Exception as exc:  # this job fails; the others go on
-            out = StageError.of(item.job_id, exc)
-        return out, self.report()
+        return job_value(item.job_id, lambda: self._import(item)), self.report()
 
     def _fetch_source(self, item: ImportInput, local: Path) -> bool:
         """Bring the source to `local`; True if it was read from the upload object (which the

@@ -43,9 +43,9 @@ from models.chunking import AudioChunk, ChunkOptions, ChunkResult, merge_chunks
 from models.highlight_config import ScorerConfig
 from models.speakers import SpeakerWindow, assign_speakers
 from models.transcription import chunk_windows, refined
-from pipelines.actors import Report, StageActor, Telemetry, threads_per_actor
+from pipelines.actors import Report, StageActor, threads_per_actor
 from pipelines.config import PipelineConfig, TranscribeConfig
-from pipelines.lifecycle import Lifecycle, video_of
+from pipelines.lifecycle import video_of
 from pipelines.stages.audio import ChunkStream
 from pipelines.stages.base import ActorSpec, BaseStage
 from pipelines.stages.values import StageError
@@ -336,19 +336,11 @@ class TranscribeStage(BaseStage[TranscribeInput, TranscribeOutput]):
     name = "transcribe"
     missing = "video row not found"
 
-    def __init__(
-        self,
-        settings: Settings,
-        config: PipelineConfig,
-        lifecycle: Lifecycle,
-        telemetry: Telemetry,
-        *,
-        scorer: ScorerConfig | None = None,
-    ) -> None:
-        super().__init__(settings, config, lifecycle, telemetry)
+    def configure(self, config: PipelineConfig, scorer: ScorerConfig | None) -> None:
+        """Parts per actor call and the progress rows they update."""
         self.count = config.transcribe.asr_actors
         self.segment_s = config.transcribe.segment_s
-        self.progress = ProgressWriter(lifecycle.pool)
+        self.progress = ProgressWriter(self.lifecycle.pool)
 
     def actor_spec(self, settings: Settings, config: PipelineConfig) -> ActorSpec:
         """ASR actors (Whisper, and the speaker encoder with turns on), on GPUs if configured."""

@@ -11,12 +11,15 @@ typed `Failure`, so the driver never parses text to learn whether a dependency w
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from clipforge.errors import ClipForgeError
 from clipforge.resilience import Failure, RecordedFailure, classify_failure
 
 _MAX_TRACEBACK_CHARS = 8000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,15 @@ class StageError:
         if self.traceback:
             error.add_note(f"traceback in the stage actor:\n{self.traceback}")
         return error
+
+
+def job_value(job_id: int, run: Callable[[], T]) -> T | StageError:
+    """`run()`'s output, or the job's `StageError` if it raises (in an actor: the job fails
+    alone, the other jobs of the batch go on)."""
+    try:
+        return run()
+    except Exception as exc:
+        return StageError.of(job_id, exc)
 
 
 class StageFailure(ClipForgeError):

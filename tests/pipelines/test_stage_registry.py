@@ -30,7 +30,7 @@ def enumerations(source: str) -> list[int]:
             items = list(node.keys)
         names = {i.value for i in items if isinstance(i, ast.Constant) and i.value in STAGE_NAMES}
         if len(names) >= 2:
-            lines.append(node.lineno)
+            lines.append(getattr(node, "lineno", 0))
         if isinstance(node, ast.Assign):
             for target in node.targets:
                 if isinstance(target, ast.Tuple | ast.List):
