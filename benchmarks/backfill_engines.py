@@ -45,7 +45,8 @@ from models.highlight_config import ScorerConfig
 from pipelines.backfill import BackfillRequest, run_backfill, summarize
 from pipelines.config import PipelineConfig, load_pipeline_config
 from pipelines.data_backfill import run_data_backfill
-from pipelines.stages.detect import DetectActor
+from pipelines.stages.detect import DetectActor, DetectInput
+from pipelines.stages.values import StageError
 
 
 def _loop(
@@ -63,18 +64,18 @@ def _loop(
         with pool.connection() as conn:
             video = get_videos(conn, video_ids=[video_id])[video_id]
             transcript = get_transcripts(conn, video_ids=[video_id])[video_id]
-        row = {
-            "job_id": 0,
-            "original_key": video.original_key,
-            "audio_key": audio_key(video_id),
-            "duration_s": video.duration_s,
-            "transcript": transcript,
-        }
-        out, _ = detector.detect(row)
-        if out["error"]:
+        item = DetectInput(
+            job_id=0,
+            original_key=video.original_key,
+            audio_key=audio_key(video_id),
+            duration_s=video.duration_s,
+            transcript=transcript,
+        )
+        out, _ = detector.detect(item)
+        if isinstance(out, StageError):
             continue
         with pool.connection() as conn, conn.transaction():
-            clips_repo.replace_clips(conn, video_id=video_id, clips=out["clips"])
+            clips_repo.replace_clips(conn, video_id=video_id, clips=out.clips)
         done += 1
         mark(1)
     return done

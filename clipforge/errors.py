@@ -69,7 +69,7 @@ class DependencyUnavailable(TransientError):
 
     The queue delays such a job without spending its attempts (see `QueueRunner`), and the API
     answers 503. `describe()` embeds the dependency as ``Type[dependency]: message`` so the
-    classification survives being flattened to text (Ray error rows, `jobs.last_error`); see
+    classification survives being flattened to text (`jobs.last_error`); see
     `dependency_in_description`.
     """
 
@@ -126,7 +126,8 @@ def _rebuild_dependency_error(
 def dependency_in_description(description: str) -> str | None:
     """The dependency named by a `DependencyUnavailable.describe()` string, else None.
 
-    For failures that crossed a process boundary as text, e.g. a stage actor's error row.
+    For failures read back as text (`jobs.last_error`). Between processes (a stage actor and
+    the driver) failures travel as typed values (`clipforge.resilience.RecordedFailure`).
     """
     match = _DESCRIBED.match(description)
     return match.group(2) if match else None

@@ -18,9 +18,9 @@ import errno
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 import redis
@@ -32,7 +32,6 @@ from clipforge.errors import (
     CircuitOpen,
     ClipForgeError,
     DependencyUnavailable,
-    dependency_in_description,
     disk_full_in,
 )
 from clipforge.metrics import BREAKER_STATE
@@ -219,7 +218,7 @@ def dependency_of(exc: BaseException) -> str | None:
     Recognises `DependencyUnavailable` (and `CircuitOpen`), the libraries' own connection
     errors (psycopg, psycopg_pool, redis, botocore, builtin connection errors and timeouts),
     the same behind `raise ... from` chains and inside Ray's `RayTaskError` (its `.cause`), and
-    `DependencyUnavailable.describe()` text carried by errors rebuilt from stage actors' error rows.
+    a `RecordedFailure` (classified where it was raised, in a stage actor) by its `Failure`.
     Our own typed errors are taken at their word: a `TransientError` raised for a failing
     source URL says the input's server failed, so its causes are not searched.
     """
@@ -234,12 +233,11 @@ def dependency_of(exc: BaseException) -> str | None:
         if unwrapped is not current:
             todo.append(unwrapped)
             continue
+        if isinstance(current, RecordedFailure):
+            return current.failure.dependency
         if isinstance(current, DependencyUnavailable):
             return current.dependency
         if isinstance(current, ClipForgeError):
-            described = dependency_in_description(current.describe())
-            if described is not None:
-                return described
             if disk_full_in(current.describe()):  # a tool's ENOSPC carried in a message
                 return "disk"
             continue
@@ -269,14 +267,15 @@ class Failure:
 def classify_failure(exc: BaseException) -> Failure:
     """Classify any exception a job raised (or a Ray task returned) for the queue.
 
-    Unknown exceptions are retryable: most are transient, and `max_attempts` bounds a bug.
+    Unknown exceptions are retryable: most are transient, and `max_attempts` bounds a bug. A
+    `RecordedFailure` keeps the classification it was made with.
     """
     exc = unwrap_ray_error(exc)
+    if isinstance(exc, RecordedFailure):
+        return exc.failure
     dependency = dependency_of(exc)
     if dependency is not None:
-        if isinstance(exc, DependencyUnavailable) or (
-            isinstance(exc, ClipForgeError) and dependency_in_description(exc.describe())
-        ):
+        if isinstance(exc, DependencyUnavailable):
             error = exc.describe()
         else:
             error = DependencyUnavailable(
@@ -288,39 +287,19 @@ def classify_failure(exc: BaseException) -> Failure:
     return Failure(error=f"{type(exc).__name__}: {exc}", retryable=True, dependency=None)
 
 
-def failure_fields(exc: BaseException) -> dict[str, Any]:
-    """`classify_failure` as plain columns, for an error row that crosses a process boundary.
-
-    Pipelines' `error_row` should return ``{"job_id": ..., **failure_fields(exc)}`` and
-    `failure_of` should return `failure_from_fields(row)`, so outages stay outages in the runner.
-    """
-    failure = classify_failure(exc)
-    return {
-        "error": failure.error,
-        "retryable": failure.retryable,
-        "dependency": failure.dependency or "",
-    }
-
-
 class RecordedFailure(ClipForgeError):
-    """A job failure rebuilt from its recorded text (`failure_fields`)."""
+    """A job failure classified in another process (a stage actor) and rebuilt here from its
+    `Failure` value: `classify_failure` and `dependency_of` read the value, never its text, so
+    an outage stays an outage and a bad input stays final across the process boundary."""
 
-    def __init__(self, description: str, *, retryable: bool) -> None:
-        super().__init__(description)
-        self.retryable = retryable
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.error)
+        self.failure = failure
+        self.retryable = failure.retryable
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.failure,))
 
     def describe(self) -> str:
-        """The original error's own description, without this wrapper."""
-        return str(self)
-
-
-def failure_from_fields(fields: Mapping[str, Any]) -> ClipForgeError | None:
-    """The failure a row written by `failure_fields` reports, or None for a good row."""
-    error = str(fields.get("error") or "")
-    if not error:
-        return None
-    dependency = str(fields.get("dependency") or "") or dependency_in_description(error)
-    if dependency:
-        message = error.split("]: ", 1)[1] if dependency_in_description(error) else error
-        return DependencyUnavailable(message, dependency=dependency)
-    return RecordedFailure(error, retryable=bool(fields.get("retryable", True)))
+        """The original error's own description (`Failure.error`), without this wrapper."""
+        return self.failure.error

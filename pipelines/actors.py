@@ -34,7 +34,7 @@ from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.storage.breaker import breaker_states
 from clipforge.storage.objcache import ObjectCache
-from pipelines.rows import StageFailure
+from pipelines.stages.values import StageFailure
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +137,13 @@ class Telemetry:
 
 
 def _job_ids(item: Any) -> list[int]:
-    """The jobs an actor call serves: a row's `job_id`, or those of a list of rows (parts)."""
-    rows = item if isinstance(item, list) else [item]
+    """The jobs an actor call serves: an input's `job_id`, or those of a list of inputs (parts)."""
+    values = item if isinstance(item, list) else [item]
     ids: list[int] = []
-    for row in rows:
-        if isinstance(row, dict) and "job_id" in row and int(row["job_id"]) not in ids:
-            ids.append(int(row["job_id"]))
+    for value in values:
+        job_id = getattr(value, "job_id", None)
+        if isinstance(job_id, int) and job_id not in ids:
+            ids.append(job_id)
     return ids
 
 

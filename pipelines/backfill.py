@@ -48,6 +48,7 @@ from clipforge.observability import tracing
 from clipforge.observability.setup import init_observability
 from clipforge.queue import QueuePolicy, enqueue, redrive, take_over_run
 from clipforge.settings import Settings, get_settings
+from clipforge.stages import BACKFILL_STAGES
 from models.highlight_config import ScorerConfig
 from pipelines.config import PipelineConfig, load_pipeline_config
 from pipelines.stages.detect import load_scorer, scorer_digest
@@ -192,8 +193,8 @@ def run_backfill(
     report: Callable[[Progress], None] = lambda p: None,
 ) -> list[Progress]:
     """Re-run `request.stage` page by page; stops after `max_pages` (None: all)."""
-    if request.stage not in ("import", "transcribe", "detect"):
-        raise ValueError("stage must be import, transcribe or detect")
+    if request.stage not in BACKFILL_STAGES:
+        raise ValueError(f"stage must be one of {', '.join(BACKFILL_STAGES)}")
     run = request.key()
     scorer = scorer_of(config, request) if request.stage == "detect" else None
     progress: list[Progress] = []
@@ -293,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.backfill", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--stage", required=True, choices=["import", "transcribe", "detect"])
+    parser.add_argument("--stage", required=True, choices=BACKFILL_STAGES)
     parser.add_argument("--since", type=datetime.fromisoformat)
     parser.add_argument("--video-id", action="append", type=uuid.UUID, default=[])
     parser.add_argument("--scorer-config", type=Path, help="tuned ScorerConfig (detect)")

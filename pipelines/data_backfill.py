@@ -60,8 +60,8 @@ from pipelines.backfill import (
 )
 from pipelines.config import DetectConfig, PipelineConfig
 from pipelines.lifecycle import sweep_orphan_exports
-from pipelines.rows import failure_of
-from pipelines.stages.detect import DetectActor, scorer_digest
+from pipelines.stages.detect import DetectActor, DetectInput, scorer_digest
+from pipelines.stages.values import StageError
 
 log = logging.getLogger(__name__)
 Batch = dict[str, npt.NDArray[Any]]  # a Ray Data batch in numpy format: column -> values
@@ -124,18 +124,18 @@ class DetectBatch:
             transcript = Transcript.from_dict(json.loads(str(batch["transcript"][i])))
         except (ValueError, KeyError, TypeError) as exc:
             return "[]", "[]", f"the stored transcript cannot be read: {exc}"
-        row = {
-            "job_id": i,
-            "original_key": str(batch["original_key"][i]),
-            "audio_key": audio_key(uuid.UUID(str(batch["video_id"][i]))),
-            "duration_s": float(batch["duration_s"][i]),
-            "transcript": transcript,
-        }
-        result, _ = self.actor.detect(row)  # turns the video's own failure into an error row
-        if (failure := failure_of(result)) is not None:
-            return "[]", "[]", failure.describe()
-        clips = json.dumps([dataclasses.asdict(c) for c in result["clips"]])
-        return clips, json.dumps(result["timeline"]), ""
+        item = DetectInput(
+            job_id=i,
+            original_key=str(batch["original_key"][i]),
+            audio_key=audio_key(uuid.UUID(str(batch["video_id"][i]))),
+            duration_s=float(batch["duration_s"][i]),
+            transcript=transcript,
+        )
+        result, _ = self.actor.detect(item)  # the video's own failure comes back as a value
+        if isinstance(result, StageError):
+            return "[]", "[]", result.failure.error
+        clips = json.dumps([dataclasses.asdict(c) for c in result.clips])
+        return clips, json.dumps(result.timeline), ""
 
 
 def pending_videos(

@@ -20,11 +20,10 @@ from clipforge.db.repo.videos import VideoStatus, update_video
 from clipforge.metrics import VIDEO_SECONDS
 from clipforge.queue import Job, QueuePolicy, enqueue
 from clipforge.settings import Settings
+from clipforge.stages import STAGE_NAMES
 from clipforge.storage import create_store
 from clipforge.storage.keys import video_prefix
 from clipforge.webhooks import emit_video_event
-
-STAGES = ("import", "transcribe", "detect", "export")
 
 
 def video_of(job: Job) -> uuid.UUID:
@@ -83,7 +82,7 @@ class Lifecycle:
             update_export(
                 conn, export_id=uuid.UUID(job.payload["export_id"]), status="failed", error=error
             )
-        elif stage in STAGES and job.video_id is not None and chains(job):
+        elif stage in STAGE_NAMES and job.video_id is not None and chains(job):
             update_video(conn, video_id=job.video_id, status="failed", error=f"{stage}: {error}")
             emit_video_event(conn, self.policy, video_id=job.video_id, event="video.failed")
         # Inside the failing transaction; the tombstone blocks a stale refill until it commits.

@@ -27,14 +27,7 @@ from rich.table import Column
 
 from clipforge.db.pool import Pool
 from clipforge.db.repo.video_jobs import StageCounts, video_job_counts
-
-STAGES = ("import", "transcribe", "detect", "export")
-_LABELS = {
-    "import": "import",
-    "transcribe": "transcribe",
-    "detect": "find clips",
-    "export": "render clips",
-}
+from clipforge.stages import STAGES
 
 
 def clock(seconds: float) -> str:
@@ -153,11 +146,11 @@ class RunProgress:
                 counts = video_job_counts(conn, video_id=video_id)
         except Exception:
             return
-        for stage in STAGES:
-            if stage in counts:
-                self._show(stage, counts[stage])
+        for stage in STAGES:  # in pipeline order, each on its registry label
+            if stage.name in counts:
+                self._show(stage.label, counts[stage.name])
 
-    def _show(self, stage: str, counts: StageCounts) -> None:
+    def _show(self, label: str, counts: StageCounts) -> None:
         states = counts.states
         bad = states["failed"] + states["dead"]
         finished = counts.finished == counts.total
@@ -178,7 +171,7 @@ class RunProgress:
             completed, total = counts.finished, counts.total
             amount = f"{counts.finished}/{counts.total}"
         self._set(
-            _LABELS[stage],
+            label,
             completed=completed,
             total=total,
             amount=amount,

@@ -25,16 +25,13 @@ from clipforge.db.pool import Pool
 from clipforge.db.repo.pipeline_jobs import has_work
 from clipforge.queue import Job, JobNotifier, JobResult, QueuePolicy, QueueRunner, RunnerOptions
 from clipforge.settings import Settings
+from clipforge.stages import STAGES
 from models.highlight_config import ScorerConfig
 from pipelines.actors import Telemetry
 from pipelines.config import PipelineConfig
 from pipelines.lifecycle import Lifecycle
-from pipelines.rows import StageFailure
-from pipelines.stages.base import Stage, run_batch
-from pipelines.stages.detect import DetectStage
-from pipelines.stages.export import ExportStage
-from pipelines.stages.importer import ImportStage
-from pipelines.stages.transcribe import TranscribeStage
+from pipelines.stages.base import Stage, build_stages, run_batch
+from pipelines.stages.values import StageFailure
 
 log = logging.getLogger(__name__)
 BatchOutcomes = Mapping[int, JobResult | Exception]
@@ -52,23 +49,6 @@ def ensure_ray() -> None:
             # operator manage ~/.ray/auth_token. RAY_AUTH_MODE=token keeps it on.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
-
-
-def build_stages(
-    settings: Settings,
-    config: PipelineConfig,
-    lifecycle: Lifecycle,
-    telemetry: Telemetry,
-    *,
-    scorer: ScorerConfig | None = None,
-) -> list[Stage]:
-    """The four stages in pipeline order (their actors start on first use)."""
-    return [
-        ImportStage(settings, config.import_, lifecycle, telemetry),
-        TranscribeStage(settings, config.transcribe, lifecycle, telemetry),
-        DetectStage(settings, config.detect, lifecycle, telemetry, scorer=scorer),
-        ExportStage(settings, config.export, lifecycle, telemetry),
-    ]
 
 
 class PipelineWorker:
@@ -225,13 +205,14 @@ class PipelineWorker:
                 stage.actors.scale_cpus(available / demand)
 
     def _warm_up(self) -> None:
-        importer, transcribe, detect, export = (s.actors for s in self.stages)
-        importer.start()
-        detect.start()
-        importer.wait_ready()
-        transcribe.start()
-        detect.wait_ready()
-        export.start()
+        actors = {s.name: s.actors for s in self.stages}
+        for info in STAGES:  # the registry's `warm_after` says who waits for whom
+            if info.warm_after is None:
+                actors[info.name].start()
+        for info in STAGES:
+            if info.warm_after is not None:
+                actors[info.warm_after].wait_ready()
+                actors[info.name].start()
 
     def wait_ready(self) -> None:
         """Start every stage's actors now and block until all have loaded their models."""

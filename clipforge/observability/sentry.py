@@ -154,8 +154,9 @@ def report_job_failure(
 ) -> None:
     """Report a job that ended `dead` (no-op when Sentry is off or the failure is expected).
 
-    A failure rebuilt from an actor's error row has no traceback of its own; the one the actor
-    recorded travels as an exception note (`pipelines.rows.failure_of`), which Sentry shows.
+    A failure rebuilt from a stage actor's error value has no traceback of its own; the one the
+    actor recorded travels as an exception note (`pipelines.stages.values.StageError`), which
+    Sentry shows.
     """
     if not sentry_sdk.get_client().is_active() or is_expected(exc):
         return

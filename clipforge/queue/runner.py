@@ -45,6 +45,7 @@ from clipforge.queue.backoff import Backoff
 from clipforge.queue.notify import JobNotifier
 from clipforge.queue.policy import QueuePolicy
 from clipforge.resilience import OutageLog, classify_failure, dependency_of, is_fatal_db_error
+from clipforge.stages import stage_of_kind
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -402,8 +403,8 @@ class QueueRunner:
                 exc,
                 job_id=job.id,
                 kind=job.kind,
-                # Backfill kinds carry a prefix (`backfill-detect`); the stage is the last word.
-                stage=job.kind.rsplit("-", 1)[-1],
+                # Backfill kinds carry a prefix (`backfill-detect`); other kinds are their own.
+                stage=stage_of_kind(job.kind) or job.kind,
                 video_id=str(job.video_id) if job.video_id else None,
                 attempts=job.attempts,
                 error=failure.error,

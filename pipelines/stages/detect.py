@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,15 +37,37 @@ from models.highlight import HighlightResult
 from models.highlight_audio import AudioTimeline, audio_timeline_blocks
 from models.highlight_config import ScorerConfig
 from models.highlight_reason import has_strong_signal
-from pipelines.actors import ActorSet, Report, StageActor, Telemetry, threads_per_actor
-from pipelines.config import DetectConfig
-from pipelines.lifecycle import Lifecycle, video_of
-from pipelines.rows import Row, error_row
+from pipelines.actors import Report, StageActor, threads_per_actor
+from pipelines.config import DetectConfig, PipelineConfig
+from pipelines.lifecycle import video_of
+from pipelines.stages.base import ActorSpec, BaseStage
+from pipelines.stages.values import StageError, job_value
 
 if TYPE_CHECKING:
     from models.select import Clip
 
 _MAX_TIMELINE_POINTS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class DetectInput:
+    """A transcribed video: its stored media and its transcript."""
+
+    job_id: int
+    original_key: str | None
+    audio_key: str
+    duration_s: float | None
+    transcript: Transcript
+
+
+@dataclass(frozen=True, slots=True)
+class DetectOutput:
+    """The video's clips, best first, and its score timeline (at most 500 points)."""
+
+    job_id: int
+    clips: list[clips_repo.NewClip]
+    timeline: list[list[float]]
+    duration_s: float | None
 
 
 def scorer_digest(scorer: ScorerConfig) -> str:
@@ -93,31 +116,20 @@ class DetectActor(StageActor):
         if settings.title_model_dir is not None:
             self.loaded("titler")
 
-    def detect(self, row: Row) -> tuple[Row, Report]:
-        """Clips of one video; a failing video gives an error row for its job only."""
-        job_id = int(row["job_id"])
-        try:
-            clips, timeline = self._detect(row, row["transcript"])
-            out: Row = {
-                "job_id": job_id,
-                "clips": clips,
-                "timeline": timeline,
-                "duration_s": row["duration_s"],
-                "error": "",
-            }
-        except Exception as exc:  # this video's job fails; the others go on
-            out = error_row(job_id, exc)
-        return out, self.report()
+    def detect(self, item: DetectInput) -> tuple[DetectOutput | StageError, Report]:
+        """Clips of one video; a failing video gives its own job's error only."""
+        return job_value(item.job_id, lambda: self._detect(item)), self.report()
 
-    def _detect(
-        self, row: Row, transcript: Transcript
-    ) -> tuple[list[clips_repo.NewClip], list[list[float]]]:
+    def _detect(self, item: DetectInput) -> DetectOutput:
+        transcript = item.transcript
         if not transcript.words:
             raise MediaError("the transcript has no words; nothing to make clips from")
+        if item.original_key is None:  # a transcript comes after import stored the original
+            raise MediaError("the video has no stored original")
         with tempfile.TemporaryDirectory(prefix="cf-detect-") as tmp:
-            original = self.fetch(row["original_key"], Path(tmp))
+            original = self.fetch(item.original_key, Path(tmp))
             try:
-                track = self.fetch(row["audio_key"], Path(tmp))
+                track = self.fetch(item.audio_key, Path(tmp))
             except NotFound:  # imported before audio tracks were stored
                 track = original
             audio, timeline = self._spool(track, Path(tmp) / "audio.f32")
@@ -148,7 +160,8 @@ class DetectActor(StageActor):
             )
             for c, t in zip(found.clips, found.titles, strict=True)
         ]
-        return clips, found.timeline(_MAX_TIMELINE_POINTS)  # bounded size in the video row
+        points = found.timeline(_MAX_TIMELINE_POINTS)  # bounded size in the video row
+        return DetectOutput(item.job_id, clips, points, item.duration_s)
 
     def _spool(self, track: Path, raw: Path) -> tuple[npt.NDArray[np.float32], AudioTimeline]:
         """The track's audio features, read in blocks, and its samples as a read-only memory map
@@ -179,60 +192,47 @@ class DetectActor(StageActor):
         return Detection(clips=tuple(chosen), titles=tuple(titles), result=result)
 
 
-class DetectStage:
+class DetectStage(BaseStage[DetectInput, DetectOutput]):
     """Driver side of the detect stage."""
 
     name = "detect"
     missing = "no transcript for this video"
+    actor_method = "detect"
 
-    def __init__(
-        self,
-        settings: Settings,
-        config: DetectConfig,
-        lifecycle: Lifecycle,
-        telemetry: Telemetry,
-        *,
-        scorer: ScorerConfig | None = None,
-    ) -> None:
+    def configure(self, config: PipelineConfig, scorer: ScorerConfig | None) -> None:
         """`scorer` overrides the config's scorer file (a backfill's tuned scorer)."""
-        self.config = config
-        self.scorer = scorer if scorer is not None else load_scorer(config)
-        self.lifecycle = lifecycle
-        self.claim_batch_size = config.claim_batch_size
-        self.runners = config.actors
-        self.actors = ActorSet(
-            self.name,
+        self.config = config.detect
+        self.scorer = scorer if scorer is not None else load_scorer(config.detect)
+
+    def actor_spec(self, settings: Settings, config: PipelineConfig) -> ActorSpec:
+        """Detect actors, each with the driver's scorer config (never read on other nodes)."""
+        own = config.detect
+        return ActorSpec(
             DetectActor,
-            (settings, config, self.scorer),
-            count=config.actors,
-            num_cpus=config.num_cpus,
-            telemetry=telemetry,
+            (settings, own, self.scorer),
+            own.actors,
+            own.num_cpus,
+            own.claim_batch_size,
         )
 
-    def load(self, conn: Conn, jobs: Sequence[Job]) -> dict[int, Row]:
+    def load(self, conn: Conn, jobs: Sequence[Job]) -> dict[int, DetectInput]:
         """Each job's video and transcript: one query for the videos, one for the transcripts."""
         ids = [j.video_id for j in jobs if j.video_id]
         videos = get_videos(conn, video_ids=ids)
         transcripts = get_transcripts(conn, video_ids=ids)
         return {
-            j.id: {
-                "job_id": j.id,
-                "original_key": v.original_key,
-                "audio_key": audio_key(v.id),
-                "duration_s": v.duration_s,
-                "transcript": transcripts[v.id],
-            }
+            j.id: DetectInput(
+                job_id=j.id,
+                original_key=v.original_key,
+                audio_key=audio_key(v.id),
+                duration_s=v.duration_s,
+                transcript=transcripts[v.id],
+            )
             for j in jobs
             if (v := videos.get(video_of(j))) is not None and v.id in transcripts
         }
 
-    def execute(self, inputs: Mapping[int, Row]) -> dict[int, Row | Exception]:
-        """One actor call per video, spread over the detect actors."""
-        rows = list(inputs.values())
-        answers = self.actors.map("detect", rows)
-        return {int(r["job_id"]): a for r, a in zip(rows, answers, strict=True)}
-
-    def commit(self, job: Job, output: Row) -> JobResult:
+    def commit(self, job: Job, output: DetectOutput) -> JobResult:
         """Replace the clips, make the video ready and enqueue its automatic exports."""
         auto = self.config.auto_export
 
@@ -241,14 +241,14 @@ class DetectStage:
             # Clips a person edited stay, unless the job says to replace them too.
             keep = not job.payload.get("replace_edited", False)
             stored = clips_repo.replace_clips(
-                conn, video_id=video_id, clips=output["clips"], keep_edited=keep
+                conn, video_id=video_id, clips=output.clips, keep_edited=keep
             )
             self.lifecycle.mark_ready(conn, job)
             merge_video_metadata(
                 conn,
                 video_id=video_id,
                 patch={
-                    "highlight_timeline": output["timeline"],
+                    "highlight_timeline": output.timeline,
                     "clip_model": "clipforge-highlight",
                 },
             )
@@ -266,7 +266,7 @@ class DetectStage:
                 )
                 self.lifecycle.enqueue(conn, "export", video_id, {"export_id": str(export.id)})
 
-        seconds = output.get("duration_s")
+        seconds = output.duration_s
         return JobResult(
             on_commit=write,
             after_commit=self.lifecycle.after(job, ("video", "clips"), sweep=True, seconds=seconds),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from clipforge.db.pool import Conn
@@ -19,10 +20,11 @@ from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
 from clipforge.storage import ObjectStore, create_store
 from clipforge.storage.keys import audio_key, original_key, upload_key
-from pipelines.actors import ActorSet, Report, StageActor, Telemetry
-from pipelines.config import ImportConfig
-from pipelines.lifecycle import Lifecycle, video_of
-from pipelines.rows import Row, error_row
+from pipelines.actors import Report, StageActor
+from pipelines.config import ImportConfig, PipelineConfig
+from pipelines.lifecycle import video_of
+from pipelines.stages.base import ActorSpec, BaseStage
+from pipelines.stages.values import StageError, job_value
 
 _EXT_BY_FORMAT = {
     "mov,mp4,m4a,3gp,3g2,mj2": "mp4",
@@ -30,7 +32,34 @@ _EXT_BY_FORMAT = {
     "mp3": "mp3",
     "wav": "wav",
 }
-_MEDIA_FACTS = ("original_key", "size_bytes", "duration_s", "width", "height", "fps", "has_audio")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportInput:
+    """Where a video's source is: a URL, the upload object, or a file on this machine."""
+
+    job_id: int
+    video_id: uuid.UUID
+    source_kind: str
+    source_url: str
+    # Set when the video was imported before (a backfill re-import).
+    original_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOutput:
+    """The stored original and its media facts."""
+
+    job_id: int
+    original_key: str
+    size_bytes: int
+    duration_s: float
+    width: int | None
+    height: int | None
+    fps: float | None
+    has_audio: bool
+    # Read from the upload object (the driver removes it once the import committed).
+    from_upload: bool
 
 
 class ImportActor(StageActor):
@@ -40,22 +69,18 @@ class ImportActor(StageActor):
         super().__init__(settings)
         self.config = config
 
-    def run(self, row: Row) -> tuple[Row, Report]:
-        """Import one video; an error row for its job if the source is bad or unreachable."""
-        try:
-            out = self._import(row)
-        except Exception as exc:  # this job fails; the others go on
-            out = error_row(int(row["job_id"]), exc)
-        return out, self.report()
+    def run(self, item: ImportInput) -> tuple[ImportOutput | StageError, Report]:
+        """Import one video; its job's error if the source is bad or unreachable."""
+        return job_value(item.job_id, lambda: self._import(item)), self.report()
 
-    def _fetch_source(self, row: Row, local: Path) -> bool:
+    def _fetch_source(self, item: ImportInput, local: Path) -> bool:
         """Bring the source to `local`; True if it was read from the upload object (which the
         driver removes once the import committed)."""
-        video_id = uuid.UUID(row["video_id"])
-        kind = row["source_kind"]
+        video_id = item.video_id
+        kind = item.source_kind
         if kind == "url":
             download(
-                row["source_url"],
+                item.source_url,
                 local,
                 max_bytes=self.settings.max_source_bytes,
                 timeout_s=self.settings.fetch_timeout_s,
@@ -66,27 +91,27 @@ class ImportActor(StageActor):
                 self.store.download_file(upload_key(video_id), local)
                 return True
             except NotFound:
-                if not row.get("original_key"):
+                if not item.original_key:
                     raise MediaError(
                         "no uploaded file: PUT the video to the upload URL first"
                     ) from None
             # Imported before (a backfill re-import): the upload was removed then; the
             # original stored by that import is the same bytes.
-            self.store.download_file(row["original_key"], local)
+            self.store.download_file(item.original_key, local)
         else:  # "file": a path on this machine (the embedded CLI)
-            source = Path(row["source_url"])
+            source = Path(item.source_url)
             if not source.is_file():
                 raise MediaError(f"{source} does not exist or is not a file")
             shutil.copyfile(source, local)
         return False
 
-    def _import(self, row: Row) -> Row:
-        video_id = uuid.UUID(row["video_id"])
+    def _import(self, item: ImportInput) -> ImportOutput:
+        video_id = item.video_id
         limits = self.config
         max_bytes = self.settings.max_source_bytes  # the API's upload limit too
         with tempfile.TemporaryDirectory(prefix="cf-import-") as tmp:
             local = Path(tmp) / "source"  # named in user-facing errors
-            from_upload = self._fetch_source(row, local)
+            from_upload = self._fetch_source(item, local)
             size = local.stat().st_size
             if size > max_bytes:
                 raise MediaError(f"source is {size} bytes; the limit is {max_bytes}")
@@ -102,77 +127,71 @@ class ImportActor(StageActor):
             for object_key, path in ((audio_key(video_id), audio), (key, local)):
                 stored = self.store.put_file(object_key, path)
                 self.cache.put(object_key, stored.etag, path)  # the next stages read it here
-        return {
-            "job_id": row["job_id"],
-            "original_key": key,
-            "size_bytes": size,
-            "duration_s": info.duration_s,
-            "width": info.width,
-            "height": info.height,
-            "fps": info.fps,
-            "has_audio": info.has_audio,
-            "from_upload": from_upload,
-            "error": "",
-        }
+        return ImportOutput(
+            job_id=item.job_id,
+            original_key=key,
+            size_bytes=size,
+            duration_s=info.duration_s,
+            width=info.width,
+            height=info.height,
+            fps=info.fps,
+            has_audio=info.has_audio,
+            from_upload=from_upload,
+        )
 
 
-class ImportStage:
+class ImportStage(BaseStage[ImportInput, ImportOutput]):
     """Driver side of the import stage."""
 
     name = "import"
     missing = "video row not found"
+    _store: ObjectStore | None = None  # the driver's, made on first use
 
-    def __init__(
-        self, settings: Settings, config: ImportConfig, lifecycle: Lifecycle, telemetry: Telemetry
-    ) -> None:
-        self.lifecycle = lifecycle
-        self.settings = settings
-        self._store: ObjectStore | None = None  # the driver's, made on first use
-        self.claim_batch_size = config.claim_batch_size
-        self.runners = config.actors
-        self.actors = ActorSet(
-            self.name,
-            ImportActor,
-            (settings, config),
-            count=config.actors,
-            num_cpus=config.num_cpus,
-            telemetry=telemetry,
+    def actor_spec(self, settings: Settings, config: PipelineConfig) -> ActorSpec:
+        """Import actors: fetch, probe, extract the audio track, store."""
+        own: ImportConfig = config.import_
+        return ActorSpec(
+            ImportActor, (settings, own), own.actors, own.num_cpus, own.claim_batch_size
         )
 
-    def load(self, conn: Conn, jobs: Sequence[Job]) -> dict[int, Row]:
+    def load(self, conn: Conn, jobs: Sequence[Job]) -> dict[int, ImportInput]:
         """Each job's source (one query)."""
         videos = get_videos(conn, video_ids=[j.video_id for j in jobs if j.video_id])
         return {
-            j.id: {
-                "job_id": j.id,
-                "video_id": str(v.id),
-                "source_kind": v.source_kind,
-                "source_url": v.source_url or "",
-                "original_key": v.original_key or "",
-            }
+            j.id: ImportInput(
+                job_id=j.id,
+                video_id=v.id,
+                source_kind=v.source_kind,
+                source_url=v.source_url or "",
+                original_key=v.original_key or "",
+            )
             for j in jobs
             if (v := videos.get(video_of(j))) is not None
         }
 
-    def execute(self, inputs: Mapping[int, Row]) -> dict[int, Row | Exception]:
-        """One actor call per video."""
-        rows = list(inputs.values())
-        answers = self.actors.map("run", rows)
-        return {int(r["job_id"]): a for r, a in zip(rows, answers, strict=True)}
-
-    def commit(self, job: Job, output: Row) -> JobResult:
+    def commit(self, job: Job, output: ImportOutput) -> JobResult:
         """Record the media facts and move the video on to transcription."""
 
         def write(conn: Conn) -> None:
-            facts = {k: output[k] for k in _MEDIA_FACTS}
-            update_video(conn, video_id=video_of(job), error=None, **facts)
+            update_video(
+                conn,
+                video_id=video_of(job),
+                error=None,
+                original_key=output.original_key,
+                size_bytes=output.size_bytes,
+                duration_s=output.duration_s,
+                width=output.width,
+                height=output.height,
+                fps=output.fps,
+                has_audio=output.has_audio,
+            )
             self.lifecycle.advance(conn, job, "transcribe", status="transcribing")
 
-        follow_up = self.lifecycle.after(job, ("video",), seconds=output["duration_s"])
+        follow_up = self.lifecycle.after(job, ("video",), seconds=output.duration_s)
 
         def after_commit() -> None:
             follow_up()
-            if output.get("from_upload"):
+            if output.from_upload:
                 # Imported: the original holds the same bytes, so the upload is not kept as a
                 # second copy. Left behind by a crash here, the upload sweep removes it.
                 if self._store is None:

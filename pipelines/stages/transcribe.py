@@ -40,14 +40,63 @@ from clipforge.settings import Settings
 from clipforge.storage.keys import audio_key
 from clipforge.types import Transcript
 from models.chunking import AudioChunk, ChunkOptions, ChunkResult, merge_chunks
+from models.highlight_config import ScorerConfig
 from models.speakers import SpeakerWindow, assign_speakers
 from models.transcription import chunk_windows, refined
-from pipelines.actors import ActorSet, Report, StageActor, Telemetry, threads_per_actor
-from pipelines.config import TranscribeConfig
-from pipelines.lifecycle import Lifecycle, video_of
-from pipelines.rows import Row, error_row
+from pipelines.actors import Report, StageActor, threads_per_actor
+from pipelines.config import PipelineConfig, TranscribeConfig
+from pipelines.lifecycle import video_of
 from pipelines.stages.audio import ChunkStream
+from pipelines.stages.base import ActorSpec, BaseStage
+from pipelines.stages.values import StageError
 from pipelines.transcribe_progress import ProgressWriter, post
+
+
+@dataclass(frozen=True, slots=True)
+class TranscribeInput:
+    """A video's stored audio track (the original for videos imported before tracks)."""
+
+    job_id: int
+    audio_key: str
+    original_key: str
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class TranscribePart:
+    """One part of a video's track for an ASR actor: `start_s` to `end_s` (None: to the end;
+    the actor moves both to pauses), and the progress board it posts to (None: none)."""
+
+    video: TranscribeInput
+    part: int
+    start_s: float
+    end_s: float | None
+    board: Any = None
+
+    @property
+    def job_id(self) -> int:
+        """The job the part belongs to."""
+        return self.video.job_id
+
+
+@dataclass(frozen=True, slots=True)
+class PartOutput:
+    """A part's chunk results; with speaker turns on, its embedded speech windows (None: turns
+    off, or its embedding failed)."""
+
+    job_id: int
+    part: int
+    results: list[ChunkResult]
+    end_s: float
+    speaker_windows: list[SpeakerWindow] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TranscribeOutput:
+    """A video's merged transcript, every word with its `speaker` when turns were found."""
+
+    job_id: int
+    transcript: Transcript
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,47 +134,49 @@ class AsrActor(StageActor):
             self.speakers = SpeakerEncoder()
             self.loaded("speakers")
 
-    def transcribe(self, rows: list[Row]) -> tuple[list[Row], Report]:
-        """Transcribe every row's part of a video: its chunk results, or its error."""
+    def transcribe(
+        self, parts: list[TranscribePart]
+    ) -> tuple[list[PartOutput | StageError], Report]:
+        """Transcribe the given parts of videos: each part's chunk results, or its job's error
+        (in the order of `parts`)."""
         chunks: queue.Queue[_Item] = queue.Queue(maxsize=2 * self.config.asr_batch_size)
         options = ChunkOptions(max_chunk_s=self.config.max_chunk_s)
         threading.Thread(
-            target=_produce, args=(rows, self._audio_of, options, chunks), daemon=True
+            target=_produce, args=(parts, self._audio_of, options, chunks), daemon=True
         ).start()
-        boards = {(int(r["job_id"]), int(r["part"])): r.get("board") for r in rows}
+        boards = {(p.job_id, p.part): p.board for p in parts}
         transcriber = _Transcriber(self.model, self.config.asr_batch_size, self.speakers, boards)
         results = transcriber.run(chunks)
-        out = [results.get((int(r["job_id"]), int(r["part"])), _missing(r)) for r in rows]
+        out = [results.get((p.job_id, p.part), _missing(p)) for p in parts]
         return out, self.report()
 
-    def _audio_of(self, row: Row, scratch: Path) -> Path:
+    def _audio_of(self, part: TranscribePart, scratch: Path) -> Path:
         try:
-            return self.fetch(row["audio_key"], scratch)
+            return self.fetch(part.video.audio_key, scratch)
         except NotFound:  # imported before import stored audio tracks: decode the original
-            return self.fetch(row["original_key"], scratch)
+            return self.fetch(part.video.original_key, scratch)
 
 
-def _missing(row: Row) -> Row:
-    failed = error_row(int(row["job_id"]), RuntimeError("the ASR actor produced no result"))
-    return failed | {"part": row["part"]}
+def _missing(part: TranscribePart) -> StageError:
+    return StageError.of(part.job_id, RuntimeError("the ASR actor produced no result"))
 
 
 def _produce(
-    rows: Sequence[Row],
-    audio_of: Callable[[Row, Path], Path],
+    parts: Sequence[TranscribePart],
+    audio_of: Callable[[TranscribePart, Path], Path],
     options: ChunkOptions,
     out: queue.Queue[_Item],
 ) -> None:
     """Producer thread: every part's chunks in order, then its end marker (or its error)."""
-    for row in rows:
-        key = (int(row["job_id"]), int(row["part"]))
+    for part in parts:
+        key = (part.job_id, part.part)
         try:
             with tempfile.TemporaryDirectory(prefix="cf-audio-") as tmp:
                 stream = ChunkStream(
-                    audio_of(row, Path(tmp)),
+                    audio_of(part, Path(tmp)),
                     options,
-                    start_s=float(row["start_s"]),
-                    end_s=row["end_s"],
+                    start_s=part.start_s,
+                    end_s=part.end_s,
                     first_index=key[1] * _PART_INDEXES,
                 )
                 for chunk in stream:
@@ -160,8 +211,8 @@ class _Transcriber:
         self.boards = dict(boards or {})
         self.seconds: dict[_Part, float] = {}
 
-    def run(self, items: queue.Queue[_Item]) -> dict[_Part, Row]:
-        out: dict[_Part, Row] = {}
+    def run(self, items: queue.Queue[_Item]) -> dict[_Part, PartOutput | StageError]:
+        out: dict[_Part, PartOutput | StageError] = {}
         while (item := items.get()) is not None:
             key, value = item
             if key in self.failed:
@@ -175,7 +226,7 @@ class _Transcriber:
                 self._add(key, value)
         self._flush()
         for key, exc in self.failed.items():
-            out[key] = error_row(key[0], exc) | {"part": key[1]}
+            out[key] = StageError.of(key[0], exc)
         return out
 
     def _add(self, key: _Part, chunk: AudioChunk) -> None:
@@ -226,141 +277,137 @@ class _Transcriber:
                 self.windows[key] = None
         self.speaker_s += time.perf_counter() - started
 
-    def _finished(self, key: _Part, end_s: float) -> Row:
+    def _finished(self, key: _Part, end_s: float) -> PartOutput | StageError:
         if key in self.failed:
-            return error_row(key[0], self.failed.pop(key)) | {"part": key[1]}
+            return StageError.of(key[0], self.failed.pop(key))
         results = self.done.pop(key, [])
-        row = {"job_id": key[0], "part": key[1], "results": results, "end_s": end_s, "error": ""}
-        if self.speakers is not None:
-            row["speaker_windows"] = self.windows.pop(key, [])
-        return row
+        windows = self.windows.pop(key, []) if self.speakers is not None else None
+        return PartOutput(key[0], key[1], results, end_s, windows)
 
 
-def merge_parts(job_id: int, parts: Sequence[Row], expected: int) -> Row:
+def merge_parts(
+    job_id: int, parts: Sequence[PartOutput | StageError], expected: int
+) -> TranscribeOutput | StageError:
     """One job's transcript from the chunk results of all its parts (or the first error)."""
-    failed = next((p for p in parts if p.get("error")), None)
+    failed = next((p for p in parts if isinstance(p, StageError)), None)
     if failed is not None:
         return failed
-    if len({p["part"] for p in parts}) != expected:  # never a transcript with a hole in it
-        return error_row(job_id, RuntimeError(f"{len(parts)} of {expected} parts came back"))
-    results = [r for p in parts for r in p["results"]]
+    done = [p for p in parts if isinstance(p, PartOutput)]
+    if len({p.part for p in done}) != expected:  # never a transcript with a hole in it
+        return StageError.of(job_id, RuntimeError(f"{len(parts)} of {expected} parts came back"))
+    results = [r for p in done for r in p.results]
     if not results:
-        return error_row(job_id, MediaError("no speech detected in the audio track"))
-    duration = max(float(p["end_s"]) for p in parts)  # the last part ends with the track
+        return StageError.of(job_id, MediaError("no speech detected in the audio track"))
+    duration = max(p.end_s for p in done)  # the last part ends with the track
     transcript = merge_chunks(results, duration_s=duration)
     # Turns only when every part brought its windows: labels from a partial set would guess.
-    windows = [p.get("speaker_windows") for p in parts]
+    windows = [p.speaker_windows for p in done]
     if all(w is not None for w in windows):
         transcript = assign_speakers(transcript, [x for w in windows for x in w or ()])
-    return {"job_id": job_id, "transcript": transcript, "error": "", "retryable": False}
+    return TranscribeOutput(job_id, transcript)
 
 
-def split_parts(row: Row, segment_s: float) -> list[Row]:
+def split_parts(
+    video: TranscribeInput, segment_s: float, board: Any = None
+) -> list[TranscribePart]:
     """A video's parts of about `segment_s` (boundaries are moved to pauses by the actor)."""
-    duration = float(row["duration_s"])
+    duration = video.duration_s
     count = max(1, round(duration / segment_s))
     return [
-        row
-        | {
-            "part": p,
-            "start_s": p * duration / count,
-            "end_s": (p + 1) * duration / count if p + 1 < count else None,
-        }
+        TranscribePart(
+            video,
+            p,
+            start_s=p * duration / count,
+            end_s=(p + 1) * duration / count if p + 1 < count else None,
+            board=board,
+        )
         for p in range(count)
     ]
 
 
-def _part_seconds(part: Row) -> float:
-    end = part["end_s"] if part["end_s"] is not None else part["duration_s"]
-    return float(end) - float(part["start_s"])
+def _part_seconds(part: TranscribePart) -> float:
+    end = part.end_s if part.end_s is not None else part.video.duration_s
+    return end - part.start_s
 
 
-class TranscribeStage:
+class TranscribeStage(BaseStage[TranscribeInput, TranscribeOutput]):
     """Driver side of the transcribe stage."""
 
     name = "transcribe"
     missing = "video row not found"
 
-    def __init__(
-        self,
-        settings: Settings,
-        config: TranscribeConfig,
-        lifecycle: Lifecycle,
-        telemetry: Telemetry,
-    ) -> None:
-        self.lifecycle = lifecycle
-        self.claim_batch_size = config.claim_batch_size
-        self.runners = config.asr_actors
-        self.count = config.asr_actors
-        self.segment_s = config.segment_s
-        self.progress = ProgressWriter(lifecycle.pool)
-        self.actors = ActorSet(
-            self.name,
+    def configure(self, config: PipelineConfig, scorer: ScorerConfig | None) -> None:
+        """Parts per actor call and the progress rows they update."""
+        self.count = config.transcribe.asr_actors
+        self.segment_s = config.transcribe.segment_s
+        self.progress = ProgressWriter(self.lifecycle.pool)
+
+    def actor_spec(self, settings: Settings, config: PipelineConfig) -> ActorSpec:
+        """ASR actors (Whisper, and the speaker encoder with turns on), on GPUs if configured."""
+        own: TranscribeConfig = config.transcribe
+        return ActorSpec(
             AsrActor,
-            (settings, config),
-            count=config.asr_actors,
-            num_cpus=config.asr_num_cpus,
-            num_gpus=config.asr_num_gpus,
-            telemetry=telemetry,
+            (settings, own),
+            own.asr_actors,
+            own.asr_num_cpus,
+            own.claim_batch_size,
+            num_gpus=own.asr_num_gpus,
         )
 
-    def load(self, conn: Conn, jobs: Sequence[Job]) -> dict[int, Row]:
+    def load(self, conn: Conn, jobs: Sequence[Job]) -> dict[int, TranscribeInput]:
         """Storage keys and duration of each job's video (one query)."""
         videos = get_videos(conn, video_ids=[j.video_id for j in jobs if j.video_id])
         return {
-            j.id: {
-                "job_id": j.id,
-                "audio_key": audio_key(v.id),
-                "original_key": v.original_key,
-                "duration_s": v.duration_s or 0.0,
-            }
+            j.id: TranscribeInput(
+                job_id=j.id,
+                audio_key=audio_key(v.id),
+                original_key=v.original_key,
+                duration_s=v.duration_s or 0.0,
+            )
             for j in jobs
             if (v := videos.get(video_of(j))) is not None and v.original_key
         }
 
-    def execute(self, inputs: Mapping[int, Row]) -> dict[int, Row | Exception]:
+    def execute(
+        self, inputs: Mapping[int, TranscribeInput]
+    ) -> dict[int, TranscribeOutput | StageError | Exception]:
         """Spread the videos' parts over the ASR actors (longest first onto the least loaded)
         and merge each job's parts."""
-        totals = {j: float(r["duration_s"]) for j, r in inputs.items() if r["duration_s"] > 0}
+        totals = {j: v.duration_s for j, v in inputs.items() if v.duration_s > 0}
         with self.progress.watch(totals) as board:
             return self._execute(inputs, board)
 
-    def _execute(self, inputs: Mapping[int, Row], board: Any) -> dict[int, Row | Exception]:
-        parts = [
-            p | {"board": board}
-            for row in inputs.values()
-            for p in split_parts(row, self.segment_s)
-        ]
-        groups: list[list[Row]] = [[] for _ in range(self.count)]
+    def _execute(
+        self, inputs: Mapping[int, TranscribeInput], board: Any
+    ) -> dict[int, TranscribeOutput | StageError | Exception]:
+        parts = [p for video in inputs.values() for p in split_parts(video, self.segment_s, board)]
+        groups: list[list[TranscribePart]] = [[] for _ in range(self.count)]
         loads = [0.0] * self.count
         for part in sorted(parts, key=lambda p: -_part_seconds(p)):
             k = loads.index(min(loads))
             groups[k].append(part)
             loads[k] += _part_seconds(part) + 1.0
-        groups = [sorted(g, key=lambda p: (p["job_id"], p["part"])) for g in groups if g]
-        answers: dict[int, list[Row]] = {}
+        groups = [sorted(g, key=lambda p: (p.job_id, p.part)) for g in groups if g]
+        answers: dict[int, list[PartOutput | StageError]] = {}
         failures: dict[int, Exception] = {}
         for group, answer in zip(groups, self.actors.map("transcribe", groups), strict=True):
-            for part in group:
-                job_id = int(part["job_id"])
-                if isinstance(answer, Exception):
-                    failures[job_id] = answer
-                else:
-                    answers.setdefault(job_id, []).extend(
-                        r
-                        for r in answer
-                        if int(r["job_id"]) == job_id and r["part"] == part["part"]
-                    )
-        expected = Counter(int(p["job_id"]) for p in parts)
+            if isinstance(answer, Exception):
+                for part in group:
+                    failures[part.job_id] = answer
+            else:  # one answer per part, in the group's order (a short answer: merge_parts
+                # then fails the jobs whose parts did not come back)
+                for part, out in zip(group, answer, strict=False):
+                    answers.setdefault(part.job_id, []).append(out)
+        expected = Counter(p.job_id for p in parts)
         return {
             job_id: failures.get(job_id)
             or merge_parts(job_id, answers.get(job_id, []), expected[job_id])
             for job_id in inputs
         }
 
-    def commit(self, job: Job, output: Row) -> JobResult:
+    def commit(self, job: Job, output: TranscribeOutput) -> JobResult:
         """Store the transcript (replacing any earlier one) and move the video on to detect."""
-        transcript: Transcript = output["transcript"]
+        transcript = output.transcript
 
         def write(conn: Conn) -> None:
             replace_transcript(conn, video_id=video_of(job), transcript=transcript)

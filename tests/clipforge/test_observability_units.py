@@ -17,7 +17,7 @@ from clipforge.errors import DependencyUnavailable, MediaError, ValidationFailed
 from clipforge.observability import tracing
 from clipforge.observability.scrub import FILTERED, scrub_text, scrub_value
 from clipforge.observability.sentry import is_expected
-from clipforge.resilience import RecordedFailure
+from clipforge.resilience import Failure, RecordedFailure
 
 
 def test_secrets_are_replaced_wherever_they_appear() -> None:
@@ -62,8 +62,8 @@ def test_expected_failures_are_not_reported() -> None:
     assert is_expected(MediaError("corrupt"))
     assert is_expected(ValidationFailed("bad"))
     assert is_expected(DependencyUnavailable("down", dependency="s3"))
-    assert is_expected(RecordedFailure("MediaError: corrupt", retryable=False))
-    assert not is_expected(RecordedFailure("KeyError: 'words'", retryable=True))
+    assert is_expected(RecordedFailure(Failure("MediaError: corrupt", False, None)))
+    assert not is_expected(RecordedFailure(Failure("KeyError: 'words'", True, None)))
     assert not is_expected(ValueError("cannot convert float NaN to integer"))
 
 

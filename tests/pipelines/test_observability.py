@@ -35,7 +35,7 @@ from clipforge.queue import QueuePolicy, enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from pipelines.config import PipelineConfig, load_pipeline_config
-from pipelines.rows import error_row, failure_of
+from pipelines.stages.values import StageError
 from pipelines.worker import PipelineWorker
 from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
@@ -425,8 +425,8 @@ def test_unexpected_api_error_is_reported_once_and_scrubbed(
 
 
 def test_an_actor_failure_keeps_its_traceback_for_the_report() -> None:
-    """An unexpected error inside a stage actor crosses to the driver as an error row; the
-    failure rebuilt from it carries the actor's traceback (Sentry shows exception notes)."""
+    """An unexpected error inside a stage actor crosses to the driver as a `StageError` value;
+    the failure rebuilt from it carries the actor's traceback (Sentry shows exception notes)."""
 
     def decode(words: list[dict[str, Any]]) -> float:
         return float(words[0]["start"])
@@ -434,10 +434,10 @@ def test_an_actor_failure_keeps_its_traceback_for_the_report() -> None:
     try:
         decode([{"begin": 1.0}])
     except KeyError as exc:
-        row = error_row(7, exc)
-    assert row["retryable"] and "traceback" in row
-    failure = failure_of(row)
-    assert failure is not None and "KeyError" in str(failure)
+        error = StageError.of(7, exc)
+    assert error.failure.retryable and error.traceback is not None
+    failure = error.exception()
+    assert "KeyError" in str(failure)
     assert any("in decode" in note for note in getattr(failure, "__notes__", []))
     # Bad input keeps no traceback: it is not reported.
-    assert "traceback" not in error_row(7, MediaError("corrupt"))
+    assert StageError.of(7, MediaError("corrupt")).traceback is None

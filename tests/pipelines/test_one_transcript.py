@@ -22,7 +22,15 @@ from clipforge.types import Transcript
 from models.asr import AsrModel
 from models.chunking import ChunkOptions
 from models.speakers import SpeakerEncoder
-from pipelines.stages.transcribe import _Item, _produce, _Transcriber, merge_parts
+from pipelines.stages.transcribe import (
+    TranscribeInput,
+    TranscribeOutput,
+    TranscribePart,
+    _Item,
+    _produce,
+    _Transcriber,
+    merge_parts,
+)
 from serve_apps.api.uploads import decode_upload
 from serve_apps.deployments.asr import AsrDeployment
 from tests.utils.real_conversations import real_set
@@ -42,17 +50,17 @@ def _worker(media: Path, scratch: Path) -> Transcript:
     loops, the driver's merge (Ray only carries these to other processes)."""
     track = extract_track(media, scratch / "track.flac")
     items: queue.Queue[_Item] = queue.Queue(maxsize=16)
-    rows = [{"job_id": 1, "part": 0, "start_s": 0.0, "end_s": None}]
+    video = TranscribeInput(job_id=1, audio_key="", original_key="", duration_s=0.0)
+    parts = [TranscribePart(video, 0, 0.0, None)]
     producer = threading.Thread(
-        target=_produce, args=(rows, lambda _row, _tmp: track, ChunkOptions(), items)
+        target=_produce, args=(parts, lambda _part, _tmp: track, ChunkOptions(), items)
     )
     producer.start()
-    parts = _Transcriber(AsrModel(), 8, SpeakerEncoder()).run(items)
+    outputs = _Transcriber(AsrModel(), 8, SpeakerEncoder()).run(items)
     producer.join()
-    out = merge_parts(1, list(parts.values()), expected=1)
-    assert out["error"] == "", out["error"]
-    transcript: Transcript = out["transcript"]
-    return transcript
+    out = merge_parts(1, list(outputs.values()), expected=1)
+    assert isinstance(out, TranscribeOutput), out
+    return out.transcript
 
 
 def _serve(media: Path) -> Transcript:

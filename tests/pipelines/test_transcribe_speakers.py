@@ -6,6 +6,7 @@ Whisper and voice encoder); Ray only carries it elsewhere, as the end-to-end tes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import threading
@@ -17,28 +18,37 @@ from clipforge.db.repo.transcripts import get_transcript, replace_transcript
 from models.asr import AsrModel
 from models.chunking import ChunkOptions
 from models.speakers import SpeakerEncoder
-from pipelines.rows import Row
-from pipelines.stages.transcribe import _Item, _produce, _Transcriber, merge_parts
+from pipelines.stages.transcribe import (
+    PartOutput,
+    TranscribeInput,
+    TranscribeOutput,
+    TranscribePart,
+    _Item,
+    _produce,
+    _Transcriber,
+    merge_parts,
+)
+from pipelines.stages.values import StageError
 from tests.utils.factories import make_video
 from tests.utils.turns import accuracy
 
 
-def _stage(media: Path, speakers: SpeakerEncoder, asr: AsrModel) -> tuple[list[Row], float]:
+def _stage(
+    media: Path, speakers: SpeakerEncoder, asr: AsrModel
+) -> tuple[list[PartOutput | StageError], float]:
     """One job, two parts (so two parts' windows meet at the merge), as an ASR actor runs it.
     The boundary moves to the quietest moment of the 20 s before 25 s: a pause after ~5 s."""
     items: queue.Queue[_Item] = queue.Queue(maxsize=16)
-    rows = [
-        {"job_id": 1, "part": 0, "start_s": 0.0, "end_s": 25.0},
-        {"job_id": 1, "part": 1, "start_s": 25.0, "end_s": None},
-    ]
+    video = TranscribeInput(job_id=1, audio_key="", original_key="", duration_s=0.0)
+    parts = [TranscribePart(video, 0, 0.0, 25.0), TranscribePart(video, 1, 25.0, None)]
     producer = threading.Thread(
-        target=_produce, args=(rows, lambda _row, _tmp: media, ChunkOptions(), items)
+        target=_produce, args=(parts, lambda _part, _tmp: media, ChunkOptions(), items)
     )
     producer.start()
     transcriber = _Transcriber(asr, 8, speakers)
-    parts = transcriber.run(items)
+    outputs = transcriber.run(items)
     producer.join()
-    return list(parts.values()), transcriber.speaker_s
+    return list(outputs.values()), transcriber.speaker_s
 
 
 def test_transcribe_stage_stores_a_speaker_for_every_word(
@@ -51,8 +61,8 @@ def test_transcribe_stage_stores_a_speaker_for_every_word(
     parts, speaker_s = _stage(media, encoder, asr)
     total_s = time.perf_counter() - started
     out = merge_parts(1, parts, expected=2)
-    assert out["error"] == "", out["error"]
-    transcript = out["transcript"]
+    assert isinstance(out, TranscribeOutput), out
+    transcript = out.transcript
     score = accuracy(transcript, truth)
     print(
         f"\ntranscribe stage on two_speakers: {total_s:.2f} s, of which speaker embeddings "
@@ -67,8 +77,10 @@ def test_transcribe_stage_stores_a_speaker_for_every_word(
     assert [w.speaker for w in stored.words] == [w.speaker for w in transcript.words]
     # A part without windows (turns off, or its embedding failed): same words, no speaker ids
     # rather than labels guessed from the other part.
-    assert all(p["speaker_windows"] for p in parts)
-    partial = [parts[0] | {"speaker_windows": None}, parts[1]]
-    plain = merge_parts(1, partial, expected=2)["transcript"]
-    assert [w.text for w in plain.words] == [w.text for w in transcript.words]
-    assert {w.speaker for w in plain.words} == {None}
+    assert all(isinstance(p, PartOutput) and p.speaker_windows for p in parts)
+    assert isinstance(parts[0], PartOutput)
+    partial = [dataclasses.replace(parts[0], speaker_windows=None), parts[1]]
+    plain = merge_parts(1, partial, expected=2)
+    assert isinstance(plain, TranscribeOutput), plain
+    assert [w.text for w in plain.transcript.words] == [w.text for w in transcript.words]
+    assert {w.speaker for w in plain.transcript.words} == {None}

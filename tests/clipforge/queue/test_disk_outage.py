@@ -30,7 +30,7 @@ from clipforge.queue import (
     enqueue,
 )
 from clipforge.queue.wake import DependencyWaker
-from clipforge.resilience import classify_failure, failure_fields, failure_from_fields
+from clipforge.resilience import RecordedFailure, classify_failure
 from clipforge.settings import Settings
 from clipforge.storage import LocalStore
 from tests.utils.disks import SmallDisk, small_disk
@@ -62,9 +62,9 @@ def test_enospc_from_the_os_and_from_ffmpeg_is_a_disk_outage(
         extract_track(test_media["speech_short"], disk.root / "audio.flac")
     assert ffmpeg_full.value.dependency == DISK
     assert "No space left on device" in str(ffmpeg_full.value)
-    # Still an outage after crossing a process boundary as an error row (a stage actor's).
-    rebuilt = failure_from_fields(failure_fields(ffmpeg_full.value))
-    assert rebuilt is not None and classify_failure(rebuilt).dependency == DISK
+    # Still an outage after crossing a process boundary as a stage actor's error value.
+    rebuilt = RecordedFailure(classify_failure(ffmpeg_full.value))
+    assert classify_failure(rebuilt).dependency == DISK
     # Rows recorded as a MediaError before this classification existed are recognised too.
     legacy = MediaError("ffmpeg cut failed: av_interleaved_write_frame(): No space left on device")
     assert classify_failure(legacy).dependency == DISK

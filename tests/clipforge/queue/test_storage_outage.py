@@ -8,6 +8,7 @@ A test-owned `nanio` is stopped for longer than the old retry budget at this tes
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
 import uuid
@@ -17,7 +18,7 @@ import pytest
 from botocore.config import Config
 
 from clipforge.db.pool import Pool
-from clipforge.errors import dependency_in_description
+from clipforge.errors import MediaError, dependency_in_description
 from clipforge.metrics import BREAKER_STATE, JOBS_WAITING_DEPENDENCY
 from clipforge.queue import (
     Backoff,
@@ -28,7 +29,7 @@ from clipforge.queue import (
     RunnerOptions,
     enqueue,
 )
-from clipforge.resilience import classify_failure, failure_fields, failure_from_fields
+from clipforge.resilience import Failure, RecordedFailure, classify_failure, dependency_of
 from clipforge.settings import Settings, load_settings
 from clipforge.storage import S3Store
 from tests.clipforge.queue.conftest import NANIO_KEY, NANIO_SECRET
@@ -146,18 +147,17 @@ def test_jobs_wait_out_an_s3_outage_without_spending_attempts(
     assert "circuit opened" in messages and "circuit closed" in messages
 
 
-def test_outage_classification_survives_ray_style_error_rows() -> None:
-    """An error flattened to a row (as stage actors return them) is still an outage."""
-    store_error = failure_fields(_s3_down())
-    assert store_error["dependency"] == "s3" and store_error["retryable"] is True
-    rebuilt = failure_from_fields(store_error)
-    assert rebuilt is not None and classify_failure(rebuilt).dependency == "s3"
-    # Rows written by today's `pipelines.rows.error_row` carry only the text: still recognised.
-    legacy = failure_from_fields({"error": store_error["error"], "retryable": True})
-    assert legacy is not None and classify_failure(legacy).dependency == "s3"
-    bad_input = failure_from_fields({"error": "MediaError: no audio", "retryable": False})
-    assert bad_input is not None and classify_failure(bad_input).dependency is None
-    assert classify_failure(bad_input).retryable is False
+def test_outage_classification_survives_the_actor_boundary() -> None:
+    """A failure classified in a stage actor crosses to the driver as its `Failure` value
+    (pickled, as Ray sends it) and is rebuilt there as the same outage, without parsing text."""
+    failure = classify_failure(_s3_down())
+    assert failure.dependency == "s3" and failure.retryable is True
+    rebuilt = RecordedFailure(pickle.loads(pickle.dumps(failure)))
+    assert classify_failure(rebuilt) == failure and dependency_of(rebuilt) == "s3"
+    assert rebuilt.describe() == failure.error
+    bad_input = RecordedFailure(classify_failure(MediaError("no audio")))
+    assert dependency_of(bad_input) is None
+    assert classify_failure(bad_input) == Failure("MediaError: no audio", False, None)
 
 
 def test_outages_inside_ray_task_errors_are_recognised() -> None:
