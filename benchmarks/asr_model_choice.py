@@ -10,7 +10,7 @@ own path (`models.transcription.transcribe_chunks`, one CPU thread each so CPU s
   file), Whisper's own times and refined (`models.word_timing`);
 - CPU seconds (process time) and the real-time factor (audio seconds per CPU second).
 
-    python -m benchmarks.asr_model_choice [--base-dir .cache/whisper-base]
+    python -m benchmarks.asr_model_choice
 """
 
 from __future__ import annotations
@@ -20,16 +20,12 @@ import os
 import sys
 import time
 import zipfile
-from pathlib import Path
 
 from clipforge.media.track import decode_track
 from models.asr import SAMPLE_RATE, AsrConfig, AsrModel
 from models.chunking import merge_chunks
 from models.transcription import refined
-from models.weights import prepare_whisper_base
 from models.wer import wer
-
-_ROOT = Path(__file__).resolve().parent.parent
 
 
 def reference_texts() -> dict[str, str]:
@@ -61,13 +57,12 @@ def main() -> None:
     from tests.utils.real_conversations import real_set, truth
     from tests.utils.word_starts import pooled, start_errors
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base-dir", type=Path, default=_ROOT / ".cache" / "whisper-base")
-    base_dir = prepare_whisper_base(parser.parse_args().base_dir)
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     texts = reference_texts()
+    # The shipped models by name (base is joined under DATA_DIR/models on first use).
     models = {
-        "tiny.en": AsrConfig(cpu_threads=1),
-        "base": AsrConfig(model_dir=base_dir, name="whisper-base", cpu_threads=1),
+        "tiny.en": AsrConfig(model="tiny.en", cpu_threads=1),
+        "base": AsrConfig(model="base", cpu_threads=1),
     }
     for label, config in models.items():
         model = AsrModel(config)

@@ -93,18 +93,25 @@ def sequential(videos: list[Path], workdir: Path) -> float:
     from faster_whisper import WhisperModel
 
     from clipforge.media import decode_audio, probe, sample_frames
+    from clipforge.settings import get_settings
     from clipforge.types import ModelInfo, Segment, Transcript, Word
     from models.caption import build_cues
     from models.caption_formats import to_ass
     from models.highlight import HighlightScorer
     from models.select import select_clips
     from models.text_encoder import load_text_encoder
-    from models.weights import default_asr_model_dir
+    from models.weights import shipped_asr_model
     from pipelines.render import RenderSpec, render_clip
 
+    settings = get_settings()
+    # The same weights as the pipeline's ASR stage (ASR_MODEL, default base).
+    asr_dir, asr_name, _ = shipped_asr_model(settings.asr_model, settings.data_dir)
     started = time.perf_counter()
     whisper = WhisperModel(
-        str(default_asr_model_dir()), device="cpu", compute_type="int8", local_files_only=True
+        str(settings.asr_model_dir or asr_dir),
+        device="cpu",
+        compute_type="int8",
+        local_files_only=True,
     )
     scorer = HighlightScorer(load_text_encoder())
     for i, video in enumerate(videos):
@@ -120,7 +127,7 @@ def sequential(videos: list[Path], workdir: Path) -> float:
             for s in segments
         )
         transcript = Transcript(
-            info.language, len(audio) / 16000, segs, ModelInfo("tiny.en", "1", "")
+            info.language, len(audio) / 16000, segs, ModelInfo(asr_name, "1", "")
         )
         frames = list(sample_frames(video, 1.0, 160))
         clips = select_clips(scorer.score(transcript, audio=audio, frames=frames), transcript)

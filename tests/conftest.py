@@ -26,6 +26,13 @@ from clipforge.db.pool import Pool, create_pool
 from clipforge.settings import Settings, load_settings
 from tests.utils.servers import nanio_server, redis_server
 
+# The product's ASR default is Whisper base (word starts on time, docs/speech-evaluation.md); the
+# tests that are not about recognition accuracy or word timing run tiny.en instead, at half the
+# CPU, to keep CI's time. Set here, before any settings are read, so every Settings, subprocess
+# (`clipforge ...`) and Ray worker the tests start inherits it. The tests about accuracy and
+# timing name base themselves (tests/models/test_speakers_real.py, test_asr.py).
+os.environ.setdefault("ASR_MODEL", "tiny.en")
+
 # Files whose tests take minutes (Ray actors, whole pipeline runs, clusters, notebooks), heaviest
 # first, from `pytest --durations` on the 2-core machine. They are collected first so that the
 # two pytest-xdist workers (.ci/run, `--dist loadfile`) start on them and end on the short files

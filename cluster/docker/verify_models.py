@@ -11,12 +11,8 @@ from faster_whisper import WhisperModel
 from transformers import AutoModel, AutoTokenizer
 
 from clipforge.settings import load_settings
-from models.registry import (
-    ASR_DEFAULT_PACKAGE,
-    build_registry,
-    package_model_dir,
-    text_encoder_dir,
-)
+from models.registry import build_registry, text_encoder_dir
+from models.weights import shipped_asr_model
 
 
 def main() -> None:
@@ -28,7 +24,9 @@ def main() -> None:
     encoder_dir = text_encoder_dir(settings)
     AutoTokenizer.from_pretrained(encoder_dir, local_files_only=True)
     AutoModel.from_pretrained(encoder_dir, local_files_only=True)
-    WhisperModel(str(package_model_dir(ASR_DEFAULT_PACKAGE)), device="cpu", compute_type="int8")
+    # ASR_MODEL's weights (base unless set: joined from its two packages under DATA_DIR/models).
+    asr_dir = shipped_asr_model(settings.asr_model, settings.data_dir)[0]
+    WhisperModel(str(asr_dir), device="cpu", compute_type="int8")
     print("models load offline")
 
 

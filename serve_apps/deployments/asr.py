@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -37,15 +38,9 @@ class AsrDeployment:
 
         loaded = load_settings(**settings)
         init_observability(loaded, "serve-asr")
-        base = AsrConfig.from_settings(loaded)
-        self.model = AsrModel(
-            AsrConfig(
-                model_dir=base.model_dir,
-                device=base.device,
-                compute_type=base.compute_type,
-                cpu_threads=thread_count(num_cpus),
-            )
-        )
+        # ASR_MODEL (base by default), ASR_MODEL_DIR, DATA_DIR, device and compute type.
+        config = replace(AsrConfig.from_settings(loaded), cpu_threads=thread_count(num_cpus))
+        self.model = AsrModel(config)
         self.speakers = SpeakerEncoder()
         self.stats_ = BatchStats("asr")
         self.batcher: Batcher[AsrItem, Transcript] = Batcher(self.transcribe_batch, self.stats_)

@@ -13,5 +13,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def asr_model() -> AsrModel:
-    """The default ASR model (tiny.en, int8, CPU), loaded once per session."""
+    """The ASR model of `ASR_MODEL` (tiny.en in the tests: tests/conftest.py), int8, CPU,
+    loaded once per session."""
     return AsrModel()

