@@ -32,6 +32,13 @@ class WorkerConfig(_Section):
     heartbeat_s: float | None = Field(None, gt=0)
     idle_poll_s: float = Field(5, gt=0)
     max_attempts: int | None = Field(None, ge=1)
+    # Elastic stage pools (pipelines.worker): a stage's actors grow with its queued work, one
+    # per `work_per_actor` jobs up to the stage's `actors`, and shrink to `pool_min_actors`
+    # once idle `pool_idle_s`; the queue is looked at every `pool_poll_s`.
+    work_per_actor: int = Field(2, ge=1)
+    pool_min_actors: int = Field(1, ge=0)
+    pool_idle_s: float = Field(60, gt=0)
+    pool_poll_s: float = Field(0.5, gt=0)
 
 
 class ImportConfig(_Section):
