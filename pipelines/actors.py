@@ -19,6 +19,7 @@ the stage method, as before.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -253,15 +254,15 @@ class ActorSet:
 
     def shrink(self, target: int, idle_s: float) -> int:
         """Remove actors beyond `target` that are still loading or have been idle `idle_s`,
-        newest first (those an autoscaler placed on added nodes); an actor with a call in
-        flight is never removed. Returns how many were removed."""
+        the last loaded first (those placed on nodes the autoscaler added, which can then go
+        away); an actor with a call in flight is never removed. Returns how many were removed."""
         import ray
 
         now = time.monotonic()
         removed: list[Any] = []
         with self._cond:
             loading = set(self._loading.values())
-            for number in sorted(self._handles, reverse=True):
+            for number in sorted(self._handles, key=self._ready_at, reverse=True):
                 if len(self._handles) <= target:
                     break
                 since = self._idle.get(number)
@@ -275,6 +276,11 @@ class ActorSet:
         if removed:
             log.info("stage pool shrank", extra={"stage": self.stage, "actors": self.size})
         return len(removed)
+
+    def _ready_at(self, number: int) -> float:
+        """When the actor had loaded its models (infinity while it loads)."""
+        record = self._start_of.get(number)
+        return math.inf if record is None or record.ready is None else record.ready
 
     def map(self, method: str, items: list[Any]) -> list[Any]:
         """Call `method` once per item, spread over the loaded actors; a value or an Exception
@@ -323,7 +329,8 @@ class ActorSet:
             self._absorb_ready(timeout=0)
             with self._cond:
                 if self._idle:
-                    number = max(self._idle)  # the newest: the oldest are removed last
+                    # The first loaded: those loaded last (on added nodes) idle and go first.
+                    number = min(self._idle, key=self._ready_at)
                     del self._idle[number]
                     return number, self._handles[number]
                 if not block:

@@ -7,22 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from clipforge.db.pool import Pool
-from clipforge.db.repo.clips import create_user_clip
-from clipforge.db.repo.exports import create_export
-from clipforge.db.repo.transcripts import replace_transcript
-from clipforge.db.repo.videos import create_video, update_video
-from clipforge.media import probe
-from clipforge.queue import enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
-from clipforge.storage.keys import original_key
-from clipforge.types import ModelInfo, Segment, Transcript, Word
 from clipforge.webhooks import create_webhook
 from pipelines.worker import PipelineWorker
+from tests.pipelines._ready_clip import queue_exports, ready_clip
 from tests.pipelines.conftest import upload_video, url_video
 from tests.utils.factories import make_key
 
@@ -237,38 +229,13 @@ def test_killed_worker_loses_nothing(
 def test_worker_with_only_exports_queued_starts_no_asr_actor(
     worker: PipelineWorker, db: Pool, pipeline_settings: Settings, test_media: dict[str, Path]
 ) -> None:
-    # A video that is already ready (original stored, transcript, a chosen clip) and one
-    # export job: the state of a worker restarted while only exports wait.
-    source = test_media["speech_short"]
-    info = probe(source)
-    video_id = uuid.uuid4()
-    key = original_key(video_id, "mp4")
-    create_store(pipeline_settings).put_file(key, source)
-    words = tuple(Word(1.0 + i * 0.5, 1.4 + i * 0.5, f"word{i}", 0.9) for i in range(12))
-    transcript = Transcript(
-        "en", info.duration_s, (Segment(1.0, 6.9, "words", words),), ModelInfo("t", "1", "")
-    )
-    with db.connection() as conn, conn.transaction():
-        create_video(conn, owner_key_id=None, source_kind="upload", video_id=video_id)
-        update_video(
-            conn,
-            video_id=video_id,
-            status="ready",
-            original_key=key,
-            duration_s=info.duration_s,
-            width=info.width,
-            height=info.height,
-        )
-        replace_transcript(conn, video_id=video_id, transcript=transcript)
-        clip = create_user_clip(
-            conn, video_id=video_id, start_s=1.0, end_s=7.0, title="t", hook="h"
-        )
-        export = create_export(conn, clip_id=clip.id, aspect_ratio="9:16", caption_style="bold")
-        enqueue(conn, kind="export", video_id=video_id, payload={"export_id": str(export.id)})
+    # The state of a worker restarted while only an export waits.
+    video_id, clip_id = ready_clip(db, pipeline_settings, test_media["speech_short"])
+    [export_id] = queue_exports(db, video_id, clip_id, 1)
 
     assert worker.run(until_idle=True) == 1
     with db.connection() as conn:
-        row = conn.execute("SELECT status FROM exports WHERE id = %s", (export.id,)).fetchone()
+        row = conn.execute("SELECT status FROM exports WHERE id = %s", (export_id,)).fetchone()
     assert row is not None and row["status"] == "ready"
     started = {pool.stage: len(pool.starts) for pool in worker.pools}
     assert started == {"import": 0, "transcribe": 0, "detect": 0, "export": 1}
