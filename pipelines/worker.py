@@ -3,8 +3,12 @@
 Each stage (import, transcribe, detect, export; see `pipelines.stages`) gets its own queue
 runner thread that claims only that stage's jobs and its own long-lived Ray actors, so while one
 video is transcribed another is scored and a third exported, and models load once per worker
-instead of once per batch. This module only wires stages, runners and the video lifecycle
-(`pipelines.lifecycle`) together and decides when an `until_idle` run is over. The driver alone
+instead of once per batch. Each stage's actors form an elastic pool (`pipelines.actors.ActorSet`)
+sized to the stage's queued and running jobs by `scale_pools`: no actor starts for a stage with
+nothing to do, a pool grows (up to the stage's `actors`; an actor finding no free CPU is a request
+the Ray autoscaler answers with a node) and idle actors go again. This module only wires stages,
+runners, pools and the video lifecycle (`pipelines.lifecycle`) together and decides when an
+`until_idle` run is over. The driver alone
 talks to Postgres; actors only read and write object storage, with keys derived from ids, so a
 re-run overwrites instead of duplicating.
 """
@@ -291,6 +295,20 @@ class PipelineWorker:
         if self._stopped.is_set():
             return 0
         self.start()
+        # Pools are sized (the first actors asked for) before the claim loops connect.
+        managing = threading.Event()
+        manager = threading.Thread(
+            target=self._manage_pools, args=(managing,), name="pools", daemon=True
+        )
+        manager.start()
+        try:
+            return self._drive(until_idle=until_idle, until=until)
+        finally:
+            managing.set()
+            manager.join()
+
+    def _drive(self, *, until_idle: bool, until: Callable[[], bool] | None) -> int:
+        """Run the claim loops until stopped, idle or `until`; the jobs they ran."""
         self._runners = runners = self._make_runners()
         done = [0] * len(runners)
         errors: list[BaseException] = []
@@ -305,22 +323,15 @@ class PipelineWorker:
             threading.Thread(target=drive, args=(i,), name=f"runner-{i}", daemon=True)
             for i in range(len(runners))
         ]
-        managing = threading.Event()
-        manager = threading.Thread(
-            target=self._manage_pools, args=(managing,), name="pools", daemon=True
-        )
-        manager.start()
         for thread in threads:
             thread.start()
         try:
             self._supervise(threads, until_idle=until_idle, until=until)
         finally:
-            managing.set()
             for runner in runners:
                 runner.stop.set()  # each finishes and records the batch it has in flight
             for thread in threads:
                 thread.join()
-            manager.join()
             notifiers, self._notifiers = self._notifiers, []
             for notifier in notifiers:
                 notifier.close()
