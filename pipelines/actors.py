@@ -225,6 +225,12 @@ class ActorSet:
         with self._cond:
             return len(self._handles) - len(self._loading)
 
+    @property
+    def busy(self) -> int:
+        """Loaded actors with a call in flight."""
+        with self._cond:
+            return len(self._handles) - len(self._loading) - len(self._idle)
+
     def grow(self, target: int) -> int:
         """Start actors until the pool has `target` (at most its maximum); returns how many
         were started. Models load in the background while other stages work."""
