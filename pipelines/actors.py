@@ -197,6 +197,7 @@ class ActorSet:
         self._cond = threading.Condition()
         self.starts: list[ActorStart] = []
         self._start_of: dict[int, ActorStart] = {}
+        self._remote: Any = None
 
     @property
     def cpu_demand(self) -> float:
@@ -206,6 +207,7 @@ class ActorSet:
     def scale_cpus(self, factor: float) -> None:
         """Reserve `factor` times the configured CPUs (for actors started from now on)."""
         self._options["num_cpus"] = float(self._options["num_cpus"]) * factor
+        self._remote = None
 
     @property
     def actors(self) -> list[Any]:
@@ -241,7 +243,9 @@ class ActorSet:
             target = min(target, self.max_count)
             if len(self._handles) >= target:
                 return 0
-            remote = ray.remote(self._cls).options(**self._options)
+            if self._remote is None:  # one actor class for the pool: exported to Ray once
+                self._remote = ray.remote(self._cls).options(**self._options)
+            remote = self._remote
             while len(self._handles) < target:
                 number, self._next = self._next, self._next + 1
                 handle: Any = remote.remote(*self._args)

@@ -247,22 +247,27 @@ class PipelineWorker:
         wc = self.config.worker
         with self.pool.connection() as conn:
             demand = stage_demand(conn, kinds=self.kinds, worker_id=self.worker_id)
-        sizes: dict[str, int] = {}
+        plan: list[tuple[Stage, int, int]] = []  # (stage, jobs, actors needed)
         upstream = 0
         for stage in self.stages:
             work = demand.get(self.prefix + stage.name, 0)
-            actors = stage.actors
             need = -(-work // wc.work_per_actor)
             if upstream and self._follows(stage):
                 need = max(need, 1)
-            if need > actors.size:
-                actors.grow(need)
-            elif actors.size > max(need, wc.pool_min_actors):
+            plan.append((stage, work, need))
+            upstream = work
+        # Later stages first: their models take longest to load (ASR before import).
+        for stage, _, need in reversed(plan):
+            if need > stage.actors.size:
+                stage.actors.grow(need)
+        sizes: dict[str, int] = {}
+        for stage, work, need in plan:
+            actors = stage.actors
+            if actors.size > max(need, wc.pool_min_actors):
                 actors.shrink(max(need, wc.pool_min_actors), wc.pool_idle_s)
             sizes[stage.name] = actors.size
             STAGE_ACTORS.labels(stage=stage.name).set(actors.size)
             STAGE_WORK_PER_ACTOR.labels(stage=stage.name).set(work / max(actors.size, 1))
-            upstream = work
         return sizes
 
     def _follows(self, stage: Stage) -> bool:
