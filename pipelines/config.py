@@ -34,8 +34,10 @@ class WorkerConfig(_Section):
     max_attempts: int | None = Field(None, ge=1)
     # Elastic stage pools (pipelines.worker): a stage's actors grow with its queued work, one
     # per `work_per_actor` jobs up to the stage's `actors`, and shrink to `pool_min_actors`
-    # once idle `pool_idle_s`; the queue is looked at every `pool_poll_s`.
+    # once idle `pool_idle_s`; the queue is looked at every `pool_poll_s`. With
+    # `warm_next_stage` a stage's first actor starts as soon as the stage before it has work.
     work_per_actor: int = Field(2, ge=1)
+    warm_next_stage: bool = True
     pool_min_actors: int = Field(1, ge=0)
     pool_idle_s: float = Field(60, gt=0)
     pool_poll_s: float = Field(0.5, gt=0)

@@ -252,7 +252,7 @@ class PipelineWorker:
         for stage in self.stages:
             work = demand.get(self.prefix + stage.name, 0)
             need = -(-work // wc.work_per_actor)
-            if upstream and self._follows(stage):
+            if upstream and wc.warm_next_stage and self._follows(stage):
                 need = max(need, 1)
             plan.append((stage, work, need))
             upstream = work

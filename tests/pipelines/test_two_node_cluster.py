@@ -215,9 +215,12 @@ def test_second_node_killed_mid_transcribe(
     # 1 CPU in all for the stages that run: after the loss every actor fits on the head. The default
     # max_attempts: a lost node is a cluster outage, which must not spend the job's attempts
     # (the call in flight fails "actor unavailable" until Ray declares the node dead).
-    # Import takes half the head (0.5 CPU), so Ray places the ASR actor, asked for while
-    # videos import, on the second node; no export is queued, so no export actor starts.
-    config_path = _write_config(tmp_path, stage_cpus=0.25, import__num_cpus=0.5)
+    # Import takes half the head (0.5 CPU) and the ASR actor is asked for only once a video
+    # is imported (no warming of the next stage), so Ray places it on the second node; no
+    # export is queued, so no export actor starts.
+    config_path = _write_config(
+        tmp_path, stage_cpus=0.25, import__num_cpus=0.5, worker__warm_next_stage=False
+    )
     app_env = _app_env(fresh_database_url, redis_url, pipeline_settings, tmp_path)
     settings = pipeline_settings.model_copy(update={"database_url": fresh_database_url})
     with create_pool(settings, fresh_database_url, application_name="two-node", max_size=2) as pool:
