@@ -233,6 +233,8 @@ def _startup(worker: Any, pool: Any, t0: float, enqueued: Any) -> list[str]:
     lines = []
     for actors in worker.pools:
         for start in sorted(actors.starts, key=lambda s: s.requested):
+            if start.ready is None:  # removed before it had loaded
+                continue
             lines.append(
                 f"  {start.stage:10} actor asked for at {start.requested - t0:5.1f} s, "
                 f"loaded at {start.ready - t0:5.1f} s ({start.ready - start.requested:.1f} s)"

@@ -85,6 +85,16 @@ MODEL_LOADS = Counter(
 STAGE_ROWS = Counter(
     "clipforge_stage_rows_total", "Rows (videos or exports) sent to stage actors.", ["stage"]
 )
+STAGE_ACTORS = Gauge(
+    "clipforge_stage_actors",
+    "Actors in a stage's elastic pool of this worker (loading ones included).",
+    ["stage"],
+)
+STAGE_WORK_PER_ACTOR = Gauge(
+    "clipforge_stage_work_per_actor",
+    "Jobs of a stage runnable now or running on this worker, per actor of its pool.",
+    ["stage"],
+)
 OBJECT_CACHE = Counter(
     "clipforge_object_cache_requests_total",
     "Node-local object cache lookups by stage actors, by result (hit / miss).",

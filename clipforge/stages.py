@@ -24,32 +24,21 @@ class StageInfo:
         label: its line in `clipforge process`'s progress.
         backfill: whether `python -m pipelines.backfill --stage` can re-run it over stored videos.
         driver: ``module:Class`` of its driver side (a `pipelines.stages.base.BaseStage`).
-        warm_after: the stage whose actors must have loaded their models before the worker
-            starts this one's (actor processes booting at once share the CPUs); None: at once.
     """
 
     name: str
     label: str
     backfill: bool
     driver: str
-    warm_after: str | None = None
 
 
-# Import (needed at once) starts with detect (the longest to load); transcribe once import is
-# up, export once detect is up.
+# In pipeline order: the worker's pools start a stage's first actor when the stage before it
+# has work (`pipelines.worker.PipelineWorker.scale_pools`).
 STAGES: tuple[StageInfo, ...] = (
     StageInfo("import", "import", True, "pipelines.stages.importer:ImportStage"),
-    StageInfo(
-        "transcribe",
-        "transcribe",
-        True,
-        "pipelines.stages.transcribe:TranscribeStage",
-        warm_after="import",
-    ),
+    StageInfo("transcribe", "transcribe", True, "pipelines.stages.transcribe:TranscribeStage"),
     StageInfo("detect", "find clips", True, "pipelines.stages.detect:DetectStage"),
-    StageInfo(
-        "export", "render clips", False, "pipelines.stages.export:ExportStage", warm_after="detect"
-    ),
+    StageInfo("export", "render clips", False, "pipelines.stages.export:ExportStage"),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 BACKFILL_STAGES: tuple[str, ...] = tuple(s.name for s in STAGES if s.backfill)

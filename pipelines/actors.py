@@ -19,10 +19,12 @@ the stage method, as before.
 from __future__ import annotations
 
 import logging
+import math
 import os
-import queue
 import threading
+import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
@@ -147,8 +149,24 @@ def _job_ids(item: Any) -> list[int]:
     return ids
 
 
+@dataclass
+class ActorStart:
+    """When one actor of a pool was asked for, and when it had loaded its models (monotonic)."""
+
+    stage: str
+    requested: float
+    ready: float | None = None
+
+
 class ActorSet:
-    """The warm actors of one stage; rows go to whichever actor is free, one call per actor."""
+    """The elastic pool of one stage's warm actors; rows go to whichever ready actor is free.
+
+    The pool starts empty and grows on demand (`grow`, and `map` when it has none) up to
+    `count` actors; `shrink` removes actors that have been idle for a while, never one with a
+    call in flight. An actor gets calls only once it has loaded its models, so an actor still
+    waiting for a CPU (a resource request the Ray autoscaler sees, answered by a new node)
+    holds no work back while its siblings run.
+    """
 
     def __init__(
         self,
@@ -162,7 +180,8 @@ class ActorSet:
         telemetry: Telemetry,
     ) -> None:
         self.stage = stage
-        self._cls, self._args, self._count = cls, args, count
+        self._cls, self._args = cls, args
+        self.max_count = count
         # A killed or crashed actor is restarted (loading its models again) and the call it was
         # running is retried once on the new one; stage outputs are idempotent, so that is safe.
         self._options: dict[str, float | int] = {
@@ -172,56 +191,126 @@ class ActorSet:
             "max_task_retries": 1,
         }
         self._telemetry = telemetry
-        self._actors: list[Any] = []
-        self._ready: dict[Any, int] = {}
-        self._free: queue.Queue[int] = queue.Queue()
-        self._lock = threading.Lock()
+        self._handles: dict[int, Any] = {}  # actor number -> handle, oldest first
+        self._loading: dict[Any, int] = {}  # ready() ref -> actor number, until it answers
+        self._idle: dict[int, float] = {}  # ready, free actors -> since when (monotonic)
+        self._next = 0
+        self._cond = threading.Condition()
+        self.starts: list[ActorStart] = []
+        self._start_of: dict[int, ActorStart] = {}
+        self._remote: Any = None
 
     @property
     def cpu_demand(self) -> float:
-        """CPUs the stage's actors reserve together."""
-        return float(self._options["num_cpus"]) * self._count
+        """CPUs one actor of the stage reserves (the least the pool needs to run at all)."""
+        return float(self._options["num_cpus"])
 
     def scale_cpus(self, factor: float) -> None:
-        """Reserve `factor` times the configured CPUs (before the actors start)."""
+        """Reserve `factor` times the configured CPUs (for actors started from now on)."""
         self._options["num_cpus"] = float(self._options["num_cpus"]) * factor
+        self._remote = None
 
     @property
     def actors(self) -> list[Any]:
-        """The actor handles (started on first use)."""
-        return list(self._actors)
+        """The actor handles, oldest first (loading ones included)."""
+        with self._cond:
+            return list(self._handles.values())
 
-    def start(self) -> None:
-        """Create the actors (models load in the background while other stages work)."""
+    @property
+    def size(self) -> int:
+        """Actors in the pool, loading ones included."""
+        with self._cond:
+            return len(self._handles)
+
+    @property
+    def loaded(self) -> int:
+        """Actors that have loaded their models (they take calls)."""
+        with self._cond:
+            return len(self._handles) - len(self._loading)
+
+    @property
+    def busy(self) -> int:
+        """Loaded actors with a call in flight."""
+        with self._cond:
+            return len(self._handles) - len(self._loading) - len(self._idle)
+
+    def grow(self, target: int) -> int:
+        """Start actors until the pool has `target` (at most its maximum); returns how many
+        were started. Models load in the background while other stages work."""
         import ray
 
-        with self._lock:
-            if self._actors:
-                return
-            remote = ray.remote(self._cls).options(**self._options)
-            self._actors = [remote.remote(*self._args) for _ in range(self._count)]
-            self._ready = {a.ready.remote(): i for i, a in enumerate(self._actors)}
-            self._free = queue.Queue()
-            for index in range(len(self._actors)):
-                self._free.put(index)
+        started = 0
+        with self._cond:
+            target = min(target, self.max_count)
+            if len(self._handles) >= target:
+                return 0
+            if self._remote is None:  # one actor class for the pool: exported to Ray once
+                self._remote = ray.remote(self._cls).options(**self._options)
+            remote = self._remote
+            while len(self._handles) < target:
+                number, self._next = self._next, self._next + 1
+                handle: Any = remote.remote(*self._args)
+                self._handles[number] = handle
+                self._loading[handle.ready.remote()] = number
+                record = ActorStart(self.stage, time.monotonic())
+                self.starts.append(record)
+                self._start_of[number] = record
+                started += 1
+        log.info("stage pool grew", extra={"stage": self.stage, "actors": target})
+        return started
+
+    def start(self) -> None:
+        """Start the pool's actors up to its maximum."""
+        self.grow(self.max_count)
+
+    def shrink(self, target: int, idle_s: float) -> int:
+        """Remove actors beyond `target` that are still loading or have been idle `idle_s`,
+        the last loaded first (those placed on nodes the autoscaler added, which can then go
+        away); an actor with a call in flight is never removed. Returns how many were removed."""
+        import ray
+
+        now = time.monotonic()
+        removed: list[Any] = []
+        with self._cond:
+            loading = set(self._loading.values())
+            for number in sorted(self._handles, key=self._ready_at, reverse=True):
+                if len(self._handles) <= target:
+                    break
+                since = self._idle.get(number)
+                if number in loading or (since is not None and now - since >= idle_s):
+                    removed.append(self._handles.pop(number))
+                    self._idle.pop(number, None)
+                    self._start_of.pop(number, None)
+            self._loading = {r: n for r, n in self._loading.items() if n in self._handles}
+        for handle in removed:
+            ray.kill(handle, no_restart=True)
+        if removed:
+            log.info("stage pool shrank", extra={"stage": self.stage, "actors": self.size})
+        return len(removed)
+
+    def _ready_at(self, number: int) -> float:
+        """When the actor had loaded its models (infinity while it loads)."""
+        record = self._start_of.get(number)
+        return math.inf if record is None or record.ready is None else record.ready
 
     def map(self, method: str, items: list[Any]) -> list[Any]:
-        """Call `method` once per item, spread over the actors; a value or an Exception each.
+        """Call `method` once per item, spread over the loaded actors; a value or an Exception
+        each.
 
         Several runner threads of a stage may map at once: idle actors are shared between them
         (one call per actor at a time), so no actor idles while another thread has work.
         """
         import ray
 
-        self.start()
+        self.grow(1)
         results: list[Any] = [None] * len(items)
         todo = deque(enumerate(items))
         running: dict[Any, tuple[int, int, tracing.Hop | None]] = {}
         STAGE_ROWS.labels(stage=self.stage).inc(len(items))
         while todo or running:
-            while todo and (actor := self._acquire(block=not running)) is not None:
+            while todo and (acquired := self._acquire(block=not running)) is not None:
+                actor, handle = acquired
                 index, item = todo.popleft()
-                handle = self._actors[actor]
                 hop = tracing.start_hop(
                     f"ray {self.stage}.{method}",
                     _job_ids(item),
@@ -232,24 +321,45 @@ class ActorSet:
                 else:
                     ref = handle.traced.remote(method, item, hop.carrier)
                 running[ref] = (index, actor, hop)
+            if not running:
+                continue
             # Short waits while work is left: an actor another thread frees is picked up soon.
             done, _ = ray.wait(list(running), num_returns=1, timeout=0.05 if todo else None)
             for ref in done:
                 index, actor, hop = running.pop(ref)
-                self._free.put(actor)
                 results[index] = self._answer(ref, actor)
+                self._release(actor)
                 if hop is not None:
                     answer = results[index]
                     hop.end(error=repr(answer) if isinstance(answer, Exception) else None)
-        self._absorb_ready(wait=False)
         return results
 
-    def _acquire(self, *, block: bool) -> int | None:
-        """An idle actor, or None (waits only when the caller has nothing in flight)."""
-        try:
-            return self._free.get(block=block)
-        except queue.Empty:
-            return None
+    def _acquire(self, *, block: bool) -> tuple[int, Any] | None:
+        """A loaded idle actor, or None (waits only when the caller has nothing in flight)."""
+        while True:
+            self._absorb_ready(timeout=0)
+            with self._cond:
+                if self._idle:
+                    # The first loaded: those loaded last (on added nodes) idle and go first.
+                    number = min(self._idle, key=self._ready_at)
+                    del self._idle[number]
+                    return number, self._handles[number]
+                if not block:
+                    return None
+                empty, loading = not self._handles, bool(self._loading)
+                if not empty and not loading:  # all busy: wait for a call to end
+                    self._cond.wait(0.05)
+                    continue
+            if empty:  # closed (a stage timeout) or shrunk meanwhile
+                self.grow(1)
+            else:
+                self._absorb_ready(timeout=0.05)
+
+    def _release(self, actor: int) -> None:
+        with self._cond:
+            if actor in self._handles:
+                self._idle[actor] = time.monotonic()
+                self._cond.notify()
 
     def _answer(self, ref: Any, actor: int) -> Any:
         import ray
@@ -271,34 +381,43 @@ class ActorSet:
         self._telemetry.absorb(self.stage, actor, report)
         return value
 
-    def _absorb_ready(self, *, wait: bool) -> None:
+    def _absorb_ready(self, *, timeout: float | None) -> None:
+        """Move actors whose models have loaded into the idle set (waiting up to `timeout`)."""
         import ray
 
-        with self._lock:
-            pending = dict(self._ready)
+        with self._cond:
+            pending = dict(self._loading)
         if not pending:
             return
-        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=None if wait else 0)
+        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
         for ref in done:
-            with self._lock:  # several threads may see it done: only one absorbs its report
-                actor = self._ready.pop(ref, None)
-            if actor is None:
-                continue
+            with self._cond:  # several threads may see it done: only one absorbs its report
+                number = self._loading.pop(ref, None)
+                if number is None or number not in self._handles:
+                    continue
+                self._idle[number] = time.monotonic()
+                record = self._start_of.get(number)
+                if record is not None:
+                    record.ready = time.monotonic()
+                self._cond.notify()
             try:
-                self._telemetry.absorb(self.stage, actor, ray.get(ref))
+                self._telemetry.absorb(self.stage, number, ray.get(ref))
             except Exception:  # an actor that failed to start shows up on its first call
                 log.warning("stage actor failed to start", extra={"stage": self.stage})
 
     def wait_ready(self) -> None:
-        """Block until every actor has loaded its models (tests, benchmarks)."""
+        """Start the pool's actors up to its maximum and block until all have loaded their
+        models (tests, benchmarks)."""
         self.start()
-        self._absorb_ready(wait=True)
+        self._absorb_ready(timeout=None)
 
     def close(self) -> None:
         """Kill the actors (their CPUs and memory go back to the cluster)."""
         import ray
 
-        with self._lock:
-            actors, self._actors, self._ready = self._actors, [], {}
+        with self._cond:
+            actors = list(self._handles.values())
+            self._handles, self._loading, self._idle = {}, {}, {}
+            self._start_of = {}
         for actor in actors:
             ray.kill(actor, no_restart=True)

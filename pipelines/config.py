@@ -25,6 +25,15 @@ class WorkerConfig(_Section):
 
     claim_batch_size: int = Field(8, ge=1, le=100)
     idle_poll_s: float = Field(5, gt=0)
+    # Elastic stage pools (pipelines.worker): a stage's actors grow with its queued work, one
+    # per `work_per_actor` jobs up to the stage's `actors`, and shrink to `pool_min_actors`
+    # once idle `pool_idle_s`; the queue is looked at every `pool_poll_s`. With
+    # `warm_next_stage` a stage's first actor starts as soon as the stage before it has work.
+    work_per_actor: int = Field(2, ge=1)
+    warm_next_stage: bool = True
+    pool_min_actors: int = Field(1, ge=0)
+    pool_idle_s: float = Field(60, gt=0)
+    pool_poll_s: float = Field(0.5, gt=0)
 
 
 class ImportConfig(_Section):

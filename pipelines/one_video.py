@@ -179,7 +179,7 @@ def _run_pipeline(
             video_id = _enqueue(pool, settings, checked, stage_file=staged, owner=owner)
             say("starting the stage actors")
             worker = PipelineWorker(settings, config, pool, database_url=url)
-            worker.start()  # models go on loading in the actors while the first stages run
+            worker.start()  # each stage's actors start (and load models) as work reaches it
         shown = display.stages(pool, video_id) if display else contextlib.nullcontext()
         # Closing the worker releases its stage actors before outputs are copied.
         with shown, worker:

@@ -3,8 +3,12 @@
 Each stage (import, transcribe, detect, export; see `pipelines.stages`) gets its own queue
 runner thread that claims only that stage's jobs and its own long-lived Ray actors, so while one
 video is transcribed another is scored and a third exported, and models load once per worker
-instead of once per batch. This module only wires stages, runners and the video lifecycle
-(`pipelines.lifecycle`) together and decides when an `until_idle` run is over. The driver alone
+instead of once per batch. Each stage's actors form an elastic pool (`pipelines.actors.ActorSet`)
+sized to the stage's queued and running jobs by `scale_pools`: no actor starts for a stage with
+nothing to do, a pool grows (up to the stage's `actors`; an actor finding no free CPU is a request
+the Ray autoscaler answers with a node) and idle actors go again. This module only wires stages,
+runners, pools and the video lifecycle (`pipelines.lifecycle`) together and decides when an
+`until_idle` run is over. The driver alone
 talks to Postgres; actors only read and write object storage, with keys derived from ids, so a
 re-run overwrites instead of duplicating.
 """
@@ -22,12 +26,12 @@ from types import TracebackType
 
 from clipforge.cache import Cache
 from clipforge.db.pool import Pool
-from clipforge.db.repo.pipeline_jobs import has_work
+from clipforge.db.repo.pipeline_jobs import has_work, stage_demand
+from clipforge.metrics import STAGE_ACTORS, STAGE_WORK_PER_ACTOR
 from clipforge.queue import Job, JobNotifier, JobResult, QueuePolicy, QueueRunner, RunnerOptions
 from clipforge.settings import Settings
-from clipforge.stages import STAGES
 from models.highlight_config import ScorerConfig
-from pipelines.actors import Telemetry
+from pipelines.actors import ActorSet, Telemetry
 from pipelines.config import PipelineConfig
 from pipelines.lifecycle import Lifecycle
 from pipelines.stages.base import Stage, build_stages, run_batch
@@ -89,7 +93,7 @@ class PipelineWorker:
         self._stopped = threading.Event()
         self._runners: list[QueueRunner] = []
         self._notifiers: list[JobNotifier] = []
-        self._warming: threading.Thread | None = None
+        self._started = False
         self.stage_timeout_s = settings.stage_timeout_s
         # Checked before each stage claim (`QueueRunner` gate); `clipforge worker` sets the
         # free-space floor here (clipforge.diskspace).
@@ -172,25 +176,26 @@ class PipelineWorker:
         return outcomes[0]
 
     def start(self) -> None:
-        """Start the stage actors in the background (models load while jobs are claimed).
-
-        Actor processes booting at once share the CPUs, so they start in the order the work
-        needs them: import (needed at once) with detect (the longest to load), then transcribe
-        once import is up, then export once detect is up. A stage that gets work before its
-        turn starts its actors right away.
-        """
+        """Connect to Ray and size the actors' CPU share; no actor starts before its stage has
+        work (`scale_pools`, or a runner's first claim)."""
         ensure_ray()
-        if self._warming is None:
+        if not self._started:
             self._fit_cpus()
-            self._warming = threading.Thread(target=self._warm_up, name="warm-up", daemon=True)
-            self._warming.start()
+            self._started = True
+
+    @property
+    def pools(self) -> list[ActorSet]:
+        """Every stage's actor pool, in pipeline order."""
+        return [s.actors for s in self.stages]
 
     def _fit_cpus(self) -> None:
-        """Shrink the actors' CPU reservations if together they exceed the CPUs still free.
+        """Shrink the actors' CPU reservations if one actor of every stage would not fit in
+        the CPUs still free.
 
-        Every stage's actors live at once; a budget that does not fit (a small machine, Serve
-        replicas or another worker on the same Ray) would leave an actor pending forever and
-        its stage stuck. Scaled down, they all start and share the CPUs.
+        A stage with work must be able to run at least one actor; a budget that does not fit
+        (a small machine, Serve replicas or another worker on the same Ray) would leave it
+        pending forever and its stage stuck. Actors beyond the first of a pool may wait for
+        CPUs: those are the requests the Ray autoscaler answers with a new node.
         """
         import ray
 
@@ -204,19 +209,61 @@ class PipelineWorker:
             for stage in self.stages:
                 stage.actors.scale_cpus(available / demand)
 
-    def _warm_up(self) -> None:
-        actors = {s.name: s.actors for s in self.stages}
-        for info in STAGES:  # the registry's `warm_after` says who waits for whom
-            if info.warm_after is None:
-                actors[info.name].start()
-        for info in STAGES:
-            if info.warm_after is not None:
-                actors[info.warm_after].wait_ready()
-                actors[info.name].start()
+    def scale_pools(self) -> dict[str, int]:
+        """Size every stage's pool to its work; returns the pool sizes by stage.
+
+        A stage gets one actor per `work_per_actor` jobs runnable now or running here (at most
+        its configured actors); a stage with none gets its first actor as soon as the stage
+        before it has work, so models load while that stage works (ASR while videos import).
+        A pool with less work than actors shrinks, down to `pool_min_actors`, by the actors
+        idle for `pool_idle_s`; one with a call in flight stays.
+        """
+        wc = self.config.worker
+        with self.pool.connection() as conn:
+            demand = stage_demand(conn, kinds=self.kinds, worker_id=self.worker_id)
+        plan: list[tuple[Stage, int, int]] = []  # (stage, jobs, actors needed)
+        upstream = 0
+        for stage in self.stages:
+            work = demand.get(self.prefix + stage.name, 0)
+            need = -(-work // wc.work_per_actor)
+            if upstream and wc.warm_next_stage and self._follows(stage):
+                need = max(need, 1)
+            plan.append((stage, work, need))
+            upstream = work
+        # Later stages first: their models take longest to load (ASR before import).
+        for stage, _, need in reversed(plan):
+            if need > stage.actors.size:
+                stage.actors.grow(need)
+        sizes: dict[str, int] = {}
+        for stage, work, need in plan:
+            actors = stage.actors
+            if actors.size > max(need, wc.pool_min_actors):
+                actors.shrink(max(need, wc.pool_min_actors), wc.pool_idle_s)
+            sizes[stage.name] = actors.size
+            STAGE_ACTORS.labels(stage=stage.name).set(actors.size)
+            STAGE_WORK_PER_ACTOR.labels(stage=stage.name).set(work / max(actors.size, 1))
+        return sizes
+
+    def _follows(self, stage: Stage) -> bool:
+        """Whether the stage's jobs come from the stage before it by themselves (exports only
+        with auto-export on)."""
+        return stage.name != "export" or self.config.detect.auto_export.enabled
+
+    def _manage_pools(self, stop: threading.Event) -> None:
+        while True:
+            try:
+                self.scale_pools()
+            except Exception:  # the database is away: the pools keep their size meanwhile
+                log.warning("could not size the stage pools", exc_info=True)
+            if stop.wait(self.config.worker.pool_poll_s):
+                return
 
     def wait_ready(self) -> None:
-        """Start every stage's actors now and block until all have loaded their models."""
+        """Start every stage's actors now, up to each pool's maximum, and block until all have
+        loaded their models (a warm worker; tests, benchmarks)."""
         self.start()
+        for stage in self.stages:
+            stage.actors.start()
         for stage in self.stages:
             stage.actors.wait_ready()
 
@@ -227,6 +274,20 @@ class PipelineWorker:
         if self._stopped.is_set():
             return 0
         self.start()
+        # Pools are sized (the first actors asked for) before the claim loops connect.
+        managing = threading.Event()
+        manager = threading.Thread(
+            target=self._manage_pools, args=(managing,), name="pools", daemon=True
+        )
+        manager.start()
+        try:
+            return self._drive(until_idle=until_idle, until=until)
+        finally:
+            managing.set()
+            manager.join()
+
+    def _drive(self, *, until_idle: bool, until: Callable[[], bool] | None) -> int:
+        """Run the claim loops until stopped, idle or `until`; the jobs they ran."""
         self._runners = runners = self._make_runners()
         done = [0] * len(runners)
         errors: list[BaseException] = []

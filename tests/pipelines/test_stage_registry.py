@@ -66,9 +66,6 @@ def test_every_entry_names_its_driver_class() -> None:
         assert issubclass(cls, BaseStage) and cls.name == info.name
     assert [s.name for s in STAGES] == list(STAGE_NAMES)
     assert set(BACKFILL_STAGES) < set(STAGE_NAMES)
-    # Warm-up waits only on stages that start before them.
-    for index, info in enumerate(STAGES):
-        assert info.warm_after is None or info.warm_after in STAGE_NAMES[:index]
 
 
 def test_job_kinds_name_their_stage() -> None:

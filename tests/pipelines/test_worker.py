@@ -14,6 +14,7 @@ from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.webhooks import create_webhook
 from pipelines.worker import PipelineWorker
+from tests.pipelines._ready_clip import queue_exports, ready_clip
 from tests.pipelines.conftest import upload_video, url_video
 from tests.utils.factories import make_key
 
@@ -225,3 +226,19 @@ def test_killed_worker_loses_nothing(
     for video in videos:
         keys = [i.key for i in store.list_page(f"videos/{video.id}/").items]
         assert keys == [f"videos/{video.id}/audio.flac", f"videos/{video.id}/original.mp4"]
+
+
+def test_worker_with_only_exports_queued_starts_no_asr_actor(
+    worker: PipelineWorker, db: Pool, pipeline_settings: Settings, test_media: dict[str, Path]
+) -> None:
+    # The state of a worker restarted while only an export waits.
+    video_id, clip_id = ready_clip(db, pipeline_settings, test_media["speech_short"])
+    [export_id] = queue_exports(db, video_id, clip_id, 1)
+
+    assert worker.run(until_idle=True) == 1
+    with db.connection() as conn:
+        row = conn.execute("SELECT status FROM exports WHERE id = %s", (export_id,)).fetchone()
+    assert row is not None and row["status"] == "ready"
+    started = {pool.stage: len(pool.starts) for pool in worker.pools}
+    assert started == {"import": 0, "transcribe": 0, "detect": 0, "export": 1}
+    assert {pool.stage: pool.size for pool in worker.pools}["transcribe"] == 0

@@ -146,6 +146,22 @@ def local_cluster(
         _stop(cluster)
 
 
+def add_node(cluster: LocalCluster, *, num_cpus: int = 1, timeout_s: float = 90) -> float:
+    """Start one more raylet (a node an autoscaler would add); returns when it is alive, as
+    `time.monotonic()`."""
+    alive = _alive_nodes(cluster)
+    node_dir = Path(tempfile.mkdtemp(prefix="cfn-", dir="/tmp"))
+    cluster.temp_dirs.append(node_dir)
+    cmd = _node_cmd(node_dir, head=cluster, num_cpus=num_cpus)
+    cluster.nodes.append(_start(cmd, cluster.env, node_dir))
+    deadline = time.monotonic() + timeout_s
+    while _alive_nodes(cluster) <= alive:
+        if cluster.nodes[-1].poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the added node did not come up: {cmd}")
+        time.sleep(0.2)
+    return time.monotonic()
+
+
 def _start(cmd: list[str], env: dict[str, str], temp_dir: Path) -> subprocess.Popen[bytes]:
     log = (temp_dir / "ray-start.log").open("wb")
     try:

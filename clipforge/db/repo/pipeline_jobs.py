@@ -23,3 +23,16 @@ def has_work(conn: Conn, *, kinds: Sequence[str], worker_id: str) -> bool:
         (list(kinds), worker_id),
     ).fetchone()
     return bool(row and row["busy"])
+
+
+def stage_demand(conn: Conn, *, kinds: Sequence[str], worker_id: str) -> dict[str, int]:
+    """Jobs of each of `kinds` runnable now or running under `worker_id` (the work a stage's
+    actor pool is sized for); kinds with none are absent."""
+    rows = conn.execute(
+        """SELECT kind, count(*) AS n FROM jobs WHERE kind = ANY(%s) AND (
+               (state = 'queued' AND run_after <= now())
+               OR (state = 'running' AND lease_owner = %s))
+           GROUP BY kind""",
+        (list(kinds), worker_id),
+    ).fetchall()
+    return {str(r["kind"]): int(r["n"]) for r in rows}
