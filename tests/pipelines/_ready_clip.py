@@ -12,7 +12,7 @@ from clipforge.db.repo.exports import create_export
 from clipforge.db.repo.transcripts import replace_transcript
 from clipforge.db.repo.videos import create_video, update_video
 from clipforge.media import probe
-from clipforge.queue import enqueue
+from clipforge.queue import QueuePolicy, enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.storage.keys import original_key
@@ -53,6 +53,12 @@ def queue_exports(pool: Pool, video_id: uuid.UUID, clip_id: uuid.UUID, n: int) -
     with pool.connection() as conn, conn.transaction():
         for _ in range(n):
             export = create_export(conn, clip_id=clip_id, aspect_ratio="9:16", caption_style="bold")
-            enqueue(conn, kind="export", video_id=video_id, payload={"export_id": str(export.id)})
+            enqueue(
+                conn,
+                QueuePolicy.defaults(),
+                kind="export",
+                video_id=video_id,
+                payload={"export_id": str(export.id)},
+            )
             ids.append(export.id)
     return ids
