@@ -29,6 +29,7 @@ from clipforge.redis_client import (
 )
 from clipforge.settings import Settings, load_settings
 from tests.utils.redis_cluster import RedisCluster, redis_cluster
+from tests.utils.wait import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +121,12 @@ def test_hung_master_degrades_only_its_keys_within_the_bound_and_recovers(
         assert cache.pending_invalidations == len(lost)  # queued, not dropped
     finally:
         cluster.resume(victim)
-    deadline = time.monotonic() + 20  # the breaker half-opens 5 s after it opened
-    while cache.pending_invalidations:
-        assert time.monotonic() < deadline, "queued invalidations never delivered"
-        time.sleep(0.2)
+    # The breaker half-opens 5 s after it opened.
+    wait_until(
+        lambda: not cache.pending_invalidations,
+        timeout_s=20,
+        what="queued invalidations never delivered",
+    )
     # Delivered to the master that hung: its keys hold tombstones now.
     assert {client.get(cache.full_key("video", i)) for i in lost} == {b"\x00invalidated"}
     fresh = next(
@@ -183,14 +186,14 @@ def test_client_starts_before_the_cluster_and_finds_it_later(
         client.get("x")
     try:
         later.create()
-        deadline = time.monotonic() + 10
-        while True:
+
+        def set_x() -> bool:
             try:
-                client.set("x", "1")
-                break
+                return bool(client.set("x", "1"))
             except redis.ConnectionError:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+                return False
+
+        wait_until(set_x, timeout_s=10, interval_s=0.2, what="the new node never took a write")
         assert client.get("x") == b"1"
     finally:
         client.close()

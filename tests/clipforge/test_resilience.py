@@ -8,6 +8,7 @@ import pytest
 
 from clipforge.errors import CircuitOpen
 from clipforge.resilience import CircuitBreaker
+from tests.utils.wait import wait_until
 
 
 def test_breaker_opens_fails_fast_then_half_opens_and_closes() -> None:
@@ -21,16 +22,17 @@ def test_breaker_opens_fails_fast_then_half_opens_and_closes() -> None:
     for _ in range(2):
         with pytest.raises(ConnectionError):
             breaker.call(down)
+    opened = time.monotonic()
     assert breaker.state == "open"
     with pytest.raises(CircuitOpen):
         breaker.call(down)
     assert len(calls) == 2  # the open breaker did not call the dependency
-    time.sleep(0.25)
-    assert breaker.state == "half-open"
+    wait_until(lambda: breaker.state == "half-open", timeout_s=5, interval_s=0.02)
+    assert time.monotonic() - opened >= 0.2  # not before reset_after_s
     with pytest.raises(ConnectionError):
         breaker.call(down)  # the trial call fails: open again
     assert breaker.state == "open"
-    time.sleep(0.25)
+    wait_until(lambda: breaker.state == "half-open", timeout_s=5, interval_s=0.02)
     assert breaker.call(lambda: "back") == "back"
     assert breaker.state == "closed"
 

@@ -24,6 +24,7 @@ import yaml
 
 from tests.cluster.conftest import CLUSTER
 from tests.utils.servers import free_port, wait_for_port
+from tests.utils.wait import wait_until
 
 AM = CLUSTER / "alertmanager"
 CONFIG = AM / "alertmanager.yml"
@@ -257,11 +258,12 @@ def test_alertmanager_pages_by_severity_and_inhibits_symptoms(
         def ticketed() -> set[str]:
             return {b["details"]["alertname"] for _, b in recorder.by_path("/opsgenie/v2/alerts")}
 
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if paged() >= {"PostgresUnreachable", "WorkerDown"} and ticketed():
-                break
-            time.sleep(0.2)
+        wait_until(
+            lambda: paged() >= {"PostgresUnreachable", "WorkerDown"} and ticketed(),
+            timeout_s=15,
+            interval_s=0.2,
+            what=lambda: (paged(), ticketed()),
+        )
         time.sleep(1.5)  # one more group interval: an inhibited alert would have arrived by now
         assert paged() == {"PostgresUnreachable", "WorkerDown"}
         assert ticketed() == {"ServeReplicaRestarting"}

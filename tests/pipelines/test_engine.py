@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +22,7 @@ from pipelines.worker import PipelineWorker
 from tests.pipelines.conftest import upload_video, url_video
 from tests.pipelines.test_worker import _row_counts, _states
 from tests.utils.factories import make_key
+from tests.utils.wait import wait_until
 
 
 def _loads() -> dict[str, float]:
@@ -52,16 +52,14 @@ def test_three_batches_load_each_model_once_per_actor(
 
 
 def _wait_running(pool: Pool, kind: str, deadline_s: float = 120) -> bool:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
+    def running() -> bool:
         with pool.connection() as conn:
             row = conn.execute(
                 "SELECT count(*) AS n FROM jobs WHERE kind = %s AND state = 'running'", (kind,)
             ).fetchone()
-        if row and row["n"]:
-            return True
-        time.sleep(0.02)
-    return False
+        return bool(row and row["n"])
+
+    return wait_until(running, timeout_s=deadline_s, interval_s=0.02, what=f"a {kind} job running")
 
 
 def test_stage_actors_killed_mid_batch_lose_and_duplicate_nothing(
@@ -79,11 +77,16 @@ def test_stage_actors_killed_mid_batch_lose_and_duplicate_nothing(
     ray.kill(detect.actors[0], no_restart=False)
     runner.join(timeout=300)
 
-    deadline = time.monotonic() + 180  # a call that failed twice is retried by the queue
-    while time.monotonic() < deadline and any(s != ("ready", None) for s in _states(db).values()):
+    def all_ready() -> bool:
+        return all(s == ("ready", None) for s in _states(db).values())
+
+    def rerun_and_check() -> bool:  # a call that failed twice is retried by the queue
+        if all_ready():
+            return True
         worker.run(until_idle=True)
-        time.sleep(0.5)
-    assert all(s == ("ready", None) for s in _states(db).values()), _states(db)
+        return all_ready()
+
+    wait_until(rerun_and_check, timeout_s=180, interval_s=0.5, what=lambda: _states(db))
     counts = _row_counts(db)
     assert len(counts) == 3
     for row in counts:

@@ -96,17 +96,6 @@ def test_draft_size_is_a_config_option() -> None:
     assert load_pipeline_config(export__short_side=720).export.short_side == 720
 
 
-def _media() -> dict[str, Path]:
-    import importlib.util
-
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("mtm", root / "scripts" / "make_test_media.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return dict(module.build_all())
-
-
 def _caption_block(ass: str, height: int) -> tuple[float, float]:
     """(top, bottom) of the caption block as shares of the height, from the script's style."""
     fields = re.search(r"^Style: (.*)$", ass, re.M).group(1).split(",")  # type: ignore[union-attr]
@@ -126,8 +115,8 @@ def _caption_block(ass: str, height: int) -> tuple[float, float]:
     return top, top + block
 
 
-def test_captions_keep_out_of_the_tracked_face(tmp_path: Path) -> None:
-    face_pan = _media()["face_pan"]
+def test_captions_keep_out_of_the_tracked_face(tmp_path: Path, test_media: dict[str, Path]) -> None:
+    face_pan = test_media["face_pan"]
     truth = json.loads(face_pan.with_suffix(".truth.json").read_text())
     # A 9:16 crop of the 960x540 picture is full height: the face's rows are the output's.
     height = truth["height"]
@@ -164,8 +153,10 @@ def _still(face_pan: Path, at_s: float) -> np.ndarray:
     raise AssertionError("no frame")
 
 
-def test_poster_is_a_sharp_open_eyed_face_not_the_frame_at_one_second(tmp_path: Path) -> None:
-    face_pan = _media()["face_pan"]
+def test_poster_is_a_sharp_open_eyed_face_not_the_frame_at_one_second(
+    tmp_path: Path, test_media: dict[str, Path]
+) -> None:
+    face_pan = test_media["face_pan"]
     truth = json.loads(face_pan.with_suffix(".truth.json").read_text())
     picture = _still(face_pan, 1.0)
     x, y, w, h = truth["face_boxes"][25]  # frame 25 = 1 s

@@ -6,6 +6,7 @@ in-memory exporter. One module-scoped worker (its warm actors start once) serves
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import re
@@ -40,6 +41,7 @@ from pipelines.worker import PipelineWorker
 from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
 from tests.utils.factories import make_key
+from tests.utils.wait import wait_until
 
 
 @dataclass
@@ -179,14 +181,49 @@ def api(
     deps.close()
 
 
-def _presigned(settings: Settings, path: Path) -> str:
-    """A presigned GET URL of `path` put into the bucket: a client's own signed source URL."""
-    store = create_store(settings)
-    key = f"inputs/{uuid.uuid4().hex}{path.suffix}"
-    store.put_file(key, path)
-    url = store.presign_get(key, expires_s=600)
-    assert "X-Amz-Signature=" in url
-    return url
+@dataclass
+class Obs:
+    """What every test here works with: the fake Sentry, the emptied database, the settings and
+    the media; the module's worker and API are started when a test first asks for them."""
+
+    record: Recorder
+    db: Pool
+    settings: Settings
+    media: dict[str, Path]
+    request: pytest.FixtureRequest
+
+    @property
+    def worker(self) -> PipelineWorker:
+        worker: PipelineWorker = self.request.getfixturevalue("obs_worker")
+        return worker
+
+    @property
+    def api(self) -> TestClient:
+        client: TestClient = self.request.getfixturevalue("api")
+        return client
+
+    def presigned(self, medium: str) -> str:
+        """A presigned GET URL of a test medium put into the bucket: a client's own signed
+        source URL."""
+        path = self.media[medium]
+        store = create_store(self.settings)
+        key = f"inputs/{uuid.uuid4().hex}{path.suffix}"
+        store.put_file(key, path)
+        url = store.presign_get(key, expires_s=600)
+        assert "X-Amz-Signature=" in url
+        return url
+
+
+@pytest.fixture()
+def obs(
+    recorder: tuple[Recorder, str],
+    db: Pool,
+    obs_settings: Settings,
+    test_media: dict[str, Path],
+    request: pytest.FixtureRequest,
+) -> Obs:
+    """The tests' shared arguments, in one."""
+    return Obs(recorder[0], db, obs_settings, test_media, request)
 
 
 def _signature(url: str) -> str:
@@ -214,27 +251,19 @@ def _trace_of(finished: list[ReadableSpan], root: ReadableSpan) -> list[Readable
 
 
 def _wait_for_events(record: Recorder, count: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """The events so far, once there are `count` of them or `timeout_s` has passed."""
     sentry_sdk.flush(timeout=5)
-    deadline = time.monotonic() + timeout_s
-    while len(events := record.events()) < count and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return events
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: len(record.events()) >= count, timeout_s=timeout_s, interval_s=0.1)
+    return record.events()
 
 
-def test_one_trace_from_post_to_export(
-    obs_worker: PipelineWorker,
-    api: TestClient,
-    spans: InMemorySpanExporter,
-    recorder: tuple[Recorder, str],
-    db: Pool,
-    obs_settings: Settings,
-    test_media: dict[str, Path],
-) -> None:
+def test_one_trace_from_post_to_export(obs: Obs, spans: InMemorySpanExporter) -> None:
     """One POST and the worker: one trace whose spans cover the request and every stage, with
     parent links intact across the queue and into the actors."""
-    record, _ = recorder
+    record, db, api, obs_worker = obs.record, obs.db, obs.api, obs.worker
     _, raw_key = make_key(db, "tracing")
-    source = _presigned(obs_settings, test_media["speech_short"])
+    source = obs.presigned("speech_short")
     spans.clear()
     client_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     answer = api.post(
@@ -310,18 +339,12 @@ def _job_state(pool: Pool, job_id: int) -> str:
     return str(row["state"])
 
 
-def test_unexpected_stage_failure_is_reported_once(
-    obs_worker: PipelineWorker,
-    recorder: tuple[Recorder, str],
-    db: Pool,
-    obs_settings: Settings,
-    test_media: dict[str, Path],
-) -> None:
+def test_unexpected_stage_failure_is_reported_once(obs: Obs) -> None:
     """A video row with a NaN duration (a corrupted row) breaks transcription on every attempt:
     one event when the job is dead, not one per attempt, tagged with the job, video and stage."""
-    record, _ = recorder
+    record, db, obs_worker = obs.record, obs.db, obs.worker
     before = len(_wait_for_events(record, 0, timeout_s=0))
-    source = _presigned(obs_settings, test_media["speech_short"])
+    source = obs.presigned("speech_short")
     with db.connection() as conn, conn.transaction():
         video = create_video(conn, owner_key_id=None, source_kind="url", source_url=source)
         update_video(
@@ -358,19 +381,12 @@ def test_unexpected_stage_failure_is_reported_once(
     _secrets_absent(record, _signature(source))
 
 
-def test_bad_media_reports_nothing(
-    obs_worker: PipelineWorker,
-    api: TestClient,
-    recorder: tuple[Recorder, str],
-    db: Pool,
-    obs_settings: Settings,
-    test_media: dict[str, Path],
-) -> None:
+def test_bad_media_reports_nothing(obs: Obs) -> None:
     """A corrupt source fails its job at once (bad input): nothing is sent."""
-    record, _ = recorder
+    record, db, api, obs_worker = obs.record, obs.db, obs.api, obs.worker
     before = len(_wait_for_events(record, 0, timeout_s=0))
     _, raw_key = make_key(db, "bad-media")
-    source = _presigned(obs_settings, test_media["corrupt"])
+    source = obs.presigned("corrupt")
     answer = api.post(
         "/v1/videos", json={"source_url": source}, headers={"Authorization": f"Bearer {raw_key}"}
     )
@@ -381,25 +397,19 @@ def test_bad_media_reports_nothing(
             "SELECT status, error FROM videos WHERE id = %s", (answer.json()["video"]["id"],)
         ).fetchone()
     assert video is not None and video["status"] == "failed" and "import" in video["error"]
-    time.sleep(0.5)
+    time.sleep(0.5)  # an event (sent late by an actor) would have arrived by now
     assert len(_wait_for_events(record, before, timeout_s=0)) == before
     _secrets_absent(record, raw_key, _signature(source))
 
 
-def test_unexpected_api_error_is_reported_once_and_scrubbed(
-    api: TestClient,
-    recorder: tuple[Recorder, str],
-    db: Pool,
-    obs_settings: Settings,
-    test_media: dict[str, Path],
-) -> None:
+def test_unexpected_api_error_is_reported_once_and_scrubbed(obs: Obs) -> None:
     """A video whose stored metadata is not an object (a corrupted row) breaks the video list:
     a 500 and one event tagged with the request id, in which the caller's key, its
     Authorization header and the presigned source URL in the handler's locals are scrubbed."""
-    record, _ = recorder
+    record, db, api = obs.record, obs.db, obs.api
     before = len(_wait_for_events(record, 0, timeout_s=0))
     key, raw_key = make_key(db, "api-error")
-    source = _presigned(obs_settings, test_media["speech_short"])
+    source = obs.presigned("speech_short")
     with db.connection() as conn, conn.transaction():
         video = create_video(conn, owner_key_id=key.id, source_kind="url", source_url=source)
         conn.execute(
@@ -410,7 +420,7 @@ def test_unexpected_api_error_is_reported_once_and_scrubbed(
     request_id = answer.headers["X-Request-ID"]
 
     events = _wait_for_events(record, before + 1)[before:]
-    time.sleep(0.5)
+    time.sleep(0.5)  # a duplicate would be late
     events = _wait_for_events(record, before + 1)[before:]
     assert len(events) == 1, [e.get("tags") for e in events]
     event = events[0]

@@ -7,6 +7,7 @@ metrics thread runs against a test-owned server that is stopped and started agai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from clipforge.db.pool import Conn, Pool, create_pool
 from clipforge.queue import Job, JobResult, QueuePolicy, QueueRunner, RunnerOptions, enqueue
 from clipforge.settings import Settings
 from tests.utils.servers import PostgresServer
+from tests.utils.wait import wait_until
 
 
 def _runner(db: Pool, handler: object) -> QueueRunner:
@@ -33,17 +35,16 @@ def _runner(db: Pool, handler: object) -> QueueRunner:
 def _run_until(runner: QueueRunner, db: Pool, done: str, count: int) -> None:
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+
+    def reached() -> bool:
+        with db.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) AS n FROM jobs WHERE state = %s", (done,)
+            ).fetchone()
+        return row is not None and row["n"] >= count
+
     try:
-        while True:
-            with db.connection() as conn:
-                row = conn.execute(
-                    "SELECT count(*) AS n FROM jobs WHERE state = %s", (done,)
-                ).fetchone()
-            if row is not None and row["n"] >= count:
-                return
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(reached, timeout_s=30, what=f"{count} job(s) {done}")
     finally:
         runner.stop.set()
         thread.join(timeout=10)
@@ -80,9 +81,8 @@ def test_a_lease_really_taken_over_is_still_reported(
     def handler(job: Job) -> JobResult:
         with db.connection() as conn:  # another worker took the job over meanwhile
             conn.execute("UPDATE jobs SET lease_owner = 'other-worker' WHERE id = %s", (job.id,))
-        deadline = time.monotonic() + 10
-        while not _lost_lines(caplog) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with contextlib.suppress(AssertionError):  # the assertion below says what is missing
+            wait_until(lambda: _lost_lines(caplog), timeout_s=10)
         taken.set()
         return JobResult()
 
@@ -127,10 +127,12 @@ def test_the_metrics_thread_logs_an_outage_once_not_every_interval(
             owned_pg.stop()
             time.sleep(3.0)  # ~10 failed refreshes
             owned_pg.start()
-            deadline = time.monotonic() + 30
-            while not any("is back" in r.getMessage() for r in caplog.records):
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_until(
+                lambda: any("is back" in r.getMessage() for r in caplog.records),
+                timeout_s=30,
+                interval_s=0.1,
+                what="the 'is back' line",
+            )
         finally:
             stop.set()
             thread.join(timeout=10)

@@ -8,6 +8,7 @@ person sees, not the progress display's redraws.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +23,8 @@ from pathlib import Path
 import psutil
 import pyte
 import pytest
+
+from tests.utils.wait import wait_until
 
 _REPO = Path(__file__).resolve().parents[2]
 _LIMIT_S = 420  # a hang (ffmpeg stopped by SIGTTIN) would hit this; a good run takes ~30-60 s
@@ -101,10 +104,13 @@ def test_process_in_a_terminal_finishes_quietly_and_leaves_nothing_running(
     # Framework output went to the log file instead of the terminal.
     assert "Ray" in (out / "clipforge.log").read_text()
     # Nothing it started is left: its Postgres, its Ray processes.
-    deadline = time.monotonic() + 10
-    while _ours_running(short_tmp) and time.monotonic() < deadline:
-        time.sleep(0.2)  # Ray's last workers may take a moment to see their raylet go
-    assert _ours_running(short_tmp) == []
+    # Ray's last workers may take a moment to see their raylet go.
+    wait_until(
+        lambda: not _ours_running(short_tmp),
+        timeout_s=10,
+        interval_s=0.2,
+        what=lambda: _ours_running(short_tmp),
+    )
     assert not (short_tmp / "home" / ".ray").exists()  # no token for a private local Ray
     # A one-off run keeps no copy of the input or the renders in the data folder.
     storage = short_tmp / "data" / "storage"
@@ -203,19 +209,24 @@ def test_sigterm_mid_run_stops_what_it_started(
         text=True,
     )  # fmt: skip
     log = out / "clipforge.log"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if log.exists() and "Started a local Ray" in log.read_text():
-            break  # Ray and the embedded Postgres are both up now
-        time.sleep(0.2)
+
+    def started() -> bool:  # Ray and the embedded Postgres are both up (or it exited)
+        return proc.poll() is not None or (
+            log.exists() and "Started a local Ray" in log.read_text()
+        )
+
+    with contextlib.suppress(AssertionError):  # after 120 s it is stopped mid-start-up instead
+        wait_until(started, timeout_s=120, interval_s=0.2)
     assert proc.poll() is None, proc.communicate()
     proc.terminate()
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in stderr
-    deadline = time.monotonic() + 15
-    while _ours_running(short_tmp) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _ours_running(short_tmp) == []
+    wait_until(
+        lambda: not _ours_running(short_tmp),
+        timeout_s=15,
+        interval_s=0.2,
+        what=lambda: _ours_running(short_tmp),
+    )
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, str]]:

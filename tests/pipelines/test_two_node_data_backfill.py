@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ from tests.pipelines.test_two_node_cluster import (
     _write_config,
 )
 from tests.utils.ray_cluster import LocalCluster, local_cluster
+from tests.utils.wait import wait_until
 
 
 def _pool_nodes(cluster: LocalCluster) -> set[str]:
@@ -94,12 +94,17 @@ def test_second_node_killed_mid_data_backfill(
                     stderr=subprocess.STDOUT,
                 )
             try:
-                deadline = time.monotonic() + 300  # two actor processes loading models
-                # Mid-run: a video committed, and the second node's actor is up taking calls.
-                while not (_committed(pool, "node-loss") and second in _pool_nodes(cluster)):
+
+                def mid_run() -> bool:  # a video committed, the second node's actor taking calls
                     assert driver.poll() is None, log_path.read_text()[-6000:]
-                    assert time.monotonic() < deadline, log_path.read_text()[-6000:]
-                    time.sleep(0.2)
+                    return bool(_committed(pool, "node-loss")) and second in _pool_nodes(cluster)
+
+                wait_until(  # two actor processes loading models
+                    mid_run,
+                    timeout_s=300,
+                    interval_s=0.2,
+                    what=lambda: log_path.read_text()[-6000:],
+                )
                 before = _committed(pool, "node-loss")
                 killed = cluster.kill_node(1)
                 code = driver.wait(timeout=300)

@@ -17,6 +17,7 @@ from pipelines.worker import PipelineWorker
 from tests.pipelines._ready_clip import queue_exports, ready_clip
 from tests.pipelines.conftest import upload_video, url_video
 from tests.utils.factories import make_key
+from tests.utils.wait import wait_until
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -146,17 +147,17 @@ def _start_worker(database_url: str, settings: Settings, tmp_path: Path) -> subp
 
 
 def _wait_for_running(pool: Pool, proc: subprocess.Popen[bytes], kind: str) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    def running() -> bool:
         with pool.connection() as conn:
-            running = conn.execute(
+            row = conn.execute(
                 "SELECT count(*) AS n FROM jobs WHERE kind = %s AND state = 'running'", (kind,)
             ).fetchone()
-        if running and running["n"] > 0:
-            return
+        if row and row["n"] > 0:
+            return True
         assert proc.poll() is None, "worker exited early"
-        time.sleep(0.2)
-    raise AssertionError(f"the worker never started a {kind} job")
+        return False
+
+    wait_until(running, timeout_s=120, interval_s=0.2, what=f"the worker to start a {kind} job")
 
 
 def test_sigterm_finishes_the_batch_in_flight_and_exits(
@@ -206,11 +207,16 @@ def test_killed_worker_loses_nothing(
         if proc.poll() is None:
             proc.kill()
 
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and any(s != ("ready", None) for s in _states(db).values()):
-        worker.run(until_idle=True)  # the dead worker's leases expire after 4 s, then we take over
-        time.sleep(0.5)
-    assert all(s == ("ready", None) for s in _states(db).values()), _states(db)
+    def all_ready() -> bool:
+        return all(s == ("ready", None) for s in _states(db).values())
+
+    def take_over() -> bool:  # the dead worker's leases expire after 4 s, then we take over
+        if all_ready():
+            return True
+        worker.run(until_idle=True)
+        return all_ready()
+
+    wait_until(take_over, timeout_s=180, interval_s=0.5, what=lambda: _states(db))
     with db.connection() as conn:
         retried = conn.execute(
             "SELECT attempts, last_error FROM jobs WHERE kind = 'transcribe' AND attempts > 1"

@@ -36,6 +36,7 @@ from serve_apps.api.errors import MAX_ERROR_DETAILS
 from tests.serve_apps.helpers import table_counts
 from tests.utils.factories import make_key
 from tests.utils.servers import free_port, wait_for_port
+from tests.utils.wait import wait_until
 
 Auth = tuple[ApiKey, dict[str, str]]
 HEADER_TIMEOUT_S = 1.0
@@ -242,10 +243,11 @@ def test_uploads_stream_to_storage_and_are_capped_per_process(
     threads = [threading.Thread(target=upload, args=(sock,)) for sock in held]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 30
-    while len(list(api_process.tmp.glob("cf-upload-*/upload"))) < 2:  # both are being spooled
-        assert time.monotonic() < deadline, "the uploads did not start"
-        time.sleep(0.05)
+    wait_until(  # both are being spooled
+        lambda: len(list(api_process.tmp.glob("cf-upload-*/upload"))) >= 2,
+        timeout_s=30,
+        what="both uploads to start",
+    )
     auth = {"Authorization": f"Bearer {raw}", "Content-Type": "video/mp4"}
     url = f"http://127.0.0.1:{api_process.port}/v1/videos/upload"
     busy = httpx.post(url, content=MP4_HEAD + b"\x00" * 1024, headers=auth)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
 from tests.serve_apps.helpers import table_counts
 from tests.utils.factories import make_video
+from tests.utils.wait import wait_until
 
 Auth = tuple[ApiKey, dict[str, str]]
 PUBLIC_URL = "https://93.184.216.34/talk.mp4"
@@ -197,9 +197,11 @@ def test_racing_uploads_with_one_key_store_only_the_winners_bytes(
         threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 20
-        while _waiting_on_advisory_locks(db) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(
+            lambda: _waiting_on_advisory_locks(db) >= 2,
+            timeout_s=20,
+            what="both requests to wait on the key's lock",
+        )
     for t in threads:
         t.join(timeout=30)
     assert sorted(r.status_code for r in answers.values()) == [202, 409]

@@ -32,6 +32,7 @@ from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
 from tests.utils.factories import make_key, make_video
 from tests.utils.servers import NanioServer, PostgresServer, TcpProxy, redis_server
+from tests.utils.wait import wait_until
 
 # Queued invalidations are retried at most every 5 s and the writer's Redis breaker stays open
 # 5 s: a settled value is fresh within about 10 s of the partition healing.
@@ -61,13 +62,14 @@ def _status_within(
     client: TestClient, url: str, auth: dict[str, str], want: str, bound: float
 ) -> float:
     started = time.monotonic()
-    while True:
+
+    def status() -> str:
         r = client.get(url, headers=auth)
         assert r.status_code == 200, r.text
-        if r.json()["status"] == want:
-            return time.monotonic() - started
-        assert time.monotonic() - started < bound, f"still {r.json()['status']} after {bound}s"
-        time.sleep(0.1)
+        return str(r.json()["status"])
+
+    wait_until(lambda: status() == want, timeout_s=bound, interval_s=0.1, what=status)
+    return time.monotonic() - started
 
 
 def test_partitioned_writer_cannot_leave_a_stale_state_beyond_the_bound(
@@ -188,7 +190,9 @@ def test_ready_degrades_for_redis_and_s3_and_fails_only_for_postgres(
 
     pg.start()
     s3.start()
-    deadline = time.monotonic() + 30
-    while (r := client.get("/v1/videos", headers=auth)).status_code != 200:
-        assert time.monotonic() < deadline, r.text
-        time.sleep(0.2)
+    wait_until(
+        lambda: client.get("/v1/videos", headers=auth).status_code == 200,
+        timeout_s=30,
+        interval_s=0.2,
+        what=lambda: client.get("/v1/videos", headers=auth).text,
+    )

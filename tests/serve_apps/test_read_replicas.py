@@ -8,7 +8,6 @@ from the replica. Migrations run on the primary only; the replica gets the schem
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -35,6 +34,7 @@ from serve_apps.api.deps import CACHE_FILL_MAX_STALENESS_S, ApiDeps
 from tests.utils.factories import make_key, make_video
 from tests.utils.pg_replica import ReplicaPair
 from tests.utils.servers import free_port
+from tests.utils.wait import wait_until
 
 PUBLIC_URL = "https://93.184.216.34/talk.mp4"  # a literal public address: no DNS needed
 
@@ -133,10 +133,7 @@ def _caught_up(pair: ReplicaPair, deps: ApiDeps) -> str:
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
+    wait_until(condition, timeout_s=timeout_s)
 
 
 def _warm(client: TestClient, headers: dict[str, str], replica: str) -> None:

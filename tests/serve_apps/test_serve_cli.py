@@ -24,6 +24,7 @@ from clipforge.settings import Settings
 from serve_apps.deployments.launch import DEFAULT_CONFIG
 from tests.utils.serve_process import ServeProcess, serve_env
 from tests.utils.servers import free_port
+from tests.utils.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -94,10 +95,12 @@ def test_a_config_that_cannot_fit_is_refused_at_once(
         tmp_path / "serve.log",
     )
     serve_process.append(serve)
-    started = time.monotonic()
-    while serve.proc.poll() is None and time.monotonic() - started < 120:
+
+    def exited() -> bool:
         serve.track_children()
-        time.sleep(0.2)
+        return serve.proc.poll() is not None
+
+    wait_until(exited, timeout_s=120, interval_s=0.2, what=lambda: serve.output()[-4000:])
 
     output = serve.output()
     assert serve.proc.returncode == 2, output[-4000:]

@@ -10,12 +10,11 @@ and pause or resume replay on the replica.
 
 from __future__ import annotations
 
-import time
-
 import psycopg
 
 from clipforge.db.replicas import PRIMARY_POSITION_SQL
 from tests.utils.servers import PostgresServer
+from tests.utils.wait import wait_until
 
 
 def replay_lsn(url: str) -> int:
@@ -84,11 +83,12 @@ class ReplicaPair:
     def wait_caught_up(self, timeout_s: float = 20.0) -> None:
         """Block until the replica has replayed everything the primary has written so far."""
         target = current_lsn(self.primary_url)
-        deadline = time.monotonic() + timeout_s
-        while replay_lsn(self.replica_url) < target:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the replica did not catch up with the primary")
-            time.sleep(0.02)
+        wait_until(
+            lambda: replay_lsn(self.replica_url) >= target,
+            timeout_s=timeout_s,
+            interval_s=0.02,
+            what="the replica to catch up with the primary",
+        )
 
     def pause_replay(self) -> None:
         """Stop applying WAL on the replica (it keeps receiving it): its data stands still."""

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import psutil
 
 from tests.utils.servers import free_port, wait_for_port
+from tests.utils.wait import wait_until
 
 RAY = Path(sys.executable).with_name("ray")
 
@@ -135,12 +135,13 @@ def local_cluster(
             cluster.temp_dirs.append(node_dir)
             cmd = _node_cmd(node_dir, head=cluster, num_cpus=cpus_per_node)
             cluster.nodes.append(_start(cmd, env, node_dir))
-        deadline = time.monotonic() + timeout_s
-        while _alive_nodes(cluster) < nodes:
+
+        def up() -> bool:
             dead = [p.args for p in cluster.nodes if p.poll() is not None]
-            if dead or time.monotonic() > deadline:
-                raise RuntimeError(f"cluster did not come up ({nodes} nodes); exited: {dead}")
-            time.sleep(0.5)
+            assert not dead, f"cluster did not come up ({nodes} nodes); exited: {dead}"
+            return _alive_nodes(cluster) >= nodes
+
+        wait_until(up, timeout_s=timeout_s, interval_s=0.5, what=f"{nodes} cluster nodes alive")
         yield cluster
     finally:
         _stop(cluster)

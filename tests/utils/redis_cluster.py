@@ -15,11 +15,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from tests.utils.servers import wait_for_port
+from tests.utils.wait import wait_until
 
 _BUS_OFFSET = 10_000
 
@@ -95,15 +95,14 @@ class RedisCluster:
 
     def wait_ok(self, timeout_s: float = 20.0) -> None:
         """Block until every running master reports `cluster_state:ok` with all slots assigned."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def ok() -> bool:
             infos = [self.cli(p, "cluster", "info") for p in self.ports if self.alive(p)]
-            if infos and all(
+            return bool(infos) and all(
                 "cluster_state:ok" in i and "cluster_slots_ok:16384" in i for i in infos
-            ):
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"cluster not ok after {timeout_s}s")
+            )
+
+        wait_until(ok, timeout_s=timeout_s, interval_s=0.1, what="the cluster to report ok")
 
     def alive(self, port: int) -> bool:
         """Whether the master on `port` is running."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
@@ -16,6 +15,7 @@ from clipforge.cli import app
 from clipforge.ops.pg_backup import archive_command
 from clipforge.settings import get_settings
 from tests.utils.servers import PostgresServer
+from tests.utils.wait import wait_until
 
 # PostgresServer runs Postgres as this user when the tests run as root.
 SERVER_USER = "pgserver"
@@ -63,25 +63,23 @@ def archive_current_wal(url: str, *, timeout_s: float = 30.0) -> None:
         row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
         assert row is not None
         segment = str(row[0])
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def archived() -> bool:
             done = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
-            if done is not None and done[0] is not None and str(done[0]) >= segment:
-                return
-            assert time.monotonic() < deadline, f"segment {segment} not archived"
-            time.sleep(0.05)
+            return done is not None and done[0] is not None and str(done[0]) >= segment
+
+        wait_until(archived, timeout_s=timeout_s, what=f"segment {segment} archived")
 
 
 def wait_promoted(url: str, *, timeout_s: float = 60.0) -> None:
     """Block until the server at `url` has finished recovery and accepts writes."""
-    deadline = time.monotonic() + timeout_s
     with psycopg.connect(url, autocommit=True) as conn:
-        while True:
+
+        def promoted() -> bool:
             row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-            if row is not None and row[0] is False:
-                return
-            assert time.monotonic() < deadline, "the restored server is still recovering"
-            time.sleep(0.05)
+            return row is not None and row[0] is False
+
+        wait_until(promoted, timeout_s=timeout_s, what="the restored server to finish recovery")
 
 
 def invoke_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.utils.wait import wait_until
+
 
 def free_port() -> int:
     """A free TCP port on the loopback interface."""
@@ -36,10 +38,12 @@ def app_in_thread(app: Any) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+
+    def started() -> bool:
+        assert thread.is_alive(), "uvicorn exited"
+        return bool(server.started)
+
+    wait_until(started, timeout_s=30, what="uvicorn to start")
     try:
         yield f"http://127.0.0.1:{config.port}"
     finally:

@@ -22,6 +22,7 @@ from clipforge.ops.uploads import sweep_orphan_uploads, sweep_periodically
 from clipforge.settings import Settings
 from clipforge.storage import LocalStore
 from clipforge.storage.keys import original_key, upload_key
+from tests.utils.wait import wait_until
 
 _REPO = Path(__file__).resolve().parents[3]
 _GRACE_S = 60.0
@@ -119,10 +120,9 @@ def test_the_worker_s_scheduled_sweep_runs_until_stopped(db: Pool, settings: Set
     )
     thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while _keys(store) != expected["kept"]:
-            assert time.monotonic() < deadline, _keys(store)
-            time.sleep(0.05)
+        wait_until(
+            lambda: _keys(store) == expected["kept"], timeout_s=20, what=lambda: _keys(store)
+        )
     finally:
         stop.set()
         thread.join(timeout=10)

@@ -31,6 +31,7 @@ from clipforge.queue import (
 )
 from clipforge.settings import load_settings
 from tests.utils.servers import PostgresServer
+from tests.utils.wait import wait_until
 
 OUTAGE_S = 8.0
 POOL_TIMEOUT_S = 1.0
@@ -128,13 +129,6 @@ def _writes_row(worker: str) -> Callable[[Job], JobResult]:
     return handler
 
 
-def _wait_until(check: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
-
-
 def _enqueue(pool: Pool, count: int) -> list[int]:
     # The pool may still be reconnecting right after a restart (as clients would, retry).
     deadline = time.monotonic() + 20
@@ -189,7 +183,7 @@ def test_idle_runner_survives_a_postgres_restart(
         assert worker.thread is not None and worker.thread.is_alive() and not worker.errors
         owned_pg.start()
         ids = _enqueue(owned_pool, 5)
-        _wait_until(_all_succeeded(owned_pool, 5), timeout_s=30)
+        wait_until(_all_succeeded(owned_pool, 5), timeout_s=30)
     finally:
         worker.stop()
     assert not worker.errors
@@ -229,7 +223,7 @@ def test_busy_runner_keeps_results_through_an_outage_and_commits_once(
         time.sleep(OUTAGE_S)
         assert worker.thread is not None and worker.thread.is_alive() and not worker.errors
         owned_pg.start()
-        _wait_until(_all_succeeded(owned_pool, 6), timeout_s=30)
+        wait_until(_all_succeeded(owned_pool, 6), timeout_s=30)
     finally:
         worker.stop()
     assert not worker.errors

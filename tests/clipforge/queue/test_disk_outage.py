@@ -34,6 +34,7 @@ from clipforge.resilience import RecordedFailure, classify_failure
 from clipforge.settings import Settings
 from clipforge.storage import LocalStore
 from tests.utils.disks import SmallDisk, small_disk
+from tests.utils.wait import wait_until
 
 _MB = 1024**2
 _FS_MB = 8
@@ -143,15 +144,13 @@ def test_jobs_wait_out_a_full_disk_with_their_attempts_and_resume_when_freed(
 
 
 def _wait_for(db: Pool, where: str, *, count: int = 1, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def reached() -> bool:
         with db.connection() as conn:
             query = f"SELECT count(*) AS n FROM jobs WHERE {where}"  # noqa: S608 - the test's own
             row = conn.execute(query).fetchone()  # type: ignore[arg-type]
-        if row is not None and row["n"] >= count:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {count} job(s) with {where}"
-        time.sleep(0.1)
+        return row is not None and row["n"] >= count
+
+    wait_until(reached, timeout_s=timeout_s, interval_s=0.1, what=f"{count} job(s) with {where}")
 
 
 def test_ready_reports_a_disk_under_its_floor_as_degraded(

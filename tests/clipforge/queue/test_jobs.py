@@ -11,6 +11,7 @@ from clipforge.db.pool import Pool
 from clipforge.errors import Conflict, LeaseLost, MediaError, NotFound
 from clipforge.queue import (
     Backoff,
+    Job,
     JobNotifier,
     JobResult,
     QueuePolicy,
@@ -26,6 +27,7 @@ from clipforge.queue import (
     release,
 )
 from tests.utils.factories import enqueue_many, make_video
+from tests.utils.wait import wait_until
 
 
 def _delay_s(pool: Pool, job_id: int) -> float:
@@ -220,9 +222,13 @@ def test_expired_lease_is_requeued_and_old_owner_cannot_complete(db: Pool) -> No
     (job,) = enqueue_many(db, 1)
     with db.connection() as conn:
         claim(conn, worker_id="dead-worker", limit=1, lease_s=0.2)
-    time.sleep(0.3)
+
+    def claim_again() -> list[Job]:
+        with db.connection() as conn:
+            return claim(conn, worker_id="w2", limit=1, lease_s=30)
+
+    (again,) = wait_until(claim_again, timeout_s=10, what="the expired lease to be claimable")
     with db.connection() as conn:
-        (again,) = claim(conn, worker_id="w2", limit=1, lease_s=30)
         assert again.id == job.id and again.attempts == 2
         assert again.last_error is not None and "lease expired" in again.last_error
         with pytest.raises(LeaseLost):

@@ -34,6 +34,7 @@ from clipforge.settings import Settings, load_settings
 from clipforge.storage import S3Store
 from tests.clipforge.queue.conftest import NANIO_KEY, NANIO_SECRET
 from tests.utils.servers import NanioServer
+from tests.utils.wait import wait_until
 
 OUTAGE_S = 8.0
 _KEY, _SECRET = NANIO_KEY, NANIO_SECRET  # the `nanio` fixture's (conftest.py)
@@ -115,18 +116,18 @@ def test_jobs_wait_out_an_s3_outage_without_spending_attempts(
             opened = opened or _breaker_open() == 1.0
             time.sleep(0.1)
         nanio.start()
-        deadline = time.monotonic() + 40
-        while True:
+
+        def states() -> list[str]:
             with db.connection() as conn:
-                states = [
-                    r["state"]
-                    for r in conn.execute("SELECT state FROM jobs ORDER BY id").fetchall()
-                ]
-            if states == ["succeeded"] * len(ids):
-                break
-            assert "dead" not in states and "failed" not in states, states
-            assert time.monotonic() < deadline, states
-            time.sleep(0.2)
+                rows = conn.execute("SELECT state FROM jobs ORDER BY id").fetchall()
+            return [r["state"] for r in rows]
+
+        def all_succeeded() -> bool:
+            now = states()
+            assert "dead" not in now and "failed" not in now, now
+            return now == ["succeeded"] * len(ids)
+
+        wait_until(all_succeeded, timeout_s=40, interval_s=0.2, what=states)
     finally:
         runner.stop.set()
         thread.join(timeout=30)

@@ -30,6 +30,7 @@ from clipforge.settings import load_settings
 from clipforge.storage import S3Store
 from tests.clipforge.queue.conftest import NANIO_KEY, NANIO_SECRET
 from tests.utils.servers import NanioServer
+from tests.utils.wait import wait_until
 
 _KEY, _SECRET = NANIO_KEY, NANIO_SECRET  # the `nanio` fixture's (conftest.py)
 BACK_WITHIN_S = 15.0
@@ -86,17 +87,20 @@ def test_jobs_waiting_on_s3_run_within_15_s_of_its_return(
     for thread in threads:
         thread.start()
     try:
-        deadline = time.monotonic() + 120
-        while _waiting(db) < 8:  # every job met the outage and sleeps out its long backoff
-            assert time.monotonic() < deadline, _states(db)
-            time.sleep(0.2)
+        # Every job meets the outage and sleeps out its long backoff.
+        wait_until(
+            lambda: _waiting(db) >= 8, timeout_s=120, interval_s=0.2, what=lambda: _states(db)
+        )
         time.sleep(2.0)  # probes run meanwhile, fail, and wake nothing
         assert _waiting(db) == 8
         nanio.start()
         back = time.monotonic()
-        while _states(db) != ["succeeded"] * 8:
-            assert time.monotonic() - back < BACK_WITHIN_S, _states(db)
-            time.sleep(0.1)
+        wait_until(
+            lambda: _states(db) == ["succeeded"] * 8,
+            timeout_s=BACK_WITHIN_S,
+            interval_s=0.1,
+            what=lambda: _states(db),
+        )
         elapsed = time.monotonic() - back
     finally:
         runner.stop.set()

@@ -14,6 +14,7 @@ from pathlib import Path
 from clipforge.db.pool import Pool
 from clipforge.queue import Job, JobResult, QueueRunner, RunnerOptions
 from tests.utils.factories import enqueue_many
+from tests.utils.wait import wait_until
 
 _REPO = Path(__file__).resolve().parents[3]
 
@@ -93,10 +94,12 @@ def test_sigkilled_worker_loses_nothing(db: Pool, database_url: str) -> None:
         worker_id="rescuer",
         options=RunnerOptions(batch_size=10, idle_poll_s=0.1),
     )
-    deadline = time.monotonic() + 15
-    while len(runs) < 3 and time.monotonic() < deadline:
+
+    def rescued() -> bool:
         rescuer.run_once()
-        time.sleep(0.1)
+        return len(runs) >= 3
+
+    wait_until(rescued, timeout_s=15, interval_s=0.1, what=lambda: dict(runs))
     assert runs == {j.id: 1 for j in jobs}
     with db.connection() as conn:
         rows = conn.execute("SELECT state, attempts, last_error FROM jobs ORDER BY id").fetchall()
