@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,11 +156,12 @@ def add_node(cluster: LocalCluster, *, num_cpus: int = 1, timeout_s: float = 90)
     cluster.temp_dirs.append(node_dir)
     cmd = _node_cmd(node_dir, head=cluster, num_cpus=num_cpus)
     cluster.nodes.append(_start(cmd, cluster.env, node_dir))
-    deadline = time.monotonic() + timeout_s
-    while _alive_nodes(cluster) <= alive:
-        if cluster.nodes[-1].poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the added node did not come up: {cmd}")
-        time.sleep(0.2)
+
+    def joined() -> bool:
+        assert cluster.nodes[-1].poll() is None, f"the added node exited: {cmd}"
+        return _alive_nodes(cluster) > alive
+
+    wait_until(joined, timeout_s=timeout_s, interval_s=0.2, what="the added node alive")
     return time.monotonic()
 
 
