@@ -38,6 +38,7 @@ os.environ.setdefault("ASR_MODEL", "tiny.en")
 # two pytest-xdist workers (.ci/run, `--dist loadfile`) start on them and end on the short files
 # together, instead of one worker finishing a long file alone at the end.
 _HEAVY_FILES = (
+    "tests/notebooks/test_notebooks_in_order.py",
     "tests/pipelines/test_process_terminal.py",
     "tests/pipelines/test_process_terminal_long.py",
     "tests/pipelines/test_two_node_cluster.py",

@@ -1,9 +1,9 @@
 """The four notebooks, in order, as a new user runs them: on the embedded default (no
 DATABASE_URL, no RAY_ADDRESS, no S3: each starts what it needs) with one fresh DATA_DIR, so each
 must leave nothing that breaks the next (04_backfill re-scores every video the earlier ones
-kept). 14 minutes on the 2-core machine at load 70-80 (01: 289 s, 02: 141 s, 03: 185 s, 04: 200
-s), far over CI's budget beside test_notebooks.py (which runs the same notebooks on the suite's
-servers): set CLIPFORGE_NOTEBOOKS_IN_ORDER=1 to run it."""
+kept). It runs in CI, first of all files (tests/conftest.py `_HEAVY_FILES`), since it is the
+longest: 14 minutes on the 2-core machine at load 70-80 (01: 289 s, 02: 141 s, 03: 185 s, 04:
+200 s), a few minutes when the machine runs only the suite."""
 
 from __future__ import annotations
 
@@ -19,14 +19,7 @@ import yaml
 from pipelines.config import load_pipeline_config
 from tests.notebooks.conftest import run_notebook
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(2400),
-    pytest.mark.skipif(
-        not os.environ.get("CLIPFORGE_NOTEBOOKS_IN_ORDER"),
-        reason="about 14 minutes: set CLIPFORGE_NOTEBOOKS_IN_ORDER=1",
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 ORDER = (
     "01_quickstart.ipynb",
     "02_tune_highlights.ipynb",
