@@ -287,7 +287,9 @@ def test_batches_grow_with_the_backlog(serve_url: str, owner: Auth):
     # 12 clients waiting on one replica (max batch 8): a batch takes everything that queued
     # while the previous one ran (Ray's @serve.batch closed batches a fixed wait after their
     # first request, so they stayed small under a backlog).
-    assert 36 / batches >= 4, (batches, after)
+    # (2.5, not more: a lone request that finds the model free runs at once, so the first
+    # clients of a staggered start each get a batch of one; under a backlog batches fill.)
+    assert 36 / batches >= 2.5, (batches, after)
     # The replica's OpenMP threads sleep when idle instead of spinning on shared cores.
     assert after["omp_passive"] == 1, after
 

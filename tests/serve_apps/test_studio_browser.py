@@ -164,7 +164,8 @@ def test_drag_correct_export_and_download(
         # Correct a word of what is left.
         target = next(w for w in rest if len(_bare(w["text"])) >= 4)
         box = page.locator(f'input.word[data-index="{target["index"]}"]')
-        assert page.locator("input.word").count() == len(rest)
+        # The page redraws the word list after the edit's answer: wait for it.
+        _until(page, f"document.querySelectorAll('input.word').length === {len(rest)}")
         box.fill(CORRECTION)
         box.press("Enter")
         page.get_by_text("Captions saved (1 correction)").wait_for()
