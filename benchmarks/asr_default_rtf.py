@@ -15,21 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
+from benchmarks.speaker_rtf import real_sources
 from clipforge.media.track import decode_track
 from models.asr import SAMPLE_RATE, AsrConfig, AsrModel
 from models.speakers import SpeakerEncoder
 from models.transcription import transcribe_chunks
-
-_ROOT = Path(__file__).resolve().parent.parent
-
-
-def _sources() -> dict[str, Path]:
-    from tests.utils.real_conversations import real_set
-
-    long = _ROOT / ".cache" / "test-media" / "v2" / "speech_long.mp4"
-    return ({"speech_long": long} if long.exists() else {}) | real_set()
 
 
 def main() -> None:
@@ -40,7 +31,7 @@ def main() -> None:
     models = {m: AsrModel(AsrConfig(model=m, cpu_threads=threads)) for m in ("tiny.en", "base")}
     encoder = SpeakerEncoder()
     totals = {m: [0.0, 0.0, 0.0] for m in models}  # audio s, wall s, CPU s
-    for name, path in _sources().items():
+    for name, path in real_sources().items():
         audio = decode_track(path)
         seconds = len(audio) / SAMPLE_RATE
         for label, model in models.items():

@@ -23,7 +23,8 @@ from models.transcription import transcribe_chunks
 _ROOT = Path(__file__).resolve().parent.parent
 
 
-def _sources() -> dict[str, Path]:
+def real_sources() -> dict[str, Path]:
+    """The 10-minute fixture (if built) and the real-voice set, by name."""
     from tests.utils.real_conversations import real_set
 
     long = _ROOT / ".cache" / "test-media" / "v2" / "speech_long.mp4"
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="runs per path; best time is kept")
     runs = parser.parse_args().runs
     model, encoder = AsrModel(), SpeakerEncoder()
-    for name, path in _sources().items():
+    for name, path in real_sources().items():
         audio = decode_track(path)
         seconds = len(audio) / SAMPLE_RATE
         line = [f"{name} ({seconds:.0f} s):"]
