@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     asr_model_dir: Path | None = None
     asr_device: Literal["cpu", "cuda", "auto"] = "cpu"
     asr_compute_type: str = "int8"
+    # The spoken language (ISO 639-1, e.g. `en`), when every source is known to be in it; unset,
+    # a multilingual model detects it on each source's first chunk, and a recording that opens
+    # in another language (a greeting, a quote) is then transcribed as that language throughout.
+    asr_language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
     text_model_dir: Path | None = None
     title_model_dir: Path | None = None
 

@@ -25,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 
+from clipforge.errors import ConfigError
 from clipforge.settings import AsrModelName, Settings, get_settings
 from models import chunking
 from models.chunking import AudioChunk, ChunkOptions, ChunkResult
@@ -56,6 +57,7 @@ class AsrConfig:
         device: `cpu`, `cuda`, or `auto` (CUDA when a GPU is visible).
         compute_type: CTranslate2 compute type; None means int8 on CPU and float16 on CUDA.
         cpu_threads: CPU threads per model (0: CTranslate2's default).
+        language: the spoken language (ISO 639-1) for every source; None detects it.
         beam_size: beam width for decoding.
         batch_size: chunks per batched encoder/decoder call.
         chunking: how long audio is cut into chunks.
@@ -68,20 +70,22 @@ class AsrConfig:
     device: Device = "cpu"
     compute_type: str | None = None
     cpu_threads: int = 0
+    language: str | None = None
     beam_size: int = 5
     batch_size: int = 8
     chunking: ChunkOptions = field(default_factory=ChunkOptions)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AsrConfig:
-        """Config from `ASR_MODEL`, `ASR_MODEL_DIR`, `DATA_DIR`, `ASR_DEVICE` and
-        `ASR_COMPUTE_TYPE`."""
+        """Config from `ASR_MODEL`, `ASR_MODEL_DIR`, `DATA_DIR`, `ASR_DEVICE`,
+        `ASR_COMPUTE_TYPE` and `ASR_LANGUAGE`."""
         return cls(
             model=settings.asr_model,
             model_dir=settings.asr_model_dir,
             data_dir=settings.data_dir,
             device=settings.asr_device,
             compute_type=settings.asr_compute_type,
+            language=settings.asr_language,
         )
 
 
@@ -120,6 +124,14 @@ class AsrModel:
         )
         self._pipeline = BatchedInferencePipeline(self._model)
         self.info: ModelInfo = model_info(model_dir, name, release)
+        language = self.config.language
+        if language is not None and language not in self._model.supported_languages:
+            # Refused at load, not per file: every source would fail the same way.
+            raise ConfigError(
+                f"ASR_LANGUAGE={language!r} is not a language of {self.info.name} "
+                f"(it knows {', '.join(self._model.supported_languages[:12])}"
+                f"{', ...' if len(self._model.supported_languages) > 12 else ''})"
+            )
 
     @property
     def is_multilingual(self) -> bool:
@@ -127,7 +139,13 @@ class AsrModel:
         return bool(self._model.model.is_multilingual)
 
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
-        """Language code and probability from the first 30 s; ("en", 1.0) for English-only."""
+        """Language code and probability from the first 30 s; ("en", 1.0) for English-only.
+
+        A configured language (`ASR_LANGUAGE`) is returned as is, with probability 1.0: every
+        path (the worker, Serve, `transcribe()`) asks here, so all of them honour it.
+        """
+        if self.config.language is not None:
+            return self.config.language, 1.0
         if not self.is_multilingual:
             return "en", 1.0
         language, probability, _ = self._model.detect_language(_as_f32(audio))
@@ -136,9 +154,11 @@ class AsrModel:
     def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> Transcript:
         """Transcribe 16 kHz mono audio in one sequential pass, with word timestamps.
 
-        `language` (ISO 639-1) skips detection; None detects it on multilingual models.
+        `language` (ISO 639-1) skips detection; None uses `config.language`, else detects it
+        on multilingual models.
         """
         audio = _as_f32(audio)
+        language = language or self.config.language
         segments, info = self._model.transcribe(
             audio, language=language, beam_size=self.config.beam_size, word_timestamps=True
         )
@@ -239,7 +259,7 @@ class AsrModel:
     def transcribe_long(self, audio: np.ndarray, *, language: str | None = None) -> Transcript:
         """Split, transcribe in batches and merge, in this process (what the pipeline spreads)."""
         audio = _as_f32(audio)
-        if language is None and self.is_multilingual:
+        if language is None:
             language, _ = self.detect_language(audio)
         results = self.transcribe_chunks(self.split_chunks(audio), language=language)
         return self.merge_chunks(results, duration_s=len(audio) / SAMPLE_RATE)

