@@ -14,8 +14,9 @@ def replace_transcript(conn: Conn, *, video_id: uuid.UUID, transcript: Transcrip
     """Store `transcript` for the video, replacing any earlier one (batched inserts)."""
     conn.execute("DELETE FROM transcripts WHERE video_id = %s", (video_id,))
     conn.execute(
-        """INSERT INTO transcripts (video_id, language, duration_s, text, model_name, model_version)
-           VALUES (%s, %s, %s, %s, %s, %s)""",
+        """INSERT INTO transcripts
+               (video_id, language, duration_s, text, model_name, model_version, model_sha256)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
         (
             video_id,
             transcript.language,
@@ -23,6 +24,7 @@ def replace_transcript(conn: Conn, *, video_id: uuid.UUID, transcript: Transcrip
             transcript.text,
             transcript.model.name,
             transcript.model.version,
+            transcript.model.sha256,
         ),
     )
     segments = [(video_id, i, s.start, s.end, s.text) for i, s in enumerate(transcript.segments)]
@@ -101,8 +103,9 @@ def get_transcripts(conn: Conn, *, video_ids: Sequence[uuid.UUID]) -> dict[uuid.
 
 
 def _transcript(head: dict[str, Any], segments: list[Segment]) -> Transcript:
-    # The sha256 is not stored per transcript; the version string carries the weights hash prefix.
-    model = ModelInfo(name=head["model_name"], version=head["model_version"], sha256="")
+    model = ModelInfo(
+        name=head["model_name"], version=head["model_version"], sha256=head["model_sha256"]
+    )
     return Transcript(
         language=head["language"],
         duration=head["duration_s"],

@@ -64,6 +64,7 @@ def test_transcript_round_trip_and_replace(db: Pool) -> None:
         assert (
             stored is not None and stored.words == first.words and stored.segments == first.segments
         )
+        assert stored.model == _MODEL  # the weights' full sha256 comes back too
         replace_transcript(conn, video_id=video.id, transcript=second)
         again = get_transcript(conn, video_id=video.id)
         counts = conn.execute(
