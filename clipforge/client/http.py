@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from clipforge.client_errors import (
+from clipforge.client.errors import (
     ApiError,
     ExportFailed,
     RateLimited,
@@ -36,7 +36,7 @@ from clipforge.client_errors import (
     VideoFailed,
     WaitTimeout,
 )
-from clipforge.client_models import (
+from clipforge.client.models import (
     ClipOut,
     ClipPage,
     ClipWords,

@@ -51,8 +51,8 @@ from clipforge.settings import Settings, get_settings
 from clipforge.stages import BACKFILL_STAGES
 from models.highlight_config import ScorerConfig
 from pipelines.config import PipelineConfig, load_pipeline_config
+from pipelines.engine.worker import PipelineWorker
 from pipelines.stages.detect import load_scorer, scorer_digest
-from pipelines.worker import PipelineWorker
 
 log = logging.getLogger(__name__)
 PREFIX = "backfill-"
@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point (the `ray job submit` entrypoint); exits 1 unless every job of
     the run succeeded."""
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.backfill", description=__doc__.split("\n")[0]
+        prog="python -m pipelines.batch.backfill", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--stage", required=True, choices=BACKFILL_STAGES)
     parser.add_argument("--since", type=datetime.fromisoformat)
@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = load_pipeline_config(args.config)
     run: Callable[..., list[Progress]] = run_backfill
     if engine == "data":
-        from pipelines.data_backfill import run_data_backfill  # it builds on this module
+        from pipelines.batch.data_backfill import run_data_backfill  # it builds on this module
 
         run = run_data_backfill
     with create_pool(settings, url, application_name="clipforge-backfill") as pool:

@@ -50,7 +50,7 @@ from clipforge.settings import Settings
 from clipforge.storage.keys import audio_key
 from clipforge.types import Transcript
 from models.highlight_config import ScorerConfig
-from pipelines.backfill import (
+from pipelines.batch.backfill import (
     PREFIX,
     BackfillRequest,
     Progress,
@@ -59,8 +59,8 @@ from pipelines.backfill import (
     skipped_exported,
 )
 from pipelines.config import DetectConfig, PipelineConfig
-from pipelines.lifecycle import sweep_orphan_exports
 from pipelines.stages.detect import DetectActor, DetectInput, scorer_digest
+from pipelines.stages.lifecycle import sweep_orphan_exports
 from pipelines.stages.values import StageError
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def run_data_backfill(
     stops early (an interrupted run, for tests), None runs to the end."""
     if request.stage != "detect":
         raise ValueError("the Ray Data backfill runs the detect stage (--engine queue: others)")
-    from pipelines.worker import ensure_ray
+    from pipelines.engine.worker import ensure_ray
 
     run = request.key()
     scorer = scorer_of(config, request)

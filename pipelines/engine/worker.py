@@ -31,10 +31,10 @@ from clipforge.metrics import STAGE_ACTORS, STAGE_WORK_PER_ACTOR
 from clipforge.queue import Job, JobNotifier, JobResult, QueuePolicy, QueueRunner, RunnerOptions
 from clipforge.settings import Settings
 from models.highlight_config import ScorerConfig
-from pipelines.actors import ActorSet, Telemetry
 from pipelines.config import PipelineConfig
-from pipelines.lifecycle import Lifecycle
+from pipelines.stages.actors import ActorSet, Telemetry
 from pipelines.stages.base import Stage, build_stages, run_batch
+from pipelines.stages.lifecycle import Lifecycle
 from pipelines.stages.values import StageFailure
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clipforge.storage.base import ObjectStore
-from pipelines.report import copy_source, render_report
+from pipelines.local.report import copy_source, render_report
 
 
 def clip_doc(

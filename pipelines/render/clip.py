@@ -26,8 +26,8 @@ import numpy as np
 
 from clipforge.errors import MediaError
 from clipforge.media.ffmpeg import ffmpeg_pipe, run_ffmpeg
-from pipelines.poster import KEYFRAME_S, choose_poster
-from pipelines.reframe import (
+from pipelines.render.poster import KEYFRAME_S, choose_poster
+from pipelines.render.reframe import (
     SCALE_FLAGS,
     ReframePlan,
     check_layout,

@@ -16,9 +16,9 @@ from clipforge.media import probe
 from clipforge.types import Word
 from models.caption import build_cues
 from models.caption_formats import cue_options, resolve_style, to_ass, to_srt, to_vtt
-from pipelines.clip_end import fade_out_at
 from pipelines.config import ExportConfig
-from pipelines.render import RenderSpec, output_size, plan_clip, poster_frame, render_clip
+from pipelines.render.clip import RenderSpec, output_size, plan_clip, poster_frame, render_clip
+from pipelines.render.clip_end import fade_out_at
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,22 @@ from statistics import median
 import numpy as np
 
 from clipforge.types import LAYOUTS
-from pipelines.reframe_analysis import ANALYSIS_FPS, SCAN_EVERY, ClipAnalysis, analyse
-from pipelines.reframe_path import Keys, expression, join_pieces, smooth_path, to_keys, value_at
-from pipelines.reframe_speaker import SpeakerChoice, choose_speakers, turn_stats, turns_from_words
-from pipelines.reframe_tracks import Box, Track, link
+from pipelines.render.reframe_analysis import ANALYSIS_FPS, SCAN_EVERY, ClipAnalysis, analyse
+from pipelines.render.reframe_path import (
+    Keys,
+    expression,
+    join_pieces,
+    smooth_path,
+    to_keys,
+    value_at,
+)
+from pipelines.render.reframe_speaker import (
+    SpeakerChoice,
+    choose_speakers,
+    turn_stats,
+    turns_from_words,
+)
+from pipelines.render.reframe_tracks import Box, Track, link
 
 HEADROOM = 0.42  # a face's centre sits this far down a window that is shorter than the picture
 SWITCH_CUT = 0.25  # a speaker switch moving the window by more than this (in window sizes) cuts
