@@ -11,8 +11,8 @@
         export = api.wait_for_export(api.create_export(clips[0].id).export.id)
         api.download(export.url, "clip.mp4")
 
-Answers are pydantic models (`clipforge.client_models`); error answers raise the typed
-exceptions of `clipforge.client_errors` (status, code, request id). Only the Python standard
+Answers are pydantic models (`clipforge.client.models`); error answers raise the typed
+exceptions of `clipforge.client.errors` (status, code, request id). Only the Python standard
 library, httpx and pydantic are needed: the client imports nothing from the server side.
 """
 

@@ -1,10 +1,10 @@
 """Backfills: re-run one stage over a selection of videos, as a Ray job.
 
-    ray job submit -- python -m pipelines.backfill --stage detect --since 2026-01-01 \
+    ray job submit -- python -m pipelines.batch.backfill --stage detect --since 2026-01-01 \
         --scorer-config configs/highlight-v2.yaml
 
 Two engines share the request, the selection, the run records and the summary. `--engine data`
-(the default for `detect`) runs the backfill as a Ray Data pipeline (`pipelines.data_backfill`):
+(the default for `detect`) runs the backfill as a Ray Data pipeline (`pipelines.batch.data_backfill`):
 a backfill is bounded batch work, which Ray Data streams through an autoscaling actor pool.
 `--engine queue` (the default for `import` and `transcribe`, whose stages split and merge
 videos in ways a per-row map does not express) runs it through the queue worker's machinery,

@@ -1,13 +1,13 @@
 """Detect backfills on Ray Data: a known set of videos re-scored as one streaming Dataset.
 
-    ray job submit -- python -m pipelines.backfill --stage detect --scorer-config tuned.yaml
+    ray job submit -- python -m pipelines.batch.backfill --stage detect --scorer-config tuned.yaml
 
 A backfill is bounded batch work (the selection is known when it starts), which is what Ray
 Data is for: streaming execution with backpressure, an actor pool that grows over every node
 with room, and retried blocks. The queue worker keeps its long-lived actors: a Postgres queue
 is an unbounded stream with leases and per-job commits, which a Dataset does not fit.
 
-1. The driver reads the selection in keyset pages of ids (`pipelines.backfill.select_page`:
+1. The driver reads the selection in keyset pages of ids (`pipelines.batch.backfill.select_page`:
    videos not at the target scorer yet), leaves out the videos this run already finished (a
    resumed `--force` run), and makes a Dataset of the ids.
 2. `load_inputs` (Ray tasks, at most `backfill.max_actors` at a time) reads each batch's videos

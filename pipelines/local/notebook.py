@@ -9,7 +9,7 @@ is used, the same way the CLI composes the pipeline inside its commands. This mo
 Each function is the code path the pipeline stages run, minus Ray, the queue and the object
 store: ASR is `models.transcription.transcribe_chunks` over the track and chunks the transcribe
 stage reads (the same words, timings and speaker ids as the worker and Serve), clip finding is `models.clip_finder.ClipFinder` (what the detect stage
-holds), rendering is `pipelines.clip_files.render_clip_files` (what the export stage runs).
+holds), rendering is `pipelines.render.clip_files.render_clip_files` (what the export stage runs).
 Loaded models are kept per process, so the second call is fast. Nothing here needs Postgres,
 Redis or Ray except `process(..., local=False)`, which runs the full pipeline.
 """
@@ -331,7 +331,7 @@ def process(
     people alternate quickly), `speaker`, `split` or `center`; without a face the crop follows
     the motion in the picture.
 
-    `local=False` runs the full pipeline (`pipelines.one_video.run_one_video`: local Ray, the
+    `local=False` runs the full pipeline (`pipelines.local.one_video.run_one_video`: local Ray, the
     embedded Postgres unless DATABASE_URL is set, the job queue). `local=True` runs the same
     model and render code in this process, with no database, queue, object store or Ray; it
     takes local files only.

@@ -4,7 +4,7 @@ Layouts (the `layout` option of an export):
 
 - `center`: a fixed centre crop (no analysis).
 - `speaker`: one window follows the subject: the only face, or the active speaker among several
-  (pipelines/reframe_speaker.py). A switch to a face further than a quarter of the window away is
+  (pipelines/render/reframe_speaker.py). A switch to a face further than a quarter of the window away is
   a clean cut (as an editor cuts a multi-camera podcast); small moves glide.
 - `split`: two windows stacked (top/bottom halves of a portrait output; left/right of a landscape
   one), one per face, when one shot shows two faces for at least half the clip; otherwise as
@@ -53,7 +53,7 @@ SPLIT_MIN_SWITCHES = 3
 SPLIT_MAX_MEDIAN_TURN_S = 4.0
 SPLIT_FACE_SCALE = 3.0  # a split window is about three face heights tall
 #: Scaler for the window -> output step. Exports scale small sources up to the preset size
-#: (pipelines/render.py PRESETS); lanczos keeps edges and text sharp there (bicubic blurs a 3.6x
+#: (pipelines/render/clip.py PRESETS); lanczos keeps edges and text sharp there (bicubic blurs a 3.6x
 #: upscale visibly), and its cost is small beside x264's.
 SCALE_FLAGS = "lanczos"
 
