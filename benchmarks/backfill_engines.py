@@ -42,9 +42,9 @@ from clipforge.db.repo.videos import get_videos
 from clipforge.settings import Settings, load_settings
 from clipforge.storage.keys import audio_key
 from models.highlight_config import ScorerConfig
-from pipelines.backfill import BackfillRequest, run_backfill, summarize
+from pipelines.batch.backfill import BackfillRequest, run_backfill, summarize
+from pipelines.batch.data_backfill import run_data_backfill
 from pipelines.config import PipelineConfig, load_pipeline_config
-from pipelines.data_backfill import run_data_backfill
 from pipelines.stages.detect import DetectActor, DetectInput
 from pipelines.stages.values import StageError
 

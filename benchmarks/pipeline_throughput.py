@@ -101,7 +101,7 @@ def sequential(videos: list[Path], workdir: Path) -> float:
     from models.select import select_clips
     from models.text_encoder import load_text_encoder
     from models.weights import shipped_asr_model
-    from pipelines.render import RenderSpec, render_clip
+    from pipelines.render.clip import RenderSpec, render_clip
 
     settings = get_settings()
     # The same weights as the pipeline's ASR stage (ASR_MODEL, default base).
@@ -176,7 +176,7 @@ def through_worker(
     from clipforge.queue import enqueue
     from clipforge.settings import load_settings
     from pipelines.config import load_pipeline_config
-    from pipelines.worker import PipelineWorker
+    from pipelines.engine.worker import PipelineWorker
 
     config = load_pipeline_config(
         detect__top_k=top_k,
@@ -263,7 +263,7 @@ def export_seconds(long_video: Path, workdir: Path) -> float:
     from models.caption import build_cues
     from models.caption_formats import cue_options, to_ass
     from pipelines.config import load_pipeline_config
-    from pipelines.render import RenderSpec, output_size, render_clip
+    from pipelines.render.clip import RenderSpec, output_size, render_clip
 
     start, end = 60.0, 105.0
     words = (
@@ -317,7 +317,7 @@ def export_bench(video: Path, workdir: Path, reps: int) -> None:
     from models.asr import AsrModel
     from models.caption import build_cues
     from models.caption_formats import cue_options, to_ass
-    from pipelines.render import RenderSpec, crop_size, output_size, plan_clip, render_clip
+    from pipelines.render.clip import RenderSpec, crop_size, output_size, plan_clip, render_clip
 
     start, end = 5.0, 50.0
     meta = probe(video)

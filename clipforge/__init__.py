@@ -1,6 +1,6 @@
 """ClipForge core: settings, database and job queue, storage, cache, metrics, logging, CLI.
 
-It is also the notebook API. These names resolve on first use from `pipelines.api`, so
+It is also the notebook API. These names resolve on first use from `pipelines.local.notebook`, so
 `import clipforge` stays light and the core never imports `models`/`pipelines` at import time:
 
 - `clipforge.transcribe(path)` -> `Transcript` (faster-whisper, in this process)
@@ -25,7 +25,7 @@ except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
 if TYPE_CHECKING:
-    from pipelines.api import captions, find_clips, process, score, transcribe
+    from pipelines.local.notebook import captions, find_clips, process, score, transcribe
 
 _LAZY = frozenset({"captions", "find_clips", "process", "score", "transcribe"})
 
@@ -33,9 +33,9 @@ __all__ = ["__version__", "captions", "find_clips", "process", "score", "transcr
 
 
 def __getattr__(name: str) -> Any:
-    """Resolve the notebook API from `pipelines.api` the first time one of its names is used."""
+    """Resolve the notebook API from `pipelines.local.notebook` the first time one of its names is used."""
     if name in _LAZY:
-        value = getattr(import_module("pipelines.api"), name)
+        value = getattr(import_module("pipelines.local.notebook"), name)
         globals()[name] = value  # later look-ups skip this hook
         return value
     raise AttributeError(f"module 'clipforge' has no attribute {name!r}")

@@ -20,7 +20,7 @@ from clipforge.types import AspectRatio, CaptionStyle, Layout
 
 if TYPE_CHECKING:
     from clipforge.db.pool import Conn
-    from pipelines.one_video import ProcessOptions
+    from pipelines.local.one_video import ProcessOptions
 
 app = typer.Typer(
     help="ClipForge: long videos in, captioned highlight clips out.", no_args_is_help=True
@@ -171,7 +171,9 @@ def worker(
     """Run the queue worker: claims stage jobs and runs them on warm Ray actors until SIGTERM."""
     from clipforge.db.embedded import leaving_embedded_on_exit
     from clipforge.logging import configure_logging
-    from pipelines.main import run_worker  # the CLI is the composition root; core never imports it
+    from pipelines.engine.main import (
+        run_worker,  # the CLI is the composition root; core never imports it
+    )
 
     settings = _settings()
     configure_logging(settings.log_level, json_logs=settings.log_json)
@@ -187,9 +189,9 @@ def worker(
     add_help_option=False,
 )
 def backfill(ctx: typer.Context) -> None:
-    """Re-run a stage over stored videos (`python -m pipelines.backfill`, here as the driver;
+    """Re-run a stage over stored videos (`python -m pipelines.batch.backfill`, here as the driver;
     RAY_ADDRESS selects the cluster). `clipforge backfill --help` lists its options."""
-    from pipelines.backfill import main as backfill_main
+    from pipelines.batch.backfill import main as backfill_main
 
     backfill_main(ctx.args)
 
@@ -210,7 +212,7 @@ def dataset_export(
 
     from clipforge.db.migrate import migrate
     from clipforge.db.pool import create_pool
-    from pipelines.dataset_export import export_dataset
+    from pipelines.batch.dataset_export import export_dataset
 
     settings = _settings()
     url = _database_url(settings)
@@ -355,7 +357,7 @@ def process(
     ] = None,
 ) -> None:
     """Turn one video into captioned clips on the embedded default (no services needed)."""
-    from pipelines.preflight import check_out_dir, check_source  # light: no Ray, no database
+    from pipelines.local.preflight import check_out_dir, check_source  # light: no Ray, no database
 
     settings = _settings()
     api_key = settings.clipforge_api_key
@@ -403,7 +405,7 @@ def _process_options(
     studio_url: str | None = None,
     studio_key: str | None = None,
 ) -> ProcessOptions:
-    from pipelines.one_video import ProcessOptions
+    from pipelines.local.one_video import ProcessOptions
 
     return ProcessOptions(
         aspect_ratio=aspect,
@@ -430,7 +432,7 @@ def _run_process(
 
     from clipforge.db.embedded import embedded_running, stop_embedded
     from clipforge.terminal import framework_output_to
-    from pipelines.progress import RunProgress
+    from pipelines.local.progress import RunProgress
 
     _stop_on_signals()
     with framework_output_to(log_path, enabled=not verbose) as terminal:
@@ -440,7 +442,7 @@ def _run_process(
             with display:
                 # Importing the pipeline (Ray, torch) takes seconds: it is part of start-up.
                 display.begin("start-up", "loading ClipForge")
-                from pipelines.one_video import run_one_video
+                from pipelines.local.one_video import run_one_video
 
                 result = run_one_video(source, out_dir, settings, options, progress=display)
                 if embedded_running():

@@ -22,7 +22,7 @@ class StageInfo:
     Attributes:
         name: the stage's job kind (a backfill's kinds carry a prefix: `backfill-detect`).
         label: its line in `clipforge process`'s progress.
-        backfill: whether `python -m pipelines.backfill --stage` can re-run it over stored videos.
+        backfill: whether `python -m pipelines.batch.backfill --stage` can re-run it over stored videos.
         driver: ``module:Class`` of its driver side (a `pipelines.stages.base.BaseStage`).
     """
 
@@ -33,7 +33,7 @@ class StageInfo:
 
 
 # In pipeline order: the worker's pools start a stage's first actor when the stage before it
-# has work (`pipelines.worker.PipelineWorker.scale_pools`).
+# has work (`pipelines.engine.worker.PipelineWorker.scale_pools`).
 STAGES: tuple[StageInfo, ...] = (
     StageInfo("import", "import", True, "pipelines.stages.importer:ImportStage"),
     StageInfo("transcribe", "transcribe", True, "pipelines.stages.transcribe:TranscribeStage"),

@@ -1,7 +1,7 @@
 """Where the studio page of a video lives on an API server, and whether one answers there.
 
 The page itself is served by the API app (`serve_apps/api/studio.py`); `clipforge process`
-links its report to it (`pipelines/one_video.py`). The path is kept here, in the core, so both
+links its report to it (`pipelines/local/one_video.py`). The path is kept here, in the core, so both
 sides name the same URL without importing each other.
 """
 

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 # One definition of the output shapes and caption styles for the CLI, the config, the models and
 # the API, so a new choice is added in one place.
-# Each renders at its preset size (pipelines/render.py PRESETS): 1080x1920, 1080x1350, 1080x1080,
+# Each renders at its preset size (pipelines/render/clip.py PRESETS): 1080x1920, 1080x1350, 1080x1080,
 # 1920x1080.
 AspectRatio = Literal["9:16", "4:5", "1:1", "16:9"]
 # `auto` is `shorts` for the short-form shapes (9:16, 4:5, 1:1) and `karaoke` for 16:9;
@@ -25,7 +25,7 @@ AspectRatio = Literal["9:16", "4:5", "1:1", "16:9"]
 CaptionStyle = Literal["auto", "shorts", "karaoke", "bold", "minimal", "speakers", "subtitle"]
 ASPECT_RATIOS: tuple[str, ...] = get_args(AspectRatio)
 CAPTION_STYLES: tuple[str, ...] = get_args(CaptionStyle)
-# Who the crop follows (pipelines/reframe.py): `auto` (the active speaker, two stacked crops when
+# Who the crop follows (pipelines/render/reframe.py): `auto` (the active speaker, two stacked crops when
 # two people alternate quickly), `speaker` (always one crop on the active speaker), `split`
 # (always two stacked crops when there are two faces) or `center` (a fixed centre crop).
 Layout = Literal["auto", "speaker", "split", "center"]

@@ -13,7 +13,7 @@ with that word in the highlight colour, so the layout never moves. `subtitle` is
 subtitles (two lines, no highlighting).
 
 Placement: `to_ass(..., avoid=...)` takes vertical spans of the frame (shares of its height: the
-faces the reframing tracks, `pipelines.reframe.ReframePlan.face_spans`) and moves the caption
+faces the reframing tracks, `pipelines.render.reframe.ReframePlan.face_spans`) and moves the caption
 block to the nearest position in the lower band, else the upper band, that stays clear of them.
 
 Colour by speaker: the `speakers` style (or `to_ass(..., speaker_colours=True)` with any style)

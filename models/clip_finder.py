@@ -1,7 +1,7 @@
 """Transcript (+ media) -> titled clips: score windows, select the top K, title them.
 
 This is the whole of highlight detection for one video, shared by the detect stage
-(`pipelines.stages.detect`, inside a Ray actor) and the notebook API (`pipelines.api`, in the
+(`pipelines.stages.detect`, inside a Ray actor) and the notebook API (`pipelines.local.notebook`, in the
 caller's process), so both give the same clips for the same transcript, media and settings.
 Plain Python: no Ray, no database, no object store (media is a local file).
 """

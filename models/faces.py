@@ -7,7 +7,7 @@ for a 320x180 grey frame) and good at the faces that matter for reframing: speak
 roughly at the camera. The profile cascade (run on the frame and its mirror image, since it only
 knows one side) covers heads turned away, and runs only where the frontal one found nothing, so
 it costs little on talking-head footage. Detections are noisy frame to frame; the planner links
-them into tracks (pipelines/reframe_tracks.py), which removes most false positives.
+them into tracks (pipelines/render/reframe_tracks.py), which removes most false positives.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ class WorkerConfig(_Section):
 
     claim_batch_size: int = Field(8, ge=1, le=100)
     idle_poll_s: float = Field(5, gt=0)
-    # Elastic stage pools (pipelines.worker): a stage's actors grow with its queued work, one
+    # Elastic stage pools (pipelines.engine.worker): a stage's actors grow with its queued work, one
     # per `work_per_actor` jobs up to the stage's `actors`, and shrink to `pool_min_actors`
     # once idle `pool_idle_s`; the queue is looked at every `pool_poll_s`. With
     # `warm_next_stage` a stage's first actor starts as soon as the stage before it has work.
@@ -100,7 +100,7 @@ class ExportConfig(_Section):
     actors: int = Field(1, ge=1)
     num_cpus: float = Field(1, gt=0)
     claim_batch_size: int = Field(2, ge=1, le=100)
-    # Output presets (pipelines/render.py PRESETS) have a 1080 short side; less for drafts.
+    # Output presets (pipelines/render/clip.py PRESETS) have a 1080 short side; less for drafts.
     short_side: int = Field(1080, ge=144, le=2160)
     crf: int = Field(23, ge=0, le=51)
     # x264 speed at the 1080x1920 preset: ultrafast with CABAC and the deblocking filter back on
@@ -116,7 +116,7 @@ class ExportConfig(_Section):
 
 
 class BackfillConfig(_Section):
-    """The Ray Data backfill (`python -m pipelines.backfill --engine data`): a detect actor
+    """The Ray Data backfill (`python -m pipelines.batch.backfill --engine data`): a detect actor
     pool that grows from `min_actors` to `max_actors` (Ray Data places them on any node with
     room; each takes `detect.num_cpus`), fed `batch_size` videos per call; the driver commits
     `write_batch_size` videos per transaction."""

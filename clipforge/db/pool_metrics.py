@@ -5,7 +5,7 @@ they are never stale and cost nothing between scrapes. `get_stats()` (not `pop_s
 psycopg_pool's cumulative counters intact, so they export as real counters.
 
 Wiring: call `register_pool_metrics(pool)` once after a process opens its pool (the API's
-`ApiDeps.open`, `pipelines.main.run_worker`); the metrics then appear on that process's
+`ApiDeps.open`, `pipelines.engine.main.run_worker`); the metrics then appear on that process's
 /metrics. The `PostgresPoolSaturated` alert in cluster/prometheus/alerts.yml reads them.
 """
 

@@ -21,9 +21,9 @@ from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
 from clipforge.stages import STAGES, StageInfo
 from models.highlight_config import ScorerConfig
-from pipelines.actors import ActorSet, StageActor, Telemetry
 from pipelines.config import PipelineConfig
-from pipelines.lifecycle import Lifecycle
+from pipelines.stages.actors import ActorSet, StageActor, Telemetry
+from pipelines.stages.lifecycle import Lifecycle
 from pipelines.stages.values import StageError
 
 log = logging.getLogger(__name__)

@@ -37,10 +37,10 @@ from models.highlight import HighlightResult
 from models.highlight_audio import AudioTimeline, audio_timeline_blocks
 from models.highlight_config import ScorerConfig
 from models.highlight_reason import has_strong_signal
-from pipelines.actors import Report, StageActor, threads_per_actor
 from pipelines.config import DetectConfig, PipelineConfig
-from pipelines.lifecycle import video_of
+from pipelines.stages.actors import Report, StageActor, threads_per_actor
 from pipelines.stages.base import ActorSpec, BaseStage
+from pipelines.stages.lifecycle import video_of
 from pipelines.stages.values import StageError, job_value
 
 if TYPE_CHECKING:

@@ -25,9 +25,9 @@ from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
 from clipforge.storage.keys import EXPORT_CONTENT_TYPES, export_key
 from clipforge.types import Word
-from pipelines.actors import Report, StageActor
-from pipelines.clip_files import render_clip_files
 from pipelines.config import ExportConfig, PipelineConfig
+from pipelines.render.clip_files import render_clip_files
+from pipelines.stages.actors import Report, StageActor
 from pipelines.stages.base import ActorSpec, BaseStage
 from pipelines.stages.values import StageError, job_value
 

@@ -20,10 +20,10 @@ from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
 from clipforge.storage import ObjectStore, create_store
 from clipforge.storage.keys import audio_key, original_key, upload_key
-from pipelines.actors import Report, StageActor
 from pipelines.config import ImportConfig, PipelineConfig
-from pipelines.lifecycle import video_of
+from pipelines.stages.actors import Report, StageActor
 from pipelines.stages.base import ActorSpec, BaseStage
+from pipelines.stages.lifecycle import video_of
 from pipelines.stages.values import StageError, job_value
 
 _EXT_BY_FORMAT = {

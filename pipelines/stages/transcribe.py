@@ -15,7 +15,7 @@ and the driver clusters a whole job's windows when it merges the parts, since th
 long video come from several actors. Every stored word then carries its `speaker`.
 
 After each batch an actor also posts each part's seconds transcribed to a progress board, which
-the driver copies to the job rows while the call runs (`pipelines/transcribe_progress.py`).
+the driver copies to the job rows while the call runs (`pipelines/stages/transcribe_progress.py`).
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ from models.chunking import AudioChunk, ChunkOptions, ChunkResult, merge_chunks
 from models.highlight_config import ScorerConfig
 from models.speakers import SpeakerWindow, assign_speakers
 from models.transcription import chunk_windows, refined
-from pipelines.actors import Report, StageActor, threads_per_actor
 from pipelines.config import PipelineConfig, TranscribeConfig
-from pipelines.lifecycle import video_of
+from pipelines.stages.actors import Report, StageActor, threads_per_actor
 from pipelines.stages.audio import ChunkStream
 from pipelines.stages.base import ActorSpec, BaseStage
+from pipelines.stages.lifecycle import video_of
+from pipelines.stages.transcribe_progress import ProgressWriter, post
 from pipelines.stages.values import StageError
-from pipelines.transcribe_progress import ProgressWriter, post
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +207,7 @@ class _Transcriber:
         self.windows: dict[_Part, list[SpeakerWindow] | None] = {}
         self.speaker_s = 0.0
         self.failed: dict[_Part, Exception] = {}
-        # Where each part's progress goes (pipelines/transcribe_progress.py), and how far it is.
+        # Where each part's progress goes (pipelines/stages/transcribe_progress.py), and how far it is.
         self.boards = dict(boards or {})
         self.seconds: dict[_Part, float] = {}
 

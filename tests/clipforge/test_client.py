@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from clipforge.client import Client
-from clipforge.client_errors import (
+from clipforge.client.errors import (
     ApiNotFound,
     ExportFailed,
     InvalidRequest,
@@ -25,7 +25,7 @@ from clipforge.client_errors import (
     VideoFailed,
     WaitTimeout,
 )
-from clipforge.client_models import VideoOut
+from clipforge.client.models import VideoOut
 from clipforge.db.pool import Pool
 from clipforge.db.repo.api_keys import ApiKey
 from clipforge.db.repo.clips import NewClip, replace_clips

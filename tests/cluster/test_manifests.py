@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from clipforge.settings import Settings
-from pipelines.backfill import main as backfill_main
+from pipelines.batch.backfill import main as backfill_main
 from tests.cluster.conftest import CLUSTER, REPO
 
 KUBERAY = CLUSTER / "kuberay"
@@ -161,7 +161,7 @@ def test_worker_and_backfill_rayjobs() -> None:
     assert ports["worker-metrics"] == 9101 and ports["metrics"] == 8080
     assert head["metadata"]["labels"]["app.kubernetes.io/component"] == "queue-worker"
     backfill = jobs["clipforge-backfill-detect"]["spec"]["entrypoint"].split()
-    assert backfill[:3] == ["python", "-m", "pipelines.backfill"]
+    assert backfill[:3] == ["python", "-m", "pipelines.batch.backfill"]
     assert (REPO / "configs" / Path(backfill[backfill.index("--config") + 1]).name).exists()
     try:  # the arguments parse with the backfill's own parser (--help exits before any work)
         backfill_main([*backfill[3:], "--help"])

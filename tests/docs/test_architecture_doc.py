@@ -27,7 +27,7 @@ _SPAN = re.compile(r"`([^`\n]+)`")
 _LINK = re.compile(r"\]\(([^)\s#]+)")
 # A path inside a span: starts at a top-level folder, not in the middle of another path.
 _PATH = re.compile(rf"(?<![\w/.-])((?:{'|'.join(TOP)})/[\w./*-]*)")
-# A dotted name: a package, then modules and attributes (`python -m pipelines.backfill` too).
+# A dotted name: a package, then modules and attributes (`python -m pipelines.batch.backfill` too).
 _DOTTED = re.compile(rf"(?<![\w/.-])((?:{'|'.join(PACKAGES)}|benchmarks)(?:\.[A-Za-z_]\w*)+)")
 
 

@@ -14,7 +14,7 @@ import pytest
 from clipforge.db.pool import Pool, create_pool
 from clipforge.settings import Settings, load_settings
 from models.highlight_config import ScorerConfig
-from pipelines.backfill import BackfillRequest, run_backfill
+from pipelines.batch.backfill import BackfillRequest, run_backfill
 from pipelines.config import load_pipeline_config
 from tests.notebooks.conftest import NOTEBOOKS, run_notebook, s3_env
 

@@ -23,7 +23,7 @@ from models.caption import Cue
 from models.caption_formats import to_ass, to_srt, to_vtt
 from models.caption_titles import tidy
 from models.highlight_reason import explain
-from pipelines.report import copy_source, render_report
+from pipelines.local.report import copy_source, render_report
 
 #: The failed clip's title and error carry markup, to prove the page escapes them.
 HOSTILE_TITLE = "<script>window.__pwned = 1</script> Tools & <b>tricks</b>"

@@ -15,7 +15,7 @@ from clipforge.settings import Settings
 from clipforge.storage import S3Store, create_store
 from clipforge.storage.keys import upload_key
 from pipelines.config import PipelineConfig, load_pipeline_config
-from pipelines.worker import PipelineWorker
+from pipelines.engine.worker import PipelineWorker
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,8 @@ from models.caption_formats import parse_srt, parse_vtt
 from models.highlight import HighlightScorer
 from models.select import SelectOptions, select_clips
 from models.text_encoder import load_text_encoder
-from pipelines.api import HighlightClip
 from pipelines.config import load_pipeline_config
+from pipelines.local.notebook import HighlightClip
 from tests.models._fixtures import hook_transcript
 from tests.pipelines._report_build import seek_by_transcript
 

@@ -9,9 +9,9 @@ from clipforge.db.pool import Pool
 from clipforge.db.repo.exports import create_export
 from clipforge.settings import Settings
 from models.highlight_config import ScorerConfig
-from pipelines.backfill import BackfillRequest, Progress, run_backfill, skipped_exported
+from pipelines.batch.backfill import BackfillRequest, Progress, run_backfill, skipped_exported
 from pipelines.config import PipelineConfig
-from pipelines.worker import PipelineWorker
+from pipelines.engine.worker import PipelineWorker
 from tests.pipelines.conftest import upload_video
 
 

@@ -20,9 +20,9 @@ from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.storage.keys import audio_key
 from models.highlight_config import ScorerConfig
-from pipelines.backfill import PREFIX, BackfillRequest, summarize
+from pipelines.batch.backfill import PREFIX, BackfillRequest, summarize
+from pipelines.batch.data_backfill import commit_batch, pending_videos, run_data_backfill
 from pipelines.config import PipelineConfig
-from pipelines.data_backfill import commit_batch, pending_videos, run_data_backfill
 from pipelines.stages.detect import scorer_digest
 from tests.notebooks.conftest import s3_env
 
@@ -145,7 +145,7 @@ def test_driver_killed_mid_run_is_resumed_without_duplicates(
     }
     args = ["--stage", "detect", "--scorer-config", str(tmp_path / "v2.yaml"), "--run-id", "K"]
     driver = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.backfill", *args, "--config", str(config_path)],
+        [sys.executable, "-m", "pipelines.batch.backfill", *args, "--config", str(config_path)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

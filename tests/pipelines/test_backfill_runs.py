@@ -14,10 +14,10 @@ from clipforge.db.repo.videos import create_video, update_video
 from clipforge.queue import QueuePolicy, claim, enqueue
 from clipforge.settings import Settings
 from models.highlight_config import ScorerConfig
-from pipelines.backfill import PREFIX, BackfillRequest, run_backfill, summarize
+from pipelines.batch.backfill import PREFIX, BackfillRequest, run_backfill, summarize
 from pipelines.config import PipelineConfig
+from pipelines.engine.worker import PipelineWorker
 from pipelines.stages.detect import scorer_digest
-from pipelines.worker import PipelineWorker
 from tests.pipelines.conftest import upload_video
 
 KIND = PREFIX + "detect"
@@ -185,9 +185,11 @@ def test_ray_job_refuses_the_embedded_database(tmp_path: Path) -> None:
     # What Ray's job supervisor sets on a `ray job submit` driver.
     env["RAY_JOB_CONFIG_JSON_ENV_VAR"] = '{"runtime_env": {}, "metadata": {}}'
     env["DATA_DIR"] = str(tmp_path)
-    worker = "from clipforge.settings import Settings; from pipelines.main import run_worker; "
+    worker = (
+        "from clipforge.settings import Settings; from pipelines.engine.main import run_worker; "
+    )
     worker += "run_worker(Settings(), metrics_port=None)"
-    for command in (["-m", "pipelines.backfill", "--stage", "detect"], ["-c", worker]):
+    for command in (["-m", "pipelines.batch.backfill", "--stage", "detect"], ["-c", worker]):
         done = subprocess.run(
             [sys.executable, *command],
             env=env,

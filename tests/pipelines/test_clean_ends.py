@@ -22,9 +22,9 @@ from models.clean_ends import FADE_OUT_S, QUIET_DBFS, frame_dbfs
 from models.highlight import HighlightScorer
 from models.select import SelectOptions, select_clips
 from models.text_encoder import load_text_encoder
-from pipelines.clip_end import fade_out_at
-from pipelines.clip_files import render_clip_files
 from pipelines.config import ExportConfig
+from pipelines.render.clip_end import fade_out_at
+from pipelines.render.clip_files import render_clip_files
 
 pytestmark = pytest.mark.slow  # ASR and a render: ~40 s for the module
 _RATE = 16_000

@@ -9,7 +9,7 @@ from clipforge.db.pool import Pool
 from clipforge.db.repo.clips import mark_edited
 from clipforge.db.repo.videos import merge_video_metadata
 from clipforge.settings import Settings
-from pipelines.dataset_export import SCHEMA, export_dataset, read_back
+from pipelines.batch.dataset_export import SCHEMA, export_dataset, read_back
 
 
 def test_export_writes_one_row_per_clip_and_window(

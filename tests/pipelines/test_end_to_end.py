@@ -18,7 +18,7 @@ from clipforge.queue import QueuePolicy, enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from models.caption_formats import parse_srt
-from pipelines.worker import PipelineWorker
+from pipelines.engine.worker import PipelineWorker
 from tests.pipelines.conftest import upload_video
 
 

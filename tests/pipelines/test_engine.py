@@ -16,9 +16,9 @@ from clipforge.metrics import MODEL_LOADS, OBJECT_CACHE
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.webhooks import create_webhook
-from pipelines.backfill import BackfillRequest, run_backfill
+from pipelines.batch.backfill import BackfillRequest, run_backfill
 from pipelines.config import PipelineConfig
-from pipelines.worker import PipelineWorker
+from pipelines.engine.worker import PipelineWorker
 from tests.pipelines.conftest import upload_video, url_video
 from tests.pipelines.test_worker import _row_counts, _states
 from tests.utils.factories import make_key
@@ -228,7 +228,7 @@ def test_storage_clients_of_a_process_share_one_breaker_seen_by_the_driver(
     breaker shows in the driver's `clipforge_circuit_breaker_open{breaker="s3"}`."""
     from clipforge.metrics import BREAKER_STATE
     from clipforge.storage import S3Store
-    from pipelines.actors import Telemetry
+    from pipelines.stages.actors import Telemetry
 
     first, second = S3Store(pipeline_settings), S3Store(pipeline_settings)
     assert first._breaker is second._breaker

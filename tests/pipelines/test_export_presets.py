@@ -18,10 +18,10 @@ import pytest
 from clipforge.media import run_ffmpeg
 from clipforge.types import Word
 from models.caption_formats import STYLES, place
-from pipelines.clip_files import render_clip_files
 from pipelines.config import ExportConfig, load_pipeline_config
-from pipelines.poster import choose_poster
-from pipelines.render import PRESETS, output_size
+from pipelines.render.clip import PRESETS, output_size
+from pipelines.render.clip_files import render_clip_files
+from pipelines.render.poster import choose_poster
 
 SOURCES = {"640x360": (640, 360), "1920x1080": (1920, 1080)}
 

@@ -36,8 +36,8 @@ from clipforge.queue import QueuePolicy, enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from pipelines.config import PipelineConfig, load_pipeline_config
+from pipelines.engine.worker import PipelineWorker
 from pipelines.stages.values import StageError
-from pipelines.worker import PipelineWorker
 from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
 from tests.utils.factories import make_key

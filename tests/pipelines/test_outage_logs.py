@@ -114,7 +114,7 @@ def owned_pg() -> Iterator[PostgresServer]:
 def test_the_metrics_thread_logs_an_outage_once_not_every_interval(
     owned_pg: PostgresServer, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from pipelines.main import _export_gauges
+    from pipelines.engine.main import _export_gauges
 
     caplog.set_level(logging.INFO)
     fast = settings.model_copy(update={"db_pool_timeout_s": 0.3})
@@ -139,10 +139,10 @@ def test_the_metrics_thread_logs_an_outage_once_not_every_interval(
     lines = [
         (r.levelname, r.getMessage())
         for r in caplog.records
-        if r.name == "pipelines.main" and r.getMessage().startswith("queue metrics refresh")
+        if r.name == "pipelines.engine.main" and r.getMessage().startswith("queue metrics refresh")
     ]
     assert lines == [
         ("WARNING", "queue metrics refresh failed: postgres unavailable"),
         ("INFO", "queue metrics refresh: postgres is back"),
     ]
-    assert not any(r.exc_info for r in caplog.records if r.name == "pipelines.main")
+    assert not any(r.exc_info for r in caplog.records if r.name == "pipelines.engine.main")

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from clipforge.settings import Settings
-from pipelines.actors import ActorSet, Report, StageActor, Telemetry
+from pipelines.stages.actors import ActorSet, Report, StageActor, Telemetry
 
 
 class NapActor(StageActor):

@@ -97,7 +97,7 @@ def test_a_failed_export_is_reported_and_the_rest_succeeds(
 
 def test_local_storage_is_refused_on_a_cluster_of_several_nodes() -> None:
     from clipforge.errors import ValidationFailed
-    from pipelines.one_video import check_cluster_storage
+    from pipelines.local.one_video import check_cluster_storage
 
     check_cluster_storage(nodes=1, backend="local")  # one node: a local folder is fine
     check_cluster_storage(nodes=3, backend="s3")

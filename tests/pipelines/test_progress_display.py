@@ -10,7 +10,7 @@ import pyte
 import pytest
 
 from clipforge.db.repo.video_jobs import StageCounts
-from pipelines.progress import RunProgress
+from pipelines.local.progress import RunProgress
 
 _GREEN = "green"
 

@@ -20,9 +20,7 @@ import pytest
 
 from clipforge.media import probe, run_ffmpeg
 from clipforge.types import Word
-from pipelines.reframe import ReframePlan, plan_reframe
-from pipelines.reframe_analysis import ClipAnalysis, analyse
-from pipelines.render import (
+from pipelines.render.clip import (
     RenderSpec,
     crop_size,
     crop_x_expression,
@@ -31,6 +29,8 @@ from pipelines.render import (
     plan_clip,
     render_clip,
 )
+from pipelines.render.reframe import ReframePlan, plan_reframe
+from pipelines.render.reframe_analysis import ClipAnalysis, analyse
 
 FPS = 25  # both face fixtures
 EVERY = 12  # sample one output frame in 12 (about two a second)

@@ -7,9 +7,9 @@ import pytest
 
 from clipforge.media import run_ffmpeg
 from clipforge.types import Word
-from pipelines.reframe import check_layout
-from pipelines.reframe_analysis import ClipAnalysis, MouthSample, scene_cuts
-from pipelines.reframe_path import (
+from pipelines.render.reframe import check_layout
+from pipelines.render.reframe_analysis import ClipAnalysis, MouthSample, scene_cuts
+from pipelines.render.reframe_path import (
     PathLimits,
     expression,
     join_pieces,
@@ -18,8 +18,8 @@ from pipelines.reframe_path import (
     to_keys,
     value_at,
 )
-from pipelines.reframe_speaker import choose_speakers, turns_from_words
-from pipelines.reframe_tracks import FaceDetection, link
+from pipelines.render.reframe_speaker import choose_speakers, turns_from_words
+from pipelines.render.reframe_tracks import FaceDetection, link
 
 DT = 1 / 6
 

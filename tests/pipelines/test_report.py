@@ -12,9 +12,9 @@ from typing import Any
 
 from clipforge.storage.local import LocalStore
 from models.caption_formats import SPEAKER_COLOURS
-from pipelines.report import copy_source, render_report
-from pipelines.report_svg import clock, tick_step
-from pipelines.report_transcript import speaker_colour, transcript_lines
+from pipelines.local.report import copy_source, render_report
+from pipelines.local.report_svg import clock, tick_step
+from pipelines.local.report_transcript import speaker_colour, transcript_lines
 
 _TRANSCRIPT = {
     "language": "en",

@@ -38,7 +38,7 @@ from clipforge.ops.verify import missing_objects
 from clipforge.settings import Settings
 from clipforge.storage import S3Store
 from pipelines.config import PipelineConfig
-from pipelines.worker import PipelineWorker
+from pipelines.engine.worker import PipelineWorker
 from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
 from tests.utils.factories import make_key

@@ -172,7 +172,7 @@ def test_worker_and_backfill_job_on_two_nodes(
         *("job", "submit", "--address", cluster.dashboard_url),
         *("--submission-id", submission, "--working-dir", "."),
         *("--runtime-env-json", json.dumps(runtime_env), "--"),
-        *("python", "-m", "pipelines.backfill", "--stage", "detect", "--force"),
+        *("python", "-m", "pipelines.batch.backfill", "--stage", "detect", "--force"),
         *("--run-id", "two-node", "--scorer-config", TUNED, "--config", str(config_path)),
     ]
     out = _run(submit, cluster.env, timeout_s=120)

@@ -82,7 +82,7 @@ def test_second_node_killed_mid_data_backfill(
         with local_cluster(os.environ | app_env, nodes=2, cpus_per_node=1) as cluster:
             second = _second_node_id(cluster)
             driver_env = cluster.env | {"RAY_ADDRESS": cluster.address}  # attaches to the head
-            cmd = [sys.executable, "-m", "pipelines.backfill", "--stage", "detect"]
+            cmd = [sys.executable, "-m", "pipelines.batch.backfill", "--stage", "detect"]
             cmd += ["--engine", "data", "--run-id", "node-loss", "--scorer-config", TUNED]
             log_path = tmp_path / "driver.log"
             with log_path.open("wb") as log:

@@ -13,7 +13,7 @@ from clipforge.db.pool import Pool
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.webhooks import create_webhook
-from pipelines.worker import PipelineWorker
+from pipelines.engine.worker import PipelineWorker
 from tests.pipelines._ready_clip import queue_exports, ready_clip
 from tests.pipelines.conftest import upload_video, url_video
 from tests.utils.factories import make_key

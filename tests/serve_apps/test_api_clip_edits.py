@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from pytest import approx
 
 from clipforge.client import Client
-from clipforge.client_errors import ApiNotFound, InvalidRequest
+from clipforge.client.errors import ApiNotFound, InvalidRequest
 from clipforge.db.pool import Pool
 from clipforge.db.repo.api_keys import ApiKey
 from clipforge.db.repo.backfill import select_backfill_page

@@ -18,7 +18,7 @@ from clipforge.db.pool import Pool
 from clipforge.db.repo.api_keys import ApiKey
 from clipforge.queue import QueuePolicy, enqueue
 from clipforge.storage.keys import export_key
-from pipelines.worker import PipelineWorker
+from pipelines.engine.worker import PipelineWorker
 from serve_apps.api.deps import ApiDeps
 
 # The pipeline tests' worker on the session's Ray, and the settings it needs.

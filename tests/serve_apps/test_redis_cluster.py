@@ -115,7 +115,7 @@ def test_writes_through_one_process_are_read_fresh_through_the_other(
     cached = writer.client.get(writer.full_key("video", str(video.id)))
     assert cached is not None and b'"status":"ready"' in cached  # it is in the cluster
 
-    # A worker-style write: the row, then the invalidation, as pipelines/lifecycle.py does.
+    # A worker-style write: the row, then the invalidation, as pipelines/stages/lifecycle.py does.
     with db.connection() as conn:
         update_video(conn, video_id=video.id, status="failed", error="re-run failed")
     writer.invalidate("video", str(video.id))

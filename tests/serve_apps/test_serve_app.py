@@ -303,7 +303,7 @@ def test_upload_worker_and_export_end_to_end(
     test_media: dict[str, Path],
 ):
     from pipelines.config import load_pipeline_config
-    from pipelines.worker import PipelineWorker
+    from pipelines.engine.worker import PipelineWorker
 
     _, auth = owner
     data = test_media["speech_short"].read_bytes()

@@ -24,7 +24,7 @@ from clipforge.media.probe import probe
 from clipforge.settings import Settings
 from clipforge.studio import running_studio
 from pipelines.config import PipelineConfig
-from pipelines.worker import PipelineWorker
+from pipelines.engine.worker import PipelineWorker
 from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
 from tests.pipelines.conftest import pipeline_config  # noqa: F401

@@ -158,7 +158,7 @@ def test_local_store_path_of_stays_inside(tmp_path: Path) -> None:
 
 
 def test_process_links_the_studio_only_for_an_active_key_and_a_live_server(db: Pool) -> None:
-    from pipelines.one_video import ProcessOptions, _studio_owner
+    from pipelines.local.one_video import ProcessOptions, _studio_owner
 
     key, raw = make_key(db, "studio")
     assert _studio_owner(db, ProcessOptions()) is None  # no studio: the video stays ownerless

@@ -1,13 +1,13 @@
 """Detect backfills on Ray Data: a known set of videos re-scored as one streaming Dataset.
 
-    ray job submit -- python -m pipelines.backfill --stage detect --scorer-config tuned.yaml
+    ray job submit -- python -m pipelines.batch.backfill --stage detect --scorer-config tuned.yaml
 
 A backfill is bounded batch work (the selection is known when it starts), which is what Ray
 Data is for: streaming execution with backpressure, an actor pool that grows over every node
 with room, and retried blocks. The queue worker keeps its long-lived actors: a Postgres queue
 is an unbounded stream with leases and per-job commits, which a Dataset does not fit.
 
-1. The driver reads the selection in keyset pages of ids (`pipelines.backfill.select_page`:
+1. The driver reads the selection in keyset pages of ids (`pipelines.batch.backfill.select_page`:
    videos not at the target scorer yet), leaves out the videos this run already finished (a
    resumed `--force` run), and makes a Dataset of the ids.
 2. `load_inputs` (Ray tasks, at most `backfill.max_actors` at a time) reads each batch's videos
@@ -50,7 +50,7 @@ from clipforge.settings import Settings
 from clipforge.storage.keys import audio_key
 from clipforge.types import Transcript
 from models.highlight_config import ScorerConfig
-from pipelines.backfill import (
+from pipelines.batch.backfill import (
     PREFIX,
     BackfillRequest,
     Progress,
@@ -59,8 +59,8 @@ from pipelines.backfill import (
     skipped_exported,
 )
 from pipelines.config import DetectConfig, PipelineConfig
-from pipelines.lifecycle import sweep_orphan_exports
 from pipelines.stages.detect import DetectActor, DetectInput, scorer_digest
+from pipelines.stages.lifecycle import sweep_orphan_exports
 from pipelines.stages.values import StageError
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def run_data_backfill(
     stops early (an interrupted run, for tests), None runs to the end."""
     if request.stage != "detect":
         raise ValueError("the Ray Data backfill runs the detect stage (--engine queue: others)")
-    from pipelines.worker import ensure_ray
+    from pipelines.engine.worker import ensure_ray
 
     run = request.key()
     scorer = scorer_of(config, request)

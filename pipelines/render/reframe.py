@@ -4,7 +4,7 @@ Layouts (the `layout` option of an export):
 
 - `center`: a fixed centre crop (no analysis).
 - `speaker`: one window follows the subject: the only face, or the active speaker among several
-  (pipelines/reframe_speaker.py). A switch to a face further than a quarter of the window away is
+  (pipelines/render/reframe_speaker.py). A switch to a face further than a quarter of the window away is
   a clean cut (as an editor cuts a multi-camera podcast); small moves glide.
 - `split`: two windows stacked (top/bottom halves of a portrait output; left/right of a landscape
   one), one per face, when one shot shows two faces for at least half the clip; otherwise as
@@ -29,10 +29,22 @@ from statistics import median
 import numpy as np
 
 from clipforge.types import LAYOUTS
-from pipelines.reframe_analysis import ANALYSIS_FPS, SCAN_EVERY, ClipAnalysis, analyse
-from pipelines.reframe_path import Keys, expression, join_pieces, smooth_path, to_keys, value_at
-from pipelines.reframe_speaker import SpeakerChoice, choose_speakers, turn_stats, turns_from_words
-from pipelines.reframe_tracks import Box, Track, link
+from pipelines.render.reframe_analysis import ANALYSIS_FPS, SCAN_EVERY, ClipAnalysis, analyse
+from pipelines.render.reframe_path import (
+    Keys,
+    expression,
+    join_pieces,
+    smooth_path,
+    to_keys,
+    value_at,
+)
+from pipelines.render.reframe_speaker import (
+    SpeakerChoice,
+    choose_speakers,
+    turn_stats,
+    turns_from_words,
+)
+from pipelines.render.reframe_tracks import Box, Track, link
 
 HEADROOM = 0.42  # a face's centre sits this far down a window that is shorter than the picture
 SWITCH_CUT = 0.25  # a speaker switch moving the window by more than this (in window sizes) cuts
@@ -41,7 +53,7 @@ SPLIT_MIN_SWITCHES = 3
 SPLIT_MAX_MEDIAN_TURN_S = 4.0
 SPLIT_FACE_SCALE = 3.0  # a split window is about three face heights tall
 #: Scaler for the window -> output step. Exports scale small sources up to the preset size
-#: (pipelines/render.py PRESETS); lanczos keeps edges and text sharp there (bicubic blurs a 3.6x
+#: (pipelines/render/clip.py PRESETS); lanczos keeps edges and text sharp there (bicubic blurs a 3.6x
 #: upscale visibly), and its cost is small beside x264's.
 SCALE_FLAGS = "lanczos"
 

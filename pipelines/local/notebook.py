@@ -9,7 +9,7 @@ is used, the same way the CLI composes the pipeline inside its commands. This mo
 Each function is the code path the pipeline stages run, minus Ray, the queue and the object
 store: ASR is `models.transcription.transcribe_chunks` over the track and chunks the transcribe
 stage reads (the same words, timings and speaker ids as the worker and Serve), clip finding is `models.clip_finder.ClipFinder` (what the detect stage
-holds), rendering is `pipelines.clip_files.render_clip_files` (what the export stage runs).
+holds), rendering is `pipelines.render.clip_files.render_clip_files` (what the export stage runs).
 Loaded models are kept per process, so the second call is fast. Nothing here needs Postgres,
 Redis or Ray except `process(..., local=False)`, which runs the full pipeline.
 """
@@ -28,7 +28,7 @@ from clipforge.errors import MediaError, ValidationFailed
 from clipforge.settings import Settings, get_settings
 from clipforge.types import AspectRatio, CaptionStyle, Layout, Transcript, Word
 from pipelines.config import PipelineConfig, load_pipeline_config
-from pipelines.preflight import check_options, check_out_dir, check_source
+from pipelines.local.preflight import check_options, check_out_dir, check_source
 
 if TYPE_CHECKING:
     from models.asr import AsrConfig, AsrModel
@@ -331,7 +331,7 @@ def process(
     people alternate quickly), `speaker`, `split` or `center`; without a face the crop follows
     the motion in the picture.
 
-    `local=False` runs the full pipeline (`pipelines.one_video.run_one_video`: local Ray, the
+    `local=False` runs the full pipeline (`pipelines.local.one_video.run_one_video`: local Ray, the
     embedded Postgres unless DATABASE_URL is set, the job queue). `local=True` runs the same
     model and render code in this process, with no database, queue, object store or Ray; it
     takes local files only.
@@ -369,7 +369,7 @@ def process(
         _render(src, out, _highlight(c, t.title, t.hook, finder.version), transcript, config)
         for c, t in zip(found.clips, found.titles, strict=True)
     ]
-    from pipelines.run_outputs import write_run_outputs
+    from pipelines.local.run_outputs import write_run_outputs
 
     write_run_outputs(
         out,
@@ -389,8 +389,8 @@ def _render(
     config: PipelineConfig,
 ) -> tuple[dict[str, Any], ProcessedClip]:
     """Render one clip as an auto-export of `config` would, into `out/clips/NN.*`."""
-    from pipelines.clip_files import render_clip_files
-    from pipelines.run_outputs import clip_doc
+    from pipelines.local.run_outputs import clip_doc
+    from pipelines.render.clip_files import render_clip_files
 
     # The words the worker hands the export stage: those overlapping the clip.
     words = [w for w in transcript.words if w.end > clip.start and w.start < clip.end]
@@ -447,7 +447,7 @@ def _run_one_video(
     *,
     overwrite: bool,
 ) -> ProcessResult:
-    from pipelines.one_video import ProcessOptions, run_one_video
+    from pipelines.local.one_video import ProcessOptions, run_one_video
 
     aspect, style, layout = look
     options = ProcessOptions(

@@ -11,8 +11,8 @@
         export = api.wait_for_export(api.create_export(clips[0].id).export.id)
         api.download(export.url, "clip.mp4")
 
-Answers are pydantic models (`clipforge.client_models`); error answers raise the typed
-exceptions of `clipforge.client_errors` (status, code, request id). Only the Python standard
+Answers are pydantic models (`clipforge.client.models`); error answers raise the typed
+exceptions of `clipforge.client.errors` (status, code, request id). Only the Python standard
 library, httpx and pydantic are needed: the client imports nothing from the server side.
 """
 
@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from clipforge.client_errors import (
+from clipforge.client.errors import (
     ApiError,
     ExportFailed,
     RateLimited,
@@ -36,7 +36,7 @@ from clipforge.client_errors import (
     VideoFailed,
     WaitTimeout,
 )
-from clipforge.client_models import (
+from clipforge.client.models import (
     ClipOut,
     ClipPage,
     ClipWords,

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from clipforge.client_models import ExportOut, VideoOut
+from clipforge.client.models import ExportOut, VideoOut
 
 
 class ApiError(Exception):

@@ -73,7 +73,7 @@ class RunProgress:
         # The redraw thread starts here and inherits this thread's signal mask: with SIGTERM,
         # SIGHUP and SIGINT blocked in it, they always go to a thread that has them unblocked.
         # Otherwise a signal during ray.init (which blocks them in the main thread only, see
-        # pipelines.one_video.local_ray) lands in the redraw thread under Ray's C++ handler, which
+        # pipelines.local.one_video.local_ray) lands in the redraw thread under Ray's C++ handler, which
         # aborts the process instead of unwinding it.
         stop = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop)

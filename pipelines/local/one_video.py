@@ -35,10 +35,10 @@ from clipforge.storage.keys import upload_key, video_prefix
 from clipforge.studio import running_studio
 from clipforge.types import AspectRatio, CaptionStyle, Layout
 from pipelines.config import PipelineConfig, load_pipeline_config
-from pipelines.preflight import CheckedSource, check_options, check_out_dir, check_source
-from pipelines.progress import RunProgress
-from pipelines.run_outputs import clip_doc, write_run_outputs
-from pipelines.worker import PipelineWorker
+from pipelines.engine.worker import PipelineWorker
+from pipelines.local.preflight import CheckedSource, check_options, check_out_dir, check_source
+from pipelines.local.progress import RunProgress
+from pipelines.local.run_outputs import clip_doc, write_run_outputs
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """One clip's files from a local source: the MP4 with burned captions, thumbnail, SRT/VTT/ASS.
 
 Shared by the export stage (which uploads the files to the object store) and the in-process
-notebook API (`pipelines.api.process(local=True)`, which keeps them in a folder), so a clip
+notebook API (`pipelines.local.notebook.process(local=True)`, which keeps them in a folder), so a clip
 renders the same either way.
 """
 
@@ -16,9 +16,9 @@ from clipforge.media import probe
 from clipforge.types import Word
 from models.caption import build_cues
 from models.caption_formats import cue_options, resolve_style, to_ass, to_srt, to_vtt
-from pipelines.clip_end import fade_out_at
 from pipelines.config import ExportConfig
-from pipelines.render import RenderSpec, output_size, plan_clip, poster_frame, render_clip
+from pipelines.render.clip import RenderSpec, output_size, plan_clip, poster_frame, render_clip
+from pipelines.render.clip_end import fade_out_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +53,11 @@ def render_clip_files(
 ) -> ClipFiles:
     """Render `start_s`..`end_s` of `src` into `dest/<stem>.{mp4,jpg,srt,vtt,ass}`.
 
-    The MP4 has the aspect's preset size (pipelines/render.py PRESETS; `config.short_side`
+    The MP4 has the aspect's preset size (pipelines/render/clip.py PRESETS; `config.short_side`
     below 1080 for drafts); `caption_style` `auto` is `shorts` for short-form aspects. `layout`
     says who the crop follows (clipforge.types.Layout); the words (source times, with speaker
     ids when turns were computed) tell the reframing who speaks when, and the captions keep out
-    of the faces it tracks. The JPEG is the poster frame (pipelines/poster.py).
+    of the faces it tracks. The JPEG is the poster frame (pipelines/render/poster.py).
     """
     info = probe(src)
     if info.width is None or info.height is None:

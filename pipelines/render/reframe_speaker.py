@@ -23,8 +23,8 @@ from statistics import median
 import numpy as np
 import numpy.typing as npt
 
-from pipelines.reframe_analysis import ClipAnalysis
-from pipelines.reframe_tracks import Track
+from pipelines.render.reframe_analysis import ClipAnalysis
+from pipelines.render.reframe_tracks import Track
 
 FloatArray = npt.NDArray[np.float64]
 

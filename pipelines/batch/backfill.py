@@ -1,10 +1,10 @@
 """Backfills: re-run one stage over a selection of videos, as a Ray job.
 
-    ray job submit -- python -m pipelines.backfill --stage detect --since 2026-01-01 \
+    ray job submit -- python -m pipelines.batch.backfill --stage detect --since 2026-01-01 \
         --scorer-config configs/highlight-v2.yaml
 
 Two engines share the request, the selection, the run records and the summary. `--engine data`
-(the default for `detect`) runs the backfill as a Ray Data pipeline (`pipelines.data_backfill`):
+(the default for `detect`) runs the backfill as a Ray Data pipeline (`pipelines.batch.data_backfill`):
 a backfill is bounded batch work, which Ray Data streams through an autoscaling actor pool.
 `--engine queue` (the default for `import` and `transcribe`, whose stages split and merge
 videos in ways a per-row map does not express) runs it through the queue worker's machinery,
@@ -51,8 +51,8 @@ from clipforge.settings import Settings, get_settings
 from clipforge.stages import BACKFILL_STAGES
 from models.highlight_config import ScorerConfig
 from pipelines.config import PipelineConfig, load_pipeline_config
+from pipelines.engine.worker import PipelineWorker
 from pipelines.stages.detect import load_scorer, scorer_digest
-from pipelines.worker import PipelineWorker
 
 log = logging.getLogger(__name__)
 PREFIX = "backfill-"
@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point (the `ray job submit` entrypoint); exits 1 unless every job of
     the run succeeded."""
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.backfill", description=__doc__.split("\n")[0]
+        prog="python -m pipelines.batch.backfill", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--stage", required=True, choices=BACKFILL_STAGES)
     parser.add_argument("--since", type=datetime.fromisoformat)
@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = load_pipeline_config(args.config)
     run: Callable[..., list[Progress]] = run_backfill
     if engine == "data":
-        from pipelines.data_backfill import run_data_backfill  # it builds on this module
+        from pipelines.batch.data_backfill import run_data_backfill  # it builds on this module
 
         run = run_data_backfill
     with create_pool(settings, url, application_name="clipforge-backfill") as pool:

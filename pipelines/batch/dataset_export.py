@@ -166,7 +166,7 @@ def export_dataset(
     """Write the Parquet files of every ready video with clips under `out`; the video count."""
     import ray.data
 
-    from pipelines.worker import ensure_ray
+    from pipelines.engine.worker import ensure_ray
 
     ids = _video_ids(pool, since, page_size=1000)
     if not ids:

@@ -26,9 +26,9 @@ from typing import Any
 from clipforge.storage.base import ObjectStore
 from models.caption import Cue
 from models.caption_formats import to_vtt
-from pipelines.report_assets import CSS, JS, LAYOUT_WORDS, SCORE_HELP, SUBSCORE_HELP
-from pipelines.report_svg import clock, is_ready, timeline_html
-from pipelines.report_transcript import transcript_html
+from pipelines.local.report_assets import CSS, JS, LAYOUT_WORDS, SCORE_HELP, SUBSCORE_HELP
+from pipelines.local.report_svg import clock, is_ready, timeline_html
+from pipelines.local.report_transcript import transcript_html
 
 esc = html.escape
 _DOWNLOADS = (

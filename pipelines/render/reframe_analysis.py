@@ -29,7 +29,7 @@ import numpy.typing as npt
 from clipforge.media.audio import decode_span
 from clipforge.media.ffmpeg import ffmpeg_read
 from models.faces import FaceBox, FaceDetector, iou
-from pipelines.reframe_tracks import FaceDetection
+from pipelines.render.reframe_tracks import FaceDetection
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -5,7 +5,7 @@ the picture, the window follows the motion in the shot: the horizontal centre of
 change is measured on small grey frames at 2 fps, smoothed, and turned into a piecewise-linear
 `crop` x expression, so the window glides instead of jumping. Without motion it stays centred.
 That is the path with `face_tracking=False`; with face tracking (the default) the window follows
-faces and the active speaker, in the layout asked for (pipelines/reframe.py), and falls back to
+faces and the active speaker, in the layout asked for (pipelines/render/reframe.py), and falls back to
 motion, then the centre, where no face is seen.
 
 Output size: every export renders at its aspect's preset (`PRESETS`: what Shorts, Reels, TikTok
@@ -26,8 +26,8 @@ import numpy as np
 
 from clipforge.errors import MediaError
 from clipforge.media.ffmpeg import ffmpeg_pipe, run_ffmpeg
-from pipelines.poster import KEYFRAME_S, choose_poster
-from pipelines.reframe import (
+from pipelines.render.poster import KEYFRAME_S, choose_poster
+from pipelines.render.reframe import (
     SCALE_FLAGS,
     ReframePlan,
     check_layout,
@@ -64,10 +64,10 @@ class RenderSpec:
         ass_path: ASS captions to burn in (times relative to the clip start), or None.
         crf / preset / x264_params: x264 quality, speed and extra options ("" for none).
         loudness_lufs: integrated loudness target (EBU R128).
-        layout: `auto`, `speaker`, `split` or `center` (pipelines/reframe.py says what each does).
+        layout: `auto`, `speaker`, `split` or `center` (pipelines/render/reframe.py says what each does).
         face_tracking: False renders the motion-following crop of earlier versions (exactly), for
             comparison and as an escape hatch; `center` is a fixed centre crop either way.
-        fade_out_s: audio fade at the end (pipelines/clip_end.py: where the clip does not end on
+        fade_out_s: audio fade at the end (pipelines/render/clip_end.py: where the clip does not end on
             a pause); 0 for none.
     """
 
@@ -157,7 +157,7 @@ def plan_clip(
     src_size: tuple[int, int],
     words: Sequence[object] | None = None,
 ) -> ReframePlan:
-    """The face-tracking reframe plan `render_clip` uses for `spec` (see pipelines/reframe.py)."""
+    """The face-tracking reframe plan `render_clip` uses for `spec` (see pipelines/render/reframe.py)."""
     src_w, src_h = src_size
     return plan_reframe(
         src,
@@ -234,7 +234,7 @@ def render_clip(
         str(spec.crf),
         *(("-x264-params", spec.x264_params) if spec.x264_params else ()),
         # A keyframe every KEYFRAME_S: the poster-frame choice decodes keyframes only
-        # (pipelines/poster.py), and players seek faster.
+        # (pipelines/render/poster.py), and players seek faster.
         "-force_key_frames",
         f"expr:gte(t,n_forced*{KEYFRAME_S:g})",
         "-pix_fmt",
@@ -253,7 +253,7 @@ def render_clip(
 
 def poster_frame(clip: Path, dest: Path) -> Path:
     """The clip's poster JPEG: a sharp frame with an open-eyed face, else its peak
-    (pipelines/poster.py)."""
+    (pipelines/render/poster.py)."""
     return thumbnail(clip, dest, choose_poster(clip).t)
 
 

@@ -1,7 +1,7 @@
 """The output folder of one video: `transcript.json`, `clips.json`, `source.*`, `report.html`.
 
-Its one writer. `clipforge process` (`pipelines/one_video.py`, from the rows the queue stages
-committed) and `clipforge.process(local=True)` (`pipelines/api.py`, from the clips rendered in
+Its one writer. `clipforge process` (`pipelines/local/one_video.py`, from the rows the queue stages
+committed) and `clipforge.process(local=True)` (`pipelines/local/notebook.py`, from the clips rendered in
 process) both describe each clip with `clip_doc` and write the folder with `write_run_outputs`,
 so readers of `clips.json` (the report, notebooks, users' scripts) see one shape.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clipforge.storage.base import ObjectStore
-from pipelines.report import copy_source, render_report
+from pipelines.local.report import copy_source, render_report
 
 
 def clip_doc(

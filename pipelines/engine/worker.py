@@ -3,11 +3,11 @@
 Each stage (import, transcribe, detect, export; see `pipelines.stages`) gets its own queue
 runner thread that claims only that stage's jobs and its own long-lived Ray actors, so while one
 video is transcribed another is scored and a third exported, and models load once per worker
-instead of once per batch. Each stage's actors form an elastic pool (`pipelines.actors.ActorSet`)
+instead of once per batch. Each stage's actors form an elastic pool (`pipelines.stages.actors.ActorSet`)
 sized to the stage's queued and running jobs by `scale_pools`: no actor starts for a stage with
 nothing to do, a pool grows (up to the stage's `actors`; an actor finding no free CPU is a request
 the Ray autoscaler answers with a node) and idle actors go again. This module only wires stages,
-runners, pools and the video lifecycle (`pipelines.lifecycle`) together and decides when an
+runners, pools and the video lifecycle (`pipelines.stages.lifecycle`) together and decides when an
 `until_idle` run is over. The driver alone
 talks to Postgres; actors only read and write object storage, with keys derived from ids, so a
 re-run overwrites instead of duplicating.
@@ -31,10 +31,10 @@ from clipforge.metrics import STAGE_ACTORS, STAGE_WORK_PER_ACTOR
 from clipforge.queue import Job, JobNotifier, JobResult, QueuePolicy, QueueRunner, RunnerOptions
 from clipforge.settings import Settings
 from models.highlight_config import ScorerConfig
-from pipelines.actors import ActorSet, Telemetry
 from pipelines.config import PipelineConfig
-from pipelines.lifecycle import Lifecycle
+from pipelines.stages.actors import ActorSet, Telemetry
 from pipelines.stages.base import Stage, build_stages, run_batch
+from pipelines.stages.lifecycle import Lifecycle
 from pipelines.stages.values import StageFailure
 
 log = logging.getLogger(__name__)

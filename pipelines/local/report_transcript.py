@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.caption_formats import SPEAKER_COLOURS
-from pipelines.report_svg import clock
+from pipelines.local.report_svg import clock
 
 esc = html.escape
 

@@ -27,7 +27,7 @@ from clipforge.settings import Settings
 from clipforge.storage import S3Store, create_store
 from clipforge.webhooks import webhook_handlers
 from pipelines.config import load_pipeline_config
-from pipelines.worker import PipelineWorker, ensure_ray
+from pipelines.engine.worker import PipelineWorker, ensure_ray
 
 log = logging.getLogger(__name__)
 
