@@ -49,9 +49,10 @@ class ServeModelBackend:
     """`ModelBackend` over deployment handles; a disabled deployment answers 503.
 
     Scoring and caption requests are a few KiB and take tens of ms, so the hop is a visible
-    share of them: they go over gRPC (`over_grpc`). An ASR request carries its audio (a
-    10-minute clip is 38 MB of float32, over gRPC's message cap) and takes seconds, so it stays
-    a Ray actor task, whose arguments travel through the object store.
+    share of them: they go over gRPC (`over_grpc`). An ASR request carries its audio (up to
+    `api_max_asr_audio_s`, 120 s by default: 7.7 MB of float32, over gRPC's message cap) and
+    takes seconds, so it stays a Ray actor task, whose arguments travel through the object
+    store.
     """
 
     def __init__(
