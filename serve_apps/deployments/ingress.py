@@ -38,8 +38,8 @@ def over_grpc(handle: Handle | None) -> Handle | None:
     Every Serve replica runs that server; a handle uses it with `_by_reference=False`. The
     arguments are pickled into the gRPC message and the result comes back in the reply, with
     no task submission, object-store entry or reference counting: a no-op call from an async
-    caller took a median 1.2 ms against 2.7-3.1 ms as an actor task (docs/capacity.md, fifth
-    round). Messages are capped at 4 MiB (`RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH`), so only
+    caller took 0.5-1.2 ms less (median) than as an actor task, interleaved in one process
+    (`benchmarks.handle_hop`; docs/capacity.md, fifth round). Messages are capped at 4 MiB (`RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH`), so only
     the small JSON-sized requests (scoring, captions) go this way; audio stays by reference.
     """
     return None if handle is None else handle.options(_by_reference=False)
