@@ -1,7 +1,7 @@
 """Serve model endpoints against a plain single-process FastAPI app, same run, same weights.
 
     python -m benchmarks.serve_vs_plain [--duration 20] [--clients 1 4 16]
-                                        [--endpoints asr highlights]
+                                        [--endpoints asr highlights] [--actor-gateway]
 
 Both sides serve the same API (`create_app`) on loopback, measured from outside over HTTP:
 
@@ -11,6 +11,9 @@ Both sides serve the same API (`create_app`) on loopback, measured from outside 
 * **gateway**: `clipforge api` (one uvicorn process, the standalone tier) with
   SERVE_MODELS_ADDRESS pointing at that Ray: the same model deployments through handles, no
   Serve proxy and no ingress replica in the path (`serve_apps.deployments.gateway`);
+* **gateway (actor tasks)**, with `--actor-gateway`: a second `clipforge api` with
+  SERVE_MODELS_GRPC=false, whose scoring calls are Ray actor tasks instead of Serve's gRPC
+  transport, to compare the two in one run;
 * **plain**: one uvicorn process whose model backend runs the same decode and scoring
   functions in-process (same weights and settings, library-default thread counts), one
   request at a time.
@@ -300,6 +303,7 @@ def breakdown(key: str, urls: dict[str, str], n: int = 20) -> None:
     body = highlight_body(1)
     request = HighlightsRequest.model_validate(body)
     model = serve.get_deployment_handle(DEPLOYMENTS["highlights"], app_name=APP)
+    model_grpc = model.options(_by_reference=False)  # as the ingress and the gateway call it
     with httpx.Client(timeout=120, headers=auth) as http:
         rows = {
             "plain: POST /v1/models/highlights": lambda: http.post(
@@ -311,9 +315,21 @@ def breakdown(key: str, urls: dict[str, str], n: int = 20) -> None:
             "gateway: POST /v1/models/highlights (uvicorn + handle)": lambda: http.post(
                 f"{urls['gateway']}/v1/models/highlights", json=body
             ),
+            **(
+                {
+                    "gateway, actor tasks: POST /v1/models/highlights": lambda: http.post(
+                        f"{urls['gateway_actor']}/v1/models/highlights", json=body
+                    )
+                }
+                if "gateway_actor" in urls
+                else {}
+            ),
             "plain: GET /health": lambda: http.get(f"{urls['plain']}/health"),
             "Serve: GET /health (proxy + ingress)": lambda: http.get(f"{urls['serve']}/health"),
-            "Serve: handle -> HighlightScorer (no proxy, no ingress)": lambda: model.score.remote(
+            "Serve: handle -> HighlightScorer (actor task)": lambda: model.score.remote(
+                request
+            ).result(timeout_s=120),
+            "Serve: handle -> HighlightScorer (gRPC)": lambda: model_grpc.score.remote(
                 request
             ).result(timeout_s=120),
         }
@@ -331,26 +347,40 @@ def breakdown(key: str, urls: dict[str, str], n: int = 20) -> None:
     print(f"| Serve: scoring inside the replica (batch of one) | {busy:.1f} |", flush=True)
 
 
+SIDE_NAMES = {
+    "serve": "Serve",
+    "gateway": "gateway",
+    "gateway_actor": "gateway (actor tasks)",
+    "plain": "plain",
+}
+
+
 def measure(args: argparse.Namespace, key: str, urls: dict[str, str]) -> None:
-    """Every endpoint and client count: Serve, gateway, plain; printed as a markdown table."""
+    """Every endpoint and client count on every side in `urls` (plain last); printed as a
+    markdown table with each side's ratio to the plain app."""
     send = senders(key, wav_clips(8))
     print(f"plain app environment: {' '.join(args.plain_env) or 'as the benchmark'}")
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f}")
+    sides = [side for side in SIDE_NAMES if side in urls]
+    served = sides[:-1]  # every side but the plain app goes through the model replicas
+    names = [SIDE_NAMES[side] for side in sides]
     print(
-        "| endpoint | clients | Serve | gateway | plain | Serve / plain | gateway / plain "
-        "| mean batch (Serve, gateway) | errors (Serve / gateway / plain) |"
+        f"| endpoint | clients | {' | '.join(names)} | "
+        + " | ".join(f"{SIDE_NAMES[side]} / plain" for side in served)
+        + f" | mean batch ({', '.join(SIDE_NAMES[side] for side in served)}) "
+        f"| errors ({' / '.join(names)}) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---" * (4 + 2 * len(served) + 1) + "|")
     for endpoint in args.endpoints:
         for clients in args.clients:
-            sides = ["serve", "gateway", "plain"]
             work = dict.fromkeys(sides, 0.0)
             counts = {side: [0, 0, 0, 0] for side in sides}  # requests, errors, batched, batches
             for round_ in range(args.rounds):
                 # Each side in every round, the order rotated: on a shared machine the load
                 # drifts, and a side measured in one block would get a different load.
-                for side in sides[round_ % 3 :] + sides[: round_ % 3]:
+                shift = round_ % len(sides)
+                for side in sides[shift:] + sides[:shift]:
                     before = batch_totals(DEPLOYMENTS[endpoint])
                     slice_s = args.duration / args.rounds
                     level = asyncio.run(closed_loop(urls[side], send[endpoint], clients, slice_s))
@@ -369,16 +399,21 @@ def measure(args: argparse.Namespace, key: str, urls: dict[str, str]) -> None:
                 )
                 for side in sides
             }
-            serve, gateway, plain = runs["serve"], runs["gateway"], runs["plain"]
+            plain = runs["plain"]
 
             def ratio(level: Level, plain: Level = plain) -> float:
                 return level.throughput / plain.throughput if plain.throughput else float("nan")
 
             print(
-                f"| {endpoint} ({UNITS[endpoint]}) | {clients} | {serve.throughput:.2f} | "
-                f"{gateway.throughput:.2f} | {plain.throughput:.2f} | {ratio(serve):.2f} | "
-                f"{ratio(gateway):.2f} | {serve.mean_batch:.2f}, {gateway.mean_batch:.2f} | "
-                f"{serve.errors} / {gateway.errors} / {plain.errors} |",
+                f"| {endpoint} ({UNITS[endpoint]}) | {clients} | "
+                + " | ".join(f"{runs[side].throughput:.2f}" for side in sides)
+                + " | "
+                + " | ".join(f"{ratio(runs[side]):.2f}" for side in served)
+                + " | "
+                + ", ".join(f"{runs[side].mean_batch:.2f}" for side in served)
+                + " | "
+                + " / ".join(str(runs[side].errors) for side in sides)
+                + " |",
                 flush=True,
             )
     load_after = os.getloadavg()
@@ -415,6 +450,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="Environment of the plain app only (e.g. OMP_WAIT_POLICY=PASSIVE, as the replicas "
         "get it), to tell a setting's effect from the hops'.",
     )
+    parser.add_argument(
+        "--actor-gateway",
+        action="store_true",
+        help="Also measure a second gateway whose scoring calls are Ray actor tasks "
+        "(SERVE_MODELS_GRPC=false), to compare the two handle transports in one run.",
+    )
     parser.add_argument("--plain-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.plain_port:
@@ -430,7 +471,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.environ.update(SERVER_ENV | {"DATABASE_URL": url})
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             _, key = create_api_key(conn, name="bench")
-        ports = {side: free_port() for side in ("serve", "gateway", "plain")}
+        sides = ["serve", "gateway", *(["gateway_actor"] if args.actor_gateway else []), "plain"]
+        ports = {side: free_port() for side in sides}
         urls = {side: f"http://127.0.0.1:{port}" for side, port in ports.items()}
         plain_cmd = [sys.executable, "-m", "benchmarks.serve_vs_plain"]
         plain_env = dict(item.split("=", 1) for item in args.plain_env)
@@ -446,14 +488,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             wait_ready(urls["serve"], key)
             # The standalone tier as `clipforge api` runs it, joined to the benchmark's Ray.
             gateway_cmd = [str(Path(sys.executable).with_name("clipforge")), "api"]
-            servers.append(
-                subprocess.Popen(
-                    [*gateway_cmd, "--port", str(ports["gateway"])],
-                    cwd=ROOT,
-                    env=os.environ | {"SERVE_MODELS_ADDRESS": address},
+            for side in ("gateway", "gateway_actor"):
+                if side not in ports:
+                    continue
+                grpc = "false" if side == "gateway_actor" else "true"
+                servers.append(
+                    subprocess.Popen(
+                        [*gateway_cmd, "--port", str(ports[side])],
+                        cwd=ROOT,
+                        env=os.environ
+                        | {"SERVE_MODELS_ADDRESS": address, "SERVE_MODELS_GRPC": grpc},
+                    )
                 )
-            )
-            wait_ready(urls["gateway"], key)
+                wait_ready(urls[side], key)
             wait_ready(urls["plain"], key)
             if "highlights" in args.endpoints:
                 breakdown(key, urls)

@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     # proxy). Unset: the standalone API's model endpoints answer 503.
     serve_models_address: str | None = None
     serve_models_app: str = Field(default="clipforge", min_length=1)
+    # Scoring and caption calls to the model replicas over Serve's gRPC transport (faster for
+    # small requests); false sends them as Ray actor tasks, as ASR always is.
+    serve_models_grpc: bool = True
     # Webhook deliveries (sent by the `webhook` job kind)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
 

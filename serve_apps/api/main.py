@@ -28,5 +28,9 @@ def create_app_from_env() -> FastAPI:
         # Imported only here: without it the standalone tier never loads Ray.
         from serve_apps.deployments.gateway import connect_models
 
-        models = connect_models(settings.serve_models_address, settings.serve_models_app)
+        models = connect_models(
+            settings.serve_models_address,
+            settings.serve_models_app,
+            grpc=settings.serve_models_grpc,
+        )
     return create_app(ApiDeps.open(settings, models=models), close_deps=True)

@@ -25,9 +25,11 @@ from serve_apps.deployments.ingress import ServeModelBackend
 _ROUTER_ENV = {"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
 
 
-def connect_models(address: str, app_name: str) -> ServeModelBackend:
+def connect_models(address: str, app_name: str, *, grpc: bool = True) -> ServeModelBackend:
     """Join the Ray cluster at `address` and return handles to `app_name`'s model deployments
-    (a model the application does not deploy answers 503, as on the Serve ingress).
+    (a model the application does not deploy answers 503, as on the Serve ingress). With
+    `grpc` (the default) scoring and caption requests use Serve's gRPC transport
+    (`ingress.over_grpc`); without it every call is a Ray actor task.
 
     Raises:
         ConfigError: the cluster runs no Serve application called `app_name`.
@@ -51,7 +53,7 @@ def connect_models(address: str, app_name: str) -> ServeModelBackend:
         name = DEPLOYMENT_NAMES[model]
         return serve.get_deployment_handle(name, app_name=app_name) if name in deployed else None
 
-    return ServeModelBackend(handle("asr"), handle("highlight"), handle("caption"))
+    return ServeModelBackend(handle("asr"), handle("highlight"), handle("caption"), grpc=grpc)
 
 
 def _init_keeping_signal_handlers(address: str) -> None:

@@ -31,16 +31,41 @@ Handle = DeploymentHandle[Any]
 _LATENCY_BOUNDARIES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+def over_grpc(handle: Handle | None) -> Handle | None:
+    """`handle` sending its requests over the replica's inter-deployment gRPC server instead
+    of as Ray actor tasks.
+
+    Every Serve replica runs that server; a handle uses it with `_by_reference=False`. The
+    arguments are pickled into the gRPC message and the result comes back in the reply, with
+    no task submission, object-store entry or reference counting: a no-op call from an async
+    caller took 0.5-1.2 ms less (median) than as an actor task, interleaved in one process
+    (`benchmarks.handle_hop`; docs/capacity.md, fifth round). Messages are capped at 4 MiB (`RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH`), so only
+    the small JSON-sized requests (scoring, captions) go this way; audio stays by reference.
+    """
+    return None if handle is None else handle.options(_by_reference=False)
+
+
 class ServeModelBackend:
-    """`ModelBackend` over deployment handles; a disabled deployment answers 503."""
+    """`ModelBackend` over deployment handles; a disabled deployment answers 503.
+
+    Scoring and caption requests are a few KiB and take tens of ms, so the hop is a visible
+    share of them: they go over gRPC (`over_grpc`). An ASR request carries its audio (up to
+    `api_max_asr_audio_s`, 120 s by default: 7.7 MB of float32, over gRPC's message cap) and
+    takes seconds, so it stays a Ray actor task, whose arguments travel through the object
+    store.
+    """
 
     def __init__(
         self,
         asr: Handle | None,
         highlight: Handle | None,
         caption: Handle | None,
+        *,
+        grpc: bool = True,
     ) -> None:
-        self._asr, self._highlight, self._caption = asr, highlight, caption
+        self._asr = asr
+        small = over_grpc if grpc else (lambda handle: handle)
+        self._highlight, self._caption = small(highlight), small(caption)
 
     async def _call(self, handle: Handle | None, method: str, *args: Any) -> Any:
         if handle is None:
@@ -115,7 +140,7 @@ class ApiIngress:
         init_observability(loaded, "serve-ingress")
         self._deps = ApiDeps.open(
             loaded,
-            models=ServeModelBackend(asr, highlight, caption),
+            models=ServeModelBackend(asr, highlight, caption, grpc=loaded.serve_models_grpc),
             redis_prefix=redis_prefix,
             application_name="clipforge-serve-ingress",
         )

@@ -273,6 +273,34 @@ async def _closed_loop(
     return [status for statuses in answers for status in statuses]
 
 
+def test_scoring_goes_to_the_replica_over_grpc_with_the_same_answers(serve_url: str):
+    from ray import serve
+
+    from serve_apps.api.protocol_models import HighlightsRequest
+    from serve_apps.deployments.ingress import ServeModelBackend, over_grpc
+
+    request = HighlightsRequest.model_validate(
+        {"windows": [{"text": "We lost everything in a single day."}, {"text": "Why? Money."}]}
+    )
+
+    async def call() -> tuple[bool, bool, list[object]]:
+        # Handles made inside the loop: the router runs on the calling loop in this session.
+        scorer = serve.get_deployment_handle("HighlightScorer", app_name=APP)
+        grpc_call = over_grpc(scorer).score.remote(request)  # type: ignore[union-attr]
+        actor_call = scorer.score.remote(request)
+        answers = [await grpc_call, await actor_call]
+        for grpc in (True, False):
+            backend = ServeModelBackend(None, scorer, None, grpc=grpc)
+            answers.append(await backend.highlights(request))
+        return grpc_call.by_reference, actor_call.by_reference, answers
+
+    grpc_by_reference, actor_by_reference, answers = asyncio.run(call())
+    # Scoring requests travel in the gRPC message (not as object references); the answer is the
+    # same whichever transport carried it.
+    assert (grpc_by_reference, actor_by_reference) == (False, True)
+    assert all(answer == answers[0] for answer in answers[1:]), answers
+
+
 def test_batches_grow_with_the_backlog(serve_url: str, owner: Auth):
     _, auth = owner
     body = {"windows": [{"text": "What if everything you know about sleep is wrong?"}] * 3}
