@@ -107,6 +107,12 @@ def test_encoder_weights_are_registered_and_load_offline() -> None:
     assert all(w.start >= 10.0 and w.end <= 13.0 for w in windows)
     assert all(10.1 <= (w.start + w.end) / 2 <= 12.0 for w in windows)
     assert sum(round(w.duration, 2) == 0.8 for w in windows) == 8  # centres 10.4, 10.6 .. 11.8
+    # A 1.6 s window is the mean of the 0.8 s windows inside it (not a second network pass).
+    short = [w for w in windows if round(w.duration, 2) == 0.8]
+    for long in (w for w in windows if round(w.duration, 2) == 1.6):
+        inside = [w.embedding for w in short if w.start >= long.start and w.end <= long.end]
+        mean = np.sum(inside, axis=0)
+        assert inside and np.allclose(long.embedding, mean / np.linalg.norm(mean), atol=1e-5)
 
 
 def test_fbank_has_kaldi_layout() -> None:
