@@ -26,7 +26,7 @@ from tests.utils.word_starts import pooled, start_errors
 _BOUNDS = {"call_2p": 0.85, "splice_3p": 0.9, "splice_4p": 0.85}
 # Counts the pipeline's chunk-by-chunk windows find. The four-person splice's fourth voice (June
 # Wallack, in French: Whisper tiny.en keeps 4 of her words) is merged into the nearest one;
-# with the whole recording embedded at once (`diarize`) all four are found.
+# with the GE2E encoder used before, embedding the whole recording at once (`diarize`) found four.
 _COUNTS = {"call_2p": {2}, "splice_3p": {3}, "splice_4p": {3, 4}}
 
 
