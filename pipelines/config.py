@@ -35,6 +35,9 @@ class WorkerConfig(_Section):
     pool_min_actors: int = Field(1, ge=0)
     pool_idle_s: float = Field(60, gt=0)
     pool_poll_s: float = Field(0.5, gt=0)
+    # A pool starts its next actor only once the one before has loaded: two model loads side
+    # by side on a small node slowed both (docs/capacity.md, issue #31).
+    one_load_per_pool: bool = True
     # Stages whose calls one process serves (each group one pool of processes, sized to the
     # stages' needs added up, each stage within its own `actors`): import and export wait on
     # ffmpeg and storage and load no model, so sharing saves a process and its boot.

@@ -223,6 +223,7 @@ class PipelineWorker:
         A pool with less work than actors shrinks, down to `pool_min_actors`, by the actors
         idle for `pool_idle_s`; one with a call in flight stays. A pool shared by stages
         (`worker.shared_pools`) needs its stages' actors added up, each within its `actors`.
+        With `one_load_per_pool`, a pool grows by one actor once the one before has loaded.
         """
         wc = self.config.worker
         with self.pool.connection() as conn:
@@ -243,8 +244,11 @@ class PipelineWorker:
         # Later stages first: their models take longest to load (ASR before import).
         for stage, _, _ in reversed(plan):
             pool = stage.actors.pool
-            if pool_need[id(pool)] > pool.size:
-                pool.grow(pool_need[id(pool)])
+            if pool_need[id(pool)] <= pool.size:
+                continue
+            if wc.one_load_per_pool and pool.loaded < pool.size:
+                continue  # its last actor still loads: a second load beside it slows both
+            pool.grow(pool_need[id(pool)] if not wc.one_load_per_pool else pool.size + 1)
         sizes: dict[str, int] = {}
         for stage, work, _ in plan:
             pool = stage.actors.pool
