@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from clipforge.db.pool import Pool
+from clipforge.errors import ConfigError
 from clipforge.settings import Settings
 from pipelines.actors import PoolView
 from pipelines.config import PipelineConfig, load_pipeline_config
@@ -122,3 +123,19 @@ def test_shrinking_the_shared_pool_spares_the_process_rendering_an_export(
     assert [r["status"] for r in rows] == ["ready"] * 3  # the render in flight was not lost
     assert _succeeded(db) == {"export": 3}
     assert busiest[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ([["import", "render"]], "not stages"),
+        ([["export"]], "2 or more"),
+        ([["import", "export"], ["export", "detect"]], "one group at most"),
+    ],
+)
+def test_shared_pools_must_name_two_or_more_stages_once(
+    groups: list[list[str]], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_pipeline_config(worker__shared_pools=groups)
+    assert load_pipeline_config(worker__shared_pools=[]).worker.shared_pools == ()
