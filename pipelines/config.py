@@ -36,7 +36,8 @@ class WorkerConfig(_Section):
     pool_idle_s: float = Field(60, gt=0)
     pool_poll_s: float = Field(0.5, gt=0)
     # A pool starts its next actor only once the one before has loaded: two model loads side
-    # by side on a small node slowed both (docs/capacity.md, issue #31).
+    # by side on a small node slowed both (docs/capacity.md, issue #31). An actor waiting for a
+    # node counts as loading, so a pool asks the autoscaler for one node at a time.
     one_load_per_pool: bool = True
     # Stages whose calls one process serves (each group one pool of processes, sized to the
     # stages' needs added up, each stage within its own `actors`): import and export wait on
