@@ -89,11 +89,15 @@ class StageActor:
     def traced(self, method: str, item: Any, carrier: dict[str, str]) -> tuple[Any, Report]:
         """Run `method(item)` in a span under the driver's hop (`carrier`); the spans the call
         finished go back in the report."""
-        name = f"{type(self).__name__}.{method}"
+        name = self.span_name(method, item)
         with tracing.remote_span(name, carrier, {"clipforge.actor.pid": os.getpid()}) as spans:
             value, report = getattr(self, method)(item)
         report["spans"] = spans
         return value, report
+
+    def span_name(self, method: str, item: Any) -> str:
+        """The name of a traced call's span: `Class.method`."""
+        return f"{type(self).__name__}.{method}"
 
     def report(self) -> Report:
         """Events since the last report, and the current breaker states."""
@@ -134,6 +138,13 @@ class SharedActor(StageActor):
             actor.store, actor.cache = self.store, self.cache
             self._loads += actor.report()["loads"]  # what the member loaded while built
             self.members[stage] = actor
+
+    def span_name(self, method: str, item: Any) -> str:
+        """A routed call's span is named for the member that runs it (`ImportActor.run`)."""
+        if method == "call":
+            stage, inner, _ = item
+            return self.members[stage].span_name(inner, item)
+        return super().span_name(method, item)
 
     def call(self, request: tuple[str, str, Any]) -> tuple[Any, Report]:
         """Run `method(item)` on the member actor of `stage`; the report covers the process."""
@@ -343,18 +354,19 @@ class ActorSet:
 
         self.grow(1)
         key = route or ""
+        stage = route or self.stage  # metrics and spans name the stage, not the shared pool
         results: list[Any] = [None] * len(items)
         todo = deque(enumerate(items))
         running: dict[Any, tuple[int, int, tracing.Hop | None]] = {}
-        STAGE_ROWS.labels(stage=self.stage).inc(len(items))
+        STAGE_ROWS.labels(stage=stage).inc(len(items))
         while todo or running:
             while todo and (acquired := self._acquire(not running, key, limit)) is not None:
                 actor, handle = acquired
                 index, item = todo.popleft()
                 hop = tracing.start_hop(
-                    f"ray {self.stage}.{method}",
+                    f"ray {stage}.{method}",
                     _job_ids(item),
-                    {"clipforge.stage": self.stage, "clipforge.actor.index": actor},
+                    {"clipforge.stage": stage, "clipforge.actor.index": actor},
                 )
                 name, arg = (method, item) if route is None else ("call", (route, method, item))
                 if hop is None:
