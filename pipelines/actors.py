@@ -142,8 +142,8 @@ class SharedActor(StageActor):
     def span_name(self, method: str, item: Any) -> str:
         """A routed call's span is named for the member that runs it (`ImportActor.run`)."""
         if method == "call":
-            stage, inner, _ = item
-            return self.members[stage].span_name(inner, item)
+            stage, inner, value = item
+            return self.members[stage].span_name(inner, value)
         return super().span_name(method, item)
 
     def call(self, request: tuple[str, str, Any]) -> tuple[Any, Report]:
