@@ -8,6 +8,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clipforge.errors import ConfigError
+from clipforge.stages import STAGE_NAMES
 from clipforge.types import AspectRatio, CaptionStyle, Layout
 
 # Keys renamed since earlier releases: (section, old) -> new. Old files and overrides still load.
@@ -34,6 +35,28 @@ class WorkerConfig(_Section):
     pool_min_actors: int = Field(1, ge=0)
     pool_idle_s: float = Field(60, gt=0)
     pool_poll_s: float = Field(0.5, gt=0)
+    # A pool starts its next actor only once the one before has loaded: two model loads side
+    # by side on a small node slowed both (docs/capacity.md, issue #31). An actor waiting for a
+    # node counts as loading, so a pool asks the autoscaler for one node at a time.
+    one_load_per_pool: bool = True
+    # Stages whose calls one process serves (each group one pool of processes, sized to the
+    # stages' needs added up, each stage within its own `actors`): import and export wait on
+    # ffmpeg and storage and load no model, so sharing saves a process and its boot.
+    shared_pools: tuple[tuple[str, ...], ...] = ()
+
+    @model_validator(mode="after")
+    def _shared_groups(self) -> WorkerConfig:
+        seen: list[str] = []
+        for group in self.shared_pools:
+            unknown = [s for s in group if s not in STAGE_NAMES]
+            if unknown:
+                raise ValueError(f"worker.shared_pools: {unknown} are not stages ({STAGE_NAMES})")
+            if len(group) < 2:
+                raise ValueError("worker.shared_pools: a group shares between 2 or more stages")
+            if set(group) & set(seen):
+                raise ValueError("worker.shared_pools: a stage is in one group at most")
+            seen += group
+        return self
 
 
 class ImportConfig(_Section):

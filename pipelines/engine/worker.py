@@ -185,8 +185,13 @@ class PipelineWorker:
 
     @property
     def pools(self) -> list[ActorSet]:
-        """Every stage's actor pool, in pipeline order."""
-        return [s.actors for s in self.stages]
+        """Every actor pool, in pipeline order (a pool shared by stages once, where its first
+        stage is)."""
+        pools: list[ActorSet] = []
+        for stage in self.stages:
+            if stage.actors.pool not in pools:
+                pools.append(stage.actors.pool)
+        return pools
 
     def _fit_cpus(self) -> None:
         """Shrink the actors' CPU reservations if one actor of every stage would not fit in
@@ -199,15 +204,15 @@ class PipelineWorker:
         """
         import ray
 
-        demand = sum(s.actors.cpu_demand for s in self.stages)
+        demand = sum(p.cpu_demand for p in self.pools)
         available = float(ray.available_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
         if demand > available:
             log.warning(
                 "stage actors ask for more CPUs than the cluster has; scaling their share down",
                 extra={"demand": demand, "cpus": available},
             )
-            for stage in self.stages:
-                stage.actors.scale_cpus(available / demand)
+            for pool in self.pools:
+                pool.scale_cpus(available / demand)
 
     def scale_pools(self) -> dict[str, int]:
         """Size every stage's pool to its work; returns the pool sizes by stage.
@@ -216,7 +221,9 @@ class PipelineWorker:
         its configured actors); a stage with none gets its first actor as soon as the stage
         before it has work, so models load while that stage works (ASR while videos import).
         A pool with less work than actors shrinks, down to `pool_min_actors`, by the actors
-        idle for `pool_idle_s`; one with a call in flight stays.
+        idle for `pool_idle_s`; one with a call in flight stays. A pool shared by stages
+        (`worker.shared_pools`) needs its stages' actors added up, each within its `actors`.
+        With `one_load_per_pool`, a pool grows by one actor once the one before has loaded.
         """
         wc = self.config.worker
         with self.pool.connection() as conn:
@@ -230,18 +237,27 @@ class PipelineWorker:
                 need = max(need, 1)
             plan.append((stage, work, need))
             upstream = work
+        pool_need: dict[int, int] = {}  # id(pool) -> actors its stages need together
+        for stage, _, need in plan:
+            key = id(stage.actors.pool)
+            pool_need[key] = pool_need.get(key, 0) + min(need, stage.actors.max_count)
         # Later stages first: their models take longest to load (ASR before import).
-        for stage, _, need in reversed(plan):
-            if need > stage.actors.size:
-                stage.actors.grow(need)
+        for stage, _, _ in reversed(plan):
+            pool = stage.actors.pool
+            if pool_need[id(pool)] <= pool.size:
+                continue
+            if wc.one_load_per_pool and pool.loaded < pool.size:
+                continue  # its last actor still loads: a second load beside it slows both
+            pool.grow(pool_need[id(pool)] if not wc.one_load_per_pool else pool.size + 1)
         sizes: dict[str, int] = {}
-        for stage, work, need in plan:
-            actors = stage.actors
-            if actors.size > max(need, wc.pool_min_actors):
-                actors.shrink(max(need, wc.pool_min_actors), wc.pool_idle_s)
-            sizes[stage.name] = actors.size
-            STAGE_ACTORS.labels(stage=stage.name).set(actors.size)
-            STAGE_WORK_PER_ACTOR.labels(stage=stage.name).set(work / max(actors.size, 1))
+        for stage, work, _ in plan:
+            pool = stage.actors.pool
+            floor = max(pool_need[id(pool)], wc.pool_min_actors)
+            if pool.size > floor:
+                pool.shrink(floor, wc.pool_idle_s)
+            sizes[stage.name] = pool.size
+            STAGE_ACTORS.labels(stage=stage.name).set(pool.size)
+            STAGE_WORK_PER_ACTOR.labels(stage=stage.name).set(work / max(pool.size, 1))
         return sizes
 
     def _follows(self, stage: Stage) -> bool:
@@ -262,10 +278,10 @@ class PipelineWorker:
         """Start every stage's actors now, up to each pool's maximum, and block until all have
         loaded their models (a warm worker; tests, benchmarks)."""
         self.start()
-        for stage in self.stages:
-            stage.actors.start()
-        for stage in self.stages:
-            stage.actors.wait_ready()
+        for pool in self.pools:
+            pool.start()
+        for pool in self.pools:
+            pool.wait_ready()
 
     def run(self, *, until_idle: bool = False, until: Callable[[], bool] | None = None) -> int:
         """Process jobs until `stop()`; with `until_idle`, until no job is runnable now; with
@@ -360,8 +376,8 @@ class PipelineWorker:
     def close(self) -> None:
         """Stop, and release the stage actors (their CPUs and memory)."""
         self.stop()
-        for stage in self.stages:
-            stage.actors.close()
+        for pool in self.pools:
+            pool.close()
 
     def __enter__(self) -> PipelineWorker:
         return self

@@ -23,7 +23,7 @@ import math
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
@@ -89,11 +89,15 @@ class StageActor:
     def traced(self, method: str, item: Any, carrier: dict[str, str]) -> tuple[Any, Report]:
         """Run `method(item)` in a span under the driver's hop (`carrier`); the spans the call
         finished go back in the report."""
-        name = f"{type(self).__name__}.{method}"
+        name = self.span_name(method, item)
         with tracing.remote_span(name, carrier, {"clipforge.actor.pid": os.getpid()}) as spans:
             value, report = getattr(self, method)(item)
         report["spans"] = spans
         return value, report
+
+    def span_name(self, method: str, item: Any) -> str:
+        """The name of a traced call's span: `Class.method`."""
+        return f"{type(self).__name__}.{method}"
 
     def report(self) -> Report:
         """Events since the last report, and the current breaker states."""
@@ -112,6 +116,42 @@ class StageActor:
     def ready(self) -> Report:
         """Answered once the constructor (model loading) has finished."""
         return self.report()
+
+
+class SharedActor(StageActor):
+    """One process serving several stages: each member stage's own actor class, built in it.
+
+    Import and export both wait on ffmpeg and storage and load no model, so one process can
+    serve both (`worker.shared_pools`): one boot instead of two, and the export side is warm
+    as soon as the first video is imported. Calls arrive as `call((stage, method, item))`,
+    one at a time (an actor runs one call at a time); members share this actor's storage
+    client (one breaker) and object cache.
+    """
+
+    def __init__(
+        self, settings: Settings, members: tuple[tuple[str, type[StageActor], tuple[Any, ...]], ...]
+    ) -> None:
+        super().__init__(settings)
+        self.members: dict[str, StageActor] = {}
+        for stage, cls, args in members:
+            actor = cls(*args)
+            actor.store, actor.cache = self.store, self.cache
+            self._loads += actor.report()["loads"]  # what the member loaded while built
+            self.members[stage] = actor
+
+    def span_name(self, method: str, item: Any) -> str:
+        """A routed call's span is named for the member that runs it (`ImportActor.run`)."""
+        if method == "call":
+            stage, inner, value = item
+            return self.members[stage].span_name(inner, value)
+        return super().span_name(method, item)
+
+    def call(self, request: tuple[str, str, Any]) -> tuple[Any, Report]:
+        """Run `method(item)` on the member actor of `stage`; the report covers the process."""
+        stage, method, item = request
+        value, report = getattr(self.members[stage], method)(item)
+        self._loads += report["loads"]
+        return value, self.report()
 
 
 class Telemetry:
@@ -199,6 +239,12 @@ class ActorSet:
         self.starts: list[ActorStart] = []
         self._start_of: dict[int, ActorStart] = {}
         self._remote: Any = None
+        self._in_flight: Counter[str] = Counter()  # calls in flight by route (member stage)
+
+    @property
+    def pool(self) -> ActorSet:
+        """The pool itself (a `PoolView` names the pool it is a view of)."""
+        return self
 
     @property
     def cpu_demand(self) -> float:
@@ -293,33 +339,40 @@ class ActorSet:
         record = self._start_of.get(number)
         return math.inf if record is None or record.ready is None else record.ready
 
-    def map(self, method: str, items: list[Any]) -> list[Any]:
+    def map(
+        self, method: str, items: list[Any], *, route: str | None = None, limit: int | None = None
+    ) -> list[Any]:
         """Call `method` once per item, spread over the loaded actors; a value or an Exception
         each.
 
         Several runner threads of a stage may map at once: idle actors are shared between them
-        (one call per actor at a time), so no actor idles while another thread has work.
+        (one call per actor at a time), so no actor idles while another thread has work. In a
+        pool of `SharedActor`s, `route` names the member stage the calls go to, and `limit`
+        bounds that stage's calls in flight (all threads together) to its own `actors`.
         """
         import ray
 
         self.grow(1)
+        key = route or ""
+        stage = route or self.stage  # metrics and spans name the stage, not the shared pool
         results: list[Any] = [None] * len(items)
         todo = deque(enumerate(items))
         running: dict[Any, tuple[int, int, tracing.Hop | None]] = {}
-        STAGE_ROWS.labels(stage=self.stage).inc(len(items))
+        STAGE_ROWS.labels(stage=stage).inc(len(items))
         while todo or running:
-            while todo and (acquired := self._acquire(block=not running)) is not None:
+            while todo and (acquired := self._acquire(not running, key, limit)) is not None:
                 actor, handle = acquired
                 index, item = todo.popleft()
                 hop = tracing.start_hop(
-                    f"ray {self.stage}.{method}",
+                    f"ray {stage}.{method}",
                     _job_ids(item),
-                    {"clipforge.stage": self.stage, "clipforge.actor.index": actor},
+                    {"clipforge.stage": stage, "clipforge.actor.index": actor},
                 )
+                name, arg = (method, item) if route is None else ("call", (route, method, item))
                 if hop is None:
-                    ref = getattr(handle, method).remote(item)
+                    ref = getattr(handle, name).remote(arg)
                 else:
-                    ref = handle.traced.remote(method, item, hop.carrier)
+                    ref = handle.traced.remote(name, arg, hop.carrier)
                 running[ref] = (index, actor, hop)
             if not running:
                 continue
@@ -328,26 +381,29 @@ class ActorSet:
             for ref in done:
                 index, actor, hop = running.pop(ref)
                 results[index] = self._answer(ref, actor)
-                self._release(actor)
+                self._release(actor, key)
                 if hop is not None:
                     answer = results[index]
                     hop.end(error=repr(answer) if isinstance(answer, Exception) else None)
         return results
 
-    def _acquire(self, *, block: bool) -> tuple[int, Any] | None:
-        """A loaded idle actor, or None (waits only when the caller has nothing in flight)."""
+    def _acquire(self, block: bool, route: str, limit: int | None) -> tuple[int, Any] | None:
+        """A loaded idle actor, or None (waits only when the caller has nothing in flight);
+        none while `route` has `limit` calls in flight."""
         while True:
             self._absorb_ready(timeout=0)
             with self._cond:
-                if self._idle:
+                capped = limit is not None and self._in_flight[route] >= limit
+                if self._idle and not capped:
                     # The first loaded: those loaded last (on added nodes) idle and go first.
                     number = min(self._idle, key=self._ready_at)
                     del self._idle[number]
+                    self._in_flight[route] += 1
                     return number, self._handles[number]
                 if not block:
                     return None
                 empty, loading = not self._handles, bool(self._loading)
-                if not empty and not loading:  # all busy: wait for a call to end
+                if capped or (not empty and not loading):  # wait for a call to end
                     self._cond.wait(0.05)
                     continue
             if empty:  # closed (a stage timeout) or shrunk meanwhile
@@ -355,8 +411,9 @@ class ActorSet:
             else:
                 self._absorb_ready(timeout=0.05)
 
-    def _release(self, actor: int) -> None:
+    def _release(self, actor: int, route: str) -> None:
         with self._cond:
+            self._in_flight[route] -= 1
             if actor in self._handles:
                 self._idle[actor] = time.monotonic()
                 self._cond.notify()
@@ -421,3 +478,66 @@ class ActorSet:
             self._start_of = {}
         for actor in actors:
             ray.kill(actor, no_restart=True)
+
+
+class PoolView:
+    """One stage's share of a pool of `SharedActor`s: its calls go to its member actor in
+    whichever process is free, at most `count` at a time. Sizing (`grow`, `shrink`) is the
+    pool's (`PipelineWorker.scale_pools` adds up its stages' needs); the rest is delegated."""
+
+    def __init__(self, pool: ActorSet, stage: str, count: int) -> None:
+        self.pool = pool
+        self.stage = stage
+        self.max_count = count
+
+    def map(self, method: str, items: list[Any]) -> list[Any]:
+        """`ActorSet.map` routed to this stage's member actors."""
+        return self.pool.map(method, items, route=self.stage, limit=self.max_count)
+
+    @property
+    def actors(self) -> list[Any]:
+        """The pool's actor handles (every process serves this stage)."""
+        return self.pool.actors
+
+    @property
+    def size(self) -> int:
+        """Actors in the shared pool."""
+        return self.pool.size
+
+    @property
+    def cpu_demand(self) -> float:
+        """CPUs one actor of the shared pool reserves."""
+        return self.pool.cpu_demand
+
+    def start(self) -> None:
+        """Start the shared pool's actors."""
+        self.pool.start()
+
+    def wait_ready(self) -> None:
+        """Start the shared pool and wait until its actors have loaded."""
+        self.pool.wait_ready()
+
+    def close(self) -> None:
+        """Kill the shared pool's actors (a stuck call of one stage restarts the pool: the
+        other stage's call in flight fails retryable and runs again)."""
+        self.pool.close()
+
+
+def share_pool(
+    name: str,
+    settings: Settings,
+    members: list[tuple[str, type[StageActor], tuple[Any, ...], int, float]],
+    telemetry: Telemetry,
+) -> tuple[ActorSet, dict[str, PoolView]]:
+    """One pool of `SharedActor`s for the member stages `(stage, cls, args, actors, num_cpus)`:
+    at most the members' actors added up (each stage's calls stay within its own `actors`),
+    each reserving the largest member's CPUs; and each stage's view of it."""
+    pool = ActorSet(
+        name,
+        SharedActor,
+        (settings, tuple((stage, cls, args) for stage, cls, args, _, _ in members)),
+        count=sum(count for _, _, _, count, _ in members),
+        num_cpus=max(cpus for *_, cpus in members),
+        telemetry=telemetry,
+    )
+    return pool, {stage: PoolView(pool, stage, count) for stage, _, _, count, _ in members}

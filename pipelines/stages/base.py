@@ -22,7 +22,7 @@ from clipforge.settings import Settings
 from clipforge.stages import STAGES, StageInfo
 from models.highlight_config import ScorerConfig
 from pipelines.config import PipelineConfig
-from pipelines.stages.actors import ActorSet, StageActor, Telemetry
+from pipelines.stages.actors import ActorSet, PoolView, StageActor, Telemetry, share_pool
 from pipelines.stages.lifecycle import Lifecycle
 from pipelines.stages.values import StageError
 
@@ -81,12 +81,13 @@ class BaseStage(Generic[In, Out]):
         self.settings = settings
         self.lifecycle = lifecycle
         self.configure(config, scorer)
-        spec = self.actor_spec(settings, config)
+        self.spec = spec = self.actor_spec(settings, config)
         self.claim_batch_size = spec.claim_batch_size
         # Claim loops of the stage: as many as it has actors, so none idles between batches.
         self.runners = spec.count
-        # The stage's warm actors (started with the worker, kept across batches).
-        self.actors = ActorSet(
+        # The stage's warm actors (started with the worker, kept across batches); a view of a
+        # pool shared with other stages with `worker.shared_pools` (`build_stages`).
+        self.actors: ActorSet | PoolView = ActorSet(
             self.name,
             spec.cls,
             spec.args,
@@ -139,10 +140,24 @@ def build_stages(
     *,
     scorer: ScorerConfig | None = None,
 ) -> list[Stage]:
-    """Every registered stage in pipeline order (their actors start on first use)."""
-    return [
+    """Every registered stage in pipeline order (their actors start on first use); the stages
+    of each `worker.shared_pools` group share one pool of processes (`pipelines.stages.actors.share_pool`)."""
+    stages = [
         stage_class(info)(settings, config, lifecycle, telemetry, scorer=scorer) for info in STAGES
     ]
+    for group in config.worker.shared_pools:
+        members = [s for s in stages if s.name in group]
+        if len(members) < 2 or any(s.spec.num_gpus for s in members):
+            continue  # nothing to share (a GPU stage keeps its own processes)
+        _, views = share_pool(
+            "+".join(s.name for s in members),
+            settings,
+            [(s.name, s.spec.cls, s.spec.args, s.spec.count, s.spec.num_cpus) for s in members],
+            telemetry,
+        )
+        for stage in members:
+            stage.actors = views[stage.name]
+    return stages
 
 
 def run_batch(stage: Stage, pool: Pool, jobs: list[Job]) -> Outcomes:

@@ -81,6 +81,9 @@ def _write_config(tmp_path: Path, *, stage_cpus: float, **overrides: object) -> 
         "detect__top_k": 2,
         "export__short_side": 240,
         "export__num_cpus": stage_cpus,
+        # Each stage's own processes: these tests place the stages' actors one by one (sharing
+        # import and export: test_shared_pool.py, test_two_node_scale_out.py).
+        "worker__shared_pools": [],
     }
     config = load_pipeline_config(**(values | overrides))
     path = tmp_path / "pipeline.yaml"

@@ -3,7 +3,8 @@ whose export pool (2 actors of 0.75 CPU at most) can run one actor there and ask
 second; a second node of 1 CPU joins (as the Ray autoscaler would add one for that request),
 the pending actor is placed on it, and after the queue drains the pool shrinks back to one
 actor, the one on the added node removed first. Exports only: the scale-out mechanics, not
-model loading, and each render takes about a second.
+model loading, and each render takes about a second. The export pool is the shipped one, shared
+with import (`worker.shared_pools`): its processes are `SharedActor`s.
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ def _actors(cluster: LocalCluster) -> list[tuple[str, str, str]]:
     return [(a.class_name, a.state, a.node_id or "") for a in actors if a.class_name]
 
 
+# The process class of the import+export pool (`pipelines.stages.actors.SharedActor`).
+EXPORTER = "SharedActor"
+
+
 def _alive_exporters(cluster: LocalCluster) -> list[str]:
-    return [n for c, s, n in _actors(cluster) if c == "ExportActor" and s == "ALIVE"]
+    return [n for c, s, n in _actors(cluster) if c == EXPORTER and s == "ALIVE"]
 
 
 def _ready(pool: Pool) -> int:
@@ -132,7 +137,7 @@ def test_pools_grow_onto_an_added_node_and_shrink_when_idle(
                 first = _until("first export", lambda: _ready(pool) >= 1, 60, worker)
                 _until("second export", lambda: _ready(pool) >= 2, 60, worker)
                 pending = [c for c, s, _ in _actors(cluster) if s == "PENDING_CREATION"]
-                assert pending == ["ExportActor"], _actors(cluster)
+                assert pending == [EXPORTER], _actors(cluster)
                 head = set(_alive_exporters(cluster))
                 joined = add_node(cluster, num_cpus=1)
                 before = (_ready(pool) - 1) / (joined - first)
@@ -154,7 +159,7 @@ def test_pools_grow_onto_an_added_node_and_shrink_when_idle(
                 )
                 assert _gauge(port, "clipforge_stage_actors", "export") == 1
                 classes = {c for c, _, _ in _actors(cluster)}
-                assert classes == {"ExportActor"}, classes  # no stage without work started
+                assert classes == {EXPORTER}, classes  # no stage without work started
             finally:
                 worker.terminate()
                 worker.wait(timeout=60)
