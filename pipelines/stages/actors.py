@@ -312,7 +312,8 @@ class ActorSet:
     def shrink(self, target: int, idle_s: float) -> int:
         """Remove actors beyond `target` that are still loading or have been idle `idle_s`,
         the last loaded first (those placed on nodes the autoscaler added, which can then go
-        away); an actor with a call in flight is never removed. Returns how many were removed."""
+        away); an actor with a call in flight is never removed, and while the last loaded is
+        busy or not yet idle `idle_s`, none older is. Returns how many were removed."""
         import ray
 
         now = time.monotonic()
@@ -323,10 +324,13 @@ class ActorSet:
                 if len(self._handles) <= target:
                     break
                 since = self._idle.get(number)
-                if number in loading or (since is not None and now - since >= idle_s):
-                    removed.append(self._handles.pop(number))
-                    self._idle.pop(number, None)
-                    self._start_of.pop(number, None)
+                if not (number in loading or (since is not None and now - since >= idle_s)):
+                    # Strictly the last loaded first: removing an older idle actor instead
+                    # would leave this one alone on an added node, which could never go.
+                    break
+                removed.append(self._handles.pop(number))
+                self._idle.pop(number, None)
+                self._start_of.pop(number, None)
             self._loading = {r: n for r, n in self._loading.items() if n in self._handles}
         for handle in removed:
             ray.kill(handle, no_restart=True)
