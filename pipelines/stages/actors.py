@@ -486,8 +486,8 @@ class ActorSet:
 
 class PoolView:
     """One stage's share of a pool of `SharedActor`s: its calls go to its member actor in
-    whichever process is free, at most `count` at a time. Sizing (`grow`, `shrink`) is the
-    pool's (`PipelineWorker.scale_pools` adds up its stages' needs); the rest is delegated."""
+    whichever process is free, at most `count` at a time. Sizing, start and readiness are the
+    pool's (`PipelineWorker` works on `.pool`, and `scale_pools` adds up its stages' needs)."""
 
     def __init__(self, pool: ActorSet, stage: str, count: int) -> None:
         self.pool = pool
@@ -497,29 +497,6 @@ class PoolView:
     def map(self, method: str, items: list[Any]) -> list[Any]:
         """`ActorSet.map` routed to this stage's member actors."""
         return self.pool.map(method, items, route=self.stage, limit=self.max_count)
-
-    @property
-    def actors(self) -> list[Any]:
-        """The pool's actor handles (every process serves this stage)."""
-        return self.pool.actors
-
-    @property
-    def size(self) -> int:
-        """Actors in the shared pool."""
-        return self.pool.size
-
-    @property
-    def cpu_demand(self) -> float:
-        """CPUs one actor of the shared pool reserves."""
-        return self.pool.cpu_demand
-
-    def start(self) -> None:
-        """Start the shared pool's actors."""
-        self.pool.start()
-
-    def wait_ready(self) -> None:
-        """Start the shared pool and wait until its actors have loaded."""
-        self.pool.wait_ready()
 
     def close(self) -> None:
         """Kill the shared pool's actors (a stuck call of one stage restarts the pool: the
