@@ -217,8 +217,8 @@ class PipelineWorker:
     def scale_pools(self) -> dict[str, int]:
         """Size every stage's pool to its work; returns the pool sizes by stage.
 
-        A stage gets one actor per `work_per_actor` jobs runnable now or running here (at most
-        its configured actors); a stage with none gets its first actor as soon as the stage
+        A stage gets one actor per `work_per_actor` jobs runnable now or running here (the
+        stage's own figure where its `ActorSpec` has one; at most its configured actors); a stage with none gets its first actor as soon as the stage
         before it has work, so models load while that stage works (ASR while videos import).
         A pool with less work than actors shrinks, down to `pool_min_actors`, by the actors
         idle for `pool_idle_s`; one with a call in flight stays. A pool shared by stages
@@ -232,7 +232,7 @@ class PipelineWorker:
         upstream = 0
         for stage in self.stages:
             work = demand.get(self.prefix + stage.name, 0)
-            need = -(-work // wc.work_per_actor)
+            need = -(-work // (stage.spec.work_per_actor or wc.work_per_actor))
             if upstream and wc.warm_next_stage and self._follows(stage):
                 need = max(need, 1)
             plan.append((stage, work, need))

@@ -51,6 +51,8 @@ class ActorSpec:
     num_cpus: float
     claim_batch_size: int
     num_gpus: float = 0.0
+    # Jobs per actor when the worker sizes the pool (None: `worker.work_per_actor`).
+    work_per_actor: int | None = None
 
 
 class BaseStage(Generic[In, Out]):

@@ -352,6 +352,11 @@ class TranscribeStage(BaseStage[TranscribeInput, TranscribeOutput]):
             own.asr_num_cpus,
             own.claim_batch_size,
             num_gpus=own.asr_num_gpus,
+            # On CPUs an actor's CTranslate2 threads are a fixed share of the node (the cores
+            # split over `asr_actors`, or `asr_cpu_threads`), so fewer actors than jobs leave
+            # cores idle: one actor per job, not per `worker.work_per_actor` (two 10-minute
+            # videos on one actor of one thread took twice as long, docs/capacity.md).
+            work_per_actor=1 if own.asr_num_gpus == 0 else None,
         )
 
     def load(self, conn: Conn, jobs: Sequence[Job]) -> dict[int, TranscribeInput]:

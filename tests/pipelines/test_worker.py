@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 
 from clipforge.db.pool import Pool
+from clipforge.db.repo.videos import create_video
+from clipforge.queue import QueuePolicy, enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
 from clipforge.webhooks import create_webhook
+from pipelines.config import PipelineConfig
 from pipelines.engine.worker import PipelineWorker
 from tests.pipelines._ready_clip import queue_exports, ready_clip
 from tests.pipelines.conftest import upload_video, url_video
@@ -249,3 +252,35 @@ def test_worker_with_only_exports_queued_starts_no_asr_actor(
     # Export shares its processes with import (the shipped `worker.shared_pools`).
     assert started == {"import+export": 1, "transcribe": 0, "detect": 0}
     assert {pool.stage: pool.size for pool in worker.pools}["transcribe"] == 0
+
+
+def test_asr_pool_grows_one_actor_per_job_and_other_pools_per_two(
+    db: Pool,
+    pipeline_settings: Settings,
+    pipeline_config: PipelineConfig,
+    database_url: str,
+    ray_local: None,
+) -> None:
+    # Two videos waiting for ASR and two for detection. An ASR actor's threads are a fixed share
+    # of the node (cores / asr_actors), so one actor for both videos would leave cores idle;
+    # detect keeps `worker.work_per_actor` (2 jobs per actor).
+    config = pipeline_config.model_copy(
+        update={
+            "worker": pipeline_config.worker.model_copy(update={"one_load_per_pool": False}),
+            "transcribe": pipeline_config.transcribe.model_copy(update={"asr_actors": 2}),
+            "detect": pipeline_config.detect.model_copy(update={"actors": 2}),
+        }
+    )
+    with db.connection() as conn, conn.transaction():
+        for kind in ("transcribe", "transcribe", "detect", "detect"):
+            video = create_video(conn, owner_key_id=None, source_kind="upload")
+            payload = {"video_id": str(video.id)}
+            enqueue(conn, QueuePolicy.defaults(), kind=kind, video_id=video.id, payload=payload)
+    worker = PipelineWorker(pipeline_settings, config, db, database_url=database_url)
+    try:
+        worker.start()
+        sizes = worker.scale_pools()
+    finally:
+        worker.close()
+    assert sizes["transcribe"] == 2
+    assert sizes["detect"] == 1
