@@ -1,66 +1,20 @@
-"""Notebook fixtures: one database, data folder and scaled-down config shared by the notebooks.
+"""Running a notebook in a fresh kernel, and the S3 variables for the test server.
 
-Notebooks run in their own kernels, so they get everything through the environment: the
-session's Postgres (a database of their own), the session's Ray (`RAY_ADDRESS`), the S3-compatible
-test server, a temporary `DATA_DIR`, and where the tuned scorer config goes.
+Notebooks run in their own kernels, so they get everything through the environment.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
 import nbformat
-import pytest
-import yaml
 from nbclient import NotebookClient
 
 from clipforge.settings import Settings
-from pipelines.config import load_pipeline_config
-from tests.conftest import temporary_database
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-
-
-@pytest.fixture(scope="module")
-def notebook_database_url(admin_database_url: str) -> Iterator[str]:
-    """A database of the notebooks' own (they create their tables through migrate)."""
-    with temporary_database(admin_database_url) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def notebook_env(
-    notebook_database_url: str, ray_local: None, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
-    """Environment of every notebook kernel."""
-    import ray
-
-    root = tmp_path_factory.mktemp("notebooks")
-    config = load_pipeline_config(
-        worker__idle_poll_s=0.2,
-        transcribe__asr_actors_max=1,
-        transcribe__asr_num_cpus=0.5,
-        detect__num_cpus=0.5,
-        detect__top_k=1,
-        export__short_side=240,
-        export__num_cpus=0.5,
-    )
-    config_path = root / "pipeline.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
-    return {
-        "DATA_DIR": str(root / "data"),
-        "DATABASE_URL": notebook_database_url,
-        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-        "RAY_AUTH_MODE": "disabled",
-        "HF_HUB_OFFLINE": "1",
-        "ENVIRONMENT": "test",
-        "CLIPFORGE_PIPELINE_CONFIG": str(config_path),
-        "CLIPFORGE_NB_TOP_K": "1",
-        "CLIPFORGE_TUNED_SCORER": str(root / "highlight-tuned.yaml"),
-    }
 
 
 def s3_env(s3_settings: Settings) -> dict[str, str]:

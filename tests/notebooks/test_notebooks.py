@@ -1,68 +1,84 @@
-"""The notebooks run top to bottom (each ends with its own assertions), are stored without
-outputs, and the tuning notebook's saved config is what the detect stage records on clips."""
+"""The four notebooks, run once, in order, as a new user runs them: on the embedded default (no
+DATABASE_URL, no RAY_ADDRESS, no S3: each starts what it needs) with one fresh DATA_DIR, so each
+must leave nothing that breaks the next (04_backfill re-scores every video the earlier ones
+kept). Each notebook ends with its own assertions; the tests here check what lies between them:
+notebooks stored without outputs, the tuned config 02 saves is the shipped one, and no kernel
+leaves a process behind.
+
+The notebooks ran twice before (here against the suite's servers, and in order on the embedded
+default): the same code with other settings, for about nine minutes of CI. Once is enough: the
+settings that point them at servers are tested with the rest of the suite, and the queue
+engine's re-scoring (04 uses Ray Data) in tests/pipelines/test_backfill.py.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import nbformat
+import psutil
 import pytest
+import yaml
 
-from clipforge.db.pool import Pool, create_pool
-from clipforge.settings import Settings, load_settings
 from models.highlight_config import ScorerConfig
-from pipelines.batch.backfill import BackfillRequest, run_backfill
 from pipelines.config import load_pipeline_config
-from tests.notebooks.conftest import NOTEBOOKS, run_notebook, s3_env
+from tests.notebooks.conftest import NOTEBOOKS, run_notebook
 
-pytestmark = pytest.mark.slow
-NAMES = (
+ORDER = (
     "01_quickstart.ipynb",
     "02_tune_highlights.ipynb",
     "03_api_client.ipynb",
     "04_backfill.ipynb",
 )
 REPO = NOTEBOOKS.parent
+# What would point the notebooks at the suite's servers instead of their embedded defaults.
+_SERVERS = ("DATABASE_URL", "RAY_ADDRESS", "REDIS_URL", "S3_ENDPOINT_URL", "S3_BUCKET")
 
 
 @pytest.fixture(scope="module")
-def quickstart(notebook_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
-    """01 has processed the test video into the notebooks' database."""
-    run_notebook("01_quickstart.ipynb", notebook_env, tmp_path_factory.mktemp("executed"))
+def in_order(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The four notebooks run in order on the embedded default; the environment they had.
 
-
-@pytest.fixture(scope="module")
-def tuned_scorer(notebook_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """02 has saved the tuned scorer config; its path."""
-    run_notebook("02_tune_highlights.ipynb", notebook_env, tmp_path_factory.mktemp("executed"))
-    return Path(notebook_env["CLIPFORGE_TUNED_SCORER"])
-
-
-@pytest.fixture(scope="module")
-def notebook_pool(notebook_env: dict[str, str]) -> Iterator[tuple[Settings, Pool]]:
-    """Settings and a pool on the notebooks' database and data folder."""
-    settings = load_settings(
-        database_url=notebook_env["DATABASE_URL"],
-        data_dir=Path(notebook_env["DATA_DIR"]),
-        environment="test",
+    It runs first of all files in CI (tests/conftest.py `_HEAVY_FILES`), being the longest.
+    """
+    root = tmp_path_factory.mktemp("notebooks")
+    config = load_pipeline_config(
+        worker__idle_poll_s=0.2,
+        transcribe__asr_actors_max=1,
+        detect__top_k=1,
+        export__short_side=240,
     )
-    url = notebook_env["DATABASE_URL"]
-    with create_pool(settings, url, application_name="notebook-tests", max_size=4) as pool:
-        yield settings, pool
+    config_path = root / "pipeline.yaml"
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    env = {
+        "DATA_DIR": str(root / "data"),
+        "HF_HUB_OFFLINE": "1",
+        "ENVIRONMENT": "test",
+        "CLIPFORGE_PIPELINE_CONFIG": str(config_path),
+        "CLIPFORGE_NB_TOP_K": "1",
+        "CLIPFORGE_TUNED_SCORER": str(root / "highlight-tuned.yaml"),
+    }
+    took = {}
+    with mock.patch.dict(os.environ):
+        for name in _SERVERS:
+            os.environ.pop(name, None)
+        for name in ORDER:
+            started = time.monotonic()
+            try:
+                run_notebook(name, env, root, timeout_s=600)
+            finally:
+                took[name] = round(time.monotonic() - started)
+                print(f"notebooks in order, seconds each: {took}")
+    yield env
 
 
-def _clips(pool: Pool) -> list[tuple[str, str]]:
-    with pool.connection() as conn:
-        rows = conn.execute(
-            "SELECT id::text AS id, split_part(model_version, '+', 1) AS v FROM clips"
-        ).fetchall()
-    return [(r["id"], r["v"]) for r in rows]
-
-
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ORDER)
 def test_stored_without_outputs(name: str) -> None:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)  # type: ignore[no-untyped-call]
     nbformat.validate(nb)
@@ -85,54 +101,24 @@ def test_labelled_set_is_what_its_script_builds(test_media: dict[str, Path]) -> 
     assert grades == {0, 1, 2, 3}
 
 
-def test_tuning_notebook_saves_the_shipped_config(tuned_scorer: Path) -> None:
-    saved = ScorerConfig.load(tuned_scorer)
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_notebooks_run_in_order_and_leave_nothing_running(in_order: dict[str, str]) -> None:
+    # Each notebook's kernel stopped the embedded Postgres (and any Ray) it started.
+    data_dir = in_order["DATA_DIR"]
+    left = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if data_dir in " ".join(p.info["cmdline"] or []) and p.pid != os.getpid()
+    ]
+    for proc in left:
+        proc.kill()
+    assert not left, [p.info["cmdline"] for p in left]
+
+
+@pytest.mark.slow
+def test_tuning_notebook_saves_the_shipped_config(in_order: dict[str, str]) -> None:
+    saved = ScorerConfig.load(Path(in_order["CLIPFORGE_TUNED_SCORER"]))
     assert saved.version != ScorerConfig().version
     # The config shipped in configs/scorers/ is exactly what the notebook produces.
     assert saved == ScorerConfig.load(REPO / "configs" / "scorers" / "highlight-tuned.yaml")
-
-
-def test_quickstart_notebook(quickstart: None, notebook_pool: tuple[Settings, Pool]) -> None:
-    _, pool = notebook_pool
-    assert {v for _, v in _clips(pool)} == {ScorerConfig().version}
-
-
-def test_backfill_notebook(
-    quickstart: None, tuned_scorer: Path, notebook_env: dict[str, str], tmp_path: Path
-) -> None:
-    run_notebook("04_backfill.ipynb", notebook_env, tmp_path)
-
-
-def test_detect_stage_records_the_tuned_version(
-    quickstart: None,
-    tuned_scorer: Path,
-    notebook_pool: tuple[Settings, Pool],
-    notebook_env: dict[str, str],
-) -> None:
-    settings, pool = notebook_pool
-    before = _clips(pool)
-    # The detect stage takes the scorer from the pipeline config, as the worker does.
-    config = load_pipeline_config(
-        Path(notebook_env["CLIPFORGE_PIPELINE_CONFIG"]), detect__scorer_config=str(tuned_scorer)
-    )
-    progress = run_backfill(
-        settings,
-        pool,
-        config,
-        BackfillRequest(stage="detect", force=True, run_id="notebook-test", drop_exports=True),
-        database_url=notebook_env["DATABASE_URL"],
-    )
-    assert [(p.selected, p.succeeded, p.failed) for p in progress] == [(1, 1, 0)]
-    after = _clips(pool)
-    assert after and {v for _, v in after} == {ScorerConfig.load(tuned_scorer).version}
-    assert not {i for i, _ in before} & {i for i, _ in after}  # detect really re-ran
-
-
-def test_api_client_notebook(
-    notebook_env: dict[str, str],
-    fresh_database_url: str,
-    s3_settings: Settings,
-    tmp_path: Path,
-) -> None:
-    env = notebook_env | s3_env(s3_settings) | {"DATABASE_URL": fresh_database_url}
-    run_notebook("03_api_client.ipynb", env, tmp_path, timeout_s=300)
