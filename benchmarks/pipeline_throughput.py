@@ -5,9 +5,12 @@ in the same run on the same machine; then the seconds to export one 45 s 9:16 cl
     python -m benchmarks.pipeline_throughput [--video speech_short|speech_long|long-2h] [--count 4]
     python -m benchmarks.pipeline_throughput --export-bench [--reps 3]
 
-Both sides transcribe, score, select and render the top clip of every video. The worker side also
-pays for what the product needs and the script skips: Postgres writes, object storage, the queue,
-and its cold start (actor processes, model loads) is inside its time, as the script's is.
+Every side transcribes, scores, selects and renders the top clip of every video. The sequential
+script is the bare minimum (faster-whisper, the scorer, a motion-following crop); the same-output
+loop is `clipforge.process(local=True)` per video, which makes what the worker makes (speaker
+turns, face-tracked crop, loudness, poster and caption files) with no database, queue, object
+store or Ray. The worker also pays for Postgres writes, object storage and the queue; its cold
+start (actor processes, model loads) is inside its time, as the loops' model loads are.
 `--video long-2h` (a 2-hour source looped from speech_long) runs only the worker and reports its
 peak resident memory, driver and stage actors together.
 `--export-bench` times only the export of a 45 s 9:16 clip of a face video (`face_pan` looped) at
@@ -31,6 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import yaml
 
 from benchmarks._db import scratch_database
 
@@ -145,6 +150,27 @@ def sequential(videos: list[Path], workdir: Path) -> float:
             workdir / f"seq{i}.mp4",
             RenderSpec(top.start, top.end, "9:16", short_side=144, ass_path=ass),
             src_size=(meta.width, meta.height),
+        )
+    return time.perf_counter() - started
+
+
+def same_output_loop(videos: list[Path], workdir: Path) -> float:
+    """The plain loop that makes what the worker makes: `clipforge.process(local=True)` on one
+    video after another in this process (the same models, speaker turns, face-tracked render,
+    loudness, poster and caption files; no database, queue, object store or Ray). Its models
+    load inside the time, once, as a script's would. Returns wall seconds."""
+    from pipelines.config import DEFAULT_CONFIG
+    from pipelines.local.notebook import process, unload_models
+
+    shipped = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    shipped["export"]["short_side"] = 144  # a draft size, as the worker's side renders
+    config = workdir / "loop-pipeline.yaml"
+    config.write_text(yaml.safe_dump(shipped))
+    unload_models()  # cold, as the worker's side is
+    started = time.perf_counter()
+    for i, video in enumerate(videos):
+        process(
+            video, workdir / f"loop{i}", top_k=1, local=True, config_path=config, overwrite=True
         )
     return time.perf_counter() - started
 
@@ -417,33 +443,36 @@ def main() -> None:
         f"({minutes:.1f} min of video)"
     )
     videos = [video] * args.count
-    rows: list[tuple[float, float, float]] = []
+    rows: list[tuple[float, float, float, float]] = []
     startup: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for _ in range(args.rounds):  # each round: the three runs back to back, same load
+        for _ in range(args.rounds):  # each round: the four runs back to back, same load
             seq = sequential(videos, work)
+            loop = same_output_loop(videos, work)
             startup.clear()
             cold, loads = through_worker(videos, work, startup=startup)
             warm = through_worker(videos, work, warm=True)[0] if args.warm else float("nan")
-            rows.append((seq, cold, warm))
+            rows.append((seq, loop, cold, warm))
             print(
-                f"round: sequential {seq:.1f} s, worker {cold:.1f} s (warm {warm:.1f} s), "
-                f"load {os.getloadavg()[0]:.2f}",
+                f"round: sequential script {seq:.1f} s, same-output loop {loop:.1f} s, "
+                f"worker {cold:.1f} s (warm {warm:.1f} s), load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
         export = export_seconds(_media("speech_long"), work)
-    seq, cold, warm = (statistics.median(col) for col in zip(*rows, strict=True))
+    seq, loop, cold, warm = (statistics.median(col) for col in zip(*rows, strict=True))
     print(f"{'':34} {'wall s':>8} {'video min / wall min':>21}")
     for name, wall in (
         ("sequential script", seq),
+        ("same-output loop", loop),
         ("clipforge worker (cold start)", cold),
         ("clipforge worker (warm, running)", warm),
     ):
         print(f"{name:34} {wall:8.1f} {minutes / (wall / 60):21.2f}")
     print(
-        f"worker / sequential throughput: {seq / cold:.2f}x cold, {seq / warm:.2f}x warm "
-        f"(median of {args.rounds} round(s); models loaded per worker: {loads})"
+        f"worker / sequential script: {seq / cold:.2f}x cold, {seq / warm:.2f}x warm; "
+        f"worker / same-output loop: {loop / cold:.2f}x cold, {loop / warm:.2f}x warm "
+        f"(medians of {args.rounds} round(s); models loaded per worker: {loads})"
     )
     print("cold start-up breakdown (last round):", *startup, sep="\n")
     print(f"load average after the run: {os.getloadavg()[0]:.2f}")

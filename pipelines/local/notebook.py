@@ -179,6 +179,14 @@ def _clip_finder(settings: Settings, config: PipelineConfig, **changes: Any) -> 
     return _FINDERS[key]
 
 
+def unload_models() -> None:
+    """Drop the models this process loaded for the API (their memory goes back once nothing
+    else holds them); the next call loads them again."""
+    _asr_model.cache_clear()
+    _speaker_encoder.cache_clear()
+    _FINDERS.clear()
+
+
 def _setup(settings: Settings | None, config_path: Path | None) -> tuple[Settings, PipelineConfig]:
     return settings or get_settings(), load_pipeline_config(config_path)
 
