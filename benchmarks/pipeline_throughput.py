@@ -184,6 +184,7 @@ def through_worker(
     warm: bool = False,
     rss: PeakRss | None = None,
     startup: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[float, dict[str, float]]:
     """ClipForge: videos enqueued through the database, one worker drains them.
 
@@ -209,6 +210,7 @@ def through_worker(
         detect__auto_export={"enabled": auto_export, "top_n": 1},
         export__short_side=144,  # a draft size, as the sequential script renders
         worker__idle_poll_s=0.2,
+        **(overrides or {}),
     )
     before = {m: MODEL_LOADS.labels(model=m)._value.get() for m in ("asr", "text_encoder")}
     with scratch_database() as url:
@@ -426,7 +428,15 @@ def main() -> None:
         help="only the export of a 45 s clip of a face video, with and without face tracking",
     )
     parser.add_argument("--reps", type=int, default=3, help="--export-bench repetitions")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION__KEY=YAML",
+        help="override the worker's pipeline config, e.g. transcribe__asr_actors=1 (repeatable)",
+    )
     args = parser.parse_args()
+    overrides = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.set)}
     if args.export_bench:
         with tempfile.TemporaryDirectory() as tmp:
             export_bench(_media("face_pan_long"), Path(tmp), args.reps)
@@ -451,8 +461,12 @@ def main() -> None:
             seq = sequential(videos, work)
             loop = same_output_loop(videos, work)
             startup.clear()
-            cold, loads = through_worker(videos, work, startup=startup)
-            warm = through_worker(videos, work, warm=True)[0] if args.warm else float("nan")
+            cold, loads = through_worker(videos, work, startup=startup, overrides=overrides)
+            warm = (
+                through_worker(videos, work, warm=True, overrides=overrides)[0]
+                if args.warm
+                else float("nan")
+            )
             rows.append((seq, loop, cold, warm))
             print(
                 f"round: sequential script {seq:.1f} s, same-output loop {loop:.1f} s, "
