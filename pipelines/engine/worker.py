@@ -218,7 +218,8 @@ class PipelineWorker:
         """Size every stage's pool to its work; returns the pool sizes by stage.
 
         A stage gets one actor per `work_per_actor` jobs runnable now or running here (the
-        stage's own figure where its `ActorSpec` has one; at most its configured actors); a stage with none gets its first actor as soon as the stage
+        stage's own figure where its `ActorSpec` has one; a job cut into parts counts once per
+        part; at most its configured actors); a stage with none gets its first actor as soon as the stage
         before it has work, so models load while that stage works (ASR while videos import).
         A pool with less work than actors shrinks, down to `pool_min_actors`, by the actors
         idle for `pool_idle_s`; one with a call in flight stays. A pool shared by stages
@@ -227,7 +228,12 @@ class PipelineWorker:
         """
         wc = self.config.worker
         with self.pool.connection() as conn:
-            demand = stage_demand(conn, kinds=self.kinds, worker_id=self.worker_id)
+            demand = stage_demand(
+                conn,
+                kinds=self.kinds,
+                worker_id=self.worker_id,
+                part_s={self.prefix + s.name: s.spec.part_s for s in self.stages if s.spec.part_s},
+            )
         plan: list[tuple[Stage, int, int]] = []  # (stage, jobs, actors needed)
         upstream = 0
         for stage in self.stages:

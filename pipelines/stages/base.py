@@ -53,6 +53,9 @@ class ActorSpec:
     num_gpus: float = 0.0
     # Jobs per actor when the worker sizes the pool (None: `worker.work_per_actor`).
     work_per_actor: int | None = None
+    # A job counts once per this many seconds of its video (the stage cuts videos into parts
+    # that run on actors of their own); None: once.
+    part_s: float | None = None
 
 
 class BaseStage(Generic[In, Out]):

@@ -357,6 +357,7 @@ class TranscribeStage(BaseStage[TranscribeInput, TranscribeOutput]):
             # cores idle: one actor per job, not per `worker.work_per_actor` (two 10-minute
             # videos on one actor of one thread took twice as long, docs/capacity.md).
             work_per_actor=1 if own.asr_num_gpus == 0 else None,
+            part_s=own.segment_s,  # a 2-hour video's parts run on every actor the pool has
         )
 
     def load(self, conn: Conn, jobs: Sequence[Job]) -> dict[int, TranscribeInput]:

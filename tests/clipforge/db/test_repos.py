@@ -8,8 +8,10 @@ import pytest
 from clipforge.db.pool import Pool
 from clipforge.db.repo.clips import NewClip, get_clip, list_clips, replace_clips
 from clipforge.db.repo.exports import create_export, get_export, list_exports, update_export
+from clipforge.db.repo.pipeline_jobs import stage_demand
 from clipforge.db.repo.transcripts import get_transcript, replace_transcript
-from clipforge.db.repo.videos import delete_video
+from clipforge.db.repo.videos import create_video, delete_video, update_video
+from clipforge.queue import QueuePolicy, enqueue
 from clipforge.types import ModelInfo, Segment, Transcript, Word
 from tests.utils.factories import make_video
 
@@ -116,3 +118,24 @@ def test_exports_take_the_4_5_preset_and_refuse_unknown_aspects(db: Pool) -> Non
         assert portrait.aspect_ratio == "4:5"
         with pytest.raises(psycopg.errors.CheckViolation), conn.transaction():
             create_export(conn, clip_id=clip.id, aspect_ratio="4:3", caption_style="auto")  # type: ignore[arg-type]
+
+
+def test_stage_demand_counts_a_long_video_once_per_part(db: Pool) -> None:
+    # The transcribe stage cuts a video into parts of about 600 s that run on actors of their
+    # own: a 20-minute video is two units of work, a 26 s one (or one of unknown length) one.
+    with db.connection() as conn, conn.transaction():
+        for kind, duration in (
+            ("transcribe", 1250.0),
+            ("transcribe", 26.0),
+            ("transcribe", None),
+            ("detect", 1250.0),
+        ):
+            video = create_video(conn, owner_key_id=None, source_kind="upload")
+            if duration is not None:
+                update_video(conn, video_id=video.id, duration_s=duration)
+            payload = {"video_id": str(video.id)}
+            enqueue(conn, QueuePolicy.defaults(), kind=kind, video_id=video.id, payload=payload)
+        kinds = ["transcribe", "detect", "export"]
+        assert stage_demand(conn, kinds=kinds, worker_id="w") == {"transcribe": 3, "detect": 1}
+        split = stage_demand(conn, kinds=kinds, worker_id="w", part_s={"transcribe": 600.0})
+    assert split == {"transcribe": 4, "detect": 1}
