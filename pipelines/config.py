@@ -79,7 +79,7 @@ class TranscribeConfig(_Section):
     asr_num_cpus: float = Field(1, gt=0)
     asr_cpu_threads: int = Field(0, ge=0)
     asr_num_gpus: float = Field(0, ge=0)
-    asr_batch_size: int = Field(8, ge=1)
+    asr_batch_size: int = Field(4, ge=1)
     max_chunk_s: float = Field(30, gt=1, le=30)
     claim_batch_size: int = Field(8, ge=1, le=100)
     segment_s: float = Field(600, ge=60)
