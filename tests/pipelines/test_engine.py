@@ -66,11 +66,18 @@ def test_stage_actors_killed_mid_batch_lose_and_duplicate_nothing(
     worker: PipelineWorker, db: Pool, pipeline_settings: Settings, test_media: dict[str, Path]
 ) -> None:
     videos = [upload_video(db, pipeline_settings, test_media["speech_short"]) for _ in range(3)]
-    worker.wait_ready()  # the kills below hit loaded actors (a load is reported once it ends)
+    asr, detect = worker.stages[1].actors, worker.stages[2].actors
+    # The kills below hit loaded actors (a load is reported once it ends). Only the two pools
+    # they hit are warmed up front; import's starts with its work, as in a worker's first run
+    # (`worker.wait_ready()` also booted an export process that nothing here calls).
+    worker.start()
+    for stage_pool in (asr.pool, detect.pool):
+        stage_pool.start()
+    for stage_pool in (asr.pool, detect.pool):
+        stage_pool.wait_ready()
     before = _loads()
     runner = threading.Thread(target=worker.run, kwargs={"until_idle": True})
     runner.start()
-    asr, detect = worker.stages[1].actors, worker.stages[2].actors
     assert _wait_running(db, "transcribe")
     ray.kill(asr.actors[0], no_restart=False)  # Ray restarts it; the call in flight is retried
     assert _wait_running(db, "detect")
