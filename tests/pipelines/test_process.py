@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from clipforge.media import probe
-from pipelines.config import DEFAULT_CONFIG
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -40,18 +38,6 @@ def _process(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _draft_config(tmp_path: Path) -> Path:
-    """The shipped pipeline config with 240-pixel renders instead of 1080 (a draft).
-
-    The render size is not what this file checks (test_export_presets.py checks every preset's
-    size); two 1080-pixel renders cost CPU seconds on the 2-core CI machine for nothing."""
-    data = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    data["export"]["short_side"] = 240
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def test_process_writes_clips_transcript_and_report(
     ray_local: None, test_media: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -59,8 +45,6 @@ def test_process_writes_clips_transcript_and_report(
     result = _process(
         tmp_path,
         str(test_media["speech_short"]),
-        "--config",
-        str(_draft_config(tmp_path)),
         "--out",
         str(out),
         "--aspect",
