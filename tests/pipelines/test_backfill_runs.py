@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from clipforge.db.pool import Pool
+from clipforge.db.repo.clips import NewClip, replace_clips
 from clipforge.db.repo.videos import create_video, update_video
 from clipforge.queue import QueuePolicy, claim, enqueue
 from clipforge.settings import Settings
@@ -18,6 +19,7 @@ from pipelines.batch.backfill import PREFIX, BackfillRequest, run_backfill, summ
 from pipelines.config import PipelineConfig
 from pipelines.engine.worker import PipelineWorker
 from pipelines.stages.detect import scorer_digest
+from tests.pipelines._ready_clip import ready_clip
 from tests.pipelines.conftest import upload_video
 
 KIND = PREFIX + "detect"
@@ -153,17 +155,24 @@ def test_run_waits_for_a_job_in_backoff_and_fails_when_it_ends_dead(
 
 
 def test_a_stuck_stage_times_out_and_its_job_ends_dead(
-    worker: PipelineWorker,
     db: Pool,
     pipeline_settings: Settings,
     pipeline_config: PipelineConfig,
     database_url: str,
     test_media: dict[str, Path],
+    ray_local: None,
 ) -> None:
-    video = upload_video(db, pipeline_settings, test_media["speech_short"])
-    worker.run(until_idle=True)
-    worker.close()
+    # A ready video (original stored, a transcript) with a scored clip, made in the database
+    # and storage instead of by a whole pipeline run (actor boots, ASR, detect): the detect
+    # batch below times out before its actor has even started, so what an earlier run left
+    # makes no difference to it. A detect that ran would replace the scored clip; one that
+    # timed out leaves it.
+    video_id, _ = ready_clip(db, pipeline_settings, test_media["speech_short"])
+    scored = NewClip(1, 8.0, 18.0, 80.0, {"hook": 0.5}, "r", "t", "h", "highlight", "v1+abc")
+    with db.connection() as conn:
+        replace_clips(conn, video_id=video_id, clips=[scored])
     before = _versions(db)
+    assert "v1#abc" in before[video_id]
     # Far less than the detect actors need to start: the batch is "stuck" past its deadline.
     progress = run_backfill(
         pipeline_settings.model_copy(update={"stage_timeout_s": 0.05, "queue_max_attempts": 1}),
@@ -177,7 +186,7 @@ def test_a_stuck_stage_times_out_and_its_job_ends_dead(
         job = conn.execute("SELECT state, last_error FROM jobs WHERE run_id = 'stuck'").fetchone()
     assert job is not None and job["state"] == "dead"
     assert "detect timed out after 0.05 s (STAGE_TIMEOUT_S)" in job["last_error"]
-    assert _versions(db) == before and video.id in before  # the video kept its clips
+    assert _versions(db) == before and video_id in before  # the video kept its clips
 
 
 def test_ray_job_refuses_the_embedded_database(tmp_path: Path) -> None:

@@ -23,7 +23,9 @@ from pathlib import Path
 import psutil
 import pyte
 import pytest
+import yaml
 
+from pipelines.config import DEFAULT_CONFIG
 from tests.utils.wait import wait_until
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -265,9 +267,14 @@ def test_a_used_out_folder_is_refused_unless_overwrite_clears_it(
     assert _snapshot(out) == before  # nothing in the folder changed, the folder itself neither
 
     (short_tmp / "home").mkdir()
+    # What --overwrite clears and keeps does not depend on the render size: the shipped config
+    # with 240-pixel renders spares the 1080x1920 one (test_export_presets.py checks sizes).
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["export"]["short_side"] = 240
+    (short_tmp / "pipeline.yaml").write_text(yaml.safe_dump(config))
     run = subprocess.run(
         [str(_REPO / ".venv/bin/clipforge"), "process", source, "--out", str(out),
-         "--top-k", "1", "--overwrite"],
+         "--top-k", "1", "--overwrite", "--config", str(short_tmp / "pipeline.yaml")],
         env=_person_env(short_tmp), cwd=_REPO, stdin=subprocess.DEVNULL,
         capture_output=True, text=True, timeout=_LIMIT_S,
     )  # fmt: skip
