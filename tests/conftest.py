@@ -34,43 +34,37 @@ from tests.utils.servers import nanio_server, redis_server
 os.environ.setdefault("ASR_MODEL", "tiny.en")
 
 # Files whose tests take minutes (Ray actors, whole pipeline runs, clusters, notebooks), heaviest
-# first (each taking 30 s or more), from the test times of one whole run (`--junitxml`) on the
-# 2-core machine. They are collected first so that the pytest-xdist workers (.ci/run,
-# `--dist loadfile`) start on them and end on the short files together, instead of one worker
-# finishing a long file alone at the end.
+# first, from `pytest --durations` on the 2-core machine. They are collected first so that the
+# two pytest-xdist workers (.ci/run, `--dist loadfile`) start on them and end on the short files
+# together, instead of one worker finishing a long file alone at the end.
 _HEAVY_FILES = (
     "tests/notebooks/test_notebooks.py",
+    "tests/pipelines/test_process_terminal.py",
+    "tests/pipelines/test_process_terminal_long.py",
     "tests/pipelines/test_two_node_cluster.py",
-    "tests/pipelines/test_backfill_runs.py",
+    "tests/pipelines/test_two_node_data_backfill.py",
+    "tests/pipelines/test_worker.py",
+    "tests/pipelines/test_embedded_signals.py",
+    "tests/pipelines/test_disk_full_worker.py",
     "tests/pipelines/test_engine.py",
     "tests/serve_apps/test_serve_app.py",
-    "tests/pipelines/test_process_terminal.py",
-    "tests/pipelines/test_worker.py",
     "tests/serve_apps/test_serve_cli.py",
+    "tests/serve_apps/test_serve_scaling.py",
     "tests/pipelines/test_backfill_data.py",
     "tests/pipelines/test_process.py",
-    "tests/pipelines/test_shared_pool.py",
-    "tests/serve_apps/test_readme_quickstart.py",
-    "tests/models/test_highlight_real_speech.py",
-    "tests/serve_apps/test_serve_scaling.py",
-    "tests/pipelines/test_process_terminal_long.py",
-    "tests/serve_apps/test_api_schemathesis.py",
-    "tests/pipelines/test_two_node_data_backfill.py",
+    "tests/pipelines/test_backfill_runs.py",
     "tests/pipelines/test_restore_drill.py",
-    "tests/pipelines/test_backfill.py",
-    "tests/serve_apps/test_studio_browser.py",
-    "tests/pipelines/test_embedded_signals.py",
-    "tests/models/test_highlight.py",
-    "tests/pipelines/test_api.py",
-    "tests/pipelines/test_disk_full_worker.py",
-    "tests/pipelines/test_two_node_scale_out.py",
-    "tests/pipelines/test_end_to_end.py",
-    "tests/models/test_speakers_real.py",
-    "tests/models/test_speakers.py",
+    "tests/models/test_highlight_real_speech.py",
     "tests/serve_apps/test_api_clip_edits_render.py",
+    "tests/serve_apps/test_studio_browser.py",
+    "tests/serve_apps/test_readme_quickstart.py",
+    "tests/pipelines/test_backfill.py",
+    "tests/pipelines/test_end_to_end.py",
     "tests/pipelines/test_observability.py",
-    "tests/serve_apps/test_redis_cluster.py",
-    "tests/pipelines/test_export_presets.py",
+    "tests/models/test_asr.py",
+    "tests/models/test_speakers_real.py",
+    "tests/models/test_highlight_content.py",
+    "tests/pipelines/test_clean_ends.py",
 )
 
 

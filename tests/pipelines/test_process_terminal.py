@@ -183,9 +183,10 @@ def test_user_errors_end_at_once_with_one_line(
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
-    # Well under the seconds that starting Postgres and Ray take (the check below is the proof
-    # that nothing started); the margin absorbs a loaded CI host.
-    assert elapsed < 5.0, f"{case} took {elapsed:.2f} s"
+    # Under the seconds that starting Postgres and Ray take (the check below is the proof that
+    # nothing started); the margin absorbs a loaded CI host (5 s failed at load 15-20: the
+    # interpreter and its imports alone took 5.3-5.4 s).
+    assert elapsed < 10.0, f"{case} took {elapsed:.2f} s"
     assert not (short_tmp / "data" / "pgdata").exists()  # refused before anything started
 
 
@@ -263,7 +264,7 @@ def test_a_used_out_folder_is_refused_unless_overwrite_clears_it(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "another run's outputs" in lines[0] and "--overwrite" in lines[0]
-    assert elapsed < 5.0  # main's bound for a user error (2 s failed at load 30-60)
+    assert elapsed < 10.0  # the bound for a user error above (2 s failed at load 30-60)
     assert _snapshot(out) == before  # nothing in the folder changed, the folder itself neither
 
     (short_tmp / "home").mkdir()
