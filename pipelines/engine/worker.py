@@ -219,8 +219,9 @@ class PipelineWorker:
 
         A stage gets one actor per `work_per_actor` jobs runnable now or running here (the
         stage's own figure where its `ActorSpec` has one; a job cut into parts counts once per
-        part; at most its configured actors); a stage with none gets its first actor as soon as the stage
-        before it has work, so models load while that stage works (ASR while videos import).
+        part; at most its configured actors); a stage with none gets its first actor as soon as
+        the stage before it has work, so models load while that stage works (ASR while videos
+        import).
         A pool with less work than actors shrinks, down to `pool_min_actors`, by the actors
         idle for `pool_idle_s`; one with a call in flight stays. A pool shared by stages
         (`worker.shared_pools`) needs its stages' actors added up, each within its `actors`.
