@@ -38,6 +38,10 @@ def api_settings(settings: Settings, s3_settings: Settings, redis_url: str) -> S
             "rate_limit_burst": 50,
             "max_source_bytes": 50 * 1024 * 1024,
             "log_json": True,
+            # A checkout waits up to 10 s, not the shipped 1.5 s: beside the rest of the suite
+            # (load ~15 on 2 cores) an upload once got a 503 database_unavailable with the
+            # database up. test_api_outages.py puts the shipped wait back to time an outage.
+            "api_db_pool_timeout_s": 10.0,
         }
     )
     store = S3Store(merged)

@@ -124,6 +124,8 @@ def owned_stack(
                 "s3_bucket": "ready-test",
                 "s3_access_key_id": _KEY,
                 "s3_secret_access_key": SecretStr(_SECRET),
+                # The shipped checkout wait: an outage answers 503 within it (the suite's is 10 s).
+                "api_db_pool_timeout_s": Settings.model_fields["api_db_pool_timeout_s"].default,
             }
         )
         S3Store(settings).ensure_bucket()
