@@ -268,10 +268,12 @@ def test_a_used_out_folder_is_refused_unless_overwrite_clears_it(
     assert _snapshot(out) == before  # nothing in the folder changed, the folder itself neither
 
     (short_tmp / "home").mkdir()
-    # What --overwrite clears and keeps does not depend on the render size: the shipped config
-    # with 240-pixel renders spares the 1080x1920 one (test_export_presets.py checks sizes).
+    # What --overwrite clears and keeps depends neither on the render size nor on speaker turns:
+    # the shipped config with 240-pixel renders and no voice embeddings spares the 1080x1920
+    # render and ~7 CPU s (test_export_presets.py checks sizes, test_process.py the turns).
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["export"]["short_side"] = 240
+    config["transcribe"]["speaker_turns"] = False
     (short_tmp / "pipeline.yaml").write_text(yaml.safe_dump(config))
     run = subprocess.run(
         [str(_REPO / ".venv/bin/clipforge"), "process", source, "--out", str(out),
