@@ -44,9 +44,13 @@ def pipeline_config() -> PipelineConfig:
     """The shipped config, scaled down for a 2-core machine and small renders.
 
     Every stage's actors together ask for 1 CPU, so two workers (a test's worker and a
-    backfill's) fit the session's 2-CPU Ray at once.
+    backfill's) fit the session's 2-CPU Ray at once. No speaker turns: the voice embeddings
+    cost ~0.28 CPU s per second of audio (~7 s per test video, more than its ASR) and the queue,
+    pool and backfill tests that share this config check none; the stage with them on is
+    tested in test_transcribe_speakers.py, test_process.py, test_api.py and test_serve_app.py.
     """
     return load_pipeline_config(
+        transcribe__speaker_turns=False,
         worker__idle_poll_s=0.2,
         transcribe__asr_actors=1,
         transcribe__asr_num_cpus=0.25,
