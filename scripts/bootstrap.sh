@@ -18,10 +18,7 @@ stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -e "$stamp" ] || [ ! -x .venv/bin/clipforge ]; then
   echo "installing ClipForge into .venv (a few minutes the first time; log: .venv/install.log)" >&2
   # torch==2.13.0 is pinned: on these machines it resolves to the CPU wheel on disk.
-  # --no-compile: pip would byte-compile every file of every package (torch, ray, transformers:
-  # half the install's time on 2 cores, 117 s -> 58 s without); Python compiles the modules a
-  # run imports, once, on first import.
-  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q --no-compile -e '.[dev]'; } \
+  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[dev]'; } \
       >.venv/install.log 2>&1; then
     tail -n 30 .venv/install.log >&2
     echo "error: installing ClipForge failed (full log: .venv/install.log)" >&2
