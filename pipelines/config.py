@@ -166,6 +166,13 @@ class PipelineConfig(_Section):
     export: ExportConfig = ExportConfig()
     backfill: BackfillConfig = BackfillConfig()
 
+    def save(self, path: Path) -> Path:
+        """Write as YAML that `load_pipeline_config(path)` reads back equal (section names as
+        the file spells them, `import` included); returns `path`, for `--config` and
+        CLIPFORGE_PIPELINE_CONFIG."""
+        path.write_text(yaml.safe_dump(self.model_dump(mode="json", by_alias=True)))
+        return path
+
 
 def load_pipeline_config(path: Path | None = None, **overrides: object) -> PipelineConfig:
     """Read and validate the YAML file (default `configs/pipeline.yaml`), then apply overrides."""

@@ -24,7 +24,6 @@ from unittest import mock
 import nbformat
 import psutil
 import pytest
-import yaml
 
 from models.highlight_config import ScorerConfig
 from pipelines.config import load_pipeline_config
@@ -48,14 +47,16 @@ def in_order(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     It runs first of all files in CI (tests/conftest.py `_HEAVY_FILES`), being the longest.
     """
     root = tmp_path_factory.mktemp("notebooks")
+    # No speaker turns: no notebook reads them, and their voice embeddings cost more CPU than
+    # ASR (tests/pipelines/conftest.py `pipeline_config`, where they are tested instead).
     config = load_pipeline_config(
+        transcribe__speaker_turns=False,
         worker__idle_poll_s=0.2,
-        transcribe__asr_actors_max=1,
+        transcribe__asr_actors=1,
         detect__top_k=1,
         export__short_side=240,
     )
-    config_path = root / "pipeline.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    config_path = config.save(root / "pipeline.yaml")
     env = {
         "DATA_DIR": str(root / "data"),
         "HF_HUB_OFFLINE": "1",

@@ -13,7 +13,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 
 import clipforge
 from clipforge.media import probe
@@ -96,9 +95,7 @@ def test_find_clips_from_a_file_and_its_captions(
 def test_process_local_renders_clips_without_postgres_or_ray(
     test_media: dict[str, Path], tmp_path: Path
 ) -> None:
-    config = load_pipeline_config(export__short_side=240)
-    config_path = tmp_path / "pipeline.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    config_path = load_pipeline_config(export__short_side=240).save(tmp_path / "pipeline.yaml")
     out, data = tmp_path / "out", tmp_path / "data"
     script = textwrap.dedent(
         """

@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from benchmarks.processed_videos import OLD_VERSION, add_processed_videos
 from clipforge.db.pool import Pool
@@ -134,8 +133,7 @@ def test_driver_killed_mid_run_is_resumed_without_duplicates(
     videos = add_processed_videos(db, pipeline_settings, media, script, 4)
     V2.save(tmp_path / "v2.yaml")
     config = _config(pipeline_config, batch=1, write=1)  # one committed video per batch
-    config_path = tmp_path / "pipeline.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    config_path = config.save(tmp_path / "pipeline.yaml")
     env = {
         **os.environ,
         **s3_env(pipeline_settings),

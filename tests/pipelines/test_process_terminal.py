@@ -23,9 +23,8 @@ from pathlib import Path
 import psutil
 import pyte
 import pytest
-import yaml
 
-from pipelines.config import DEFAULT_CONFIG
+from pipelines.config import load_pipeline_config
 from tests.utils.wait import wait_until
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -271,13 +270,11 @@ def test_a_used_out_folder_is_refused_unless_overwrite_clears_it(
     # What --overwrite clears and keeps depends neither on the render size nor on speaker turns:
     # the shipped config with 240-pixel renders and no voice embeddings spares the 1080x1920
     # render and ~7 CPU s (test_export_presets.py checks sizes, test_process.py the turns).
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    config["export"]["short_side"] = 240
-    config["transcribe"]["speaker_turns"] = False
-    (short_tmp / "pipeline.yaml").write_text(yaml.safe_dump(config))
+    config = load_pipeline_config(export__short_side=240, transcribe__speaker_turns=False)
+    config_path = config.save(short_tmp / "pipeline.yaml")
     run = subprocess.run(
         [str(_REPO / ".venv/bin/clipforge"), "process", source, "--out", str(out),
-         "--top-k", "1", "--overwrite", "--config", str(short_tmp / "pipeline.yaml")],
+         "--top-k", "1", "--overwrite", "--config", str(config_path)],
         env=_person_env(short_tmp), cwd=_REPO, stdin=subprocess.DEVNULL,
         capture_output=True, text=True, timeout=_LIMIT_S,
     )  # fmt: skip

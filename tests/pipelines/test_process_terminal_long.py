@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pyte
 import pytest
-import yaml
 
 from pipelines.config import load_pipeline_config
 from tests.pipelines.test_process_terminal import _LIMIT_S, _REPO, _person_env
@@ -42,8 +41,7 @@ def test_the_transcribe_bar_advances_through_a_ten_minute_video(
     # voice embeddings of ten minutes cost more CPU than all the rest of the run (alone: 122 s
     # with them, 44 s without; test_transcribe_speakers.py and test_process.py keep them on).
     config = load_pipeline_config(transcribe__speaker_turns=False)
-    config_path = short_tmp / "pipeline.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    config_path = config.save(short_tmp / "pipeline.yaml")
     cmd = shlex.join(
         [str(_REPO / ".venv/bin/clipforge"), "process", str(test_media["speech_long"]),
          "--out", str(out), "--top-k", "1", "--config", str(config_path)]

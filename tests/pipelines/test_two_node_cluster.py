@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from clipforge.db.migrate import migrate
 from clipforge.db.pool import Pool, create_pool
@@ -89,10 +88,7 @@ def _write_config(tmp_path: Path, *, stage_cpus: float, **overrides: object) -> 
         # import and export: test_shared_pool.py, test_two_node_scale_out.py).
         "worker__shared_pools": [],
     }
-    config = load_pipeline_config(**(values | overrides))
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
-    return path
+    return load_pipeline_config(**(values | overrides)).save(tmp_path / "pipeline.yaml")
 
 
 def _app_env(

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from clipforge.db.migrate import migrate
 from clipforge.db.pool import Pool, create_pool
@@ -101,8 +100,7 @@ def test_pools_grow_onto_an_added_node_and_shrink_when_idle(
         export__short_side=144,
         export__face_tracking=False,
     )
-    config_path = tmp_path / "pipeline.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    config_path = config.save(tmp_path / "pipeline.yaml")
     env = {
         "DATABASE_URL": fresh_database_url,
         "REDIS_URL": redis_url,

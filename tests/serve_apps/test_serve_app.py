@@ -337,7 +337,7 @@ def test_upload_worker_and_export_end_to_end(
     data = test_media["speech_short"].read_bytes()
     config = load_pipeline_config(
         worker__idle_poll_s=0.2,
-        transcribe__asr_actors_max=1,
+        transcribe__asr_actors=1,
         transcribe__asr_num_cpus=0.5,
         detect__num_cpus=0.5,
         export__short_side=240,
