@@ -9,7 +9,7 @@ Results are rounded (score to 0.01, sub-scores to 1e-4) so reruns compare equal.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,7 +98,7 @@ class HighlightScorer:
         *,
         audio: npt.NDArray[np.floating] | None = None,
         sample_rate: int = 16_000,
-        frames: Sequence[FrameLike] | None = None,
+        frames: Iterable[FrameLike] | None = None,
         spans: Sequence[tuple[float, float]] | None = None,
         timeline: AudioTimeline | None = None,
     ) -> HighlightResult:
@@ -160,7 +160,7 @@ class HighlightScorer:
         return audio_features(timeline, windows)
 
     def _visual(
-        self, windows: Sequence[Window], frames: Sequence[FrameLike] | None
+        self, windows: Sequence[Window], frames: Iterable[FrameLike] | None
     ) -> tuple[dict[str, Array], dict[str, Array]]:
         if frames is None:
             return {}, {}

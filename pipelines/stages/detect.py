@@ -134,9 +134,9 @@ class DetectActor(StageActor):
                 track = original
             audio, timeline = self._spool(track, Path(tmp) / "audio.f32")
             fps = min(self.config.frames_fps, self.config.max_frames / max(transcript.duration, 1))
+            # The frames are analysed as they are decoded, never held together.
             frames = sample_frames(original, fps, self.config.frames_width)
-            result = self.finder.scorer.score(transcript, timeline=timeline, frames=list(frames))
-            del frames
+            result = self.finder.scorer.score(transcript, timeline=timeline, frames=frames)
             chosen = self._select(transcript, result, audio)  # edges in the track's pauses
             del audio
         found = self._title(chosen, result)
