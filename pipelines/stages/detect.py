@@ -26,6 +26,7 @@ from clipforge.db.repo.exports import create_export
 from clipforge.db.repo.transcripts import get_transcripts
 from clipforge.db.repo.videos import get_videos, merge_video_metadata
 from clipforge.errors import MediaError, NotFound
+from clipforge.heap import trim_heap
 from clipforge.media import iter_audio, sample_frames
 from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
@@ -118,7 +119,9 @@ class DetectActor(StageActor):
 
     def detect(self, item: DetectInput) -> tuple[DetectOutput | StageError, Report]:
         """Clips of one video; a failing video gives its own job's error only."""
-        return job_value(item.job_id, lambda: self._detect(item)), self.report()
+        value = job_value(item.job_id, lambda: self._detect(item))
+        trim_heap()  # a long video's scoring buffers, freed, would stay in the heap
+        return value, self.report()
 
     def _detect(self, item: DetectInput) -> DetectOutput:
         transcript = item.transcript

@@ -35,6 +35,7 @@ from clipforge.db.pool import Conn
 from clipforge.db.repo.transcripts import replace_transcript
 from clipforge.db.repo.videos import get_videos
 from clipforge.errors import MediaError, NotFound
+from clipforge.heap import trim_heap
 from clipforge.queue import Job, JobResult
 from clipforge.settings import Settings
 from clipforge.storage.keys import audio_key
@@ -259,6 +260,7 @@ class _Transcriber:
             post(self.boards.get(key), key[0], key[1], self.seconds[key])
         if self.speakers is not None:  # on Whisper's own word times (models.transcription)
             self._embed(batch, results)
+        trim_heap()  # the batch's buffers, freed, would stay in the heap (clipforge.heap)
 
     def _embed(self, batch: list[tuple[_Part, AudioChunk]], results: list[ChunkResult]) -> None:
         """Embed the speech windows of each chunk's own words (those it keeps at the merge).
