@@ -71,6 +71,22 @@ class ProcessOptions:
     studio_key: str | None = None
 
 
+# Signals blocked in this process while ray.init starts Ray's own processes; a child forked in
+# that time unblocks them (below), or it would inherit the blocked mask: Ray's GCS, raylet and
+# the rest then ignored the SIGTERM of ray.shutdown, which waits 1 s for each of five before it
+# kills them (5 of a short video's 18 s run were "shut down").
+_UNBLOCK_IN_CHILD: set[signal.Signals] = set()
+
+
+def _unblock_in_child() -> None:
+    if _UNBLOCK_IN_CHILD:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _UNBLOCK_IN_CHILD)
+
+
+# Runs in children forked with a preexec_fn (Ray starts its processes so); nothing otherwise.
+os.register_at_fork(after_in_child=_unblock_in_child)
+
+
 @contextlib.contextmanager
 def local_ray() -> Iterator[None]:
     """Connect to RAY_ADDRESS or start a private local Ray; shut down what this call started."""
@@ -88,6 +104,7 @@ def local_ray() -> Iterator[None]:
     # ray.init installs its own SIGTERM handler (abort at once); the caller's unwinds cleanly, so
     # it is put back, and a signal that arrives during start-up waits (blocked) until it is.
     signal.pthread_sigmask(signal.SIG_BLOCK, handlers)
+    _UNBLOCK_IN_CHILD.update(handlers)
     try:
         ray.init(
             address=address,
@@ -98,6 +115,7 @@ def local_ray() -> Iterator[None]:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
     finally:
+        _UNBLOCK_IN_CHILD.clear()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, handlers)
     try:
         yield
