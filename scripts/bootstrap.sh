@@ -18,8 +18,14 @@ stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -e "$stamp" ] || [ ! -x .venv/bin/clipforge ]; then
   echo "installing ClipForge into .venv (a few minutes the first time; log: .venv/install.log)" >&2
   # torch==2.13.0 is pinned: on these machines it resolves to the CPU wheel on disk.
-  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[dev]'; } \
-      >.venv/install.log 2>&1; then
+  # pip byte-compiles one file at a time (half of a fresh install); compileall does the same
+  # files on every core (a file that does not compile is skipped, as pip skips it). The .pyc
+  # files must exist: with PYTHONDONTWRITEBYTECODE set, as on some machines, every process
+  # would otherwise compile torch and ray again on each import.
+  if ! { .venv/bin/pip install -q --upgrade pip \
+      && .venv/bin/pip install -q --no-compile -e '.[dev]' \
+      && { .venv/bin/python -m compileall -q -j 0 .venv/lib || true; }; } >.venv/install.log 2>&1
+  then
     tail -n 30 .venv/install.log >&2
     echo "error: installing ClipForge failed (full log: .venv/install.log)" >&2
     exit 1
