@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from benchmarks.processed_videos import OLD_VERSION, add_processed_videos
 from clipforge.db.pool import Pool
 from clipforge.db.repo.exports import create_export
 from clipforge.settings import Settings
 from models.highlight_config import ScorerConfig
 from pipelines.batch.backfill import BackfillRequest, Progress, run_backfill, skipped_exported
 from pipelines.config import PipelineConfig
-from pipelines.engine.worker import PipelineWorker
-from tests.pipelines.conftest import upload_video
 
 
 def _clips(pool: Pool) -> list[tuple[object, ...]]:
@@ -25,7 +24,6 @@ def _clips(pool: Pool) -> list[tuple[object, ...]]:
 
 
 def test_backfill_rescored_interrupted_and_resumed(
-    worker: PipelineWorker,
     db: Pool,
     pipeline_settings: Settings,
     pipeline_config: PipelineConfig,
@@ -33,10 +31,13 @@ def test_backfill_rescored_interrupted_and_resumed(
     test_media: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    videos = [upload_video(db, pipeline_settings, test_media["speech_short"]) for _ in range(2)]
-    worker.run(until_idle=True)
+    # Two ready videos stored as a worker leaves them (transcript, track, a clip of an older
+    # scorer): what a backfill reads, without running the pipeline first.
+    media = test_media["speech_short"]
+    videos = add_processed_videos(db, pipeline_settings, media, media.with_suffix(".json"), 2)
     before = _clips(db)
-    assert {row[5] for row in before} == {"highlight-v3"} and len({row[0] for row in before}) == 2
+    old = OLD_VERSION.split("+")[0]
+    assert {row[5] for row in before} == {old} and len({row[0] for row in before}) == 2
 
     tuned = ScorerConfig(
         version="highlight-v2", weights={"hook": 3.0, "payoff": 1.0, "question": 1.0}
@@ -59,16 +60,13 @@ def test_backfill_rescored_interrupted_and_resumed(
     first = backfill(request, max_pages=1)  # interrupted after one page
     assert [(p.selected, p.succeeded, p.failed) for p in first] == [(1, 1, 0)]
     assert sorted(row[5] for row in _clips(db)).count("highlight-v2") >= 1
-    assert {row[5] for row in _clips(db) if row[0] == videos[1].id} <= {
-        "highlight-v3",
-        "highlight-v2",
-    }
+    assert {row[5] for row in _clips(db) if row[0] == videos[1]} <= {old, "highlight-v2"}
 
     resumed = backfill(request)  # picks up only what is left
     assert [(p.selected, p.succeeded) for p in resumed] == [(1, 1)]
     after = _clips(db)
     assert {row[5] for row in after} == {"highlight-v2"}
-    assert {row[0] for row in after} == {v.id for v in videos}
+    assert {row[0] for row in after} == set(videos)
     assert not {row[6] for row in before} & {row[6] for row in after}  # old clips replaced
     with db.connection() as conn:
         per_video = conn.execute(
@@ -81,7 +79,7 @@ def test_backfill_rescored_interrupted_and_resumed(
     # A video with an export is left out unless the run may drop its exports.
     with db.connection() as conn:
         clip = conn.execute(
-            "SELECT id FROM clips WHERE video_id = %s AND rank = 1", (videos[0].id,)
+            "SELECT id FROM clips WHERE video_id = %s AND rank = 1", (videos[0],)
         ).fetchone()
         assert clip is not None
         export = create_export(conn, clip_id=clip["id"], aspect_ratio="9:16", caption_style="plain")

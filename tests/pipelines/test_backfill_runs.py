@@ -9,6 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from benchmarks.processed_videos import add_processed_videos
 from clipforge.db.pool import Pool
 from clipforge.db.repo.clips import NewClip, replace_clips
 from clipforge.db.repo.videos import create_video, update_video
@@ -17,10 +18,8 @@ from clipforge.settings import Settings
 from models.highlight_config import ScorerConfig
 from pipelines.batch.backfill import PREFIX, BackfillRequest, run_backfill, summarize
 from pipelines.config import PipelineConfig
-from pipelines.engine.worker import PipelineWorker
 from pipelines.stages.detect import scorer_digest
 from tests.pipelines._ready_clip import ready_clip
-from tests.pipelines.conftest import upload_video
 
 KIND = PREFIX + "detect"
 
@@ -59,7 +58,6 @@ def _stranded_page(pool: Pool, run: str, video_ids: list[uuid.UUID]) -> None:
 
 
 def test_resumed_run_takes_over_its_jobs_and_runs_are_isolated(
-    worker: PipelineWorker,
     db: Pool,
     pipeline_settings: Settings,
     pipeline_config: PipelineConfig,
@@ -67,9 +65,10 @@ def test_resumed_run_takes_over_its_jobs_and_runs_are_isolated(
     test_media: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    videos = [upload_video(db, pipeline_settings, test_media["speech_short"]) for _ in range(3)]
-    worker.run(until_idle=True)
-    worker.close()  # free its CPUs for the backfills' actors
+    # Three ready videos, stored as a worker leaves them (transcript, track, an older clip):
+    # what a backfill reads, without running the pipeline first.
+    media = test_media["speech_short"]
+    videos = add_processed_videos(db, pipeline_settings, media, media.with_suffix(".json"), 3)
     v2 = ScorerConfig(version="highlight-v2", weights={"hook": 3.0, "payoff": 1.0})
     v3 = ScorerConfig(version="highlight-v3", weights={"hook": 1.0, "payoff": 3.0})
     v2.save(tmp_path / "v2.yaml")
@@ -77,7 +76,7 @@ def test_resumed_run_takes_over_its_jobs_and_runs_are_isolated(
     want2 = f"highlight-v2#{scorer_digest(v2)}"
 
     # Run R was stopped during page 1 (two videos): their jobs are stuck `running`.
-    _stranded_page(db, "R", [videos[0].id, videos[1].id])
+    _stranded_page(db, "R", [videos[0], videos[1]])
     # Meanwhile another run, with another scorer, re-scores only the third video.
     other = run_backfill(
         pipeline_settings,
@@ -85,7 +84,7 @@ def test_resumed_run_takes_over_its_jobs_and_runs_are_isolated(
         pipeline_config,
         BackfillRequest(
             stage="detect",
-            video_ids=(videos[2].id,),
+            video_ids=(videos[2],),
             scorer_config=tmp_path / "v3.yaml",
             force=True,
             run_id="other",
@@ -96,7 +95,7 @@ def test_resumed_run_takes_over_its_jobs_and_runs_are_isolated(
     with db.connection() as conn:
         states = {r["state"] for r in conn.execute("SELECT state FROM jobs WHERE run_id = 'R'")}
     assert states == {"running"}  # the other run left R's jobs alone
-    assert _versions(db)[videos[2].id] == {f"highlight-v3#{scorer_digest(v3)}"}
+    assert _versions(db)[videos[2]] == {f"highlight-v3#{scorer_digest(v3)}"}
 
     # Resuming R with the same run id: it takes over its two jobs and does the rest.
     request = BackfillRequest(
@@ -106,7 +105,7 @@ def test_resumed_run_takes_over_its_jobs_and_runs_are_isolated(
         pipeline_settings, db, pipeline_config, request, database_url=database_url
     )
     assert [(p.selected, p.succeeded, p.failed) for p in resumed] == [(2, 2, 0), (1, 1, 0)]
-    assert {v: s for v, s in _versions(db).items()} == {v.id: {want2} for v in videos}
+    assert {v: s for v, s in _versions(db).items()} == {v: {want2} for v in videos}
     summary = summarize(db, "R", len(resumed))
     assert (summary.succeeded, summary.failed, summary.unfinished, summary.ok) == (3, 0, 0, True)
     with db.connection() as conn:
