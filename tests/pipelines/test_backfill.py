@@ -30,6 +30,7 @@ def test_backfill_rescored_interrupted_and_resumed(
     database_url: str,
     test_media: dict[str, Path],
     tmp_path: Path,
+    ray_local: None,
 ) -> None:
     # Two ready videos stored as a worker leaves them (transcript, track, a clip of an older
     # scorer): what a backfill reads, without running the pipeline first.

@@ -64,6 +64,7 @@ def test_resumed_run_takes_over_its_jobs_and_runs_are_isolated(
     database_url: str,
     test_media: dict[str, Path],
     tmp_path: Path,
+    ray_local: None,
 ) -> None:
     # Three ready videos, stored as a worker leaves them (transcript, track, an older clip):
     # what a backfill reads, without running the pipeline first.
