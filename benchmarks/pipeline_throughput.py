@@ -2,7 +2,7 @@
 a plain sequential script (faster-whisper + the same scoring + ffmpeg, one video after another),
 in the same run on the same machine; then the seconds to export one 45 s 9:16 clip with captions.
 
-    python -m benchmarks.pipeline_throughput [--video speech_short|speech_long|long-2h] [--count 4]
+    python -m benchmarks.pipeline_throughput [--video speech_short|speech_long|long-2h|long-2h-2p] [--count 4]
     python -m benchmarks.pipeline_throughput --export-bench [--reps 3]
 
 Every side transcribes, scores, selects and renders the top clip of every video. The sequential
@@ -11,8 +11,9 @@ loop is `clipforge.process(local=True)` per video, which makes what the worker m
 turns, face-tracked crop, loudness, poster and caption files) with no database, queue, object
 store or Ray. The worker also pays for Postgres writes, object storage and the queue; its cold
 start (actor processes, model loads) is inside its time, as the loops' model loads are.
-`--video long-2h` (a 2-hour source looped from speech_long) runs only the worker and reports its
-peak resident memory, driver and stage actors together.
+`--video long-2h` (a 2-hour source looped from speech_long, one voice) or `long-2h-2p` (two_speakers
+looped: two voices taking turns, so the speaker turns are clustered over two hours) runs only the
+worker and reports its peak resident memory, driver and stage actors together.
 `--export-bench` times only the export of a 45 s 9:16 clip of a face video (`face_pan` looped) at
 the size before output presets (the crop's own), 720x1280 and the 1080x1920 preset (two x264
 presets), with face tracking and with the motion-only crop, in one run, side by side.
@@ -51,6 +52,8 @@ def _media(name: str) -> Path:
     spec.loader.exec_module(module)
     if name == "long-2h":
         return Path(module.build_long())
+    if name == "long-2h-2p":
+        return Path(module.build_long_two_speakers())
     if name == "face_pan_long":
         return Path(module.build_face_pan_long())
     return Path(module.build_all()[name])
@@ -247,12 +250,14 @@ def through_worker(
             with pool.connection() as conn:
                 ready = conn.execute(
                     "SELECT (SELECT count(*) FROM exports WHERE status = 'ready') AS exports,"
-                    " (SELECT count(*) FROM videos WHERE status = 'ready') AS videos"
+                    " (SELECT count(*) FROM videos WHERE status = 'ready') AS videos,"
+                    " (SELECT count(DISTINCT speaker) FROM transcript_words) AS speakers"
                 ).fetchone()
         ray.shutdown()
     assert ready is not None and ready["videos"] == len(videos), f"only {ready} ready"
     assert not auto_export or ready["exports"] == len(videos), f"only {ready} ready"
     loads = {m: MODEL_LOADS.labels(model=m)._value.get() - n for m, n in before.items()}
+    loads["speakers found"] = ready["speakers"]  # distinct speaker ids over the transcripts
     return elapsed, loads
 
 
@@ -401,7 +406,9 @@ def long_run(video: Path) -> None:
     from clipforge.media import probe
 
     minutes = probe(video).duration_s / 60
-    print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f} video=long-2h ({minutes:.0f} min)")
+    print(
+        f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f} video={video.name} ({minutes:.0f} min)"
+    )
     with tempfile.TemporaryDirectory() as tmp, PeakRss() as rss:
         ours, loads = through_worker([video], Path(tmp), auto_export=False, rss=rss)
     mb = 1024 * 1024
@@ -415,7 +422,9 @@ def long_run(video: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--video", default="speech_short", choices=["speech_short", "speech_long", "long-2h"]
+        "--video",
+        default="speech_short",
+        choices=["speech_short", "speech_long", "long-2h", "long-2h-2p"],
     )
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=1, help="repeat and report the median")
@@ -442,7 +451,7 @@ def main() -> None:
             export_bench(_media("face_pan_long"), Path(tmp), args.reps)
         return
     video = _media(args.video)
-    if args.video == "long-2h":
+    if args.video.startswith("long-2h"):
         long_run(video)
         return
     from clipforge.media import probe

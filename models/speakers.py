@@ -260,7 +260,7 @@ def assign_speakers(
         if hi > lo:
             return int(np.bincount(sorted_labels[lo:hi]).argmax())
         middle = np.array([(word.start + word.end) / 2])
-        return int(labels[nearest_index(centres, middle)[0]])
+        return int(sorted_labels[nearest_index(sorted_centres, middle)[0]])
 
     segments = tuple(
         Segment(s.start, s.end, s.text, tuple(replace(w, speaker=label_of(w)) for w in s.words))

@@ -326,6 +326,17 @@ def build_long(out_dir: str | Path | None = None) -> Path:
     return _ensure(root / "long_2h.mp4", lambda p: _build_long_2h(p, media["speech_long"]))
 
 
+def build_long_two_speakers(out_dir: str | Path | None = None) -> Path:
+    """The ~2-hour source `long-2h-2p`: two_speakers (two voices taking turns) looped by stream
+    copy, built on demand: benchmarks only (speaker turns clustered over a long recording)."""
+    two = build_all(out_dir)["two_speakers"]
+    out = two.with_name("long_2h_2p.mp4")
+    loops = 209  # x 34.5 s: just over two hours
+    return _ensure(
+        out, lambda p: _ffmpeg("-stream_loop", str(loops - 1), "-i", str(two), "-c", "copy", str(p))
+    )
+
+
 def build_face_pan_long(out_dir: str | Path | None = None) -> Path:
     """`face_pan` looped three times (about a minute) by stream copy: room for a 45 s clip with a
     face, for the export benchmark. Built on demand, no truth file (the loop repeats the pan)."""
