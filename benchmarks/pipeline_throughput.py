@@ -162,13 +162,11 @@ def same_output_loop(videos: list[Path], workdir: Path) -> float:
     video after another in this process (the same models, speaker turns, face-tracked render,
     loudness, poster and caption files; no database, queue, object store or Ray). Its models
     load inside the time, once, as a script's would. Returns wall seconds."""
-    from pipelines.config import DEFAULT_CONFIG
+    from pipelines.config import load_pipeline_config
     from pipelines.local.notebook import process, unload_models
 
-    shipped = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    shipped["export"]["short_side"] = 144  # a draft size, as the worker's side renders
-    config = workdir / "loop-pipeline.yaml"
-    config.write_text(yaml.safe_dump(shipped))
+    # The shipped config at a draft size, as the worker's side renders.
+    config = load_pipeline_config(export__short_side=144).save(workdir / "loop-pipeline.yaml")
     unload_models()  # cold, as the worker's side is
     started = time.perf_counter()
     for i, video in enumerate(videos):
