@@ -313,38 +313,31 @@ def build_all(out_dir: str | Path | None = None) -> dict[str, Path]:
     return media
 
 
-def _build_long_2h(out: Path, speech_long: Path) -> None:
-    # The 10-minute fixture looped to two hours by stream copy (no re-encode: seconds, not hours).
-    loops = 12  # 12 x ~10 min
-    _ffmpeg("-stream_loop", str(loops - 1), "-i", str(speech_long), "-c", "copy", str(out))
+def _looped(source: Path, name: str, loops: int) -> Path:
+    """`source` played `loops` times into `name` beside it, by stream copy (no re-encode:
+    seconds, not hours), built once."""
+    return _ensure(
+        source.with_name(name),
+        lambda p: _ffmpeg("-stream_loop", str(loops - 1), "-i", str(source), "-c", "copy", str(p)),
+    )
 
 
 def build_long(out_dir: str | Path | None = None) -> Path:
     """The ~2-hour source `long-2h` (speech_long looped), built on demand: benchmarks only."""
-    media = build_all(out_dir)
-    root = media["speech_long"].parent
-    return _ensure(root / "long_2h.mp4", lambda p: _build_long_2h(p, media["speech_long"]))
+    return _looped(build_all(out_dir)["speech_long"], "long_2h.mp4", 12)  # 12 x ~10 min
 
 
 def build_long_two_speakers(out_dir: str | Path | None = None) -> Path:
-    """The ~2-hour source `long-2h-2p`: two_speakers (two voices taking turns) looped by stream
-    copy, built on demand: benchmarks only (speaker turns clustered over a long recording)."""
-    two = build_all(out_dir)["two_speakers"]
-    out = two.with_name("long_2h_2p.mp4")
-    loops = 209  # x 34.5 s: just over two hours
-    return _ensure(
-        out, lambda p: _ffmpeg("-stream_loop", str(loops - 1), "-i", str(two), "-c", "copy", str(p))
-    )
+    """The ~2-hour source `long-2h-2p`: two_speakers (two voices taking turns) looped, built on
+    demand: benchmarks only (speaker turns clustered over a long recording)."""
+    # 209 x 34.5 s: just over two hours
+    return _looped(build_all(out_dir)["two_speakers"], "long_2h_2p.mp4", 209)
 
 
 def build_face_pan_long(out_dir: str | Path | None = None) -> Path:
-    """`face_pan` looped three times (about a minute) by stream copy: room for a 45 s clip with a
-    face, for the export benchmark. Built on demand, no truth file (the loop repeats the pan)."""
-    face_pan = build_all(out_dir)["face_pan"]
-    out = face_pan.with_name("face_pan_long.mp4")
-    return _ensure(
-        out, lambda p: _ffmpeg("-stream_loop", "2", "-i", str(face_pan), "-c", "copy", str(p))
-    )
+    """`face_pan` looped three times (about a minute): room for a 45 s clip with a face, for the
+    export benchmark. Built on demand, no truth file (the loop repeats the pan)."""
+    return _looped(build_all(out_dir)["face_pan"], "face_pan_long.mp4", 3)
 
 
 if __name__ == "__main__":
