@@ -27,7 +27,7 @@ _SCRIPT = textwrap.dedent(
     signal.signal(signal.SIGTERM, lambda *_: None)  # the CLI's own handler, as `process` sets
     with local_ray():
         children = psutil.Process().children(recursive=True)
-        found = {p.name(): blocked(p.pid) for p in children}
+        found = [[p.name(), blocked(p.pid)] for p in children]  # names repeat (python)
         print(json.dumps({"children": found, "driver": blocked("self")}))
     """
 )
@@ -46,6 +46,6 @@ def test_ray_processes_started_by_process_take_sigterm(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     seen = json.loads(run.stdout.strip().splitlines()[-1])
-    assert {"gcs_server", "raylet"} <= set(seen["children"]), seen
-    assert all(blocked == [] for blocked in seen["children"].values()), seen
+    assert {"gcs_server", "raylet"} <= {name for name, _ in seen["children"]}, seen
+    assert all(blocked == [] for _, blocked in seen["children"]), seen
     assert seen["driver"] == []  # unblocked again once Ray has started
