@@ -28,6 +28,7 @@ import numpy as np
 from clipforge.errors import ConfigError
 from clipforge.settings import AsrModelName, Settings, get_settings
 from models import chunking
+from models.asr_encoder import EncoderMemo
 from models.chunking import AudioChunk, ChunkOptions, ChunkResult
 from models.types import ModelInfo, Transcript, Word
 from models.weights import model_info, shipped_asr_model
@@ -123,6 +124,8 @@ class AsrModel:
             local_files_only=True,
         )
         self._pipeline = BatchedInferencePipeline(self._model)
+        # Language detection's encoder pass reused by the first batch (models.asr_encoder).
+        self._memo = EncoderMemo(self._model) if device == "cpu" else None
         self.info: ModelInfo = model_info(model_dir, name, release)
         language = self.config.language
         if language is not None and language not in self._model.supported_languages:
@@ -148,8 +151,13 @@ class AsrModel:
             return self.config.language, 1.0
         if not self.is_multilingual:
             return "en", 1.0
-        language, probability, _ = self._model.detect_language(_as_f32(audio))
-        return str(language), float(probability)
+        if self._memo is None:
+            language, probability, _ = self._model.detect_language(_as_f32(audio))
+            return str(language), float(probability)
+        # The window the first batch will encode again, encoded once (models.asr_encoder).
+        encoded = self._memo.encode_kept(self._memo.slot_features(_as_f32(audio)))
+        token, probability = self._model.model.detect_language(encoded)[0][0]
+        return str(token)[2:-2], float(probability)  # "<|en|>" -> "en"
 
     def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> Transcript:
         """Transcribe 16 kHz mono audio in one sequential pass, with word timestamps.
