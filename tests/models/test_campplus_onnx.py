@@ -34,17 +34,22 @@ def test_export_matches_the_torch_network(tmp_path: Path) -> None:
 
 
 def test_encoder_exports_once_in_a_child_and_never_loads_torch(tmp_path: Path) -> None:
-    """Two processes opening the encoder on a fresh data dir: both get one graph, exported once
-    (the lock), and neither process imports torch itself."""
+    """Two processes opening the encoder where no graph is yet: both get one graph, exported
+    once (the lock) into the first writable folder, and neither imports torch itself."""
+    blocked = tmp_path / "read-only-env"
+    blocked.write_text("")  # a file: no folder can be made under it (as root, unlike chmod)
     script = textwrap.dedent(
         f"""
         import sys
+        from pathlib import Path
+        import numpy as np
+        from models import campplus_onnx
         from models.speakers import SpeakerEncoder
+        campplus_onnx.graph_folders = lambda data_dir: [
+            Path({str(blocked)!r}) / "models", Path(data_dir) / "models"
+        ]
         encoder = SpeakerEncoder(data_dir={str(tmp_path)!r})
-        vectors = encoder.windows(
-            __import__("numpy").random.default_rng(0).standard_normal(32000).astype("float32"),
-            [],
-        )
+        encoder.embed(np.random.default_rng(0).standard_normal(32000).astype("float32"), [(0, 1)])
         print("torch" in sys.modules, encoder.path)
         """
     )
@@ -59,12 +64,23 @@ def test_encoder_exports_once_in_a_child_and_never_loads_torch(tmp_path: Path) -
         for _ in range(2)
     ]
     outputs = [run.communicate(timeout=300) for run in runs]
+    expected = tmp_path / "models" / campplus_onnx.graph_name()
     for run, (out, err) in zip(runs, outputs, strict=True):
         assert run.returncode == 0, err
-        assert out.split() == ["False", str(campplus_onnx.graph_path(tmp_path))]
-    assert sorted(p.name for p in (tmp_path / "models").iterdir() if p.suffix == ".onnx") == [
-        campplus_onnx.graph_path(tmp_path).name
+        assert out.split() == ["False", str(expected)]
+    assert sorted(p.name for p in expected.parent.iterdir() if not p.name.endswith(".lock")) == [
+        expected.name
     ]
+
+
+def test_the_environment_folder_comes_first(tmp_path: Path) -> None:
+    """A graph in the Python environment serves every data dir (no export per fresh DATA_DIR,
+    as a pod's empty volume would have)."""
+    folders = campplus_onnx.graph_folders(tmp_path)
+    assert folders[0] == Path(sys.prefix) / "share" / "clipforge" / "models"
+    assert folders[1] == tmp_path / "models"
+    assert SpeakerEncoder(data_dir=tmp_path).path == folders[0] / campplus_onnx.graph_name()
+    assert not (tmp_path / "models").exists()
 
 
 def test_windows_embed_like_the_torch_network(test_media: dict[str, Path]) -> None:
