@@ -22,7 +22,7 @@ from models.highlight import HighlightResult, HighlightScorer
 from models.highlight_config import ScorerConfig
 from models.highlight_reason import has_strong_signal, weak_clip_reason
 from models.select import Clip, SelectOptions, select_clips
-from models.text_encoder import load_text_encoder
+from models.text_encoder import EncoderOptions, load_text_encoder
 from models.types import Transcript
 
 
@@ -40,6 +40,7 @@ class FinderOptions:
         min_clip_s / max_clip_s: clip duration limits.
         frames_fps / frames_width: frame sampling for the visual sub-scores.
         scorer_config: a saved `ScorerConfig` (YAML); None means the defaults.
+        encoder_threads: the text encoder's threads; None leaves ONNX Runtime's default.
     """
 
     top_k: int = 5
@@ -48,6 +49,7 @@ class FinderOptions:
     frames_fps: float = 1.0
     frames_width: int = 160
     scorer_config: Path | None = None
+    encoder_threads: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,9 @@ class ClipFinder:
     def __init__(self, settings: Settings, options: FinderOptions | None = None) -> None:
         """Load the text encoder (cached per process) and the scorer config named by `options`."""
         self.options = options or FinderOptions()
-        encoder = load_text_encoder(settings)
+        encoder = load_text_encoder(
+            settings, EncoderOptions(num_threads=self.options.encoder_threads)
+        )
         path = self.options.scorer_config
         config = ScorerConfig.load(path) if path else ScorerConfig()
         self.scorer = HighlightScorer(encoder, config)

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clipforge.errors import ConfigError, ValidationFailed
-from models import campplus, campplus_onnx, registry
+from models import campplus, campplus_onnx, onnx_graphs, registry
 from models.speaker_clusters import ClusterOptions, label_windows, nearest_index, unit
 from models.types import ModelInfo, Segment, Transcript, Word
 
@@ -135,7 +135,7 @@ class SpeakerEncoder:
 
             data_dir = get_settings().data_dir
         self.path = campplus_onnx.ensure_graph(data_dir)
-        self.session: Any = campplus_onnx.open_session(self.path, threads=threads)
+        self.session: Any = onnx_graphs.open_session(self.path, threads=threads)
         self.threads = threads
         self.batch = batch
 

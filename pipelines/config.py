@@ -12,7 +12,10 @@ from clipforge.stages import STAGE_NAMES
 from clipforge.types import AspectRatio, CaptionStyle, Layout
 
 # Keys renamed since earlier releases: (section, old) -> new. Old files and overrides still load.
-_RENAMED = {("transcribe", "asr_actors_max"): "asr_actors"}
+_RENAMED = {
+    ("transcribe", "asr_actors_max"): "asr_actors",
+    ("detect", "torch_threads"): "encoder_threads",  # the encoder left torch (2026-12-06)
+}
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pipeline.yaml"
 
 
@@ -103,7 +106,7 @@ class DetectConfig(_Section):
 
     num_cpus: float = Field(1, gt=0)
     actors: int = Field(1, ge=1)
-    torch_threads: int = Field(0, ge=0)
+    encoder_threads: int = Field(0, ge=0)  # older files call it torch_threads (see _RENAMED)
     claim_batch_size: int = Field(2, ge=1, le=100)
     frames_fps: float = Field(1.0, gt=0, le=10)
     frames_width: int = Field(160, ge=32, le=640)

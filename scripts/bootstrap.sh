@@ -21,12 +21,14 @@ if [ ! -e "$stamp" ] || [ ! -x .venv/bin/clipforge ]; then
   # pip byte-compiles one file at a time (half of a fresh install); compileall does the same
   # files on every core (a file that does not compile is skipped, as pip skips it). The .pyc
   # files must exist: with PYTHONDONTWRITEBYTECODE set, as on some machines, every process
-  # would otherwise compile torch and ray again on each import. The speaker encoder's ONNX
-  # graph is exported into the venv once (models/campplus_onnx.py), not by the first run.
+  # would otherwise compile torch and ray again on each import. The speaker and text
+  # encoders' ONNX graphs are exported into the venv once (models/onnx_graphs.py), not by the
+  # first run.
   if ! { .venv/bin/pip install -q --upgrade pip \
       && .venv/bin/pip install -q --no-compile -e '.[dev]' \
       && { .venv/bin/python -m compileall -q -j 0 .venv/lib || true; } \
-      && .venv/bin/python -m models.campplus_onnx; } >.venv/install.log 2>&1
+      && .venv/bin/python -m models.campplus_onnx \
+      && .venv/bin/python -m models.text_encoder_onnx; } >.venv/install.log 2>&1
   then
     tail -n 30 .venv/install.log >&2
     echo "error: installing ClipForge failed (full log: .venv/install.log)" >&2

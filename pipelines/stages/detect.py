@@ -91,9 +91,6 @@ class DetectActor(StageActor):
         from models.clip_finder import ClipFinder, FinderOptions
 
         super().__init__(settings)
-        import torch
-
-        torch.set_num_threads(threads_per_actor(config.torch_threads, config.actors))
         self.config = config
         with tempfile.TemporaryDirectory(prefix="cf-scorer-") as tmp:
             shipped = Path(tmp) / "scorer.json"  # ClipFinder loads from a file; a local one
@@ -107,6 +104,7 @@ class DetectActor(StageActor):
                     frames_fps=config.frames_fps,
                     frames_width=config.frames_width,
                     scorer_config=shipped,
+                    encoder_threads=threads_per_actor(config.encoder_threads, config.actors),
                 ),
             )
         # "<config version>+<encoder>+<config hash>": the selection of a backfill compares

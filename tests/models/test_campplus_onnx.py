@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from clipforge.errors import ConfigError
-from models import campplus, campplus_onnx, registry
+from models import campplus, campplus_onnx, onnx_graphs
 from models.speakers import SpeakerEncoder
 
 
@@ -21,9 +21,7 @@ def test_export_matches_the_torch_network(tmp_path: Path) -> None:
 
     dest = campplus_onnx.export(tmp_path / "campplus.onnx")
     assert dest.is_file() and not list(tmp_path.glob(".*.tmp"))  # renamed, nothing left over
-    network = campplus.network()
-    network.load_state_dict(torch.load(registry.speaker_encoder_weights(), weights_only=True))
-    network.eval()
+    network = campplus_onnx.torch_network()
     assert campplus_onnx.check(network, dest) < 1e-4
 
     # A graph of other weights is refused by the same check.
@@ -43,9 +41,9 @@ def test_encoder_exports_once_in_a_child_and_never_loads_torch(tmp_path: Path) -
         import sys
         from pathlib import Path
         import numpy as np
-        from models import campplus_onnx
+        from models import onnx_graphs
         from models.speakers import SpeakerEncoder
-        campplus_onnx.graph_folders = lambda data_dir: [
+        onnx_graphs.graph_folders = lambda data_dir: [
             Path({str(blocked)!r}) / "models", Path(data_dir) / "models"
         ]
         encoder = SpeakerEncoder(data_dir={str(tmp_path)!r})
@@ -76,7 +74,7 @@ def test_encoder_exports_once_in_a_child_and_never_loads_torch(tmp_path: Path) -
 def test_the_environment_folder_comes_first(tmp_path: Path) -> None:
     """A graph in the Python environment serves every data dir (no export per fresh DATA_DIR,
     as a pod's empty volume would have)."""
-    folders = campplus_onnx.graph_folders(tmp_path)
+    folders = onnx_graphs.graph_folders(tmp_path)
     assert folders[0] == Path(sys.prefix) / "share" / "clipforge" / "models"
     assert folders[1] == tmp_path / "models"
     assert SpeakerEncoder(data_dir=tmp_path).path == folders[0] / campplus_onnx.graph_name()
@@ -95,9 +93,7 @@ def test_windows_embed_like_the_torch_network(test_media: dict[str, Path]) -> No
     spans = [bank[s : s + 80] for s in range(0, len(bank) - 80, 20)]
     encoder = SpeakerEncoder()
     got = encoder._forward(spans)
-    network = campplus.network()
-    network.load_state_dict(torch.load(registry.speaker_encoder_weights(), weights_only=True))
-    network.eval()
+    network = campplus_onnx.torch_network()
     with torch.inference_mode():
         raw = network(torch.from_numpy(np.stack([campplus.normalise(f) for f in spans]))).numpy()
     expected = raw / np.linalg.norm(raw, axis=1, keepdims=True)

@@ -57,3 +57,47 @@ def test_bad_inputs_and_options() -> None:
 def test_folder_without_config_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"config\.json"):
         TextEncoder(tmp_path)
+
+
+def test_vectors_match_the_transformers_model_and_no_torch_is_loaded(
+    test_media: dict[str, Path],
+) -> None:
+    """The graph and `tokenizers` against transformers' tokenizer and the torch model, on the
+    sentences of the ten-minute fixture's script (and odd texts), in batches with padding; and
+    the process that only embeds never imports torch or transformers."""
+    import json
+    import subprocess
+    import sys
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from models import text_encoder_onnx
+
+    enc = encoder()
+    truth = json.loads(test_media["speech_long"].with_suffix(".json").read_text())
+    texts = [str(s["text"]) for s in truth][:40]
+    texts += ["", "Ça coûte 12 € — naïve café", "word " * 400]
+    hf = AutoTokenizer.from_pretrained(str(enc.model_dir), local_files_only=True)
+    module, names = text_encoder_onnx.torch_module(enc.model_dir)
+    for begin in range(0, len(texts), 16):
+        batch = [t for t in texts[begin : begin + 16] if t.strip()]
+        ours = text_encoder_onnx.inputs(enc._tokenizer, batch, names)
+        theirs = hf(batch, padding=True, truncation=True, max_length=256, return_tensors="np")
+        for name in names:
+            assert np.array_equal(ours[name], theirs[name]), name
+        with torch.inference_mode():
+            expected = module(*(torch.from_numpy(ours[n]) for n in names)).numpy()
+        got = enc.encode(batch)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+    script = (
+        "import sys; from models.text_encoder import load_text_encoder; "
+        "load_text_encoder().encode(['a sentence']); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]"]
