@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from clipforge.errors import ConfigError
 from models import campplus, onnx_graphs, registry
+from models.speaker_clusters import unit
 
 #: Bump when the export changes (opset, graph options): the file name carries it.
 EXPORT_VERSION = 1
@@ -92,16 +92,10 @@ def check(network: Any, path: Path) -> float:
         with torch.inference_mode():
             expected = network(torch.from_numpy(features)).numpy()
         got = session.run(None, {"fbank": features})[0]
-        worst = max(worst, float(np.abs(_unit(expected) - _unit(got)).max()))
+        worst = max(worst, float(np.abs(unit(expected) - unit(got)).max()))
     if worst > _TOLERANCE:
         raise ConfigError(f"the exported speaker encoder differs from torch by {worst:.2e}")
     return worst
-
-
-def _unit(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    out: npt.NDArray[np.float32] = (vectors / norms).astype(np.float32)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

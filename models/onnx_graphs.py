@@ -18,6 +18,7 @@ dir and every pod reuses it) or, where that is read-only, under `DATA_DIR/models
 from __future__ import annotations
 
 import fcntl
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -29,10 +30,15 @@ from clipforge.errors import ConfigError
 _EXPORT_TIMEOUT_S = 600
 
 
+def environment_folder() -> Path:
+    """The Python environment's own folder of graphs (`<prefix>/share/clipforge/models`)."""
+    return Path(sys.prefix) / "share" / "clipforge" / "models"
+
+
 def graph_folders(data_dir: str | Path) -> list[Path]:
     """Where graphs are looked for and exported, in order: the Python environment's own
-    `share/clipforge/models`, then `data_dir/models`."""
-    return [Path(sys.prefix) / "share" / "clipforge" / "models", Path(data_dir) / "models"]
+    folder (`environment_folder`), then `data_dir/models`."""
+    return [environment_folder(), Path(data_dir) / "models"]
 
 
 def ensure_graph(name: str, data_dir: str | Path | None, exporter: Sequence[str]) -> Path:
@@ -44,7 +50,7 @@ def ensure_graph(name: str, data_dir: str | Path | None, exporter: Sequence[str]
     Raises:
         ConfigError: no folder is writable, or the export failed (its output is in the message).
     """
-    folders = graph_folders(data_dir) if data_dir is not None else graph_folders(".")[:1]
+    folders = graph_folders(data_dir) if data_dir is not None else [environment_folder()]
     found = next((f / name for f in folders if (f / name).is_file()), None)
     if found is not None:
         return found
@@ -98,8 +104,6 @@ def open_session(path: Path, *, threads: int = 1) -> Any:
 def write_checked(dest: Path, export: Any, check: Any) -> Path:
     """Run `export(tmp)`, then `check(tmp)` (raises when the graph is wrong), then rename the
     temporary file to `dest`; nothing is left behind on failure."""
-    import os
-
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         export(tmp)
