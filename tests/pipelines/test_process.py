@@ -79,8 +79,10 @@ def test_a_failed_export_is_reported_and_the_rest_succeeds(
     ray_local: None, test_media: dict[str, Path], tmp_path: Path
 ) -> None:
     """An export that ffmpeg refuses (an unknown x264 preset) fails alone, with its reason."""
-    config = tmp_path / "pipeline.yaml"
-    config.write_text("export:\n  preset: no-such-preset\n  short_side: 240\n")
+    config = tmp_path / "pipeline.yaml"  # (no voice embeddings: the test above has them)
+    config.write_text(
+        "transcribe:\n  speaker_turns: false\nexport:\n  preset: no-such-preset\n  short_side: 240\n"
+    )
     out = tmp_path / "out"
     result = _process(
         tmp_path, str(test_media["speech_short"]), "--out", str(out), "--config", str(config)
