@@ -306,18 +306,19 @@ def test_batches_grow_with_the_backlog(serve_url: str, owner: Auth):
     body = {"windows": [{"text": "What if everything you know about sleep is wrong?"}] * 3}
     before = _stats("HighlightScorer")
     statuses = asyncio.run(
-        _closed_loop(serve_url, "/v1/models/highlights", body, auth, clients=12, each=3)
+        _closed_loop(serve_url, "/v1/models/highlights", body, auth, clients=12, each=6)
     )
     after = _stats("HighlightScorer")
-    assert statuses == [200] * 36
+    assert statuses == [200] * 72
     batches = after["batches"] - before["batches"]
-    assert after["requests"] - before["requests"] == 36
+    assert after["requests"] - before["requests"] == 72
     # 12 clients waiting on one replica (max batch 8): a batch takes everything that queued
     # while the previous one ran (Ray's @serve.batch closed batches a fixed wait after their
     # first request, so they stayed small under a backlog).
     # (2.5, not more: a lone request that finds the model free runs at once, so the first
-    # clients of a staggered start each get a batch of one; under a backlog batches fill.)
-    assert 36 / batches >= 2.5, (batches, after)
+    # clients of a staggered start each get a batch of one; under a backlog batches fill. Six
+    # requests a client, not three: at load ~6 the singles of the start made 15 batches of 36.)
+    assert 72 / batches >= 2.5, (batches, after)
     # The replica's OpenMP threads sleep when idle instead of spinning on shared cores.
     assert after["omp_passive"] == 1, after
 
