@@ -19,7 +19,7 @@ from clipforge.db.repo.clips import NewClip, replace_clips
 from clipforge.db.repo.exports import update_export
 from clipforge.db.repo.transcripts import replace_transcript
 from clipforge.fetch import parse_networks
-from clipforge.queue import QueuePolicy, claim, enqueue, fail, get_job
+from clipforge.queue import Job, QueuePolicy, claim, enqueue, fail, get_job
 from clipforge.queue.backoff import Backoff
 from clipforge.settings import Settings
 from clipforge.types import ModelInfo, Segment, Transcript, Word
@@ -34,6 +34,7 @@ from serve_apps.api.app import create_app
 from serve_apps.api.deps import ApiDeps
 from tests.serve_apps.helpers import table_counts
 from tests.utils.factories import make_key, make_video
+from tests.utils.wait import wait_until
 
 Auth = tuple[ApiKey, dict[str, str]]
 MODEL = ModelInfo(name="whisper-tiny.en", version="t+sha.abc", sha256="abc")
@@ -224,9 +225,15 @@ def test_webhooks_signed_delivery_with_retry(
                 )
                 == 0
             )
-        for attempt in (1, 2):
+
+        def claimed() -> list[Job]:
             with db.connection() as conn, conn.transaction():
-                (job,) = claim(conn, worker_id="w", limit=1, lease_s=30, kinds=["webhook"])
+                return claim(conn, worker_id="w", limit=1, lease_s=30, kinds=["webhook"])
+
+        for attempt in (1, 2):
+            # The retry is due 1 ms after the failing transaction's start (Postgres's now()): a
+            # claim that starts within that millisecond finds nothing yet.
+            (job,) = wait_until(claimed, timeout_s=10, what="the webhook job claimable")
             try:
                 deliver(db, trusted, job)
                 outcome = "ok"
