@@ -235,6 +235,8 @@ class PipelineWorker:
                 worker_id=self.worker_id,
                 part_s={self.prefix + s.name: s.spec.part_s for s in self.stages if s.spec.part_s},
             )
+        for actors in self.pools:  # loads finished since the last round count as loaded
+            actors.poll_ready()
         plan: list[tuple[Stage, int, int]] = []  # (stage, jobs, actors needed)
         upstream = 0
         for stage in self.stages:

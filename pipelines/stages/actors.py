@@ -442,6 +442,15 @@ class ActorSet:
         self._telemetry.absorb(self.stage, actor, report)
         return value
 
+    def poll_ready(self) -> None:
+        """Take in the actors that have loaded since the last look, without waiting.
+
+        A pool learns of a load otherwise only when its stage calls it, so a pool warmed
+        ahead of its stage (`warm_next_stage`) looked loading until its stage's first call:
+        its start-up times were late (a detect actor "loaded" when the first transcript came,
+        minutes after it had), and `one_load_per_pool` held its next actor back meanwhile."""
+        self._absorb_ready(timeout=0)
+
     def _absorb_ready(self, *, timeout: float | None) -> None:
         """Move actors whose models have loaded into the idle set (waiting up to `timeout`)."""
         import ray

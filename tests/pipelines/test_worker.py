@@ -284,3 +284,39 @@ def test_asr_pool_grows_one_actor_per_job_and_other_pools_per_two(
         worker.close()
     assert sizes["transcribe"] == 2
     assert sizes["detect"] == 1
+
+
+def test_a_pool_learns_of_its_loaded_actor_before_its_stage_calls_it(
+    db: Pool,
+    pipeline_settings: Settings,
+    pipeline_config: PipelineConfig,
+    database_url: str,
+    ray_local: None,
+) -> None:
+    # Four detections queued and a detect pool of two, one model load at a time: its second
+    # actor may start once the first has loaded. Nothing claims the jobs here, so no stage
+    # call ever tells the pool that the first has loaded: sizing the pools must find out.
+    config = pipeline_config.model_copy(
+        update={"detect": pipeline_config.detect.model_copy(update={"actors": 2})}
+    )
+    assert config.worker.one_load_per_pool
+    with db.connection() as conn, conn.transaction():
+        for _ in range(4):
+            video = create_video(conn, owner_key_id=None, source_kind="upload")
+            payload = {"video_id": str(video.id)}
+            enqueue(conn, QueuePolicy.defaults(), kind="detect", video_id=video.id, payload=payload)
+    worker = PipelineWorker(pipeline_settings, config, db, database_url=database_url)
+    try:
+        worker.start()
+        [detect] = [p for p in worker.pools if p.stage == "detect"]
+        assert worker.scale_pools()["detect"] == 1
+        wait_until(
+            lambda: worker.scale_pools()["detect"] == 2,
+            timeout_s=120,
+            interval_s=0.25,
+            what="a 2nd actor",
+        )
+        first = detect.starts[0]
+        assert first.ready is not None and first.ready < detect.starts[1].requested
+    finally:
+        worker.close()
