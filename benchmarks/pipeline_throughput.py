@@ -96,6 +96,39 @@ class PeakRss:
             self.total = max(self.total, driver + sum(actors.values()))
 
 
+def _tree_cpu() -> dict[int, float]:
+    """CPU seconds so far of this process and of every process under it, by pid; a finished
+    child's (an ffmpeg run, a killed actor) are in its parent's `children_*` fields."""
+    import psutil
+
+    me = psutil.Process()
+    seconds: dict[int, float] = {}
+    for proc in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            seconds[proc.pid] = t.user + t.system + t.children_user + t.children_system
+    return seconds
+
+
+class TreeCpu:
+    """CPU seconds used while open by this process and the processes under it: the script or
+    loop and its ffmpeg runs; the worker's driver, Ray's daemons, the stage actors and their
+    ffmpeg runs (Postgres, a server of its own, is not counted). Unlike wall time, hardly moved
+    by the machine's load, and divided by the cores it bounds the wall time from below."""
+
+    def __init__(self) -> None:
+        self.seconds = float("nan")  # until closed (a run that was skipped stays NaN)
+        self._start: dict[int, float] = {}
+
+    def __enter__(self) -> TreeCpu:
+        self._start = _tree_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = _tree_cpu()
+        self.seconds = sum(max(0.0, s - self._start.get(pid, 0.0)) for pid, s in end.items())
+
+
 def sequential(videos: list[Path], workdir: Path) -> float:
     """The baseline: one video after another in one process. Returns wall seconds."""
     from faster_whisper import WhisperModel
@@ -186,6 +219,7 @@ def through_worker(
     rss: PeakRss | None = None,
     startup: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
+    cpu: TreeCpu | None = None,
 ) -> tuple[float, dict[str, float]]:
     """ClipForge: videos enqueued through the database, one worker drains them.
 
@@ -194,7 +228,7 @@ def through_worker(
     starts the worker and waits for its models first, as a long-running worker is when videos
     arrive. `startup` receives the start-up breakdown: when each pool's actors were asked for
     and had loaded their models, and when each stage's first and last jobs ran, in seconds
-    from the enqueue.
+    from the enqueue. `cpu` is opened over the same span as the wall time.
     """
     import ray
 
@@ -224,24 +258,25 @@ def through_worker(
                     rss.actor_pids = lambda: {f"{s}-{i}": p for (s, i), p in dict(pids).items()}
                 if warm:
                     worker.wait_ready()
-                started = time.perf_counter()
-                t0 = time.monotonic()
-                with pool.connection() as conn, conn.transaction():
-                    enqueued = conn.execute("SELECT now() AS t").fetchone()
-                    for video in videos:
-                        row = create_video(
-                            conn,
-                            owner_key_id=None,
-                            source_kind="file",
-                            source_url=str(video),
-                            video_id=uuid.uuid4(),
-                        )
-                        payload = {"video_id": str(row.id)}
-                        enqueue(
-                            conn, worker.policy, kind="import", video_id=row.id, payload=payload
-                        )
-                worker.run(until_idle=True)
-                elapsed = time.perf_counter() - started
+                with cpu if cpu is not None else TreeCpu():
+                    started = time.perf_counter()
+                    t0 = time.monotonic()
+                    with pool.connection() as conn, conn.transaction():
+                        enqueued = conn.execute("SELECT now() AS t").fetchone()
+                        for video in videos:
+                            row = create_video(
+                                conn,
+                                owner_key_id=None,
+                                source_kind="file",
+                                source_url=str(video),
+                                video_id=uuid.uuid4(),
+                            )
+                            payload = {"video_id": str(row.id)}
+                            enqueue(
+                                conn, worker.policy, kind="import", video_id=row.id, payload=payload
+                            )
+                    worker.run(until_idle=True)
+                    elapsed = time.perf_counter() - started
                 if startup is not None:
                     assert enqueued is not None
                     startup += _startup(worker, pool, t0, enqueued["t"])
@@ -461,20 +496,27 @@ def main() -> None:
     )
     videos = [video] * args.count
     rows: list[tuple[float, float, float, float]] = []
+    cpu_rows: list[tuple[float, float, float, float]] = []
     startup: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for _ in range(args.rounds):  # each round: the four runs back to back, same load
-            seq = sequential(videos, work)
-            loop = same_output_loop(videos, work)
+            cpus = (TreeCpu(), TreeCpu(), TreeCpu(), TreeCpu())
+            with cpus[0]:
+                seq = sequential(videos, work)
+            with cpus[1]:
+                loop = same_output_loop(videos, work)
             startup.clear()
-            cold, loads = through_worker(videos, work, startup=startup, overrides=overrides)
+            cold, loads = through_worker(
+                videos, work, startup=startup, overrides=overrides, cpu=cpus[2]
+            )
             warm = (
-                through_worker(videos, work, warm=True, overrides=overrides)[0]
+                through_worker(videos, work, warm=True, overrides=overrides, cpu=cpus[3])[0]
                 if args.warm
                 else float("nan")
             )
             rows.append((seq, loop, cold, warm))
+            cpu_rows.append((cpus[0].seconds, cpus[1].seconds, cpus[2].seconds, cpus[3].seconds))
             print(
                 f"round: sequential script {seq:.1f} s, same-output loop {loop:.1f} s, "
                 f"worker {cold:.1f} s (warm {warm:.1f} s), load {os.getloadavg()[0]:.2f}",
@@ -482,14 +524,23 @@ def main() -> None:
             )
         export = export_seconds(_media("speech_long"), work)
     seq, loop, cold, warm = (statistics.median(col) for col in zip(*rows, strict=True))
-    print(f"{'':34} {'wall s':>8} {'video min / wall min':>21}")
-    for name, wall in (
-        ("sequential script", seq),
-        ("same-output loop", loop),
-        ("clipforge worker (cold start)", cold),
-        ("clipforge worker (warm, running)", warm),
+    used = [statistics.median(col) for col in zip(*cpu_rows, strict=True)]
+    cores = os.cpu_count() or 1
+    # CPU s / cores is the least wall time the work could take here with every core busy.
+    print(f"{'':34} {'wall s':>8} {'video min / wall min':>21} {'CPU s':>7} {'CPU s / cores':>14}")
+    for (name, wall), cpu_s in zip(
+        (
+            ("sequential script", seq),
+            ("same-output loop", loop),
+            ("clipforge worker (cold start)", cold),
+            ("clipforge worker (warm, running)", warm),
+        ),
+        used,
+        strict=True,
     ):
-        print(f"{name:34} {wall:8.1f} {minutes / (wall / 60):21.2f}")
+        print(
+            f"{name:34} {wall:8.1f} {minutes / (wall / 60):21.2f} {cpu_s:7.1f} {cpu_s / cores:14.1f}"
+        )
     print(
         f"worker / sequential script: {seq / cold:.2f}x cold, {seq / warm:.2f}x warm; "
         f"worker / same-output loop: {loop / cold:.2f}x cold, {loop / warm:.2f}x warm "
