@@ -24,7 +24,6 @@ import psutil
 import pyte
 import pytest
 
-from pipelines.config import load_pipeline_config
 from tests.utils.wait import wait_until
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -74,11 +73,13 @@ def _ours_running(tmp: Path) -> list[str]:
 def test_process_in_a_terminal_finishes_quietly_and_leaves_nothing_running(
     test_media: dict[str, Path], short_tmp: Path
 ) -> None:
-    out = short_tmp / "out"
+    # The README's command (scripts/demo.sh) as its second run finds the folder: another run's
+    # outputs (three clips) beside a file of the user's own, replaced with --overwrite.
+    out = _used_out_folder(short_tmp / "out", clips=3)
     (short_tmp / "home").mkdir()
     cmd = shlex.join(
         [str(_REPO / ".venv/bin/clipforge"), "process", str(test_media["speech_short"]),
-         "--out", str(out), "--top-k", "2"]
+         "--out", str(out), "--top-k", "2", "--overwrite"]
     )  # fmt: skip
     started = time.monotonic()
     run = subprocess.run(
@@ -102,6 +103,13 @@ def test_process_in_a_terminal_finishes_quietly_and_leaves_nothing_running(
     assert "report.html" in screen[-1]
     clips = json.loads((out / "clips.json").read_text())
     assert clips and all((out / c["files"]["mp4"]).stat().st_size > 0 for c in clips)
+    assert all((out / c["files"]["mp4"]).read_bytes()[4:8] == b"ftyp" for c in clips)
+    # --overwrite cleared the other run's outputs (its third clip is gone), not the user's file.
+    assert sorted(p.name for p in (out / "clips").iterdir()) == sorted(
+        Path(rel).name for c in clips for rel in c["files"].values()
+    )
+    assert (out / "notes.txt").read_text() == "mine"
+    assert "old" not in (out / "report.html").read_text()[:100]
     # Framework output went to the log file instead of the terminal.
     assert "Ray" in (out / "clipforge.log").read_text()
     # Nothing it started is left: its Postgres, its Ray processes.
@@ -240,21 +248,26 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, str]]:
     return found
 
 
-@pytest.mark.slow  # a whole run (~100 s at load 30)
-def test_a_used_out_folder_is_refused_unless_overwrite_clears_it(
-    test_media: dict[str, Path], short_tmp: Path
-) -> None:
-    # The outputs another run left (two clips), and a file of the user's own.
-    out = short_tmp / "out"
+def _used_out_folder(out: Path, *, clips: int) -> Path:
+    """`out` as another run left it (`clips` clips in every format), with a file of the
+    user's own (`notes.txt`)."""
     (out / "clips").mkdir(parents=True)
-    for ext in ("mp4", "jpg", "srt", "vtt", "ass"):
-        for rank in (1, 2):
+    for rank in range(1, clips + 1):
+        for ext in ("mp4", "jpg", "srt", "vtt", "ass"):
             (out / "clips" / f"0{rank}.{ext}").write_bytes(f"old {rank} {ext}".encode())
-    old_clips = [{"rank": r, "files": {"mp4": f"clips/0{r}.mp4"}} for r in (1, 2)]
+    old_clips = [{"rank": r, "files": {"mp4": f"clips/0{r}.mp4"}} for r in range(1, clips + 1)]
     (out / "clips.json").write_text(json.dumps(old_clips))
     (out / "transcript.json").write_text("{}")
     (out / "report.html").write_text("<html>old</html>")
     (out / "notes.txt").write_text("mine")
+    return out
+
+
+def test_a_used_out_folder_is_refused_without_overwrite(
+    test_media: dict[str, Path], short_tmp: Path
+) -> None:
+    # What --overwrite then clears and keeps: the terminal run above.
+    out = _used_out_folder(short_tmp / "out", clips=2)
     before = _snapshot(out)
     time.sleep(0.05)  # a write now would show in the mtimes
     source = str(test_media["speech_short"])
@@ -265,25 +278,3 @@ def test_a_used_out_folder_is_refused_unless_overwrite_clears_it(
     assert "another run's outputs" in lines[0] and "--overwrite" in lines[0]
     assert elapsed < 10.0  # the bound for a user error above (2 s failed at load 30-60)
     assert _snapshot(out) == before  # nothing in the folder changed, the folder itself neither
-
-    (short_tmp / "home").mkdir()
-    # What --overwrite clears and keeps depends neither on the render size nor on speaker turns:
-    # the shipped config with 240-pixel renders and no voice embeddings spares the 1080x1920
-    # render and ~7 CPU s (test_export_presets.py checks sizes, test_process.py the turns).
-    config = load_pipeline_config(export__short_side=240, transcribe__speaker_turns=False)
-    config_path = config.save(short_tmp / "pipeline.yaml")
-    run = subprocess.run(
-        [str(_REPO / ".venv/bin/clipforge"), "process", source, "--out", str(out),
-         "--top-k", "1", "--overwrite", "--config", str(config_path)],
-        env=_person_env(short_tmp), cwd=_REPO, stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=_LIMIT_S,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr + (out / "clipforge.log").read_text()[-3000:]
-    clips = json.loads((out / "clips.json").read_text())
-    assert len(clips) == 1
-    assert sorted(p.name for p in (out / "clips").iterdir()) == sorted(
-        Path(rel).name for rel in clips[0]["files"].values()
-    )  # the old second clip is gone
-    assert (out / "clips" / "01.mp4").read_bytes()[4:8] == b"ftyp"
-    assert (out / "notes.txt").read_text() == "mine"  # only run outputs are cleared
-    assert "old" not in (out / "report.html").read_text()[:100]
