@@ -7,7 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from clipforge.db.pool import Pool
 from clipforge.db.repo.videos import create_video
@@ -254,12 +257,34 @@ def test_worker_with_only_exports_queued_starts_no_asr_actor(
     assert {pool.stage: pool.size for pool in worker.pools}["transcribe"] == 0
 
 
+@pytest.fixture()
+def worker_of(
+    db: Pool, pipeline_settings: Settings, database_url: str, ray_local: None
+) -> Iterator[Callable[[PipelineConfig], PipelineWorker]]:
+    """Workers with a config of the test's own on the test database and the session's Ray,
+    closed after the test (their actors hold CPUs of the session's Ray)."""
+    made: list[PipelineWorker] = []
+
+    def make(config: PipelineConfig) -> PipelineWorker:
+        made.append(PipelineWorker(pipeline_settings, config, db, database_url=database_url))
+        return made[-1]
+
+    yield make
+    for worker in made:
+        worker.close()
+
+
+def _queue(db: Pool, kinds: list[str]) -> None:
+    """One job of each kind, each for a new video (nothing is stored: only sizing reads them)."""
+    with db.connection() as conn, conn.transaction():
+        for kind in kinds:
+            video = create_video(conn, owner_key_id=None, source_kind="upload")
+            payload = {"video_id": str(video.id)}
+            enqueue(conn, QueuePolicy.defaults(), kind=kind, video_id=video.id, payload=payload)
+
+
 def test_asr_pool_grows_one_actor_per_job_and_other_pools_per_two(
-    db: Pool,
-    pipeline_settings: Settings,
-    pipeline_config: PipelineConfig,
-    database_url: str,
-    ray_local: None,
+    worker_of: Callable[[PipelineConfig], PipelineWorker], db: Pool, pipeline_config: PipelineConfig
 ) -> None:
     # Two videos waiting for ASR and two for detection. An ASR actor's threads are a fixed share
     # of the node (cores / asr_actors), so one actor for both videos would leave cores idle;
@@ -271,27 +296,16 @@ def test_asr_pool_grows_one_actor_per_job_and_other_pools_per_two(
             "detect": pipeline_config.detect.model_copy(update={"actors": 2}),
         }
     )
-    with db.connection() as conn, conn.transaction():
-        for kind in ("transcribe", "transcribe", "detect", "detect"):
-            video = create_video(conn, owner_key_id=None, source_kind="upload")
-            payload = {"video_id": str(video.id)}
-            enqueue(conn, QueuePolicy.defaults(), kind=kind, video_id=video.id, payload=payload)
-    worker = PipelineWorker(pipeline_settings, config, db, database_url=database_url)
-    try:
-        worker.start()
-        sizes = worker.scale_pools()
-    finally:
-        worker.close()
+    _queue(db, ["transcribe", "transcribe", "detect", "detect"])
+    worker = worker_of(config)
+    worker.start()
+    sizes = worker.scale_pools()
     assert sizes["transcribe"] == 2
     assert sizes["detect"] == 1
 
 
 def test_a_pool_learns_of_its_loaded_actor_before_its_stage_calls_it(
-    db: Pool,
-    pipeline_settings: Settings,
-    pipeline_config: PipelineConfig,
-    database_url: str,
-    ray_local: None,
+    worker_of: Callable[[PipelineConfig], PipelineWorker], db: Pool, pipeline_config: PipelineConfig
 ) -> None:
     # Four detections queued and a detect pool of two, one model load at a time: its second
     # actor may start once the first has loaded. Nothing claims the jobs here, so no stage
@@ -300,23 +314,16 @@ def test_a_pool_learns_of_its_loaded_actor_before_its_stage_calls_it(
         update={"detect": pipeline_config.detect.model_copy(update={"actors": 2})}
     )
     assert config.worker.one_load_per_pool
-    with db.connection() as conn, conn.transaction():
-        for _ in range(4):
-            video = create_video(conn, owner_key_id=None, source_kind="upload")
-            payload = {"video_id": str(video.id)}
-            enqueue(conn, QueuePolicy.defaults(), kind="detect", video_id=video.id, payload=payload)
-    worker = PipelineWorker(pipeline_settings, config, db, database_url=database_url)
-    try:
-        worker.start()
-        [detect] = [p for p in worker.pools if p.stage == "detect"]
-        assert worker.scale_pools()["detect"] == 1
-        wait_until(
-            lambda: worker.scale_pools()["detect"] == 2,
-            timeout_s=120,
-            interval_s=0.25,
-            what="a 2nd actor",
-        )
-        first = detect.starts[0]
-        assert first.ready is not None and first.ready < detect.starts[1].requested
-    finally:
-        worker.close()
+    _queue(db, ["detect"] * 4)
+    worker = worker_of(config)
+    worker.start()
+    [detect] = [p for p in worker.pools if p.stage == "detect"]
+    assert worker.scale_pools()["detect"] == 1
+    wait_until(
+        lambda: worker.scale_pools()["detect"] == 2,
+        timeout_s=120,
+        interval_s=0.25,
+        what="a 2nd actor",
+    )
+    first = detect.starts[0]
+    assert first.ready is not None and first.ready < detect.starts[1].requested
