@@ -22,12 +22,7 @@ from pipelines.engine.worker import PipelineWorker
 from serve_apps.api.deps import ApiDeps
 
 # The pipeline tests' worker on the session's Ray, and the settings it needs.
-from tests.pipelines.conftest import (  # noqa: F401  (fixtures)
-    pipeline_config,
-    pipeline_settings,
-    worker,
-    worker_of,
-)
+from tests.pipelines.conftest import pipeline_config, pipeline_settings, worker  # noqa: F401
 
 Auth = tuple[ApiKey, dict[str, str]]
 CORRECTION = "Zorblax"  # a word no recogniser hears in this speech
