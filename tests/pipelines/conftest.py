@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,35 +61,20 @@ def pipeline_config() -> PipelineConfig:
     )
 
 
-#: Makes a pipeline worker of a given config (and optional worker id).
-WorkerOf = Callable[..., PipelineWorker]
-
-
 @pytest.fixture()
-def worker_of(
-    db: Pool, pipeline_settings: Settings, database_url: str, ray_local: None
-) -> Iterator[WorkerOf]:
-    """Workers with a config of the test's own on the test database and the session's Ray,
-    closed after the test (their warm actors hold CPUs of the session's Ray)."""
-    made: list[PipelineWorker] = []
-
-    def make(config: PipelineConfig, worker_id: str | None = None) -> PipelineWorker:
-        made.append(
-            PipelineWorker(
-                pipeline_settings, config, db, database_url=database_url, worker_id=worker_id
-            )
-        )
-        return made[-1]
-
-    yield make
-    for w in made:
-        w.close()
-
-
-@pytest.fixture()
-def worker(worker_of: WorkerOf, pipeline_config: PipelineConfig) -> PipelineWorker:
-    """A pipeline worker of the tests' small config on the test database and the session's Ray."""
-    return worker_of(pipeline_config, "test-worker")
+def worker(
+    db: Pool,
+    pipeline_settings: Settings,
+    pipeline_config: PipelineConfig,
+    database_url: str,
+    ray_local: None,
+) -> Iterator[PipelineWorker]:
+    """A pipeline worker on the test database and the session's Ray."""
+    w = PipelineWorker(
+        pipeline_settings, pipeline_config, db, database_url=database_url, worker_id="test-worker"
+    )
+    yield w
+    w.close()  # its warm actors hold CPUs of the session's Ray
 
 
 def upload_video(pool: Pool, settings: Settings, path: Path) -> Video:

@@ -5,6 +5,7 @@ shrinking the shared pool while an export renders loses nothing."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from pipelines.config import PipelineConfig, load_pipeline_config
 from pipelines.engine.worker import PipelineWorker
 from pipelines.stages.actors import PoolView
 from tests.pipelines._ready_clip import queue_exports, ready_clip
-from tests.pipelines.conftest import WorkerOf, upload_video
+from tests.pipelines.conftest import upload_video
 from tests.utils.wait import wait_until
 
 
@@ -38,8 +39,18 @@ def shared_config() -> PipelineConfig:
 
 
 @pytest.fixture()
-def shared_worker(worker_of: WorkerOf, shared_config: PipelineConfig) -> PipelineWorker:
-    return worker_of(shared_config, "shared")
+def shared_worker(
+    db: Pool,
+    pipeline_settings: Settings,
+    shared_config: PipelineConfig,
+    database_url: str,
+    ray_local: None,
+) -> Iterator[PipelineWorker]:
+    w = PipelineWorker(
+        pipeline_settings, shared_config, db, database_url=database_url, worker_id="shared"
+    )
+    yield w
+    w.close()
 
 
 def _succeeded(db: Pool) -> dict[str, int]:

@@ -7,7 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from clipforge.db.pool import Pool
 from clipforge.db.repo.videos import create_video
@@ -18,7 +21,7 @@ from clipforge.webhooks import create_webhook
 from pipelines.config import PipelineConfig
 from pipelines.engine.worker import PipelineWorker
 from tests.pipelines._ready_clip import queue_exports, ready_clip
-from tests.pipelines.conftest import WorkerOf, upload_video, url_video
+from tests.pipelines.conftest import upload_video, url_video
 from tests.utils.factories import make_key
 from tests.utils.wait import wait_until
 
@@ -254,6 +257,23 @@ def test_worker_with_only_exports_queued_starts_no_asr_actor(
     assert {pool.stage: pool.size for pool in worker.pools}["transcribe"] == 0
 
 
+@pytest.fixture()
+def worker_of(
+    db: Pool, pipeline_settings: Settings, database_url: str, ray_local: None
+) -> Iterator[Callable[[PipelineConfig], PipelineWorker]]:
+    """Workers with a config of the test's own on the test database and the session's Ray,
+    closed after the test (their actors hold CPUs of the session's Ray)."""
+    made: list[PipelineWorker] = []
+
+    def make(config: PipelineConfig) -> PipelineWorker:
+        made.append(PipelineWorker(pipeline_settings, config, db, database_url=database_url))
+        return made[-1]
+
+    yield make
+    for worker in made:
+        worker.close()
+
+
 def _queue(db: Pool, kinds: list[str]) -> None:
     """One job of each kind, each for a new video (nothing is stored: only sizing reads them)."""
     with db.connection() as conn, conn.transaction():
@@ -264,7 +284,7 @@ def _queue(db: Pool, kinds: list[str]) -> None:
 
 
 def test_asr_pool_grows_one_actor_per_job_and_other_pools_per_two(
-    worker_of: WorkerOf, db: Pool, pipeline_config: PipelineConfig
+    worker_of: Callable[[PipelineConfig], PipelineWorker], db: Pool, pipeline_config: PipelineConfig
 ) -> None:
     # Two videos waiting for ASR and two for detection. An ASR actor's threads are a fixed share
     # of the node (cores / asr_actors), so one actor for both videos would leave cores idle;
@@ -285,7 +305,7 @@ def test_asr_pool_grows_one_actor_per_job_and_other_pools_per_two(
 
 
 def test_a_pool_learns_of_its_loaded_actor_before_its_stage_calls_it(
-    worker_of: WorkerOf, db: Pool, pipeline_config: PipelineConfig
+    worker_of: Callable[[PipelineConfig], PipelineWorker], db: Pool, pipeline_config: PipelineConfig
 ) -> None:
     # Four detections queued and a detect pool of two, one model load at a time: its second
     # actor may start once the first has loaded. Nothing claims the jobs here, so no stage

@@ -168,7 +168,7 @@ def test_balancer_survives_an_instance_stopping_mid_load(
     stop.set()
     for t in threads:
         t.join(timeout=20)
-    assert before > 20 and len(statuses) > before + 20, (before, len(statuses))
+    assert len(statuses) > before + 20, (before, len(statuses))
     # A request the killed instance had not started answering is retried by nginx. One whose
     # headers nginx had already passed on cannot be retried by any proxy: the client sees a body
     # cut short (rare: the kill has to land between uvicorn's two writes). Anything else, an
