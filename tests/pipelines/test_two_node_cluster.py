@@ -233,12 +233,13 @@ def _second_node_id(cluster: LocalCluster) -> str:
     return next(n.node_id for n in nodes if n.state == "ALIVE" and not n.is_head_node)
 
 
-# docs/operations.md states it: a lost node's videos end ready within it. 19-22 s on a quiet
-# machine; over 90 s beside the rest of the suite on 2 cores (CI, load ~20).
-RECOVERY_BOUND_S = 150
+# docs/operations.md states it: a lost node's videos end ready within it. 19-28 s on a quiet
+# machine, 51 s beside three busy loops; over 150 s once in CI beside the rest of the suite,
+# while the actors ran at Ray's nice 15 (local_cluster now starts them at 0).
+RECOVERY_BOUND_S = 240
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_second_node_killed_mid_transcribe(
     two_nodes: TwoNodes, test_media: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -268,9 +269,13 @@ def test_second_node_killed_mid_transcribe(
 
     worker_env = cluster.env | {
         "RAY_ADDRESS": cluster.address,
-        "QUEUE_LEASE_S": "10",
-        "QUEUE_HEARTBEAT_S": "3",
-        "STAGE_TIMEOUT_S": "60",
+        # A job whose actor sits on the lost node is delayed again and again until Ray declares
+        # the node dead, each delay twice the last (capped at 300 s by default): the cap scaled
+        # down, so the wait after the restart is not a leftover delay of up to a minute.
+        "QUEUE_DEPENDENCY_BACKOFF_MAX_S": "4",
+        # Beside the rest of the suite a stage batch alone can take a minute: a tighter stage
+        # timeout restarts the actors mid-recovery (seen with 60 s), which loads Whisper again.
+        "STAGE_TIMEOUT_S": str(RECOVERY_BOUND_S),
     }
     clipforge = str(Path(sys.executable).with_name("clipforge"))
     cmd = [clipforge, "worker", "--metrics-port", "0", "--config", str(config_path)]

@@ -118,6 +118,10 @@ def local_cluster(
     # On SIGTERM `ray start --block` drains its node first (up to 30 s, for Serve proxies in a
     # rolling upgrade); a test's cluster has nothing to drain when it is stopped.
     env.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")
+    # Ray runs its worker processes (every actor) at nice 15, for a node whose other processes
+    # are Ray's own. Here they share two cores with the rest of the suite at nice 0, and a node
+    # loss took over 150 s to recover in CI while each stage actor got a few per cent of a core.
+    env.setdefault("RAY_worker_niceness", "0")
     cluster = LocalCluster(gcs_port=free_port(), dashboard_port=free_port(), env=env)
     try:
         # Short temp dirs: Ray's socket paths must stay under the OS limit.
