@@ -27,6 +27,7 @@ from types import TracebackType
 from clipforge.cache import Cache
 from clipforge.db.pool import Pool
 from clipforge.db.repo.pipeline_jobs import has_work, stage_demand
+from clipforge.local_ray import init_ray
 from clipforge.metrics import STAGE_ACTORS, STAGE_WORK_PER_ACTOR
 from clipforge.queue import Job, JobNotifier, JobResult, QueuePolicy, QueueRunner, RunnerOptions
 from clipforge.settings import Settings
@@ -52,7 +53,7 @@ def ensure_ray() -> None:
             # auth would only print Ray's "Token authentication is enabled" warning and make the
             # operator manage ~/.ray/auth_token. RAY_AUTH_MODE=token keeps it on.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        init_ray(address or None, include_dashboard=False, log_to_driver=False)
 
 
 class PipelineWorker:

@@ -28,6 +28,7 @@ from clipforge.db.repo.transcripts import get_transcript
 from clipforge.db.repo.video_jobs import video_has_unfinished_jobs
 from clipforge.db.repo.videos import create_video, delete_video, get_video
 from clipforge.errors import MediaError, ValidationFailed
+from clipforge.local_ray import init_ray
 from clipforge.queue import QueuePolicy, enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
@@ -106,8 +107,8 @@ def local_ray() -> Iterator[None]:
     signal.pthread_sigmask(signal.SIG_BLOCK, handlers)
     _UNBLOCK_IN_CHILD.update(handlers)
     try:
-        ray.init(
-            address=address,
+        init_ray(
+            address,
             include_dashboard=False,
             log_to_driver=False,
             num_cpus=None if address else os.cpu_count(),

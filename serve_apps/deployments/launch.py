@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
+from clipforge.local_ray import init_ray
 from clipforge.settings import Settings
 from serve_apps.deployments.app import ClipForgeAppArgs
 from serve_apps.deployments.fitting import (
@@ -189,7 +190,7 @@ def serve_until_signal(config_path: Path, settings: Settings, *, host: str, port
         use_fast_path()
     if not ray.is_initialized():
         # "local" starts a fresh Ray; None would join whatever `ray start` left running here.
-        ray.init(address=address or "local", include_dashboard=False)
+        init_ray(address or "local", include_dashboard=False)
     # Only the default config on a Ray of our own is resized; an explicit config or a shared
     # cluster means someone chose these numbers, so a misfit is theirs to fix.
     may_scale = started_here and config_path.resolve() == DEFAULT_CONFIG
