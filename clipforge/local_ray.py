@@ -1,5 +1,9 @@
 """`ray.init` for the commands that start a Ray of their own (`clipforge worker`, `process`,
-`serve`), tried again when that Ray does not come up in time.
+`serve`): without token authentication, and tried again when that Ray does not come up in time.
+
+A Ray started here lives on this machine for one command: token auth would only print Ray's
+"Token authentication is enabled" warning and make the operator manage ~/.ray/auth_token to run
+`ray status` or `serve status`, so it is off unless RAY_AUTH_MODE says otherwise.
 
 Ray gives a node it starts 30 s (fixed in `ray._private.node`) to register with its GCS. On a
 busy machine (a CI run, a laptop compiling beside it) the raylet's Python agents can take
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import Any
 
 import psutil
@@ -30,6 +35,8 @@ def init_ray(address: str | None, *, attempts: int = 3, **kwargs: Any) -> None:
     import ray
 
     starts_here = address in (None, "local")
+    if starts_here:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     for attempt in range(1, attempts + 1):
         try:
             ray.init(address=address, **kwargs)

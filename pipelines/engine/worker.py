@@ -47,13 +47,8 @@ def ensure_ray() -> None:
     import ray
 
     if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS")
-        if not address:
-            # A local Ray on this machine (the rule of `clipforge process` and `serve`): token
-            # auth would only print Ray's "Token authentication is enabled" warning and make the
-            # operator manage ~/.ray/auth_token. RAY_AUTH_MODE=token keeps it on.
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        init_ray(address or None, include_dashboard=False, log_to_driver=False)
+        address = os.environ.get("RAY_ADDRESS") or None
+        init_ray(address, include_dashboard=False, log_to_driver=False)
 
 
 class PipelineWorker:

@@ -97,10 +97,6 @@ def local_ray() -> Iterator[None]:
         yield
         return
     address = os.environ.get("RAY_ADDRESS") or None
-    if address is None:
-        # A private Ray on loopback for one command: token auth would only make the user manage
-        # ~/.ray/auth_token (and print a warning), so it is off unless they set RAY_AUTH_MODE.
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     handlers = _python_signal_handlers()
     # ray.init installs its own SIGTERM handler (abort at once); the caller's unwinds cleanly, so
     # it is put back, and a signal that arrives during start-up waits (blocked) until it is.

@@ -184,9 +184,6 @@ def serve_until_signal(config_path: Path, settings: Settings, *, host: str, port
     address = os.environ.get("RAY_ADDRESS") or None
     started_here = not ray.is_initialized() and address is None
     if started_here:
-        # A private Ray on loopback for one command: token auth would only make the operator
-        # manage ~/.ray/auth_token to run `serve status`; same rule as `clipforge process`.
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         use_fast_path()
     if not ray.is_initialized():
         # "local" starts a fresh Ray; None would join whatever `ray start` left running here.
