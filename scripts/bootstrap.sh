@@ -18,15 +18,18 @@ stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -e "$stamp" ] || [ ! -x .venv/bin/clipforge ]; then
   echo "installing ClipForge into .venv (a few minutes the first time; log: .venv/install.log)" >&2
   # torch==2.13.0 is pinned: on these machines it resolves to the CPU wheel on disk.
-  # pip byte-compiles one file at a time (half of a fresh install); compileall does the same
-  # files on every core (a file that does not compile is skipped, as pip skips it). The .pyc
-  # files must exist: with PYTHONDONTWRITEBYTECODE set, as on some machines, every process
-  # would otherwise compile torch and ray again on each import. The speaker and text
+  # pip would byte-compile all 25,000 files of the venv, one at a time (half of a fresh
+  # install); Python writes the .pyc of each module it imports on first import instead, a fifth
+  # of them. Unless PYTHONDONTWRITEBYTECODE is set, as on some machines: then every process
+  # would compile torch and ray again on each import, so the venv is compiled here, on every
+  # core (a file that does not compile is skipped, as pip skips it). The speaker and text
   # encoders' ONNX graphs are exported into the venv once (models/onnx_graphs.py), not by the
   # first run.
+  compile=(true)
+  [ -z "${PYTHONDONTWRITEBYTECODE:-}" ] || compile=(.venv/bin/python -m compileall -q -j 0 .venv/lib)
   if ! { .venv/bin/pip install -q --upgrade pip \
       && .venv/bin/pip install -q --no-compile -e '.[dev]' \
-      && { .venv/bin/python -m compileall -q -j 0 .venv/lib || true; } \
+      && { "${compile[@]}" || true; } \
       && .venv/bin/python -m models.campplus_onnx \
       && .venv/bin/python -m models.text_encoder_onnx; } >.venv/install.log 2>&1
   then

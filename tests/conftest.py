@@ -212,7 +212,12 @@ def ray_local() -> Iterator[None]:
     """One local Ray for the whole session (2 CPUs, small object store, no dashboard)."""
     import ray
 
+    from serve_apps.deployments.launch import PROXY_READY_ENV
+
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # The Serve tests deploy on this Ray: their proxies get longer to start than Serve's 5 s.
+    for name, value in PROXY_READY_ENV.items():
+        os.environ.setdefault(name, value)
     ray.init(
         num_cpus=2,
         include_dashboard=False,

@@ -72,9 +72,18 @@ FAST_PATH_ENV = {
 }
 
 
+# Serve's controller gives a new HTTP proxy 5 s to report ready, then kills it and starts
+# another, while `serve.start` waits on the first one and fails with ActorDiedError ("killed by
+# `ray.kill`", "never ran"). A proxy is a fresh worker process that imports Serve and uvicorn: on
+# a busy 2-core machine (load ~12) that took longer than 5 s, and `clipforge serve` died at
+# start. The controller reads this from its environment, inherited from the Ray it runs on.
+PROXY_READY_ENV = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60"}
+
+
 def use_fast_path() -> None:
-    """Set `FAST_PATH_ENV` (unless the operator set them) before a local Ray starts."""
-    for name, value in FAST_PATH_ENV.items():
+    """Set `FAST_PATH_ENV` and `PROXY_READY_ENV` (unless the operator set them) before a local
+    Ray starts."""
+    for name, value in (FAST_PATH_ENV | PROXY_READY_ENV).items():
         os.environ.setdefault(name, value)
 
 

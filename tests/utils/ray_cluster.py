@@ -111,6 +111,8 @@ def local_cluster(
     env: dict[str, str], *, nodes: int = 2, cpus_per_node: int = 1, timeout_s: float = 90
 ) -> Iterator[LocalCluster]:
     """A head (dashboard + job server) and `nodes - 1` more raylets, all on free ports."""
+    from serve_apps.deployments.launch import PROXY_READY_ENV
+
     env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
     # `python` of a job's entrypoint is the cluster's interpreter.
     env["PATH"] = f"{RAY.parent}{os.pathsep}{env.get('PATH', '')}"
@@ -122,6 +124,8 @@ def local_cluster(
     # are Ray's own. Here they share two cores with the rest of the suite at nice 0, and a node
     # loss took over 150 s to recover in CI while each stage actor got a few per cent of a core.
     env.setdefault("RAY_worker_niceness", "0")
+    # Serve's proxies get longer to start than Serve's 5 s (launch.PROXY_READY_ENV).
+    env = PROXY_READY_ENV | env
     cluster = LocalCluster(gcs_port=free_port(), dashboard_port=free_port(), env=env)
     try:
         # Short temp dirs: Ray's socket paths must stay under the OS limit.
