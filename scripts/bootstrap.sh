@@ -20,13 +20,16 @@ if [ ! -e "$stamp" ] || [ ! -x .venv/bin/clipforge ]; then
   # torch==2.13.0 is pinned: on these machines it resolves to the CPU wheel on disk.
   # pip would byte-compile all 25,000 files of the venv, one at a time (half of a fresh
   # install); Python writes the .pyc of each module it imports on first import instead (the
-  # whole suite imports 7,100 of them). Unless PYTHONDONTWRITEBYTECODE is set, as on some machines: then every process
-  # would compile torch and ray again on each import, so the venv is compiled here, on every
-  # core (a file that does not compile is skipped, as pip skips it). The speaker and text
-  # encoders' ONNX graphs are exported into the venv once (models/onnx_graphs.py), not by the
-  # first run, side by side (each loads torch on one core for about 14 s).
+  # whole suite imports 7,100 of them). Unless PYTHONDONTWRITEBYTECODE is set, as on some
+  # machines: then every process would compile torch and ray again on each import, so the venv
+  # is compiled here, on every core (a file that does not compile is skipped, as pip skips it).
+  # The speaker and text encoders' ONNX graphs are exported into the venv once
+  # (models/onnx_graphs.py), not by the first run, side by side (each loads torch on one core
+  # for about 14 s).
   compile=(true)
-  [ -z "${PYTHONDONTWRITEBYTECODE:-}" ] || compile=(.venv/bin/python -m compileall -q -j 0 .venv/lib)
+  if [ -n "${PYTHONDONTWRITEBYTECODE:-}" ]; then
+    compile=(.venv/bin/python -m compileall -q -j 0 .venv/lib)
+  fi
   if ! { .venv/bin/pip install -q --upgrade pip \
       && .venv/bin/pip install -q --no-compile -e '.[dev]' \
       && { "${compile[@]}" || true; } \
