@@ -26,13 +26,10 @@ if [ ! -e "$stamp" ] || [ ! -x .venv/bin/clipforge ]; then
   # The speaker and text encoders' ONNX graphs are exported into the venv once
   # (models/onnx_graphs.py), not by the first run, side by side (each loads torch on one core
   # for about 14 s).
-  compile=(true)
-  if [ -n "${PYTHONDONTWRITEBYTECODE:-}" ]; then
-    compile=(.venv/bin/python -m compileall -q -j 0 .venv/lib)
-  fi
   if ! { .venv/bin/pip install -q --upgrade pip \
       && .venv/bin/pip install -q --no-compile -e '.[dev]' \
-      && { "${compile[@]}" || true; } \
+      && { [ -z "${PYTHONDONTWRITEBYTECODE:-}" ] \
+           || .venv/bin/python -m compileall -q -j 0 .venv/lib || true; } \
       && { .venv/bin/python -m models.campplus_onnx & campplus=$!; } \
       && .venv/bin/python -m models.text_encoder_onnx && wait "$campplus"; } >.venv/install.log 2>&1
   then
