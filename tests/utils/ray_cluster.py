@@ -75,9 +75,11 @@ def _node_cmd(temp_dir: Path, *, head: LocalCluster | None, num_cpus: int) -> li
         "--num-gpus=0",
         f"--object-store-memory={200 * 1024 * 1024}",
         f"--temp-dir={temp_dir}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
+        # 0: the agent binds a free port itself and reports it to the GCS, as Ray's other agents
+        # and the metrics exporter do by default. A port picked here and bound seconds later by a
+        # process on a busy machine could be taken first (by any outgoing connection), and a job
+        # agent whose HTTP port fails to bind stays up without taking jobs ("No available agent").
+        "--dashboard-agent-listen-port=0",
         "--disable-usage-stats",
     ]
     if head is None:
@@ -138,7 +140,7 @@ def local_cluster(
             "--include-dashboard=true",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={cluster.dashboard_port}",
-            f"--ray-client-server-port={free_port()}",
+            f"--ray-client-server-port={free_port()}",  # not 10001: clusters run side by side
         ]
         cluster.nodes.append(_start(head_cmd, env, head_dir))
         wait_for_port(cluster.gcs_port, timeout_s=timeout_s, proc=cluster.nodes[0])
