@@ -35,8 +35,9 @@ os.environ.setdefault("ASR_MODEL", "tiny.en")
 
 # Files whose tests take minutes (Ray actors, whole pipeline runs, clusters, notebooks), heaviest
 # first, from `pytest --durations` on the 2-core machine. They are collected first so that the
-# three pytest-xdist workers (.ci/run, `-n 3 --dist loadfile`) start on them and end on the short
-# files together, instead of one worker finishing a long file alone at the end.
+# three pytest-xdist workers (.ci/run, `-n 3 --dist loadfile --no-loadscope-reorder`; xdist would
+# otherwise hand out files by their number of tests) start on them and end on the short files
+# together, instead of one worker finishing a long file alone at the end.
 _HEAVY_FILES = (
     "tests/notebooks/test_notebooks.py",
     "tests/pipelines/test_process_terminal.py",
