@@ -76,9 +76,9 @@ def _node_cmd(temp_dir: Path, *, head: LocalCluster | None, num_cpus: int) -> li
         f"--object-store-memory={200 * 1024 * 1024}",
         f"--temp-dir={temp_dir}",
         # 0: the agent binds a free port itself and reports it to the GCS, as Ray's other agents
-        # and the metrics exporter do by default. A port picked here and bound seconds later by a
-        # process on a busy machine could be taken first (by any outgoing connection), and a job
-        # agent whose HTTP port fails to bind stays up without taking jobs ("No available agent").
+        # and the metrics exporter do by default. A port picked here is bound a minute later on a
+        # busy machine, and another process may take it first; a job agent whose HTTP port fails
+        # to bind stays up without taking jobs ("No available agent to submit job").
         "--dashboard-agent-listen-port=0",
         "--disable-usage-stats",
     ]
