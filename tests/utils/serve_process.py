@@ -32,6 +32,10 @@ def serve_env(settings: Settings) -> dict[str, str]:
         "REDIS_URL": str(settings.redis_url),
         "ENVIRONMENT": "test",
         "LOG_JSON": "false",
+        # The test settings' wait for a pooled connection (tests/serve_apps/conftest.py: 10 s, not
+        # the shipped 1.5 s): under load on 2 cores the scaling test's ingress once answered 503
+        # database_unavailable with the database up.
+        "API_DB_POOL_TIMEOUT_S": str(settings.api_db_pool_timeout_s),
         # The node's resources whatever the machine: 2 CPUs, no GPU.
         "RAY_OVERRIDE_RESOURCES": json.dumps({"CPU": 2, "GPU": 0}),
     }
