@@ -1,0 +1,110 @@
+"""CPU of an idle local Ray, with Ray's defaults and with the test suite's quiet settings
+(`tests/conftest.py` `RAY_QUIET_ENV`), side by side in one run.
+
+Each configuration runs in a fresh interpreter (Ray reads these variables when it starts): it
+starts Ray as the test session does (`ray.init(num_cpus=2, include_dashboard=False)`), places one
+small actor, waits for start-up to settle, then sums the CPU time of the driver and every process
+Ray started over `--seconds`. Configurations alternate for `--rounds` rounds, so a change in the
+machine's load falls on both. The load average is printed with the table.
+
+Usage: python -m benchmarks.ray_idle [--seconds 30] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_CHILD = """
+import json, sys, time
+import psutil, ray
+
+ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024 * 1024,
+         log_to_driver=False, configure_logging=False)
+
+@ray.remote(num_cpus=0.25)
+class Idle:
+    def ping(self) -> int:
+        return 1
+
+actor = Idle.remote()
+ray.get(actor.ping.remote())
+time.sleep(5)  # start-up's own work settles
+me = psutil.Process()
+
+def cpu() -> tuple[float, int]:
+    total, count = 0.0, 0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+        count += 1
+    return total, count
+
+started, _ = cpu()
+time.sleep(float(sys.argv[1]))
+ended, processes = cpu()
+print(json.dumps({"cpu_s": ended - started, "startup_cpu_s": started, "processes": processes}))
+ray.shutdown()
+"""
+
+
+def quiet_env() -> dict[str, str]:
+    """`RAY_QUIET_ENV` read from tests/conftest.py's source (importing it needs the test deps)."""
+    import ast
+
+    tree = ast.parse((ROOT / "tests" / "conftest.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "RAY_QUIET_ENV":
+            value = ast.literal_eval(node.value)
+            assert isinstance(value, dict)
+            return {str(k): str(v) for k, v in value.items()}
+    raise SystemExit("RAY_QUIET_ENV not found in tests/conftest.py")
+
+
+def measure(extra: dict[str, str], seconds: float) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") or k == "RAY_AUTH_MODE"}
+    env.setdefault("RAY_AUTH_MODE", "disabled")
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(seconds)],
+        env=env | extra,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 120,
+    )
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    configs = {"Ray defaults": {}, "tests' RAY_QUIET_ENV": quiet_env()}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
+    for _ in range(args.rounds):
+        for name, extra in configs.items():
+            runs[name].append(measure(extra, args.seconds))
+    print(f"idle local Ray, {args.seconds:.0f} s x {args.rounds} rounds; load {os.getloadavg()}")
+    print(f"{'configuration':24} {'idle CPU s/min':>15} {'start-up CPU s':>15} {'processes':>10}")
+    for name, results in runs.items():
+        per_min = statistics.median(r["cpu_s"] * 60 / args.seconds for r in results)
+        startup = statistics.median(r["startup_cpu_s"] for r in results)
+        procs = statistics.median(r["processes"] for r in results)
+        print(f"{name:24} {per_min:15.2f} {startup:15.1f} {procs:10.0f}")
+
+
+if __name__ == "__main__":
+    main()
