@@ -74,17 +74,19 @@ def quiet_env() -> dict[str, str]:
 def measure(extra: dict[str, str], seconds: float) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") or k == "RAY_AUTH_MODE"}
     env.setdefault("RAY_AUTH_MODE", "disabled")
+    command = [sys.executable, "-c", _CHILD, str(seconds)]
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(seconds)],
+        command,
         env=env | extra,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        check=True,
-        timeout=seconds + 120,
+        timeout=seconds + 120,  # start-up, the wait and shutdown; a hung Ray fails the run
     )
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:2])} ... failed:\n{done.stderr[-2000:]}")
+    last_line = done.stdout.strip().splitlines()[-1]
+    return {k: float(v) for k, v in json.loads(last_line).items()}
 
 
 def main() -> None:

@@ -84,7 +84,9 @@ def _node_cmd(temp_dir: Path, *, head: LocalCluster | None, num_cpus: int) -> li
     ]
     if head is None:
         return cmd
-    return [*cmd, f"--address={head.address}"]
+    # Every node is on this host: Ray asks for one log monitor per host (more duplicate the logs
+    # on drivers), and each polls its log folder several times a second for the test's length.
+    return [*cmd, f"--address={head.address}", "--include-log-monitor=false"]
 
 
 def _ours(temp_dirs: list[Path]) -> list[psutil.Process]:
