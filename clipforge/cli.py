@@ -431,7 +431,7 @@ def _run_process(
     import logging
 
     from clipforge.db.embedded import embedded_running, stop_embedded
-    from clipforge.terminal import framework_output_to
+    from clipforge.terminal import framework_output_to, interrupted
     from pipelines.local.progress import RunProgress
 
     _stop_on_signals()
@@ -454,6 +454,8 @@ def _run_process(
         except KeyboardInterrupt:
             return 130, "interrupted"
         except Exception as exc:  # a bug, not a user error: the traceback goes to the log
+            if interrupted(exc):
+                return 130, "interrupted"
             logging.getLogger("clipforge.cli").exception("process failed")
             return 1, f"error: unexpected {type(exc).__name__}: {exc} (details in {log_path})"
         finally:

@@ -64,3 +64,17 @@ def framework_output_to(log_path: Path, *, enabled: bool = True) -> Iterator[Tex
         root.removeHandler(file_handler)
         file_handler.close()
         terminal.close()
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether `exc` comes from Ctrl-C or a stop signal. A signal that lands while a C
+    extension is being imported (ctranslate2 by faster-whisper, when the stages load) surfaces
+    as "ImportError: initialization failed" raised from the KeyboardInterrupt."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

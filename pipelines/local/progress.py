@@ -28,6 +28,7 @@ from rich.table import Column
 from clipforge.db.pool import Pool
 from clipforge.db.repo.video_jobs import StageCounts, video_job_counts
 from clipforge.stages import STAGES
+from clipforge.terminal import interrupted
 
 
 def clock(seconds: float) -> str:
@@ -113,11 +114,9 @@ class RunProgress:
 
         try:
             yield say
-        except KeyboardInterrupt:
-            self._set(label, note="[yellow]interrupted[/yellow]", stop=True)
-            raise
-        except BaseException:
-            self._set(label, note="[red]failed[/red]", stop=True)
+        except BaseException as exc:
+            note = "[yellow]interrupted[/yellow]" if interrupted(exc) else "[red]failed[/red]"
+            self._set(label, note=note, stop=True)
             raise
         self._set(label, completed=1, note="done", stop=True)
 

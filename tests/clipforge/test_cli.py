@@ -95,3 +95,33 @@ def test_keys_list_and_revoke_without_sql(db: Pool, database_url: str) -> None:
     assert unknown.returncode == 2 and "no API key" in unknown.stderr
     malformed = _run(database_url, "keys", "revoke", "cf_abc")
     assert malformed.returncode == 2 and "not a key id" in malformed.stderr
+
+
+def test_a_stop_signal_inside_an_extension_import_counts_as_interrupted() -> None:
+    """`clipforge process` answers 130 "interrupted" to SIGTERM; when the signal lands while
+    ctranslate2's extension initializes, Python hands back an ImportError raised from the
+    KeyboardInterrupt (seen in CI), which must read the same, while other errors stay errors."""
+    from clipforge.terminal import interrupted
+
+    def import_interrupted() -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    def failing_while_handling() -> None:
+        try:
+            import_interrupted()
+        except ImportError:
+            raise RuntimeError("cleanup failed") from None  # the chain is still the context
+
+    for raiser in (import_interrupted, failing_while_handling):
+        try:
+            raiser()
+        except Exception as exc:
+            assert interrupted(exc), raiser
+    assert not interrupted(ImportError("initialization failed"))
+    try:
+        raise ValueError("bad") from OSError("disk")
+    except ValueError as exc:
+        assert not interrupted(exc)
