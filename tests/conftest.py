@@ -33,8 +33,8 @@ from tests.utils.servers import nanio_server, redis_server
 # timing name base themselves (tests/models/test_speakers_real.py, test_asr.py).
 os.environ.setdefault("ASR_MODEL", "tiny.en")
 
-# Ray's own telemetry and warm-up, which no test reads. An idle local Ray cost 3.2-3.8 CPU s a
-# minute here, 1.9-2.0 with these (benchmarks/ray_idle.py); the suite runs three session Rays for
+# Ray's own telemetry and warm-up, which no test reads. An idle local Ray cost 3.0-3.8 CPU s a
+# minute here, 1.9-2.1 with these (benchmarks/ray_idle.py); the suite runs three session Rays for
 # its whole length beside about twenty short ones (CLI commands, `ray start` clusters, notebooks),
 # on two cores that are busy all along. Set before anything starts, so every Ray, subprocess and
 # notebook kernel of the session inherits them. What each stops:
