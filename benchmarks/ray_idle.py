@@ -1,5 +1,5 @@
 """CPU of an idle local Ray, with Ray's defaults and with the test suite's quiet settings
-(`tests/conftest.py` `RAY_QUIET_ENV`), side by side in one run.
+(`tests/utils/ray_env.py` `RAY_QUIET_ENV`), side by side in one run.
 
 Each configuration runs in a fresh interpreter (Ray reads these variables when it starts): it
 starts Ray as the test session does (`ray.init(num_cpus=2, include_dashboard=False)`), places one
@@ -18,9 +18,8 @@ import os
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.utils.ray_env import RAY_QUIET_ENV  # the suite's own settings: no second copy
 
 _CHILD = """
 import json, sys, time
@@ -58,19 +57,6 @@ ray.shutdown()
 """
 
 
-def quiet_env() -> dict[str, str]:
-    """`RAY_QUIET_ENV` read from tests/conftest.py's source (importing it needs the test deps)."""
-    import ast
-
-    tree = ast.parse((ROOT / "tests" / "conftest.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "RAY_QUIET_ENV":
-            value = ast.literal_eval(node.value)
-            assert isinstance(value, dict)
-            return {str(k): str(v) for k, v in value.items()}
-    raise SystemExit("RAY_QUIET_ENV not found in tests/conftest.py")
-
-
 def measure(extra: dict[str, str], seconds: float) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") or k == "RAY_AUTH_MODE"}
     env.setdefault("RAY_AUTH_MODE", "disabled")
@@ -94,7 +80,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    configs = {"Ray defaults": {}, "tests' RAY_QUIET_ENV": quiet_env()}
+    configs = {"Ray defaults": {}, "tests' RAY_QUIET_ENV": RAY_QUIET_ENV}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
     for _ in range(args.rounds):
         for name, extra in configs.items():

@@ -24,6 +24,7 @@ from psycopg import sql
 from clipforge.db.migrate import migrate
 from clipforge.db.pool import Pool, create_pool
 from clipforge.settings import Settings, load_settings
+from tests.utils.ray_env import RAY_QUIET_ENV
 from tests.utils.servers import nanio_server, redis_server
 
 # The product's ASR default is Whisper base (word starts on time, docs/speech-evaluation.md); the
@@ -33,26 +34,9 @@ from tests.utils.servers import nanio_server, redis_server
 # timing name base themselves (tests/models/test_speakers_real.py, test_asr.py).
 os.environ.setdefault("ASR_MODEL", "tiny.en")
 
-# Ray's own telemetry and warm-up, which no test reads. An idle local Ray cost 3.0-3.8 CPU s a
-# minute here, 1.9-2.1 with these (benchmarks/ray_idle.py); the suite runs three session Rays for
-# its whole length beside about twenty short ones (CLI commands, `ray start` clusters, notebooks),
-# on two cores that are busy all along. Set before anything starts, so every Ray, subprocess and
-# notebook kernel of the session inherits them. What each stops:
-# - metrics: the agents' Prometheus exporters (the tests scrape ClipForge's metrics, not Ray's);
-# - prestarted workers: a worker per CPU started when a driver connects, importing Ray, then
-#   mostly left idle (actors start their own);
-# - task events and event stats: reports to the GCS for the state API's task list and the
-#   dashboard, every second from every worker (`list_actors` reads the actor table instead);
-# - the log monitor's file scan ten times a second: with no size threshold it rescans every 0.5 s
-#   (the logs still reach a driver that asks for them).
-RAY_QUIET_ENV = {
-    "RAY_enable_metrics_collection": "0",
-    "RAY_metrics_report_interval_ms": "60000",
-    "RAY_prestart_worker_first_driver": "0",
-    "RAY_task_events_report_interval_ms": "10000",
-    "RAY_event_stats": "0",
-    "RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0",
-}
+# Ray's own telemetry and warm-up off for every Ray of the session (tests/utils/ray_env.py): set
+# before anything starts, so the session Rays, subprocesses, `ray start` clusters and notebook
+# kernels all inherit it.
 for _name, _value in RAY_QUIET_ENV.items():
     os.environ.setdefault(_name, _value)
 
