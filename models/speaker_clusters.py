@@ -27,10 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.cluster.vq import kmeans2
-from scipy.linalg import eigh
 
 from clipforge.errors import ValidationFailed
+
+# scipy (about 0.2 s to import) is imported where the clustering uses it: every ASR actor imports
+# this module while starting, and only a video's speaker clustering needs scipy.
 
 Vectors = npt.NDArray[np.float32]
 Labels = npt.NDArray[np.int64]
@@ -89,6 +90,8 @@ def _laplacian_spectrum(
     graph = np.zeros_like(affinity)
     np.put_along_axis(graph, nearest, 1.0, axis=1)
     graph = (graph + graph.T) / 2
+    from scipy.linalg import eigh  # on first use (see the imports above)
+
     values, vectors = eigh(np.diag(graph.sum(axis=1)) - graph)
     return values, vectors
 
@@ -120,6 +123,8 @@ def spectral_count(vectors: Vectors, max_speakers: int, min_eigengap: float) -> 
     for _ in range(count - 1):
         distance = np.min([np.sum((embedded - embedded[s]) ** 2, axis=1) for s in seeds], axis=0)
         seeds.append(int(np.argmax(distance)))
+    from scipy.cluster.vq import kmeans2  # on first use (see the imports above)
+
     _, labels = kmeans2(embedded, embedded[seeds], minit="matrix", iter=50)
     return np.asarray(labels, dtype=np.int64)
 

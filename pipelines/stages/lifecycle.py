@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clipforge.cache import Cache
 from clipforge.db.pool import Conn, Pool
 from clipforge.db.repo.exports import live_export_ids, update_export
 from clipforge.db.repo.videos import VideoStatus, update_video
@@ -24,6 +23,9 @@ from clipforge.stages import STAGE_NAMES
 from clipforge.storage import create_store
 from clipforge.storage.keys import video_prefix
 from clipforge.webhooks import emit_video_event
+
+if TYPE_CHECKING:  # a stage actor imports this module too, and needs no Redis client
+    from clipforge.cache import Cache
 
 
 def video_of(job: Job) -> uuid.UUID:
