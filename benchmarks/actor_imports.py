@@ -26,12 +26,14 @@ from io import BytesIO
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# The modules that define the stage actors, as the actors' processes import them.
+# The modules that define the stage actors and the transcription progress board (an actor of
+# its own), as the actors' processes import them.
 MODULES = (
     "pipelines.stages.importer",
     "pipelines.stages.transcribe",
     "pipelines.stages.detect",
     "pipelines.stages.export",
+    "pipelines.stages.transcribe_progress",
 )
 _CHILD = """
 import json, sys, time
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                     modules[(name, module)] = found["modules"]
     names = list(trees)
     print(f"load average {os.getloadavg()[0]:.2f}; median of {args.rounds} rounds, CPU s")
-    print(f"{'module':32} " + " ".join(f"{n:>24}" for n in names) + f" {'change':>8}")
+    print(f"{'module':38} " + " ".join(f"{n:>24}" for n in names) + f" {'change':>8}")
     for module in MODULES:
         base, new = (statistics.median(samples[(n, module)]) for n in names)
         cells = " ".join(
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             + " " * 2
             for n in names
         )
-        print(f"{module:32} {cells} {100 * (new - base) / base:>+7.0f}%")
+        print(f"{module:38} {cells} {100 * (new - base) / max(base, 1e-3):>+7.0f}%")
     return 0
 
 

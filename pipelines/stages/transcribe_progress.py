@@ -15,10 +15,12 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clipforge.db.pool import Pool
-from clipforge.db.repo.video_jobs import set_job_progress
+# The board is an actor of its own: its process imports this module and should start on Ray's
+# imports alone, so the driver's database imports are type-only here or made where it writes.
+if TYPE_CHECKING:
+    from clipforge.db.pool import Pool
 
 log = logging.getLogger(__name__)
 _POLL_S = 1.0
@@ -113,6 +115,8 @@ class ProgressWriter:
                 shown.update(changed)
 
     def _write(self, done: Mapping[int, float], totals: Mapping[int, float]) -> None:
+        from clipforge.db.repo.video_jobs import set_job_progress  # the driver's (see the top)
+
         try:
             with self._pool.connection() as conn:
                 for job_id, seconds in done.items():
