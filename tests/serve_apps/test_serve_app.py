@@ -302,23 +302,43 @@ def test_scoring_goes_to_the_replica_over_grpc_with_the_same_answers(serve_url: 
 
 
 def test_batches_grow_with_the_backlog(serve_url: str, owner: Auth):
+    from ray import serve
+
+    from serve_apps.api.protocol_models import HighlightsRequest
+
     _, auth = owner
     body = {"windows": [{"text": "What if everything you know about sleep is wrong?"}] * 3}
+    # Over HTTP: 12 clients, six requests each, all answered, and batched.
     before = _stats("HighlightScorer")
     statuses = asyncio.run(
         _closed_loop(serve_url, "/v1/models/highlights", body, auth, clients=12, each=6)
     )
     after = _stats("HighlightScorer")
     assert statuses == [200] * 72
-    batches = after["batches"] - before["batches"]
     assert after["requests"] - before["requests"] == 72
-    # 12 clients waiting on one replica (max batch 8): a batch takes everything that queued
-    # while the previous one ran (Ray's @serve.batch closed batches a fixed wait after their
-    # first request, so they stayed small under a backlog).
-    # (2.5, not more: a lone request that finds the model free runs at once, so the first
-    # clients of a staggered start each get a batch of one; under a backlog batches fill. Six
-    # requests a client, not three: at load ~6 the singles of the start made 15 batches of 36.)
-    assert 72 / batches >= 2.5, (batches, after)
+    # (How full the batches get here depends on which process the machine starves: when the
+    # proxy and ingress get less CPU than the replica, requests reach it one or two at a time
+    # and the replica is right to run them at once. CI saw 2.5 a batch, a run beside four busy
+    # loops 1.8.)
+    assert after["batches"] - before["batches"] < 72, after
+    # A backlog at the replica itself: 48 requests handed to it at once (a handle call costs
+    # the caller next to nothing, so they queue while the first runs). Each batch takes
+    # everything that queued while the one before ran, up to the cap (max batch 8): about
+    # seven batches. (Ray's @serve.batch closed batches a fixed wait after their first
+    # request, so they stayed small under a backlog.)
+    request = HighlightsRequest.model_validate(body)
+
+    async def backlog() -> None:
+        # The handle made inside the loop: its router runs on the calling loop.
+        scorer = serve.get_deployment_handle("HighlightScorer", app_name=APP)
+        await asyncio.gather(*(scorer.score.remote(request) for _ in range(48)))
+
+    before = _stats("HighlightScorer")
+    asyncio.run(backlog())
+    after = _stats("HighlightScorer")
+    assert after["requests"] - before["requests"] == 48
+    batches = after["batches"] - before["batches"]
+    assert 48 / batches >= 4, (batches, after)
     # The replica's OpenMP threads sleep when idle instead of spinning on shared cores.
     assert after["omp_passive"] == 1, after
 
