@@ -25,16 +25,13 @@ import tempfile
 from io import BytesIO
 from pathlib import Path
 
+from clipforge.stages import STAGES
+from pipelines.stages.transcribe_progress import ProgressBoard
+
 REPO = Path(__file__).resolve().parents[1]
-# The modules that define the stage actors and the transcription progress board (an actor of
-# its own), as the actors' processes import them.
-MODULES = (
-    "pipelines.stages.importer",
-    "pipelines.stages.transcribe",
-    "pipelines.stages.detect",
-    "pipelines.stages.export",
-    "pipelines.stages.transcribe_progress",
-)
+# The modules that define the stage actors (each beside its stage's driver, `StageInfo.module`)
+# and the transcription progress board (an actor of its own), as their processes import them.
+MODULES = (*(info.module for info in STAGES), ProgressBoard.__module__)
 _CHILD = """
 import json, sys, time
 import ray  # already loaded in an actor's process before its class's module

@@ -31,6 +31,12 @@ class StageInfo:
     backfill: bool
     driver: str
 
+    @property
+    def module(self) -> str:
+        """The module of its driver, where its actor's class is defined too (the module an
+        actor's process imports as it starts)."""
+        return self.driver.partition(":")[0]
+
 
 # In pipeline order: the worker's pools start a stage's first actor when the stage before it
 # has work (`pipelines.engine.worker.PipelineWorker.scale_pools`).

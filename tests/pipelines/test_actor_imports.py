@@ -15,17 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from clipforge.stages import STAGES
+from pipelines.stages.transcribe_progress import ProgressBoard
+
 REPO = Path(__file__).resolve().parents[2]
-# module whose class an actor runs -> modules its process must not import for it
-_KEPT_OUT = {
-    # redis: no stage actor talks to Redis; scipy: only a video's speaker clustering uses it
-    # (models/speaker_clusters.py).
-    "pipelines.stages.importer": ("redis", "scipy"),
-    "pipelines.stages.transcribe": ("redis", "scipy"),
-    "pipelines.stages.detect": ("redis", "scipy"),
-    "pipelines.stages.export": ("redis", "scipy"),
-    # The transcription progress board holds numbers in memory; only the driver writes them.
-    "pipelines.stages.transcribe_progress": ("psycopg", "clipforge.settings", "numpy"),
+# module whose class an actor runs -> modules its process must not import for it: no stage
+# actor talks to Redis, and only a video's speaker clustering uses scipy
+# (models/speaker_clusters.py); the transcription progress board holds numbers in memory and
+# only the driver writes them to the database.
+_KEPT_OUT = {info.module: ("redis", "scipy") for info in STAGES} | {
+    ProgressBoard.__module__: ("psycopg", "clipforge.settings", "numpy")
 }
 
 
