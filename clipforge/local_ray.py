@@ -51,18 +51,51 @@ def init_ray(address: str | None, *, attempts: int = 3, **kwargs: Any) -> None:
             )
 
 
+def shutdown_ray(*, started_here: bool, grace_s: float = 10.0) -> list[int]:
+    """`ray.shutdown()`; for a Ray this process started, then also stop whichever of its
+    processes outlive it by `grace_s`. Returns their pids.
+
+    Ray's agents are children of its raylet, and one still booting when the raylet stops can
+    miss that its parent is gone: CI saw a RuntimeEnvAgent alive 30 s after `clipforge serve`
+    refused a config right after starting its Ray. They are listed before the shutdown, because
+    once the raylet is gone they are no longer this process's descendants.
+    """
+    import ray
+
+    ours = _ray_children() if started_here else []
+    ray.shutdown()
+    _, outlived = psutil.wait_procs(ours, timeout=grace_s)
+    if outlived:
+        log.warning(
+            "Ray processes outlived its shutdown; stopping them",
+            extra={"pids": sorted(p.pid for p in outlived)},
+        )
+        _stop(outlived)
+    return sorted(p.pid for p in outlived)
+
+
 def _stop_ray_children(timeout_s: float = 10.0) -> list[int]:
     """Stop this process's Ray processes (and theirs); their pids."""
-    ours = [p for p in psutil.Process().children(recursive=True) if _is_ray(p)]
-    for proc in ours:
+    ours = _ray_children()
+    _stop(ours, timeout_s)
+    return sorted(p.pid for p in ours)
+
+
+def _ray_children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if _is_ray(p)]
+
+
+def _stop(procs: list[psutil.Process], timeout_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL for whatever is left after `timeout_s`."""
+    for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
-    _, alive = psutil.wait_procs(ours, timeout=timeout_s)
+            proc.resume()  # a stopped process acts on the SIGTERM only once continued
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     psutil.wait_procs(alive, timeout=timeout_s)
-    return sorted(p.pid for p in ours)
 
 
 def _is_ray(proc: psutil.Process) -> bool:

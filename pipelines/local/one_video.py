@@ -28,7 +28,7 @@ from clipforge.db.repo.transcripts import get_transcript
 from clipforge.db.repo.video_jobs import video_has_unfinished_jobs
 from clipforge.db.repo.videos import create_video, delete_video, get_video
 from clipforge.errors import MediaError, ValidationFailed
-from clipforge.local_ray import init_ray
+from clipforge.local_ray import init_ray, shutdown_ray
 from clipforge.queue import QueuePolicy, enqueue
 from clipforge.settings import Settings
 from clipforge.storage import create_store
@@ -117,7 +117,7 @@ def local_ray() -> Iterator[None]:
     try:
         yield
     finally:
-        ray.shutdown()
+        shutdown_ray(started_here=address is None)
 
 
 def _python_signal_handlers() -> dict[signal.Signals, Any]:

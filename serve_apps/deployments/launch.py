@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from clipforge.local_ray import init_ray
+from clipforge.local_ray import init_ray, shutdown_ray
 from clipforge.settings import Settings
 from serve_apps.deployments.app import ClipForgeAppArgs
 from serve_apps.deployments.fitting import (
@@ -208,7 +208,7 @@ def serve_until_signal(config_path: Path, settings: Settings, *, host: str, port
         )
     except ServeConfigDoesNotFit as exc:
         print(f"error: {exc}", file=sys.stderr)
-        ray.shutdown()
+        shutdown_ray(started_here=started_here)
         raise SystemExit(2) from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -218,4 +218,4 @@ def serve_until_signal(config_path: Path, settings: Settings, *, host: str, port
         stop.wait()
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
-        ray.shutdown()
+        shutdown_ray(started_here=started_here)

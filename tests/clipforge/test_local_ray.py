@@ -75,3 +75,48 @@ def test_a_local_ray_that_times_out_starting_is_started_again() -> None:
     assert found == {"answer": 42, "gcs_servers": 1, "raylets": 1}, (found, done.stderr[-4000:])
     assert "local Ray did not start in time" in done.stderr, done.stderr[-4000:]
     assert "timed out during startup" not in done.stderr, done.stderr[-4000:]
+
+
+_OUTLIVED_SCRIPT = textwrap.dedent(
+    """
+    import json, logging, subprocess, sys
+    import psutil
+    from clipforge.local_ray import init_ray, shutdown_ray
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    init_ray(None, num_cpus=1, include_dashboard=False, log_to_driver=False)
+    # A process of the node that `ray.shutdown()` does not stop, as a raylet's agent still
+    # booting once did (CI: a RuntimeEnvAgent alive 30 s after `clipforge serve` refused its
+    # config): named like Ray's workers and agents, started under this process.
+    stray = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "ray::StrayAgent"]
+    )
+    ray_pids = {p.pid for p in psutil.Process().children(recursive=True)} - {stray.pid}
+    stopped = shutdown_ray(started_here=True, grace_s=2)
+    stray.wait(timeout=30)
+    left = [p for p in ray_pids if psutil.pid_exists(p)
+            and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    print(json.dumps({"stray": stray.pid, "stopped": stopped, "left": left}))
+    """
+)
+
+
+@pytest.mark.timeout(180)
+def test_ray_processes_that_outlive_the_shutdown_are_stopped() -> None:
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _OUTLIVED_SCRIPT],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    # Ray's own processes went with its shutdown; the one that outlived it was stopped.
+    assert found["stopped"] == [found["stray"]], (found, done.stderr[-4000:])
+    assert found["left"] == [], found
+    assert "Ray processes outlived its shutdown" in done.stderr, done.stderr[-4000:]
