@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,12 +57,13 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.timeout(180)
-def test_a_local_ray_that_times_out_starting_is_started_again() -> None:
+def _run(script: str) -> tuple[dict[str, Any], str]:
+    """`script` in a fresh interpreter with no RAY_ADDRESS (its Ray is its own): the JSON of its
+    last line, and its stderr."""
     env = os.environ | {"PYTHONPATH": str(REPO)}
     env.pop("RAY_ADDRESS", None)
     done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
+        [sys.executable, "-c", script],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -70,11 +72,17 @@ def test_a_local_ray_that_times_out_starting_is_started_again() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found, done.stderr
+
+
+@pytest.mark.timeout(180)
+def test_a_local_ray_that_times_out_starting_is_started_again() -> None:
+    found, stderr = _run(_SCRIPT)
     # Served by the second start, and only its GCS and raylet are left: the first's were stopped.
-    assert found == {"answer": 42, "gcs_servers": 1, "raylets": 1}, (found, done.stderr[-4000:])
-    assert "local Ray did not start in time" in done.stderr, done.stderr[-4000:]
-    assert "timed out during startup" not in done.stderr, done.stderr[-4000:]
+    assert found == {"answer": 42, "gcs_servers": 1, "raylets": 1}, (found, stderr[-4000:])
+    assert "local Ray did not start in time" in stderr, stderr[-4000:]
+    assert "timed out during startup" not in stderr, stderr[-4000:]
 
 
 _OUTLIVED_SCRIPT = textwrap.dedent(
@@ -103,20 +111,8 @@ _OUTLIVED_SCRIPT = textwrap.dedent(
 
 @pytest.mark.timeout(180)
 def test_ray_processes_that_outlive_the_shutdown_are_stopped() -> None:
-    env = os.environ | {"PYTHONPATH": str(REPO)}
-    env.pop("RAY_ADDRESS", None)
-    done = subprocess.run(
-        [sys.executable, "-c", _OUTLIVED_SCRIPT],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found, stderr = _run(_OUTLIVED_SCRIPT)
     # Ray's own processes went with its shutdown; the one that outlived it was stopped.
-    assert found["stopped"] == [found["stray"]], (found, done.stderr[-4000:])
+    assert found["stopped"] == [found["stray"]], (found, stderr[-4000:])
     assert found["left"] == [], found
-    assert "Ray processes outlived its shutdown" in done.stderr, done.stderr[-4000:]
+    assert "Ray processes outlived its shutdown" in stderr, stderr[-4000:]
