@@ -113,6 +113,10 @@ class Ledger:
         self.by_test: dict[str, float] = collections.defaultdict(float)
         self.by_kind: dict[str, float] = collections.defaultdict(float)
         self._last = {pid: cpu for pid, (_, cpu) in _processes().items()}  # not charged
+        # pid -> the worker it was first seen under. Processes that outlive their parent (the
+        # raylet and GCS of `ray start`, whose command exits at once) are reparented to init,
+        # and stay charged to the worker that started them.
+        self._owner: dict[int, int] = {}
         self._busy0 = _busy_s()
         self.busy = 0.0
 
@@ -128,26 +132,35 @@ class Ledger:
 
     def sample(self) -> None:
         running = self._running()
+        workers = set(running)
         procs = _processes()
         for pid, (_, cpu) in procs.items():
+            owner = self._owner_of(pid, procs, workers)
             # A process first seen now is charged all its CPU: it started since the last sample.
             delta = cpu - self._last.get(pid, 0.0)
             self._last[pid] = cpu
             if delta <= 0:
                 continue
-            test, ancestor = _OUTSIDE, pid
-            for _ in range(64):  # up the parents to the nearest pytest worker
-                if ancestor in running:
-                    test = running[ancestor]
-                    break
-                ancestor = procs.get(ancestor, (0, 0.0))[0]
-                if ancestor <= 1:
-                    break
-            self.by_test[test] += delta
-            self.by_kind[_kind(pid, set(running))] += delta
+            self.by_test[running.get(owner, _OUTSIDE)] += delta
+            self.by_kind[_kind(pid, workers)] += delta
         for pid in set(self._last) - set(procs):
             del self._last[pid]
+            self._owner.pop(pid, None)
         self.busy = _busy_s() - self._busy0
+
+    def _owner_of(self, pid: int, procs: dict[int, tuple[int, float]], workers: set[int]) -> int:
+        """The pytest worker `pid` descends from (0 for none): its nearest ancestor that is one,
+        or that was first seen under one."""
+        ancestor = pid
+        for _ in range(64):
+            if ancestor in workers or ancestor in self._owner:
+                owner = ancestor if ancestor in workers else self._owner[ancestor]
+                self._owner[pid] = owner
+                return owner
+            ancestor = procs.get(ancestor, (0, 0.0))[0]
+            if ancestor <= 1:
+                break
+        return 0
 
     def by_file(self) -> dict[str, float]:
         files: dict[str, float] = collections.defaultdict(float)
