@@ -84,25 +84,26 @@ def _processes() -> dict[int, tuple[int, float]]:
 
 
 def _kind(pid: int, workers: set[int]) -> str:
+    """What a process is: Ray's by its command line (its workers rename themselves "ray::..."),
+    any other by its program's file name (raylet, gcs_server, postgres, chromium, ffmpeg...)."""
     if pid in workers:
         return "pytest workers themselves"
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
-        return "other"
-    for needle, kind in (
-        ("ffmpeg", "ffmpeg"),
-        ("chrom", "chromium"),
-        ("postgres", "postgres"),
-        ("ray::", "Ray workers and actors"),
-        ("ray/core/src", "Ray's raylet and GCS"),
-        ("ray/_private", "Ray's agents, monitors, dashboard"),
-        ("ray/dashboard", "Ray's agents, monitors, dashboard"),
-    ):
-        if needle in cmd:
-            return kind
-    return "other"
+        return "(gone before it was read)"
+    if "ray::" in cmd:
+        return "Ray workers and actors"
+    try:
+        program = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:  # another user's process without the rights to read it
+        program = os.path.basename(cmd.split(" ", 1)[0]) or "(unknown)"
+    if program.startswith("python"):
+        if "/ray/" in cmd:
+            return "Ray's agents, log monitors, dashboards (Python)"
+        return "other Python: CLI commands, scripts, kernels"
+    return program
 
 
 class Ledger:
