@@ -112,9 +112,22 @@ def _alive_nodes(cluster: LocalCluster) -> int:
 
 @contextlib.contextmanager
 def local_cluster(
-    env: dict[str, str], *, nodes: int = 2, cpus_per_node: int = 1, timeout_s: float = 90
+    env: dict[str, str],
+    *,
+    nodes: int = 2,
+    cpus_per_node: int = 1,
+    timeout_s: float = 90,
+    attempts: int = 3,
 ) -> Iterator[LocalCluster]:
-    """A head (dashboard + job server) and `nodes - 1` more raylets, all on free ports."""
+    """A head (dashboard + job server) and `nodes - 1` more raylets, all on free ports.
+
+    A cluster one of whose `ray start` commands exits while it comes up is stopped and started
+    again on other ports, up to `attempts` times. CI saw a head exit with code 1 beside two other
+    test workers, its output gone with its temp dir. Its ports are picked ahead (the tests must
+    know them) by binding port 0 and letting go, so another process can bind one first on a busy
+    machine: a head whose dashboard port is taken exits once its GCS is up. The last try's error
+    carries what each `ray start` printed.
+    """
     from serve_apps.deployments.launch import PROXY_READY_ENV
 
     env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
@@ -130,37 +143,68 @@ def local_cluster(
     env.setdefault("RAY_worker_niceness", "0")
     # Serve's proxies get longer to start than Serve's 5 s (launch.PROXY_READY_ENV).
     env = PROXY_READY_ENV | env
-    cluster = LocalCluster(gcs_port=free_port(), dashboard_port=free_port(), env=env)
-    try:
-        # Short temp dirs: Ray's socket paths must stay under the OS limit.
-        head_dir = Path(tempfile.mkdtemp(prefix="cfh-", dir="/tmp"))
-        cluster.temp_dirs.append(head_dir)
-        head_cmd = [
-            *_node_cmd(head_dir, head=None, num_cpus=cpus_per_node),
-            "--head",
-            f"--port={cluster.gcs_port}",
-            "--include-dashboard=true",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={cluster.dashboard_port}",
-            f"--ray-client-server-port={free_port()}",  # not 10001: clusters run side by side
+    for attempt in range(1, attempts + 1):
+        cluster = LocalCluster(gcs_port=free_port(), dashboard_port=free_port(), env=env)
+        try:
+            _bring_up(cluster, nodes=nodes, cpus_per_node=cpus_per_node, timeout_s=timeout_s)
+        except _NodeExited:
+            _stop(cluster)
+            if attempt == attempts:
+                raise
+            continue
+        except BaseException:
+            _stop(cluster)
+            raise
+        try:
+            yield cluster
+        finally:
+            _stop(cluster)
+        return
+
+
+class _NodeExited(RuntimeError):
+    """A node's `ray start` exited while the cluster came up."""
+
+
+def _bring_up(cluster: LocalCluster, *, nodes: int, cpus_per_node: int, timeout_s: float) -> None:
+    def exited() -> _NodeExited:
+        outputs = [
+            f"{' '.join(p.args[:3])} ... exited {p.returncode}:\n"
+            + (d / "ray-start.log").read_text(errors="replace")[-2000:]
+            for p, d in zip(cluster.nodes, cluster.temp_dirs, strict=False)
+            if p.poll() is not None
         ]
-        cluster.nodes.append(_start(head_cmd, env, head_dir))
+        return _NodeExited(f"cluster did not come up ({nodes} nodes):\n" + "\n".join(outputs))
+
+    # Short temp dirs: Ray's socket paths must stay under the OS limit.
+    head_dir = Path(tempfile.mkdtemp(prefix="cfh-", dir="/tmp"))
+    cluster.temp_dirs.append(head_dir)
+    head_cmd = [
+        *_node_cmd(head_dir, head=None, num_cpus=cpus_per_node),
+        "--head",
+        f"--port={cluster.gcs_port}",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={cluster.dashboard_port}",
+        f"--ray-client-server-port={free_port()}",  # not 10001: clusters run side by side
+    ]
+    cluster.nodes.append(_start(head_cmd, cluster.env, head_dir))
+    try:
         wait_for_port(cluster.gcs_port, timeout_s=timeout_s, proc=cluster.nodes[0])
-        for _ in range(nodes - 1):
-            node_dir = Path(tempfile.mkdtemp(prefix="cfn-", dir="/tmp"))
-            cluster.temp_dirs.append(node_dir)
-            cmd = _node_cmd(node_dir, head=cluster, num_cpus=cpus_per_node)
-            cluster.nodes.append(_start(cmd, env, node_dir))
+    except RuntimeError as exc:  # exited before its GCS port opened
+        raise exited() from exc
+    for _ in range(nodes - 1):
+        node_dir = Path(tempfile.mkdtemp(prefix="cfn-", dir="/tmp"))
+        cluster.temp_dirs.append(node_dir)
+        cmd = _node_cmd(node_dir, head=cluster, num_cpus=cpus_per_node)
+        cluster.nodes.append(_start(cmd, cluster.env, node_dir))
 
-        def up() -> bool:
-            dead = [p.args for p in cluster.nodes if p.poll() is not None]
-            assert not dead, f"cluster did not come up ({nodes} nodes); exited: {dead}"
-            return _alive_nodes(cluster) >= nodes
+    def up() -> bool:
+        if any(p.poll() is not None for p in cluster.nodes):
+            raise exited()
+        return _alive_nodes(cluster) >= nodes
 
-        wait_until(up, timeout_s=timeout_s, interval_s=0.5, what=f"{nodes} cluster nodes alive")
-        yield cluster
-    finally:
-        _stop(cluster)
+    wait_until(up, timeout_s=timeout_s, interval_s=0.5, what=f"{nodes} cluster nodes alive")
 
 
 def add_node(cluster: LocalCluster, *, num_cpus: int = 1, timeout_s: float = 90) -> float:
