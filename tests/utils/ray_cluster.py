@@ -169,9 +169,9 @@ class _NodeExited(RuntimeError):
 def _bring_up(cluster: LocalCluster, *, nodes: int, cpus_per_node: int, timeout_s: float) -> None:
     def exited() -> _NodeExited:
         outputs = [
-            f"{' '.join(p.args[:3])} ... exited {p.returncode}:\n"
+            f"{'head' if i == 0 else f'node {i}'} ({d.name}) exited {p.returncode}:\n"
             + (d / "ray-start.log").read_text(errors="replace")[-2000:]
-            for p, d in zip(cluster.nodes, cluster.temp_dirs, strict=False)
+            for i, (p, d) in enumerate(zip(cluster.nodes, cluster.temp_dirs, strict=False))
             if p.poll() is not None
         ]
         return _NodeExited(f"cluster did not come up ({nodes} nodes):\n" + "\n".join(outputs))
