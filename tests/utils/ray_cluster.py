@@ -147,14 +147,11 @@ def local_cluster(
         cluster = LocalCluster(gcs_port=free_port(), dashboard_port=free_port(), env=env)
         try:
             _bring_up(cluster, nodes=nodes, cpus_per_node=cpus_per_node, timeout_s=timeout_s)
-        except _NodeExited:
+        except BaseException as exc:
             _stop(cluster)
-            if attempt == attempts:
+            if not isinstance(exc, _NodeExited) or attempt == attempts:
                 raise
             continue
-        except BaseException:
-            _stop(cluster)
-            raise
         try:
             yield cluster
         finally:
